@@ -1,0 +1,3 @@
+from registry_server.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, error bodies, middleware and the OpenAPI document."""

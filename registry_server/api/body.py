@@ -1,0 +1,55 @@
+"""Reading request bodies: bounded in size, JSON only, validated by a schema."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from registry_server.api.errors import ApiError
+from registry_server.schemas import error_details
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (never read whole into memory)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return  # tolerated: curl and many scripts send JSON without saying so
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(400, "unsupported_content_type",
+                       f"content type must be application/json, not {media or 'empty'!r}")
+
+
+async def parse_body(request: Request, model: type[M], limit: int, *, optional: bool = False) -> M:
+    """Validate the JSON body against ``model``: 400 for malformed JSON, 422 naming each bad field."""
+    raw = await read_body(request, limit)
+    if optional and not raw.strip():
+        return model()
+    _check_content_type(request)
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(err["type"] == "json_invalid" for err in errors):
+            reason = next(str(err["msg"]) for err in errors if err["type"] == "json_invalid")
+            raise ApiError(400, "malformed_json", f"request body is not valid JSON: {reason}") from None
+        raise ApiError(422, "validation_error", "request body failed validation",
+                       details=error_details(errors)) from None

@@ -1,0 +1,173 @@
+"""The REST endpoints of SPEC §1, as methods of one object holding the registry they serve."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from registry_server.api.body import parse_body
+from registry_server.api.errors import ApiError
+from registry_server.api.openapi import openapi_document
+from registry_server.api.responses import JSONResponse
+from registry_server.errors import InstanceConflictError, StoreError
+from registry_server.metrics import RegistryMetrics
+from registry_server.model import Instance, Registration, Status
+from registry_server.registry import Registry
+from registry_server.schemas import NAME_PATTERN, HeartbeatRequest, RegisterRequest
+from registry_server.settings import Settings
+
+_NAME = re.compile(NAME_PATTERN)
+_STATUSES = {s.value for s in Status}
+
+
+def _instance_not_found(instance_id: str) -> ApiError:
+    return ApiError(404, "instance_not_found", f"no live instance with id {instance_id!r}")
+
+
+def _status_filter(request: Request) -> set[str] | None:
+    raw = request.query_params.get("status")
+    if raw is None or raw == "":
+        return None
+    wanted = {part.strip().upper() for part in raw.split(",") if part.strip()}
+    unknown = sorted(wanted - _STATUSES)
+    if unknown:
+        raise ApiError(422, "validation_error", "unknown status in filter",
+                       details=[{"field": "status", "message": f"unknown status {', '.join(unknown)}; "
+                                 f"expected a comma list of {', '.join(sorted(_STATUSES))}",
+                                 "type": "enum"}])
+    return wanted
+
+
+def _filtered(instances: list[Instance], request: Request) -> list[dict[str, Any]]:
+    statuses = _status_filter(request)
+    version = request.query_params.get("version")
+    return [inst.to_json() for inst in instances
+            if (statuses is None or inst.status.value in statuses)
+            and (version is None or inst.version == version)]
+
+
+class RegistryApi:
+    def __init__(self, registry: Registry, settings: Settings, metrics: RegistryMetrics) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/instances", self.register, methods=["POST"]),
+            Route("/instances", self.list_instances, methods=["GET"]),
+            Route("/instances/{id}", self.get_instance, methods=["GET"]),
+            Route("/instances/{id}", self.deregister, methods=["DELETE"]),
+            Route("/instances/{id}/heartbeat", self.heartbeat, methods=["PUT"]),
+            Route("/services", self.list_services, methods=["GET"]),
+            Route("/services/{name}", self.discover, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+
+    def _authorize_write(self, request: Request) -> None:
+        token = self.settings.auth_token
+        if token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ApiError(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": 'Bearer realm="registry"'})
+
+    async def register(self, request: Request) -> Response:
+        self._authorize_write(request)
+        body = await parse_body(request, RegisterRequest, self.settings.max_body_bytes)
+        host = body.host or (request.client.host if request.client else None)
+        if not host:
+            raise ApiError(422, "validation_error", "request body failed validation",
+                           details=[{"field": "host", "message": "no host given and no peer address known",
+                                     "type": "missing"}])
+        registration = Registration(
+            id=body.id or f"{body.name}-{secrets.token_hex(8)}", name=body.name, host=host, port=body.port,
+            scheme=body.scheme, health_endpoint=body.health_endpoint, version=body.version,
+            description=body.description, status=Status(body.status), metadata=body.metadata,
+            lease_token=body.lease_token or secrets.token_urlsafe(24))
+        try:
+            result = await self.registry.register(registration)
+        except InstanceConflictError as exc:
+            raise ApiError(409, "instance_id_conflict", str(exc)) from None
+        payload = result.instance.to_json()
+        payload["lease_token"] = registration.lease_token
+        if result.created:
+            return JSONResponse(payload, status_code=201, headers={"Location": f"/instances/{registration.id}"})
+        return JSONResponse(payload)
+
+    async def heartbeat(self, request: Request) -> Response:
+        self._authorize_write(request)
+        instance_id = request.path_params["id"]
+        body = await parse_body(request, HeartbeatRequest, self.settings.max_body_bytes, optional=True)
+        inst = await self.registry.heartbeat(instance_id, Status(body.status) if body.status else None)
+        if inst is None:
+            raise _instance_not_found(instance_id)
+        return JSONResponse(inst.to_json())
+
+    async def deregister(self, request: Request) -> Response:
+        self._authorize_write(request)
+        instance_id = request.path_params["id"]
+        if await self.registry.deregister(instance_id) is None:
+            raise _instance_not_found(instance_id)
+        return Response(status_code=204)
+
+    async def get_instance(self, request: Request) -> Response:
+        instance_id = request.path_params["id"]
+        inst = await self.registry.get(instance_id)
+        if inst is None:
+            raise _instance_not_found(instance_id)
+        return JSONResponse(inst.to_json())
+
+    async def list_instances(self, request: Request) -> Response:
+        _status_filter(request)  # bad filters answer 422 before any store work
+        name = request.query_params.get("name")
+        if name:
+            instances = (await self.registry.service(name)).instances if _NAME.match(name) else []
+        else:
+            instances = await self.registry.all_instances()
+        return JSONResponse({"instances": _filtered(instances, request)})
+
+    async def list_services(self, request: Request) -> Response:
+        summaries = await self.registry.services()
+        return JSONResponse({"services": [s.to_json() for s in summaries]})
+
+    async def discover(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if not _NAME.match(name):
+            raise ApiError(422, "validation_error", "invalid service name",
+                           details=[{"field": "name", "message": "1-128 of A-Z a-z 0-9 . _ -, starting with "
+                                     "a letter or digit", "type": "string_pattern_mismatch"}])
+        _status_filter(request)
+        view = await self.registry.service(name)
+        return JSONResponse({"name": name, "instances": _filtered(view.instances, request)})
+
+    async def healthz(self, request: Request) -> Response:
+        store = self.registry.store
+        try:
+            async with asyncio.timeout(self.settings.store_timeout_s):
+                await store.ping()
+        except (StoreError, TimeoutError) as exc:
+            self.metrics.store_error("ping")
+            return JSONResponse({"status": "unavailable", "store": store.kind,
+                                 "error": {"code": "store_unavailable", "message": str(exc) or "timed out"}},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "store": store.kind})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+

@@ -1,0 +1,69 @@
+"""The ``registry-server`` console script: settings, logging, hypercorn, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from registry_server.app import create_app
+from registry_server.errors import ConfigError, StoreError
+from registry_server.settings import Settings, load_settings
+
+log = logging.getLogger("registry_server")
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    """Every server timeout set on purpose, none left at a default that waits forever."""
+    config = Config()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.read_timeout = settings.read_timeout_s  # a client trickling its request is cut off
+    config.keep_alive_timeout = 5
+    config.graceful_timeout = 10  # SIGTERM: in-flight requests get this long to finish
+    config.h11_max_incomplete_size = 16 * 1024
+    config.startup_timeout = 10
+    config.shutdown_timeout = 15
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def _serve(settings: Settings) -> None:
+    app = create_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("listening on %s:%d", settings.host, settings.port)
+    await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
+    except ConfigError as exc:
+        print(f"registry-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=settings.log_level_number,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.redis is None:
+        log.warning("REDIS_URL is not set: using the embedded in-memory store; nothing persists across "
+                    "restarts and replicas do not share it")
+    else:
+        log.info("store: Redis %s", settings.redis)
+    try:
+        asyncio.run(_serve(settings))
+    except StoreError as exc:
+        print(f"registry-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"registry-server: error: cannot listen on {settings.host}:{settings.port}: {exc}",
+              file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,48 @@
+"""What the registry core reports as it works; metrics (and later change streams) subscribe to it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from registry_server.model import Instance, ServiceSummary
+
+
+class RegistryObserver(Protocol):
+    def registered(self, instance: Instance, created: bool) -> None: ...
+
+    def deregistered(self, instance: Instance) -> None: ...
+
+    def expired(self, instance: Instance) -> None: ...
+
+    def heartbeat(self, instance: Instance) -> None: ...
+
+    def unknown_heartbeat(self, instance_id: str) -> None: ...
+
+    def store_error(self, operation: str) -> None: ...
+
+    def inventory(self, summaries: list[ServiceSummary]) -> None:
+        """The current instance counts by service and status (after each sweep)."""
+        ...
+
+
+class NullObserver:
+    def registered(self, instance: Instance, created: bool) -> None:
+        pass
+
+    def deregistered(self, instance: Instance) -> None:
+        pass
+
+    def expired(self, instance: Instance) -> None:
+        pass
+
+    def heartbeat(self, instance: Instance) -> None:
+        pass
+
+    def unknown_heartbeat(self, instance_id: str) -> None:
+        pass
+
+    def store_error(self, operation: str) -> None:
+        pass
+
+    def inventory(self, summaries: list[ServiceSummary]) -> None:
+        pass

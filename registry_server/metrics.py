@@ -1,0 +1,67 @@
+"""The registry's Prometheus metrics (names and labels are part of the contract, SPEC §1)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from registry_server.model import Instance, ServiceSummary
+
+
+class RegistryMetrics:
+    """Every registry metric, created on one explicit :class:`CollectorRegistry`.
+
+    Implements :class:`registry_server.events.RegistryObserver`.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.registrations = Counter("registry_registrations_total", "Registrations, new or renewed",
+                                     ["service"], registry=registry)
+        self.deregistrations = Counter("registry_deregistrations_total", "Deregistrations", ["service"],
+                                       registry=registry)
+        self.expirations = Counter("registry_expirations_total",
+                                   "Instances removed because their lease ran out (each counted once "
+                                   "across replicas)", ["service"], registry=registry)
+        self.heartbeats = Counter("registry_heartbeats_total", "Heartbeats accepted", ["service"],
+                                  registry=registry)
+        self.unknown_heartbeats = Counter("registry_unknown_heartbeats_total",
+                                          "Heartbeats for unknown or expired instances", registry=registry)
+        self.instances = Gauge("registry_instances", "Registered instances, refreshed by each sweep",
+                               ["service", "status"], registry=registry)
+        self.http_requests = Counter("registry_http_requests_total", "HTTP requests",
+                                     ["method", "route", "status"], registry=registry)
+        self.http_duration = Histogram("registry_http_request_duration_seconds", "HTTP request duration",
+                                       ["method", "route"], registry=registry,
+                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                1.0, 2.5, 5.0))
+        self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
+                                    registry=registry)
+
+    def registered(self, instance: Instance, created: bool) -> None:
+        self.registrations.labels(instance.name).inc()
+
+    def deregistered(self, instance: Instance) -> None:
+        self.deregistrations.labels(instance.name).inc()
+
+    def expired(self, instance: Instance) -> None:
+        self.expirations.labels(instance.name).inc()
+
+    def heartbeat(self, instance: Instance) -> None:
+        self.heartbeats.labels(instance.name).inc()
+
+    def unknown_heartbeat(self, instance_id: str) -> None:
+        self.unknown_heartbeats.inc()
+
+    def store_error(self, operation: str) -> None:
+        self.store_errors.labels(operation).inc()
+
+    def inventory(self, summaries: list[ServiceSummary]) -> None:
+        # Runs on the event loop like the /metrics handler, so a scrape never sees the cleared gauge.
+        self.instances.clear()
+        for summary in summaries:
+            for status, count in summary.statuses.items():
+                self.instances.labels(summary.name, status).set(count)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_duration.labels(method, route).observe(seconds)

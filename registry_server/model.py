@@ -1,0 +1,123 @@
+"""Values the registry deals in: statuses, registrations, instances and service summaries."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    UP = "UP"
+    DOWN = "DOWN"
+    STARTING = "STARTING"
+    STOPPING = "STOPPING"
+
+
+def format_timestamp(ms: int) -> str:
+    """RFC 3339, UTC, millisecond precision, ``Z`` suffix."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def base_url(scheme: str, host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host  # IPv6 literals need brackets in a URL
+    return f"{scheme}://{shown}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a service asks to be registered as (already validated)."""
+
+    id: str
+    name: str
+    host: str
+    port: int
+    scheme: str = "http"
+    health_endpoint: str = "/health"
+    version: str = ""
+    description: str = ""
+    status: Status = Status.UP
+    metadata: dict[str, str] = field(default_factory=dict)
+    lease_token: str = ""
+
+    def document(self) -> dict[str, Any]:
+        """The fields that change only on (re-)registration, as stored."""
+        return {"name": self.name, "host": self.host, "port": self.port, "scheme": self.scheme,
+                "health_endpoint": self.health_endpoint, "version": self.version,
+                "description": self.description, "metadata": self.metadata}
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A registered instance as readers see it."""
+
+    id: str
+    name: str
+    host: str
+    port: int
+    scheme: str
+    health_endpoint: str
+    version: str
+    description: str
+    status: Status
+    metadata: dict[str, str]
+    registered_at_ms: int
+    last_heartbeat_ms: int
+    expires_at_ms: int
+
+    @classmethod
+    def from_document(cls, instance_id: str, doc: dict[str, Any], status: str, registered_at_ms: int,
+                      last_heartbeat_ms: int, expires_at_ms: int) -> Instance:
+        return cls(id=instance_id, name=doc["name"], host=doc["host"], port=int(doc["port"]),
+                   scheme=doc["scheme"], health_endpoint=doc["health_endpoint"], version=doc["version"],
+                   description=doc["description"], status=Status(status), metadata=dict(doc["metadata"]),
+                   registered_at_ms=registered_at_ms, last_heartbeat_ms=last_heartbeat_ms,
+                   expires_at_ms=expires_at_ms)
+
+    @property
+    def url(self) -> str:
+        return base_url(self.scheme, self.host, self.port)
+
+    def is_live(self, now_ms: int) -> bool:
+        """A lease is live strictly before its expiry time."""
+        return now_ms < self.expires_at_ms
+
+    def to_json(self) -> dict[str, Any]:
+        url = self.url
+        return {"id": self.id, "name": self.name, "host": self.host, "port": self.port,
+                "scheme": self.scheme, "url": url, "health_endpoint": self.health_endpoint,
+                "health_url": url + self.health_endpoint, "version": self.version,
+                "description": self.description, "status": self.status.value, "metadata": self.metadata,
+                "registered_at": format_timestamp(self.registered_at_ms),
+                "last_heartbeat": format_timestamp(self.last_heartbeat_ms),
+                "expires_at": format_timestamp(self.expires_at_ms)}
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterResult:
+    instance: Instance
+    created: bool
+    revision: int
+    replaced_expired: bool = False
+    """The id's previous lease had run out unswept: that is an expiry, counted by whoever saw it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    name: str
+    instances: int
+    statuses: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "instances": self.instances, "statuses": self.statuses}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """A service's live instances (sorted by id) and its revision."""
+
+    name: str
+    revision: int
+    instances: list[Instance]

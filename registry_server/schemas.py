@@ -1,0 +1,160 @@
+"""Request and response schemas: one definition validates bodies and renders ``/openapi.json``."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_HOST_PATTERN = r"^[A-Za-z0-9._:-]{1,253}$"
+_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=128)]
+StatusName = Literal["UP", "DOWN", "STARTING", "STOPPING"]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
+
+
+def valid_host(value: str) -> str:
+    """An IP literal or a DNS hostname (labels of letters, digits, ``-`` and ``_``)."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError("must be a hostname or an IP address")
+    return value
+
+
+class RegisterRequest(BaseModel):
+    """Body of ``POST /instances``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", title="RegisterRequest")
+
+    name: Name = Field(description="Service name: 1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+    port: Annotated[int, Field(ge=1, le=65535)]
+    host: Annotated[str, StringConstraints(pattern=_HOST_PATTERN, max_length=253)] | None = Field(
+        default=None, description="Hostname or IP literal; default: the request's peer address")
+    scheme: Literal["http", "https"] = "http"
+    health_endpoint: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$", max_length=1024)] = "/health"
+    version: Annotated[str, StringConstraints(max_length=128)] = ""
+    description: Annotated[str, StringConstraints(max_length=1024)] = ""
+    status: StatusName = "UP"
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=64)] = Field(default_factory=dict)
+    id: Name | None = Field(default=None, description="Client-chosen instance id; same charset as name")
+    lease_token: Annotated[str, StringConstraints(min_length=16, max_length=256)] | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else valid_host(value)
+
+
+class HeartbeatRequest(BaseModel):
+    """Optional body of ``PUT /instances/{id}/heartbeat``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", title="HeartbeatRequest")
+
+    status: StatusName | None = None
+
+
+class InstanceOut(BaseModel):
+    """An instance as the registry returns it."""
+
+    model_config = ConfigDict(title="Instance")
+
+    id: str
+    name: str
+    host: str
+    port: int
+    scheme: Literal["http", "https"]
+    url: str
+    health_endpoint: str
+    health_url: str
+    version: str
+    description: str
+    status: StatusName
+    metadata: dict[str, str]
+    registered_at: str = Field(description="RFC 3339, UTC, milliseconds")
+    last_heartbeat: str
+    expires_at: str
+
+
+class RegisteredInstanceOut(InstanceOut):
+    """The register response: the instance and its lease token (only ever returned here)."""
+
+    model_config = ConfigDict(title="RegisteredInstance")
+
+    lease_token: str
+
+
+class InstanceListOut(BaseModel):
+    model_config = ConfigDict(title="InstanceList")
+
+    instances: list[InstanceOut]
+
+
+class ServiceInstancesOut(BaseModel):
+    model_config = ConfigDict(title="ServiceInstances")
+
+    name: str
+    instances: list[InstanceOut]
+
+
+class ServiceSummaryOut(BaseModel):
+    model_config = ConfigDict(title="ServiceSummary")
+
+    name: str
+    instances: int
+    statuses: dict[str, int]
+
+
+class ServiceListOut(BaseModel):
+    model_config = ConfigDict(title="ServiceList")
+
+    services: list[ServiceSummaryOut]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class HealthOut(BaseModel):
+    model_config = ConfigDict(title="Health")
+
+    status: Literal["ok", "unavailable"]
+    store: str
+    error: ErrorBody | None = None
+
+
+class ErrorOut(BaseModel):
+    model_config = ConfigDict(title="Error")
+
+    error: ErrorBody
+
+
+def schema_models() -> list[type[BaseModel]]:
+    return [RegisterRequest, HeartbeatRequest, InstanceOut, RegisteredInstanceOut, InstanceListOut,
+            ServiceInstancesOut, ServiceSummaryOut, ServiceListOut, HealthOut, ErrorOut]
+
+
+def error_details(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as ``{"field", "message", "type"}``, the field as a dotted path."""
+    out = []
+    for err in errors:
+        field = ".".join(str(part) for part in err.get("loc", ())) or "body"
+        out.append({"field": field, "message": str(err.get("msg", "invalid")), "type": str(err.get("type"))})
+    return out

@@ -1,0 +1,121 @@
+"""The registry's configuration: flags win over the environment; every value is checked at start-up."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from registry_server.errors import ConfigError
+from registry_server.store.redis_url import RedisTarget, parse_redis_url
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 3011
+    redis: RedisTarget | None = None
+    """``None``: the embedded memory store."""
+    instance_ttl_s: float = 90.0
+    """Seconds without a heartbeat before an instance expires."""
+    sweep_interval_s: float = 1.0
+    """Seconds between expiry sweeps."""
+    auth_token: str | None = None
+    """When set, write endpoints need ``Authorization: Bearer <token>``."""
+    log_level: str = "info"
+    max_body_bytes: int = 64 * 1024
+    store_timeout_s: float = 1.5
+    """Upper bound of one store operation; beyond it the request answers 503."""
+    read_timeout_s: int = 10
+    """Seconds hypercorn waits for a client's request bytes before closing the connection."""
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, round(self.instance_ttl_s * 1000))
+
+    @property
+    def log_level_number(self) -> int:
+        return int(getattr(logging, self.log_level.upper()))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="registry-server", description="Service registry (REST API on Starlette/hypercorn).")
+    p.add_argument("--host", help="bind address (env REGISTRY_HOST, default 0.0.0.0)")
+    p.add_argument("--port", help="bind port (env REGISTRY_PORT, default 3011)")
+    p.add_argument("--redis-url", help="Redis URL (env REDIS_URL); unset: embedded in-memory store")
+    p.add_argument("--instance-ttl", help="seconds without heartbeat before expiry (env REGISTRY_INSTANCE_TTL)")
+    p.add_argument("--sweep-interval", help="seconds between expiry sweeps (env REGISTRY_SWEEP_INTERVAL)")
+    p.add_argument("--auth-token", help="bearer token required by write endpoints (env REGISTRY_AUTH_TOKEN)")
+    p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
+    return p
+
+
+def _positive_float(setting: str, text: str, *, maximum: float) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {text!r} is not a number of seconds") from exc
+    if not math.isfinite(value) or value <= 0 or value > maximum:
+        raise ConfigError(f"{setting}: {text!r} must be a number of seconds > 0 and <= {maximum:g}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"REGISTRY_PORT/--port: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _host(text: str) -> str:
+    text = text.strip()
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        labels = text.split(".")
+        if not text or len(text) > 253 or not all(label and len(label) <= 63 and label.replace("-", "").isalnum()
+                                                  for label in labels):
+            raise ConfigError(f"REGISTRY_HOST/--host: {text!r} is not a hostname or IP address") from None
+    return text
+
+
+def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
+    """Settings from command-line flags over environment variables; :class:`ConfigError` on bad input."""
+    args = _parser().parse_args(list(argv))
+
+    def pick(flag: str | None, name: str) -> str | None:
+        if flag is not None:
+            return flag
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    host = pick(args.host, "REGISTRY_HOST")
+    port = pick(args.port, "REGISTRY_PORT")
+    redis_url = pick(args.redis_url, "REDIS_URL")
+    ttl = pick(args.instance_ttl, "REGISTRY_INSTANCE_TTL")
+    sweep = pick(args.sweep_interval, "REGISTRY_SWEEP_INTERVAL")
+    token = pick(args.auth_token, "REGISTRY_AUTH_TOKEN")
+    level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
+    defaults = Settings()
+    return Settings(
+        host=_host(host) if host is not None else defaults.host,
+        port=_port(port) if port is not None else defaults.port,
+        redis=parse_redis_url(redis_url) if redis_url is not None else None,
+        instance_ttl_s=(_positive_float("REGISTRY_INSTANCE_TTL/--instance-ttl", ttl, maximum=86400 * 365)
+                        if ttl is not None else defaults.instance_ttl_s),
+        sweep_interval_s=(_positive_float("REGISTRY_SWEEP_INTERVAL/--sweep-interval", sweep, maximum=3600)
+                          if sweep is not None else defaults.sweep_interval_s),
+        auth_token=token,
+        log_level=level,
+    )

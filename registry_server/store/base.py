@@ -1,0 +1,54 @@
+"""The protocol every instance store implements, with the semantics both stores share.
+
+Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against both stores):
+- Time is an argument (``now_ms``); a lease is live while ``now_ms < expires_at_ms``. Reads never return
+  an instance whose lease ran out, even before :meth:`InstanceStore.expire` removed it.
+- ``register`` of a new id creates (revision +1); of an id live under the same name updates the fields and
+  renews the lease (revision +1 only if a field or the status changed); of an id owned by another name
+  raises :class:`~registry_server.errors.InstanceConflictError`. An id whose lease ran out unswept is
+  replaced by a new registration and reported as ``replaced_expired``.
+- ``heartbeat`` renews a live lease and may change the status (revision +1 on a status change only);
+  ``None`` for an unknown or expired id.
+- ``deregister`` removes a live instance (revision +1); ``None`` for an unknown or expired id.
+- ``expire`` removes instances whose lease ran out and returns each one to exactly one caller, however
+  many registry replicas sweep the same store.
+- Revisions of a service never go backwards, also when its last instance leaves.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from registry_server.model import Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
+
+
+class InstanceStore(Protocol):
+    kind: str
+    """``"redis"`` or ``"memory"``, reported by ``/healthz``."""
+
+    async def register(self, registration: Registration, now_ms: int, ttl_ms: int) -> RegisterResult: ...
+
+    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int,
+                        ttl_ms: int) -> Instance | None: ...
+
+    async def deregister(self, instance_id: str, now_ms: int) -> Instance | None: ...
+
+    async def get(self, instance_id: str, now_ms: int) -> Instance | None: ...
+
+    async def service(self, name: str, now_ms: int) -> ServiceView: ...
+
+    async def all_instances(self, now_ms: int) -> list[Instance]: ...
+
+    async def services(self, now_ms: int) -> list[ServiceSummary]: ...
+
+    async def expire(self, now_ms: int, limit: int) -> list[Instance]:
+        """Remove up to ``limit`` instances per service whose lease ran out; return those removed here."""
+        ...
+
+    async def revision(self, name: str) -> int: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`~registry_server.errors.StoreUnavailableError` unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...

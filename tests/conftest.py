@@ -1,0 +1,41 @@
+"""Fixtures shared by every suite: a real Redis (fail, never skip, under CI) and per-test Redis servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.redis_server import RedisServer, RedisUnavailable, redis_url_for_session
+
+
+def _no_redis(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and no Redis could be started: {reason}")
+    pytest.skip(f"no Redis available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Redis for the session (its data is flushed by the tests that need a clean one)."""
+    try:
+        with redis_url_for_session(tmp_path_factory.mktemp("redis")) as (url, _server):
+            yield url
+    except RedisUnavailable as exc:
+        _no_redis(str(exc))
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, which the test may kill and restart on the same port."""
+    server = RedisServer(data_dir=tmp_path / "redis")
+    try:
+        server.start()
+    except RedisUnavailable as exc:
+        _no_redis(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
