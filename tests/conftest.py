@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import RedisServer, RedisUnavailable, redis_url_for_session
+from tests.support.redis_server import RedisServer, RedisUnavailableError, redis_url_for_session
 
 
 def _no_redis(reason: str) -> None:
@@ -23,7 +23,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         with redis_url_for_session(tmp_path_factory.mktemp("redis")) as (url, _server):
             yield url
-    except RedisUnavailable as exc:
+    except RedisUnavailableError as exc:
         _no_redis(str(exc))
 
 
@@ -33,7 +33,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(data_dir=tmp_path / "redis")
     try:
         server.start()
-    except RedisUnavailable as exc:
+    except RedisUnavailableError as exc:
         _no_redis(str(exc))
     try:
         yield server

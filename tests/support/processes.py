@@ -69,10 +69,8 @@ class ManagedProcess:
             return None
         if self.proc.poll() is None:
             self.signal_group(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.signal_group(signal.SIGKILL)  # leftovers such as resource trackers
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)

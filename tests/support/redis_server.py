@@ -21,7 +21,7 @@ from tests.support.polling import wait_until
 from tests.support.processes import free_port
 
 
-class RedisUnavailable(RuntimeError):
+class RedisUnavailableError(RuntimeError):
     """Neither a Docker engine nor a ``redis-server`` binary could give us a Redis."""
 
 
@@ -59,7 +59,7 @@ class RedisServer:
     def start(self, *, persist: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RedisUnavailable("redis-server binary not found (apt-get install redis-server)")
+            raise RedisUnavailableError("redis-server binary not found (apt-get install redis-server)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
                 "--save", "", "--appendonly", "yes" if persist else "no", "--appendfsync", "always",
@@ -70,7 +70,7 @@ class RedisServer:
         wait_until(lambda: _ping(self.port) or self.proc is None or self.proc.poll() is not None,
                    timeout=15, message=f"redis-server on port {self.port}")
         if self.proc.poll() is not None:
-            raise RedisUnavailable(f"redis-server exited: {(self.data_dir / 'redis.log').read_text()}")
+            raise RedisUnavailableError(f"redis-server exited: {(self.data_dir / 'redis.log').read_text()}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""

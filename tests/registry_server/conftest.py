@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from registry_server.store.base import InstanceStore
+from registry_server.store.keys import KeyLayout
+from registry_server.store.memory import MemoryStore
+from registry_server.store.redis_store import RedisStore, connect
+from registry_server.store.redis_url import parse_redis_url
+
+StoreFactory = Callable[[], InstanceStore]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    """Makes stores that share one backing state: a memory store, or Redis stores on one key prefix.
+
+    Several stores from one factory stand for several registry replicas on one Redis.
+    """
+    made: list[InstanceStore] = []
+    if request.param == "memory":
+        shared = MemoryStore()
+
+        def make() -> InstanceStore:
+            return shared
+    else:
+        url = request.getfixturevalue("redis_url")
+        layout = KeyLayout(prefix=f"t{uuid.uuid4().hex[:12]}")
+
+        def make() -> InstanceStore:
+            store = RedisStore(connect(parse_redis_url(url)), layout=layout)
+            made.append(store)
+            return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> InstanceStore:
+    return store_factory()

@@ -1,0 +1,192 @@
+"""One contract, two stores: the memory store and the Redis store behave the same."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from registry_server.errors import InstanceConflictError
+from registry_server.model import Registration, Status
+from registry_server.store.base import InstanceStore
+from tests.registry_server.conftest import StoreFactory
+
+NOW = 1_795_000_000_000
+TTL = 10_000
+
+
+def reg(instance_id: str = "Auth-1", name: str = "Auth", **fields: object) -> Registration:
+    values: dict[str, object] = {"id": instance_id, "name": name, "host": "10.0.0.5", "port": 3001}
+    values.update(fields)
+    return Registration(**values)  # type: ignore[arg-type]
+
+
+async def test_register_creates_an_instance_that_reads_back_with_every_field(store: InstanceStore) -> None:
+    result = await store.register(reg(version="1.0.0", description="d", metadata={"zone": "eu-1"},
+                                      status=Status.STARTING, scheme="https", health_endpoint="/hc"), NOW, TTL)
+    assert result.created and not result.replaced_expired
+    got = await store.get("Auth-1", NOW + 1)
+    assert got == result.instance
+    assert got is not None
+    assert (got.name, got.host, got.port, got.scheme, got.health_endpoint, got.version, got.description,
+            got.metadata, got.status) == ("Auth", "10.0.0.5", 3001, "https", "/hc", "1.0.0", "d",
+                                          {"zone": "eu-1"}, Status.STARTING)
+    assert (got.registered_at_ms, got.last_heartbeat_ms, got.expires_at_ms) == (NOW, NOW, NOW + TTL)
+
+
+async def test_reregistering_the_same_id_updates_in_place_and_keeps_registered_at(store: InstanceStore) -> None:
+    await store.register(reg(version="1"), NOW, TTL)
+    again = await store.register(reg(version="2"), NOW + 500, TTL)
+    assert not again.created
+    assert again.instance.registered_at_ms == NOW
+    assert again.instance.expires_at_ms == NOW + 500 + TTL
+    view = await store.service("Auth", NOW + 600)
+    assert [i.version for i in view.instances] == ["2"]
+
+
+async def test_revision_moves_on_membership_and_status_changes_only(store: InstanceStore) -> None:
+    r1 = (await store.register(reg(), NOW, TTL)).revision
+    same = (await store.register(reg(), NOW + 1, TTL)).revision
+    assert same == r1, "an identical re-registration is not a change"
+    await store.heartbeat("Auth-1", None, NOW + 2, TTL)
+    assert await store.revision("Auth") == r1, "a plain heartbeat is not a change"
+    await store.heartbeat("Auth-1", Status.UP, NOW + 3, TTL)
+    assert await store.revision("Auth") == r1, "a heartbeat repeating the status is not a change"
+    await store.heartbeat("Auth-1", Status.DOWN, NOW + 4, TTL)
+    r2 = await store.revision("Auth")
+    assert r2 > r1
+    r3 = (await store.register(reg(version="9"), NOW + 5, TTL)).revision
+    assert r3 > r2
+    await store.deregister("Auth-1", NOW + 6)
+    r4 = await store.revision("Auth")
+    assert r4 > r3, "the last instance leaving still moves the revision"
+    r5 = (await store.register(reg(), NOW + 7, TTL)).revision
+    assert r5 > r4, "revisions never go backwards, also after the service emptied"
+
+
+async def test_an_id_owned_by_another_service_is_a_conflict(store: InstanceStore) -> None:
+    await store.register(reg("shared-id", "Auth"), NOW, TTL)
+    with pytest.raises(InstanceConflictError) as info:
+        await store.register(reg("shared-id", "User"), NOW, TTL)
+    assert info.value.owner == "Auth"
+    assert (await store.service("User", NOW)).instances == []
+
+
+async def test_a_deregistered_id_may_be_registered_under_another_name(store: InstanceStore) -> None:
+    await store.register(reg("x-1", "Auth"), NOW, TTL)
+    assert await store.heartbeat("x-1", None, NOW + 1, TTL) is not None  # the id's service is now cached
+    await store.deregister("x-1", NOW + 2)
+    moved = await store.register(reg("x-1", "User"), NOW + 3, TTL)
+    assert moved.created
+    renewed = await store.heartbeat("x-1", None, NOW + 4, TTL)
+    assert renewed is not None and renewed.name == "User"
+
+
+async def test_heartbeat_renews_the_lease_and_can_change_status(store: InstanceStore) -> None:
+    await store.register(reg(), NOW, TTL)
+    inst = await store.heartbeat("Auth-1", Status.DOWN, NOW + 4000, TTL)
+    assert inst is not None
+    assert (inst.status, inst.last_heartbeat_ms, inst.expires_at_ms) == (Status.DOWN, NOW + 4000, NOW + 4000 + TTL)
+    assert inst.registered_at_ms == NOW
+    assert await store.get("Auth-1", NOW + TTL + 1000) is not None, "renewed past the first lease"
+
+
+async def test_heartbeat_for_unknown_or_expired_ids_is_none(store: InstanceStore) -> None:
+    assert await store.heartbeat("nobody", None, NOW, TTL) is None
+    await store.register(reg(), NOW, TTL)
+    assert await store.heartbeat("Auth-1", None, NOW + TTL, TTL) is None, "the lease ran out at NOW+TTL"
+
+
+async def test_reads_never_return_an_expired_instance_before_the_sweep(store: InstanceStore) -> None:
+    await store.register(reg("a-1", version="1"), NOW, TTL)
+    await store.register(reg("a-2"), NOW + 5000, TTL)
+    later = NOW + TTL  # a-1 expired exactly now, a-2 is live
+    assert await store.get("a-1", later) is None
+    assert [i.id for i in (await store.service("Auth", later)).instances] == ["a-2"]
+    assert [i.id for i in await store.all_instances(later)] == ["a-2"]
+    [summary] = await store.services(later)
+    assert (summary.name, summary.instances, summary.statuses) == ("Auth", 1, {"UP": 1})
+    assert await store.services(NOW + 5000 + TTL) == [], "a service with only expired instances is not listed"
+
+
+async def test_deregister_removes_a_live_instance_once(store: InstanceStore) -> None:
+    await store.register(reg(), NOW, TTL)
+    gone = await store.deregister("Auth-1", NOW + 1)
+    assert gone is not None and gone.id == "Auth-1"
+    assert await store.deregister("Auth-1", NOW + 2) is None
+    assert await store.get("Auth-1", NOW + 2) is None
+    assert await store.services(NOW + 2) == []
+
+
+async def test_deregister_leaves_an_expired_instance_to_the_sweeper(store: InstanceStore) -> None:
+    await store.register(reg(), NOW, TTL)
+    assert await store.deregister("Auth-1", NOW + TTL) is None
+    assert [i.id for i in await store.expire(NOW + TTL, 100)] == ["Auth-1"]
+
+
+async def test_lists_are_sorted_by_id(store: InstanceStore) -> None:
+    for iid, name in [("c", "Auth"), ("a", "User"), ("b", "Auth"), ("d", "User")]:
+        await store.register(reg(iid, name), NOW, TTL)
+    assert [i.id for i in await store.all_instances(NOW)] == ["a", "b", "c", "d"]
+    assert [i.id for i in (await store.service("Auth", NOW)).instances] == ["b", "c"]
+    assert [s.name for s in await store.services(NOW)] == ["Auth", "User"]
+
+
+async def test_service_summaries_count_instances_by_status(store: InstanceStore) -> None:
+    await store.register(reg("a", status=Status.UP), NOW, TTL)
+    await store.register(reg("b", status=Status.UP), NOW, TTL)
+    await store.register(reg("c", status=Status.DOWN), NOW, TTL)
+    await store.heartbeat("b", Status.STOPPING, NOW + 1, TTL)
+    [summary] = await store.services(NOW + 2)
+    assert summary.instances == 3
+    assert summary.statuses == {"DOWN": 1, "STOPPING": 1, "UP": 1}
+
+
+async def test_expire_removes_only_leases_that_ran_out(store: InstanceStore) -> None:
+    await store.register(reg("old"), NOW, TTL)
+    await store.register(reg("new"), NOW + 3000, TTL)
+    removed = await store.expire(NOW + TTL, 100)
+    assert [i.id for i in removed] == ["old"]
+    assert [i.id for i in (await store.service("Auth", NOW + TTL)).instances] == ["new"]
+    assert await store.expire(NOW + TTL, 100) == []
+
+
+async def test_expire_respects_its_batch_limit_per_service(store: InstanceStore) -> None:
+    for n in range(5):
+        await store.register(reg(f"i-{n}"), NOW, TTL)
+    first = await store.expire(NOW + TTL, 3)
+    second = await store.expire(NOW + TTL, 3)
+    assert (len(first), len(second)) == (3, 2)
+    assert sorted(i.id for i in first + second) == [f"i-{n}" for n in range(5)]
+
+
+async def test_concurrent_sweepers_remove_each_expired_instance_exactly_once(store_factory: StoreFactory) -> None:
+    replicas = [store_factory() for _ in range(3)]
+    for n in range(60):
+        await replicas[n % 3].register(reg(f"i-{n:02d}", "Auth" if n % 2 else "User"), NOW, TTL)
+    results = await asyncio.gather(*(r.expire(NOW + TTL, 7) for r in replicas for _ in range(4)))
+    removed = [inst.id for batch in results for inst in batch]
+    while True:  # whatever the batches left behind
+        more = await replicas[0].expire(NOW + TTL, 100)
+        if not more:
+            break
+        removed.extend(i.id for i in more)
+    assert sorted(removed) == [f"i-{n:02d}" for n in range(60)]
+
+
+async def test_reregistering_after_an_unswept_expiry_reports_it(store: InstanceStore) -> None:
+    await store.register(reg(), NOW, TTL)
+    result = await store.register(reg(), NOW + TTL + 1, TTL)
+    assert result.created and result.replaced_expired
+    assert result.instance.registered_at_ms == NOW + TTL + 1
+    assert await store.expire(NOW + TTL + 2, 100) == [], "the replaced instance is not expired twice"
+
+
+async def test_replicas_see_each_others_writes(store_factory: StoreFactory) -> None:
+    a, b = store_factory(), store_factory()
+    await a.register(reg(), NOW, TTL)
+    assert await b.heartbeat("Auth-1", Status.DOWN, NOW + 1, TTL) is not None
+    got = await a.get("Auth-1", NOW + 2)
+    assert got is not None and got.status is Status.DOWN
+    assert await b.deregister("Auth-1", NOW + 3) is not None
+    assert await a.get("Auth-1", NOW + 4) is None
