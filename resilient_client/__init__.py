@@ -1,0 +1,115 @@
+"""A resilient asyncio client for the service registry: registration, discovery, and calls by service
+name with round-robin, failover, retries and one circuit breaker per instance.
+"""
+
+from resilient_client.backoff import Backoff, parse_retry_after
+from resilient_client.breaker import BreakerBoard, InstanceBreaker
+from resilient_client.cache import DiscoveryCache
+from resilient_client.client import ResilientClient
+from resilient_client.clock import Clock, SystemClock
+from resilient_client.config import BackoffConfig, BreakerConfig, ClientConfig, ManagerConfig
+from resilient_client.errors import (
+    AttemptTimeoutError,
+    BreakerRejectedError,
+    CircuitOpenError,
+    ConnectError,
+    ConnectionLostError,
+    RegistryRequestError,
+    RegistryUnavailableError,
+    ResilientClientError,
+    ServiceUnavailableError,
+    TransportError,
+)
+from resilient_client.events import (
+    BreakerRejected,
+    BreakerState,
+    BreakerStateChanged,
+    DiscoveryLookedUp,
+    DiscoveryResult,
+    Event,
+    EventBus,
+    FailedOver,
+    HeartbeatOutcome,
+    HeartbeatSent,
+    RegistrationAttempted,
+    RegistrationOutcome,
+    RequestFinished,
+    RequestOutcome,
+    Retried,
+    Subscriber,
+)
+from resilient_client.exposition import aiohttp_metrics_handler, make_aiohttp_metrics_handler
+from resilient_client.failover import PassPlanner
+from resilient_client.lifecycle import attach_to_aiohttp, install_signal_handlers, registry_lifespan, shut_down
+from resilient_client.manager import Registration, ServiceRegistryManager
+from resilient_client.metrics import ClientMetrics, client_metrics
+from resilient_client.model import ServiceInstance, Status
+from resilient_client.outcome import Verdict, classify_error, classify_status, is_idempotent
+from resilient_client.picker import Picker, RandomPicker, RoundRobinPicker
+from resilient_client.response import Response
+from resilient_client.transport import AiohttpTransport, OutgoingRequest, Transport
+
+__all__ = [
+    "AiohttpTransport",
+    "AttemptTimeoutError",
+    "Backoff",
+    "BackoffConfig",
+    "BreakerBoard",
+    "BreakerConfig",
+    "BreakerRejected",
+    "BreakerRejectedError",
+    "BreakerState",
+    "BreakerStateChanged",
+    "CircuitOpenError",
+    "ClientConfig",
+    "ClientMetrics",
+    "Clock",
+    "ConnectError",
+    "ConnectionLostError",
+    "DiscoveryCache",
+    "DiscoveryLookedUp",
+    "DiscoveryResult",
+    "Event",
+    "EventBus",
+    "FailedOver",
+    "HeartbeatOutcome",
+    "HeartbeatSent",
+    "InstanceBreaker",
+    "ManagerConfig",
+    "OutgoingRequest",
+    "PassPlanner",
+    "Picker",
+    "RandomPicker",
+    "Registration",
+    "RegistrationAttempted",
+    "RegistrationOutcome",
+    "RegistryRequestError",
+    "RegistryUnavailableError",
+    "RequestFinished",
+    "RequestOutcome",
+    "ResilientClient",
+    "ResilientClientError",
+    "Response",
+    "Retried",
+    "RoundRobinPicker",
+    "ServiceInstance",
+    "ServiceRegistryManager",
+    "ServiceUnavailableError",
+    "Status",
+    "Subscriber",
+    "SystemClock",
+    "Transport",
+    "TransportError",
+    "Verdict",
+    "aiohttp_metrics_handler",
+    "attach_to_aiohttp",
+    "classify_error",
+    "classify_status",
+    "client_metrics",
+    "install_signal_handlers",
+    "is_idempotent",
+    "make_aiohttp_metrics_handler",
+    "parse_retry_after",
+    "registry_lifespan",
+    "shut_down",
+]

@@ -1,0 +1,127 @@
+"""The discovery cache: fresh for a TTL, one registry request per concurrent miss, stale-if-error.
+
+Every lookup is reported once as ``hit`` (fresh), ``miss`` (asked the registry, alone or sharing another
+caller's request), ``stale`` (the registry could not be reached; an older answer was served) or ``error``
+(it could not be reached and nothing young enough was cached).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from resilient_client.clock import Clock, SystemClock
+from resilient_client.errors import RegistryUnavailableError
+from resilient_client.events import DiscoveryLookedUp, DiscoveryResult, EventBus
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class _Entry(Generic[V]):
+    value: V
+    fetched_at: float
+    quiet_until: float = 0.0
+    """After a failed refresh, serve stale without asking the registry again until then."""
+
+
+class DiscoveryCache(Generic[K, V]):
+    """Caches ``fetch(key)`` per key.
+
+    ``ttl_s``: an answer younger than this is served without asking the registry. ``max_stale_s``: an
+    answer up to this old is served when the registry cannot be reached (``RegistryUnavailableError``);
+    after such a failure the registry is not asked again for ``error_backoff_s``.
+    """
+
+    def __init__(self, fetch: Callable[[K], Awaitable[V]], *, ttl_s: float, max_stale_s: float,
+                 error_backoff_s: float = 1.0, clock: Clock | None = None, events: EventBus | None = None,
+                 label: Callable[[K], str] = str) -> None:
+        self._fetch = fetch
+        self._ttl_s = ttl_s
+        self._max_stale_s = max_stale_s
+        self._error_backoff_s = min(error_backoff_s, ttl_s)
+        self._clock = clock or SystemClock()
+        self._events = events or EventBus()
+        self._label = label
+        self._entries: dict[K, _Entry[V]] = {}
+        self._inflight: dict[K, asyncio.Task[V]] = {}
+
+    async def get(self, key: K) -> V:
+        now = self._clock.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None:
+            age = now - entry.fetched_at
+            if age < self._ttl_s:
+                self._report(key, DiscoveryResult.HIT)
+                return entry.value
+            if now < entry.quiet_until and age <= self._max_stale_s:
+                self._report(key, DiscoveryResult.STALE)
+                return entry.value
+        try:
+            value = await asyncio.shield(self._shared_fetch(key))
+        except RegistryUnavailableError:
+            entry = self._entries.get(key)
+            now = self._clock.monotonic()
+            if entry is not None and now - entry.fetched_at <= self._max_stale_s:
+                entry.quiet_until = now + self._error_backoff_s
+                self._report(key, DiscoveryResult.STALE)
+                return entry.value
+            self._report(key, DiscoveryResult.ERROR)
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._report(key, DiscoveryResult.ERROR)
+            raise
+        self._report(key, DiscoveryResult.MISS)
+        return value
+
+    def peek(self, key: K) -> V | None:
+        """The cached value whatever its age, without asking anyone."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.value
+
+    def invalidate(self, key: K | None = None) -> None:
+        """Forget one key (or all): the next lookup asks the registry."""
+        if key is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(key, None)
+
+    async def aclose(self) -> None:
+        """Cancel the registry requests in flight."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+
+    def _shared_fetch(self, key: K) -> asyncio.Task[V]:
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch_and_store(key))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return task
+
+    async def _fetch_and_store(self, key: K) -> V:
+        value = await self._fetch(key)
+        self._entries[key] = _Entry(value, self._clock.monotonic())
+        return value
+
+    def _forget(self, key: K, task: asyncio.Task[V]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an unawaited failure is never logged as lost
+
+    def _report(self, key: K, result: DiscoveryResult) -> None:
+        self._events.emit(DiscoveryLookedUp(self._label(key), result))
+
+    def __repr__(self) -> str:
+        return f"DiscoveryCache(ttl_s={self._ttl_s}, max_stale_s={self._max_stale_s}, keys={len(self._entries)})"

@@ -1,0 +1,218 @@
+"""``ResilientClient``: service-to-service calls by service name.
+
+The path of a call: discovery cache → picker → breaker gate → transport → classify outcome → next attempt
+or result. This module only wires those stages together; each lives in its own module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from types import TracebackType
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from resilient_client.backoff import Backoff, parse_retry_after
+from resilient_client.breaker import BreakerBoard
+from resilient_client.clock import Clock, SystemClock
+from resilient_client.config import ClientConfig
+from resilient_client.errors import (
+    AttemptTimeoutError,
+    CircuitOpenError,
+    RegistryUnavailableError,
+    ServiceUnavailableError,
+    TransportError,
+)
+from resilient_client.events import EventBus, FailedOver, RequestFinished, RequestOutcome, Retried, Subscriber
+from resilient_client.failover import PassPlanner
+from resilient_client.manager import ServiceRegistryManager
+from resilient_client.metrics import client_metrics
+from resilient_client.model import ServiceInstance
+from resilient_client.outcome import Verdict, classify_error, classify_status, counts_as_failure, is_idempotent
+from resilient_client.picker import Picker, RoundRobinPicker
+from resilient_client.response import Response
+from resilient_client.transport import AiohttpTransport, OutgoingRequest, Transport
+
+
+class _CallFailedError(Exception):
+    """Internal: a call ended without a response; carries the outcome to report."""
+
+    def __init__(self, outcome: RequestOutcome, error: ServiceUnavailableError) -> None:
+        self.outcome = outcome
+        self.error = error
+
+
+class Discovery(Protocol):
+    """Where a client finds instances: a :class:`ServiceRegistryManager`, or a stand-in in tests."""
+
+    async def discover_services(self, name: str) -> list[ServiceInstance]: ...
+
+    async def close(self) -> None: ...
+
+
+def _is_failure(response: Response) -> bool:
+    return counts_as_failure(response.status)
+
+
+class ResilientClient:
+    """Calls services by name: round-robin over UP instances, failover, retries, one breaker per instance.
+
+    ``ResilientClient(manager)`` discovers through that manager's cache; ``ResilientClient(registry_url=...)``
+    (or no argument: the environment) makes and owns a manager of its own.
+    """
+
+    def __init__(self, manager: Discovery | None = None, *,
+                 registry_url: str | Sequence[str] | None = None, config: ClientConfig | None = None,
+                 picker: Picker | None = None, transport: Transport | None = None,
+                 metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
+                 subscribers: Iterable[Subscriber] = (), clock: Clock | None = None,
+                 rng: random.Random | None = None) -> None:
+        self._owns_manager = manager is None
+        self.manager: Discovery = manager if manager is not None else ServiceRegistryManager(
+            registry_url=registry_url, metrics_registry=metrics_registry, metrics=metrics)
+        self.config = config or ClientConfig()
+        self.events = EventBus(subscribers)
+        if metrics:
+            self.events.subscribe(client_metrics(metrics_registry))
+        self.breakers = BreakerBoard(self.config.breaker, self.events)
+        self._picker = picker or RoundRobinPicker()
+        self._transport = transport or AiohttpTransport()
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._planner = PassPlanner(Backoff(self.config.backoff), self.config.max_passes,
+                                    self.config.max_retry_after_s)
+
+    async def request(self, method: str, service: str, path: str, *, params: Mapping[str, str] | None = None,
+                      headers: Mapping[str, str] | None = None, json: Any = None,
+                      data: bytes | str | None = None, idempotent: bool | None = None,
+                      timeout: float | None = None) -> Response:
+        """One call to ``service``. ``timeout`` (seconds) bounds the whole call; ``idempotent=True`` lets a
+        POST/PATCH fail over even after it may have been sent.
+
+        Returns the first response that is not a 502/503/504, else the last 502/503/504 received; raises
+        :class:`ServiceUnavailableError` when no instance gave an HTTP response.
+        """
+        method = method.upper()
+        if not path.startswith("/"):
+            path = "/" + path
+        started = self._clock.monotonic()
+        deadline = started + (self.config.total_timeout_s if timeout is None else timeout)
+        template = OutgoingRequest(method, path, params=params, headers=headers, json=json, data=data)
+        try:
+            response = await self._call(service, template, is_idempotent(method, idempotent), deadline)
+        except _CallFailedError as failed:
+            self._finish(service, failed.outcome, started)
+            raise failed.error from failed.error.last_error
+        self._finish(service, RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
+                     started)
+        return response
+
+    async def get(self, service: str, path: str, **kwargs: Any) -> Response:
+        return await self.request("GET", service, path, **kwargs)
+
+    async def head(self, service: str, path: str, **kwargs: Any) -> Response:
+        return await self.request("HEAD", service, path, **kwargs)
+
+    async def post(self, service: str, path: str, **kwargs: Any) -> Response:
+        return await self.request("POST", service, path, **kwargs)
+
+    async def put(self, service: str, path: str, **kwargs: Any) -> Response:
+        return await self.request("PUT", service, path, **kwargs)
+
+    async def patch(self, service: str, path: str, **kwargs: Any) -> Response:
+        return await self.request("PATCH", service, path, **kwargs)
+
+    async def delete(self, service: str, path: str, **kwargs: Any) -> Response:
+        return await self.request("DELETE", service, path, **kwargs)
+
+    async def _discover(self, service: str) -> list[ServiceInstance]:
+        try:
+            instances = await self.manager.discover_services(service)
+        except RegistryUnavailableError as exc:
+            raise _CallFailedError(RequestOutcome.NO_INSTANCES, ServiceUnavailableError(
+                service, "the registry cannot be reached and nothing is cached", exc)) from exc
+        if not instances:
+            raise _CallFailedError(RequestOutcome.NO_INSTANCES,
+                          ServiceUnavailableError(service, "no UP instance is registered"))
+        return instances
+
+    async def _call(self, service: str, template: OutgoingRequest, repeatable: bool, deadline: float) -> Response:
+        instances = await self._discover(service)
+        clock = self._clock
+        last_response: Response | None = None
+        last_error: TransportError | None = None
+        passes = 0
+        while True:
+            breakers = self.breakers
+            candidates = [inst for inst in instances if breakers.get(service, inst.address).available()]
+            if not candidates and passes == 0:
+                for inst in instances:
+                    breakers.get(service, inst.address).turned_away()
+                raise _CallFailedError(RequestOutcome.CIRCUIT_OPEN, CircuitOpenError(
+                    service, f"the circuit breakers of all {len(instances)} instances are open"))
+            order = self._picker.order(service, candidates)
+            retry_after: float | None = None
+            for position, inst in enumerate(order):
+                remaining = deadline - clock.monotonic()
+                if remaining <= 0:
+                    last_error = last_error or AttemptTimeoutError("the call's deadline passed", sent=False)
+                    return self._end(service, last_response, last_error)
+                request = OutgoingRequest(template.method, inst.base_url + template.url, template.params,
+                                          template.headers, template.json, template.data, inst.id)
+                timeout_s = min(self.config.attempt_timeout_s, remaining)
+                try:
+                    response = await breakers.get(service, inst.address).call(
+                        partial(self._transport.send, request, timeout_s), _is_failure)
+                except TransportError as exc:
+                    last_error = exc
+                    if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
+                        return self._end(service, last_response, last_error)
+                else:
+                    verdict = classify_status(response.status, repeatable=repeatable)
+                    if verdict is not Verdict.FAILOVER:
+                        return response
+                    last_response = response
+                    if response.status == 503:
+                        hint = parse_retry_after(response.headers.get("Retry-After"))
+                        if hint is not None:
+                            retry_after = hint if retry_after is None else min(retry_after, hint)
+                if position + 1 < len(order):
+                    self.events.emit(FailedOver(service, inst.address))
+            passes += 1
+            delay = self._planner.next_delay(passes, remaining_s=deadline - clock.monotonic(),
+                                             retry_after_s=retry_after, rng=self._rng)
+            if delay is None:
+                return self._end(service, last_response, last_error)
+            await clock.sleep(delay)
+            self.events.emit(Retried(service, delay))
+            with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows
+                instances = await self._discover(service)
+
+    @staticmethod
+    def _end(service: str, last_response: Response | None, last_error: TransportError | None) -> Response:
+        if last_response is not None:
+            return last_response
+        raise _CallFailedError(RequestOutcome.FAILURE,
+                      ServiceUnavailableError(service, "no instance gave an HTTP response", last_error))
+
+    def _finish(self, service: str, outcome: RequestOutcome, started: float) -> None:
+        self.events.emit(RequestFinished(service, outcome, self._clock.monotonic() - started))
+
+    async def close(self) -> None:
+        """Close the HTTP session (and the manager, when this client made it)."""
+        await self._transport.aclose()
+        if self._owns_manager:
+            await self.manager.close()
+
+    async def __aenter__(self) -> ResilientClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"ResilientClient(manager={self.manager!r}, picker={self._picker!r})"

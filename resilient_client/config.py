@@ -1,0 +1,157 @@
+"""Configuration values: frozen dataclasses with the unit in every field name.
+
+Only :meth:`ManagerConfig.from_env` reads the environment, and only when called.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import cast
+
+DEFAULT_REGISTRY_URL = "http://localhost:3011"
+
+
+def _split_urls(value: str) -> tuple[str, ...]:
+    urls = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+    if not urls:
+        raise ValueError("SERVICE_REGISTRY_URL lists no registry URL")
+    return urls
+
+
+def _positive_ms(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number of milliseconds, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffConfig:
+    """Capped exponential backoff with jitter.
+
+    Retry ``n`` (0-based) waits ``c * (1 - jitter * u)`` with ``c = min(max_s, base_s * factor**n)`` and
+    ``u`` uniform in ``[0, 1)``: ``jitter=1`` is "full jitter", ``0.5`` "equal jitter", ``0`` none.
+    """
+
+    base_s: float = 0.05
+    factor: float = 2.0
+    max_s: float = 2.0
+    jitter: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """One ``pybreaker.CircuitBreaker`` per instance."""
+
+    fail_max: int = 5
+    """Consecutive failures that open the breaker."""
+    reset_timeout_s: float = 30.0
+    """Seconds an open breaker waits before letting probes through (half-open)."""
+    half_open_max_probes: int = 1
+    """Calls admitted at once while half-open; others skip the instance."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """How a :class:`~resilient_client.ResilientClient` call is bounded and retried."""
+
+    attempt_timeout_s: float = 5.0
+    """Upper bound of one attempt on one instance (connect, send, read the whole body)."""
+    total_timeout_s: float = 15.0
+    """Deadline of a whole call, every attempt and backoff wait included."""
+    max_passes: int = 3
+    """Passes over the instances; passes after the first wait a backoff delay first."""
+    backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    max_retry_after_s: float = 10.0
+    """A ``Retry-After`` longer than this (or than the time left) ends the call instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    """What a :class:`~resilient_client.ServiceRegistryManager` talks to and how often (SPEC §2 table)."""
+
+    registry_urls: tuple[str, ...] = (DEFAULT_REGISTRY_URL,)
+    """Registry replicas, tried in order."""
+    heartbeat_interval_ms: float = 30_000
+    retry_delay_ms: float = 10_000
+    """Base delay of the exponential backoff (with jitter) between registration attempts."""
+    max_retries: int = 5
+    """Retries of a failed registration before ``register`` returns ``None``."""
+    cache_ttl_ms: float = 30_000
+    """How long a discovery answer is served from the cache."""
+    stale_max_age_ms: float = 300_000
+    """How old a cached answer may be and still be served while the registry cannot be reached."""
+    auth_token: str | None = None
+    host: str = "localhost"
+    port: int = 3000
+    request_timeout_ms: float = 5_000
+    """Timeout of one request to one registry replica."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ManagerConfig:
+        """Read the SPEC environment table; ``overrides`` that are not ``None`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if "SERVICE_REGISTRY_URL" in env:
+            values["registry_urls"] = _split_urls(env["SERVICE_REGISTRY_URL"])
+        for key, name in (("heartbeat_interval_ms", "SERVICE_REGISTRY_HEARTBEAT_INTERVAL"),
+                          ("retry_delay_ms", "SERVICE_REGISTRY_RETRY_DELAY"),
+                          ("cache_ttl_ms", "SERVICE_REGISTRY_CACHE_TTL")):
+            if name in env:
+                values[key] = _positive_ms(name, env[name])
+        if "SERVICE_REGISTRY_MAX_RETRIES" in env:
+            values["max_retries"] = _non_negative_int("SERVICE_REGISTRY_MAX_RETRIES",
+                                                      env["SERVICE_REGISTRY_MAX_RETRIES"])
+        if env.get("SERVICE_REGISTRY_AUTH_TOKEN"):
+            values["auth_token"] = env["SERVICE_REGISTRY_AUTH_TOKEN"]
+        if env.get("HOST"):
+            values["host"] = env["HOST"]
+        if "PORT" in env:
+            values["port"] = _non_negative_int("PORT", env["PORT"])
+        config = cls(**values)  # type: ignore[arg-type]
+        return config.with_overrides(**overrides)
+
+    def with_overrides(self, **overrides: object) -> ManagerConfig:
+        """A copy with every override that is not ``None``; a registry URL may be a comma list."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        url = given.pop("registry_url", None)
+        if url is not None:
+            given["registry_urls"] = _split_urls(url) if isinstance(url, str) else tuple(
+                str(item).rstrip("/") for item in cast(Iterable[object], url))
+        return replace(self, **given)  # type: ignore[arg-type]
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return self.heartbeat_interval_ms / 1000
+
+    @property
+    def retry_delay_s(self) -> float:
+        return self.retry_delay_ms / 1000
+
+    @property
+    def cache_ttl_s(self) -> float:
+        return self.cache_ttl_ms / 1000
+
+    @property
+    def stale_max_age_s(self) -> float:
+        return self.stale_max_age_ms / 1000
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self.request_timeout_ms / 1000
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value

@@ -1,0 +1,142 @@
+"""What the client core reports; metrics (and anything else) subscribe to these events.
+
+The core never imports Prometheus: it calls :meth:`EventBus.emit`, and
+:mod:`resilient_client.metrics` is one subscriber.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+log = logging.getLogger(__name__)
+
+
+class RequestOutcome(StrEnum):
+    SUCCESS = "success"
+    """An HTTP response below 500 was returned."""
+    FAILURE = "failure"
+    """A 5xx was returned as the last response, or every attempt failed below HTTP."""
+    CIRCUIT_OPEN = "circuit_open"
+    """Every instance's breaker was open: failed at once, without I/O."""
+    NO_INSTANCES = "no_instances"
+    """Discovery found no UP instance (or could not reach the registry and had nothing cached)."""
+
+
+class BreakerState(IntEnum):
+    """The value of the ``resilient_client_circuit_breaker_state`` gauge."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+class DiscoveryResult(StrEnum):
+    HIT = "hit"
+    MISS = "miss"
+    STALE = "stale"
+    ERROR = "error"
+
+
+class RegistrationOutcome(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+
+
+class HeartbeatOutcome(StrEnum):
+    OK = "ok"
+    REREGISTERED = "reregistered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    service: str
+    outcome: RequestOutcome
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailedOver:
+    """A call moved from one instance to the next."""
+
+    service: str
+    from_instance: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """A call started another pass over the instances after a backoff wait."""
+
+    service: str
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStateChanged:
+    """``transition`` is ``False`` for the state a breaker is created in."""
+
+    service: str
+    instance: str
+    state: BreakerState
+    transition: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerRejected:
+    """An open breaker (or a full set of half-open probes) turned a call away without I/O."""
+
+    service: str
+    instance: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryLookedUp:
+    service: str
+    result: DiscoveryResult
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationAttempted:
+    service: str
+    outcome: RegistrationOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatSent:
+    service: str
+    outcome: HeartbeatOutcome
+
+
+Event = (RequestFinished | FailedOver | Retried | BreakerStateChanged | BreakerRejected | DiscoveryLookedUp
+         | RegistrationAttempted | HeartbeatSent)
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Calls every subscriber with every event; a failing subscriber is logged, never raised."""
+
+    __slots__ = ("_subscribers",)
+
+    def __init__(self, subscribers: Iterable[Subscriber] = ()) -> None:
+        self._subscribers: tuple[Subscriber, ...] = tuple(subscribers)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        if subscriber not in self._subscribers:
+            self._subscribers = (*self._subscribers, subscriber)
+
+    def emit(self, event: Event) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("event subscriber %r failed on %r", subscriber, event)
+
+    def __repr__(self) -> str:
+        return f"EventBus(subscribers={len(self._subscribers)})"

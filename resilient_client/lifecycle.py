@@ -1,0 +1,109 @@
+"""Wiring a manager into a service's life: signals, a Starlette lifespan, an aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from resilient_client.manager import ServiceRegistryManager
+from resilient_client.model import Status
+
+log = logging.getLogger(__name__)
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def shut_down(manager: ServiceRegistryManager, also_close: Iterable[_Closable] = ()) -> None:
+    """Report ``STOPPING``, deregister, then close the clients and the manager."""
+    await manager.set_status(Status.STOPPING)
+    await manager.deregister()
+    for closable in also_close:
+        await closable.close()
+    await manager.close()
+
+
+def install_signal_handlers(manager: ServiceRegistryManager, *,
+                            signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+                            then: Callable[[signal.Signals], None] | None = None) -> Callable[[], None]:
+    """Opt in: on SIGTERM/SIGINT report ``STOPPING``, deregister, then let the service exit.
+
+    "Exit" means: our handlers are removed and the signal is delivered again, so the default action runs
+    (SIGTERM ends the process, SIGINT raises ``KeyboardInterrupt``), unless ``then(sig)`` is given. A second
+    signal during the shutdown acts at once. Returns a function that removes the handlers.
+    """
+    loop = asyncio.get_running_loop()
+    watched = tuple(signals)
+    pending: set[asyncio.Task[None]] = set()
+
+    def uninstall() -> None:
+        for sig in watched:
+            loop.remove_signal_handler(sig)
+
+    async def stop(sig: signal.Signals) -> None:
+        try:
+            await manager.set_status(Status.STOPPING)
+            await manager.deregister()
+        except Exception:
+            log.exception("deregistration on %s failed", sig.name)
+        finally:
+            (then or signal.raise_signal)(sig)
+
+    def handle(sig: signal.Signals) -> None:
+        log.info("%s received: reporting STOPPING and deregistering", sig.name)
+        uninstall()
+        task = loop.create_task(stop(sig))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    for sig in watched:
+        loop.add_signal_handler(sig, handle, sig)
+    return uninstall
+
+
+def registry_lifespan(manager: ServiceRegistryManager, name: str, port: int | None = None, *,
+                      also_close: Iterable[_Closable] = (),
+                      **register_kwargs: Any) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A Starlette ``lifespan=``: register at start-up; report STOPPING, deregister and close at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await manager.register(name, port, **register_kwargs)
+        try:
+            yield
+        finally:
+            await shut_down(manager, also_close)
+
+    return lifespan
+
+
+def attach_to_aiohttp(app: web.Application, manager: ServiceRegistryManager, name: str,
+                      port: int | None = None, *, also_close: Iterable[_Closable] = (),
+                      **register_kwargs: Any) -> None:
+    """Register on ``on_startup``; report STOPPING and deregister on ``on_shutdown``; close on ``on_cleanup``."""
+    closables = tuple(also_close)
+
+    async def on_startup(_: web.Application) -> None:
+        await manager.register(name, port, **register_kwargs)
+
+    async def on_shutdown(_: web.Application) -> None:
+        await manager.set_status(Status.STOPPING)
+        await manager.deregister()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await manager.deregister()
+        for closable in closables:
+            await closable.close()
+        await manager.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)

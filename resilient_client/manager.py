@@ -1,0 +1,298 @@
+"""``ServiceRegistryManager``: register this service, keep its lease alive, discover the others."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from resilient_client.backoff import Backoff
+from resilient_client.cache import DiscoveryCache
+from resilient_client.clock import Clock, SystemClock
+from resilient_client.config import BackoffConfig, ManagerConfig
+from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
+from resilient_client.events import (
+    EventBus,
+    HeartbeatOutcome,
+    HeartbeatSent,
+    RegistrationAttempted,
+    RegistrationOutcome,
+    Subscriber,
+)
+from resilient_client.metrics import client_metrics
+from resilient_client.model import ServiceInstance, Status
+from resilient_client.registry_http import RegistryHttp
+
+log = logging.getLogger(__name__)
+
+DiscoveryKey = tuple[str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What this service registers as; ``id`` and ``lease_token`` are chosen once, client-side."""
+
+    id: str
+    name: str
+    host: str
+    port: int
+    version: str = ""
+    description: str = ""
+    health_endpoint: str = "/health"
+    scheme: str = "http"
+    metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
+    lease_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+
+    def body(self, status: Status) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "host": self.host, "port": self.port,
+                "scheme": self.scheme, "health_endpoint": self.health_endpoint, "version": self.version,
+                "description": self.description, "status": status.value, "metadata": dict(self.metadata),
+                "lease_token": self.lease_token}
+
+
+class ServiceRegistryManager:
+    """Registers one service instance, heartbeats it, deregisters it, and discovers services (cached).
+
+    Every argument defaults from the environment (SPEC §2; intervals in milliseconds). ``config`` replaces
+    the environment entirely; the keyword arguments still override it.
+    """
+
+    def __init__(self, registry_url: str | Sequence[str] | None = None, heartbeat_interval: float | None = None,
+                 retry_delay: float | None = None, max_retries: int | None = None,
+                 cache_ttl: float | None = None, auth_token: str | None = None, host: str | None = None,
+                 port: int | None = None, *, config: ManagerConfig | None = None,
+                 metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
+                 subscribers: Iterable[Subscriber] = (), clock: Clock | None = None,
+                 rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
+        base = config if config is not None else ManagerConfig.from_env()
+        self.config = base.with_overrides(
+            registry_url=registry_url, heartbeat_interval_ms=heartbeat_interval, retry_delay_ms=retry_delay,
+            max_retries=max_retries, cache_ttl_ms=cache_ttl, auth_token=auth_token, host=host, port=port)
+        self.events = EventBus(subscribers)
+        if metrics:
+            self.events.subscribe(client_metrics(metrics_registry))
+        self._clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._backoff = Backoff(BackoffConfig(base_s=self.config.retry_delay_s, factor=2.0,
+                                              max_s=max(self.config.retry_delay_s * 32, 1.0), jitter=0.5))
+        self._http = RegistryHttp(self.config.registry_urls, auth_token=self.config.auth_token,
+                                  timeout_s=self.config.request_timeout_s, session=session)
+        self._cache: DiscoveryCache[DiscoveryKey, tuple[ServiceInstance, ...]] = DiscoveryCache(
+            self._fetch, ttl_s=self.config.cache_ttl_s, max_stale_s=self.config.stale_max_age_s,
+            clock=self._clock, events=self.events, label=lambda key: key[0] or "*")
+        self._registration: Registration | None = None
+        self._status = Status.UP
+        self._registered = False
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._deregistered_id: str | None = None
+
+    # -- registration ------------------------------------------------------------------------------------
+
+    @property
+    def instance_id(self) -> str | None:
+        return None if self._registration is None else self._registration.id
+
+    @property
+    def registered(self) -> bool:
+        """Whether the registry accepted the registration (and no heartbeat has been refused since)."""
+        return self._registered
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def lease_token(self) -> str | None:
+        return None if self._registration is None else self._registration.lease_token
+
+    async def register(self, name: str, port: int | None = None, *, host: str | None = None,
+                       version: str = "", description: str = "", health_endpoint: str = "/health",
+                       scheme: str = "http", metadata: Mapping[str, str] | None = None,
+                       status: Status | str = Status.UP, instance_id: str | None = None) -> str | None:
+        """Register and start heartbeats; the instance id, or ``None`` after ``max_retries`` retries.
+
+        After ``None`` the heartbeat loop keeps registering at the heartbeat interval. The id is chosen
+        once per name and reused by every retry and re-registration. A refusal the registry will repeat
+        (400/401/403/409/422) raises :class:`RegistryRequestError` at once.
+        """
+        await self._stop_heartbeats()
+        self._status = Status(status)
+        previous = self._registration
+        reuse = previous is not None and previous.name == name and instance_id in (None, previous.id)
+        self._registration = Registration(
+            id=previous.id if reuse and previous is not None else instance_id or _new_id(name),
+            name=name, host=host or self.config.host, port=self.config.port if port is None else port,
+            version=version, description=description, health_endpoint=health_endpoint, scheme=scheme,
+            metadata=dict(metadata or {}),
+            **({"lease_token": previous.lease_token} if reuse and previous is not None else {}))
+        self._registered = False
+        self._deregistered_id = None
+        retries = self.config.max_retries
+        for attempt in range(retries + 1):
+            try:
+                await self._register_once()
+            except RegistryUnavailableError as exc:
+                if attempt == retries:
+                    log.error("registration of %s failed after %d retries (%s); retrying every %.3gs in "
+                              "the background", name, retries, exc, self.config.heartbeat_interval_s)
+                    break
+                delay = self._backoff.delay(attempt, self._rng)
+                log.warning("registration of %s failed (%s); retry %d/%d in %.3gs", name, exc, attempt + 1,
+                            retries, delay)
+                await self._clock.sleep(delay)
+            else:
+                log.info("registered %s as %s", name, self.instance_id)
+                break
+        self._heartbeats = asyncio.get_running_loop().create_task(
+            self._heartbeat_loop(), name=f"heartbeats:{self.instance_id}")
+        return self.instance_id if self._registered else None
+
+    async def set_status(self, status: Status | str) -> bool:
+        """Change the reported status and send it at once; it also goes with every later heartbeat.
+
+        ``False`` when it could not be delivered now (the next heartbeat carries it).
+        """
+        self._status = Status(status)
+        if self._registration is None or self._heartbeats is None:
+            return False
+        try:
+            await self._beat_once()
+        except (RegistryUnavailableError, RegistryRequestError) as exc:
+            log.warning("status %s not delivered now (%s); the next heartbeat carries it", status, exc)
+            return False
+        return True
+
+    async def deregister(self) -> None:
+        """Stop heartbeats and remove the instance from the registry; safe to call any number of times."""
+        await self._stop_heartbeats()
+        registration = self._registration
+        if registration is None or self._deregistered_id == registration.id:
+            return
+        try:
+            await self._http.deregister(registration.id, registration.lease_token)
+        except (RegistryUnavailableError, RegistryRequestError) as exc:
+            log.warning("deregistration of %s failed (%s); its lease will expire", registration.id, exc)
+        else:
+            log.info("deregistered %s", registration.id)
+        self._deregistered_id = registration.id
+        self._registered = False
+
+    async def _register_once(self) -> None:
+        registration = self._registration
+        assert registration is not None
+        try:
+            answer = await self._http.register(registration.body(self._status), registration.lease_token)
+        except (RegistryUnavailableError, RegistryRequestError):
+            self.events.emit(RegistrationAttempted(registration.name, RegistrationOutcome.FAILED))
+            raise
+        token = answer.get("lease_token")
+        if isinstance(token, str) and token and token != registration.lease_token:
+            self._registration = replace(registration, lease_token=token)
+        self._registered = True
+        self._deregistered_id = None
+        self.events.emit(RegistrationAttempted(registration.name, RegistrationOutcome.OK))
+
+    async def _beat_once(self) -> HeartbeatOutcome:
+        registration = self._registration
+        assert registration is not None
+        try:
+            if not self._registered:
+                await self._register_once()
+                return HeartbeatOutcome.REREGISTERED
+            renewed = await self._http.heartbeat(registration.id, self._status.value, registration.lease_token)
+            if renewed is None:
+                log.warning("registry forgot %s; registering again", registration.id)
+                self._registered = False
+                await self._register_once()
+                outcome = HeartbeatOutcome.REREGISTERED
+            else:
+                outcome = HeartbeatOutcome.OK
+        except (RegistryUnavailableError, RegistryRequestError):
+            self.events.emit(HeartbeatSent(registration.name, HeartbeatOutcome.FAILED))
+            raise
+        self.events.emit(HeartbeatSent(registration.name, outcome))
+        return outcome
+
+    async def _heartbeat_loop(self) -> None:
+        """One heartbeat right away (or a registration, while unregistered), then one per interval."""
+        interval = self.config.heartbeat_interval_s
+        failures = 0
+        delay = 0.0 if self._registered else interval
+        while True:
+            await self._clock.sleep(delay)
+            try:
+                await self._beat_once()
+            except RegistryUnavailableError as exc:
+                log.warning("heartbeat of %s failed: %s", self.instance_id, exc)
+                delay = min(interval, self._backoff.delay(failures, self._rng)) if self._registered \
+                    else interval
+                failures += 1
+            except RegistryRequestError as exc:
+                log.error("registry refused the heartbeat of %s: %s", self.instance_id, exc)
+                delay = interval
+            except Exception:
+                log.exception("heartbeat of %s failed unexpectedly", self.instance_id)
+                delay = interval
+            else:
+                failures = 0
+                delay = interval
+
+    async def _stop_heartbeats(self) -> None:
+        task, self._heartbeats = self._heartbeats, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- discovery ---------------------------------------------------------------------------------------
+
+    async def discover_services(self, name: str | None = None,
+                                status: Status | str | None = Status.UP) -> list[ServiceInstance]:
+        """Instances of ``name`` (every service when ``None``) with ``status`` (all when ``None``).
+
+        Served from the cache for the cache TTL; when no registry can be reached, the last answer is
+        served (up to ``stale_max_age_ms`` old), else :class:`RegistryUnavailableError` is raised.
+        """
+        key: DiscoveryKey = (name, None if status is None else Status(status).value)
+        return list(await self._cache.get(key))
+
+    async def _fetch(self, key: DiscoveryKey) -> tuple[ServiceInstance, ...]:
+        name, status = key
+        if name is None:
+            return await self._http.all_instances(status)
+        return await self._http.service_instances(name, status)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop heartbeats and close the HTTP session (does not deregister)."""
+        await self._stop_heartbeats()
+        await self._cache.aclose()
+        await self._http.aclose()
+
+    async def __aenter__(self) -> ServiceRegistryManager:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self.deregister()
+        finally:
+            await self.close()
+
+    def __repr__(self) -> str:
+        return (f"ServiceRegistryManager(registry={','.join(self.config.registry_urls)}, "
+                f"instance_id={self.instance_id!r}, registered={self._registered}, status={self._status})")
+
+
+def _new_id(name: str) -> str:
+    return f"{name}-{secrets.token_hex(8)}"

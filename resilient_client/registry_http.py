@@ -1,0 +1,141 @@
+"""The registry's REST API (SPEC §1) as seen by a client, failing over between registry replicas."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
+from resilient_client.model import ServiceInstance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAnswer:
+    status: int
+    body: Any
+
+
+class RegistryHttp:
+    """HTTP calls to the registry. Replicas are tried in order, starting with the last one that answered;
+    a connection error, a timeout or a 5xx moves on to the next. When none answers:
+    :class:`RegistryUnavailableError`.
+    """
+
+    def __init__(self, urls: Sequence[str], *, auth_token: str | None = None, timeout_s: float = 5.0,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        if not urls:
+            raise ValueError("at least one registry URL is needed")
+        self.urls = tuple(url.rstrip("/") for url in urls)
+        self._headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session = session
+        self._owns_session = session is None
+        self._preferred = 0
+
+    async def request(self, method: str, path: str, *, body: Any = None,
+                      params: Mapping[str, str] | None = None,
+                      headers: Mapping[str, str] | None = None) -> RegistryAnswer:
+        """One call, failing over between replicas; any answer below 500 is returned."""
+        session = self._get_session()
+        merged = {**self._headers, **(headers or {})}
+        last_error: BaseException | None = None
+        count = len(self.urls)
+        for step in range(count):
+            index = (self._preferred + step) % count
+            url = self.urls[index] + path
+            try:
+                async with session.request(method, url, json=body, params=params, headers=merged,
+                                           timeout=self._timeout) as resp:
+                    body = await _read_body(resp)
+                    if resp.status >= 500:
+                        last_error = RegistryUnavailableError(f"{method} {url} answered {resp.status}")
+                        continue
+                    self._preferred = index
+                    return RegistryAnswer(resp.status, body)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                log.debug("registry %s unreachable: %r", self.urls[index], exc)
+                last_error = exc
+        raise RegistryUnavailableError(
+            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): {last_error!r}"
+        ) from last_error
+
+    async def register(self, body: Mapping[str, Any], lease_token: str | None) -> dict[str, Any]:
+        answer = await self.request("POST", "/instances", body=body, headers=_lease(lease_token))
+        if answer.status in (200, 201):
+            return dict(answer.body)
+        raise _refused(answer)
+
+    async def heartbeat(self, instance_id: str, status: str, lease_token: str | None) -> dict[str, Any] | None:
+        """The renewed instance, or ``None`` when the registry does not know it (404)."""
+        answer = await self.request("PUT", f"/instances/{quote(instance_id, safe='')}/heartbeat",
+                                    body={"status": status}, headers=_lease(lease_token))
+        if answer.status == 200:
+            return dict(answer.body)
+        if answer.status == 404:
+            return None
+        raise _refused(answer)
+
+    async def deregister(self, instance_id: str, lease_token: str | None) -> bool:
+        """``True`` if it was removed now, ``False`` if the registry did not know it."""
+        answer = await self.request("DELETE", f"/instances/{quote(instance_id, safe='')}",
+                                    headers=_lease(lease_token))
+        if answer.status in (200, 204):
+            return True
+        if answer.status == 404:
+            return False
+        raise _refused(answer)
+
+    async def service_instances(self, name: str, status: str | None) -> tuple[ServiceInstance, ...]:
+        params = {"status": status} if status else None
+        answer = await self.request("GET", f"/services/{quote(name, safe='')}", params=params)
+        if answer.status != 200:
+            raise _refused(answer)
+        return tuple(ServiceInstance.from_json(item) for item in answer.body.get("instances", []))
+
+    async def all_instances(self, status: str | None) -> tuple[ServiceInstance, ...]:
+        params = {"status": status} if status else None
+        answer = await self.request("GET", "/instances", params=params)
+        if answer.status != 200:
+            raise _refused(answer)
+        return tuple(ServiceInstance.from_json(item) for item in answer.body.get("instances", []))
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(raise_for_status=False)
+            self._owns_session = True
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._owns_session and not self._session.closed:
+            await self._session.close()
+
+    def __repr__(self) -> str:
+        return f"RegistryHttp(urls={self.urls!r})"
+
+
+def _lease(token: str | None) -> dict[str, str]:
+    return {"X-Lease-Token": token} if token else {}
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> Any:
+    raw = await resp.read()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def _refused(answer: RegistryAnswer) -> RegistryRequestError:
+    error = answer.body.get("error", {}) if isinstance(answer.body, dict) else {}
+    return RegistryRequestError(answer.status, str(error.get("code", "unexpected_status")),
+                                str(error.get("message", answer.body)))

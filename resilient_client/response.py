@@ -1,0 +1,34 @@
+"""The answer of a call, body already read and the connection back in the pool."""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from multidict import CIMultiDictProxy
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: CIMultiDictProxy[str] | Mapping[str, str]
+    content: bytes
+    url: str = ""
+    instance_id: str = field(default="", compare=False)
+    """The id of the instance that answered."""
+    charset: str | None = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    def text(self, encoding: str | None = None) -> str:
+        return self.content.decode(encoding or self.charset or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return _json.loads(self.content)
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} from {self.url or '?'} ({len(self.content)} bytes)>"

@@ -1,0 +1,46 @@
+import pytest
+
+from resilient_client import ManagerConfig
+
+
+def test_defaults_follow_the_spec_table() -> None:
+    config = ManagerConfig.from_env({})
+    assert config.registry_urls == ("http://localhost:3011",)
+    assert (config.heartbeat_interval_ms, config.retry_delay_ms, config.max_retries, config.cache_ttl_ms) == (
+        30_000, 10_000, 5, 30_000)
+    assert (config.auth_token, config.host, config.port) == (None, "localhost", 3000)
+
+
+def test_environment_values_are_milliseconds_and_a_comma_list_of_registries() -> None:
+    config = ManagerConfig.from_env({
+        "SERVICE_REGISTRY_URL": "http://a:1/, http://b:2", "SERVICE_REGISTRY_HEARTBEAT_INTERVAL": "300",
+        "SERVICE_REGISTRY_RETRY_DELAY": "50", "SERVICE_REGISTRY_MAX_RETRIES": "2",
+        "SERVICE_REGISTRY_CACHE_TTL": "1500", "SERVICE_REGISTRY_AUTH_TOKEN": "s3cret", "HOST": "10.0.0.5",
+        "PORT": "3001"})
+    assert config.registry_urls == ("http://a:1", "http://b:2")
+    assert config.heartbeat_interval_s == pytest.approx(0.3)
+    assert config.retry_delay_s == pytest.approx(0.05)
+    assert config.cache_ttl_s == pytest.approx(1.5)
+    assert (config.max_retries, config.auth_token, config.host, config.port) == (2, "s3cret", "10.0.0.5", 3001)
+
+
+def test_arguments_win_over_the_environment() -> None:
+    config = ManagerConfig.from_env({"SERVICE_REGISTRY_URL": "http://env:1", "PORT": "1"},
+                                    registry_url="http://arg:2,http://arg:3", port=2, heartbeat_interval_ms=None)
+    assert config.registry_urls == ("http://arg:2", "http://arg:3")
+    assert config.port == 2
+    assert config.heartbeat_interval_ms == 30_000
+
+
+@pytest.mark.parametrize(("name", "value"), [("SERVICE_REGISTRY_HEARTBEAT_INTERVAL", "soon"),
+                                             ("SERVICE_REGISTRY_CACHE_TTL", "-1"),
+                                             ("SERVICE_REGISTRY_MAX_RETRIES", "-2"), ("PORT", "x"),
+                                             ("SERVICE_REGISTRY_URL", " , ")])
+def test_a_bad_environment_value_is_a_clear_error(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name.split("_")[-1] if name != "PORT" else "PORT"):
+        ManagerConfig.from_env({name: value})
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        ManagerConfig().port = 1  # type: ignore[misc]
