@@ -1,0 +1,192 @@
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from resilient_client import (
+    BreakerConfig,
+    BreakerRejectedError,
+    BreakerState,
+    BreakerStateChanged,
+    ConnectError,
+    Event,
+    EventBus,
+    InstanceBreaker,
+    client_metrics,
+)
+
+
+def make(fail_max: int = 3, reset_timeout_s: float = 30.0, probes: int = 1) -> tuple[InstanceBreaker, list[Event]]:
+    seen: list[Event] = []
+    breaker = InstanceBreaker("User", "127.0.0.1:1", BreakerConfig(fail_max, reset_timeout_s, probes),
+                              EventBus([seen.append]))
+    return breaker, seen
+
+
+async def ok() -> int:
+    return 200
+
+
+async def refused() -> int:
+    raise ConnectError("refused")
+
+
+def never_failure(_: int) -> bool:
+    return False
+
+
+async def trip(breaker: InstanceBreaker, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(ConnectError):
+            await breaker.call(refused, never_failure)
+
+
+def elapse_reset_timeout(breaker: InstanceBreaker) -> None:
+    breaker.pybreaker._state_storage.opened_at = datetime.now(UTC) - timedelta(hours=1)
+
+
+async def test_consecutive_failures_open_the_breaker_and_the_original_error_is_kept() -> None:
+    breaker, seen = make(fail_max=3)
+    await trip(breaker, 3)  # the third failure trips it: still a ConnectError, never CircuitBreakerError
+    assert breaker.state is BreakerState.OPEN
+    changes = [e for e in seen if isinstance(e, BreakerStateChanged)]
+    assert [(e.state, e.transition) for e in changes] == [(BreakerState.CLOSED, False), (BreakerState.OPEN, True)]
+
+
+async def test_a_result_judged_a_failure_counts_and_is_still_returned() -> None:
+    breaker, _ = make(fail_max=2)
+    assert await breaker.call(ok, lambda status: status == 200) == 200
+    assert breaker.fail_counter == 1
+
+
+async def test_a_success_resets_the_consecutive_failure_count() -> None:
+    breaker, _ = make(fail_max=3)
+    await trip(breaker, 2)
+    assert await breaker.call(ok, never_failure) == 200
+    assert breaker.fail_counter == 0
+
+
+async def test_an_open_breaker_fails_fast_without_calling_and_counts_the_rejection() -> None:
+    breaker, _seen = make(fail_max=1)
+    await trip(breaker, 1)
+    calls = 0
+
+    async def counted() -> int:
+        nonlocal calls
+        calls += 1
+        return 200
+
+    with pytest.raises(BreakerRejectedError) as info:
+        await breaker.call(counted, never_failure)
+    assert info.value.sent is False
+    assert calls == 0
+    assert breaker.rejections == 1
+    assert not breaker.available()
+
+
+async def test_a_cancelled_call_is_not_counted_and_its_cancelled_error_is_kept() -> None:
+    breaker, _ = make(fail_max=1)
+    started = asyncio.Event()
+
+    async def hang() -> int:
+        started.set()
+        await asyncio.Event().wait()
+        return 200
+
+    task = asyncio.create_task(breaker.call(hang, never_failure))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.fail_counter == 0
+
+
+async def test_a_cancelled_call_does_not_reset_earlier_failures() -> None:
+    breaker, _ = make(fail_max=3)
+    await trip(breaker, 2)
+
+    async def cancelled() -> int:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await breaker.call(cancelled, never_failure)
+    assert breaker.fail_counter == 2
+
+
+async def test_a_cancelled_half_open_probe_leaves_the_breaker_half_open_and_frees_its_slot() -> None:
+    breaker, _ = make(fail_max=1)
+    await trip(breaker, 1)
+    elapse_reset_timeout(breaker)
+
+    async def cancelled() -> int:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await breaker.call(cancelled, never_failure)
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.available()
+    assert await breaker.call(ok, never_failure) == 200
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_an_unrelated_error_neither_counts_nor_closes() -> None:
+    breaker, _ = make(fail_max=2)
+    await trip(breaker, 1)
+
+    async def bug() -> int:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        await breaker.call(bug, never_failure)
+    assert breaker.fail_counter == 1
+
+
+async def test_half_open_admits_a_bounded_number_of_concurrent_probes() -> None:
+    breaker, _ = make(fail_max=1, probes=2)
+    await trip(breaker, 1)
+    elapse_reset_timeout(breaker)
+    release, both_in = asyncio.Event(), asyncio.Event()
+    entered = 0
+
+    async def probe() -> int:
+        nonlocal entered
+        entered += 1
+        if entered == 2:
+            both_in.set()
+        await release.wait()
+        return 200
+
+    probes = [asyncio.create_task(breaker.call(probe, never_failure)) for _ in range(2)]
+    await both_in.wait()
+    assert not breaker.available()
+    with pytest.raises(BreakerRejectedError):
+        await breaker.call(probe, never_failure)
+    assert entered == 2
+    release.set()
+    assert await asyncio.gather(*probes) == [200, 200]
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_failed_probe_opens_the_breaker_again() -> None:
+    breaker, seen = make(fail_max=1)
+    await trip(breaker, 1)
+    elapse_reset_timeout(breaker)
+    await trip(breaker, 1)
+    assert breaker.state is BreakerState.OPEN
+    states = [e.state for e in seen if isinstance(e, BreakerStateChanged) and e.transition]
+    assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.OPEN]
+
+
+async def test_state_changes_feed_the_state_gauge_and_transition_counter() -> None:
+    registry = CollectorRegistry()
+    metrics = client_metrics(registry)
+    breaker = InstanceBreaker("User", "h:1", BreakerConfig(fail_max=1), EventBus([metrics]))
+    assert registry.get_sample_value("resilient_client_circuit_breaker_state",
+                                     {"service": "User", "instance": "h:1"}) == 0
+    await trip(breaker, 1)
+    assert registry.get_sample_value("resilient_client_circuit_breaker_state",
+                                     {"service": "User", "instance": "h:1"}) == 2
+    assert registry.get_sample_value("resilient_client_circuit_breaker_transitions_total",
+                                     {"service": "User", "instance": "h:1", "state": "open"}) == 1

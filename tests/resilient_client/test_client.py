@@ -1,0 +1,225 @@
+import asyncio
+from collections import Counter
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from resilient_client import (
+    AttemptTimeoutError,
+    BackoffConfig,
+    BreakerConfig,
+    BreakerState,
+    CircuitOpenError,
+    ClientConfig,
+    ConnectError,
+    ConnectionLostError,
+    ResilientClient,
+    ServiceUnavailableError,
+)
+from tests.support.client_fakes import FakeClock, ScriptedTransport, StaticDiscovery, fail, instance, respond
+
+PORTS = (7001, 7002, 7003)
+
+
+def make(ports: tuple[int, ...] = PORTS, **config: object) -> tuple[ResilientClient, ScriptedTransport,
+                                                                     FakeClock, CollectorRegistry]:
+    transport, clock, registry = ScriptedTransport(), FakeClock(), CollectorRegistry()
+    discovery = StaticDiscovery({"User": [instance("User", port) for port in ports]})
+    settings = {"backoff": BackoffConfig(base_s=0.1, max_s=1, jitter=0), **config}
+    client = ResilientClient(discovery, transport=transport, clock=clock, metrics_registry=registry,
+                             config=ClientConfig(**settings))  # type: ignore[arg-type]
+    return client, transport, clock, registry
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_calls_rotate_round_robin_over_the_instances() -> None:
+    client, transport, _, registry = make()
+    for _ in range(30):
+        assert (await client.get("User", "/users/1")).status == 200
+    assert Counter(transport.ports()) == {7001: 10, 7002: 10, 7003: 10}
+    assert sample(registry, "resilient_client_requests_total", service="User", outcome="success") == 30
+
+
+async def test_the_response_has_its_body_read_and_decoded() -> None:
+    client, transport, _, _ = make()
+    transport.behaviours[7001] = respond(200, b'{"id": 42}', {"Content-Type": "application/json"})
+    resp = await client.get("User", "users/42")
+    assert (resp.status, resp.json(), resp.text(), resp.content) == (200, {"id": 42}, '{"id": 42}', b'{"id": 42}')
+    assert resp.headers["Content-Type"] == "application/json"
+    assert transport.sent[0].url == "http://127.0.0.1:7001/users/42"
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+async def test_a_gateway_failure_on_a_get_fails_over_to_the_next_instance(status: int) -> None:
+    client, transport, _, registry = make()
+    transport.behaviours[7001] = respond(status)
+    assert (await client.get("User", "/x")).status == 200
+    assert transport.ports() == [7001, 7002]
+    assert sample(registry, "resilient_client_failovers_total", service="User") == 1
+
+
+async def test_a_connection_error_fails_over() -> None:
+    client, transport, _, _ = make()
+    transport.behaviours[7001] = fail(ConnectError("refused"))
+    assert (await client.get("User", "/x")).status == 200
+    assert transport.ports() == [7001, 7002]
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 500])
+async def test_other_statuses_are_returned_as_they_are(status: int) -> None:
+    client, transport, _, _ = make()
+    transport.behaviours[7001] = respond(status)
+    assert (await client.get("User", "/x")).status == status
+    assert transport.ports() == [7001]
+
+
+async def test_a_post_answered_503_is_not_repeated_and_the_503_is_returned() -> None:
+    client, transport, _, _ = make()
+    transport.behaviours[7001] = respond(503)
+    assert (await client.post("User", "/users", json={"name": "x"})).status == 503
+    assert transport.ports() == [7001]
+
+
+async def test_an_idempotent_post_answered_503_fails_over() -> None:
+    client, transport, _, _ = make()
+    transport.behaviours[7001] = respond(503)
+    assert (await client.post("User", "/users", json={"name": "x"}, idempotent=True)).status == 200
+    assert transport.ports() == [7001, 7002]
+
+
+async def test_a_post_that_was_never_sent_fails_over() -> None:
+    client, transport, _, _ = make()
+    transport.behaviours[7001] = fail(ConnectError("refused"))
+    assert (await client.patch("User", "/users/1", json={})).status == 200
+    assert transport.ports() == [7001, 7002]
+
+
+@pytest.mark.parametrize("error", [AttemptTimeoutError("read timed out"), ConnectionLostError("reset")])
+async def test_a_post_that_may_have_been_sent_is_not_repeated(error: Exception) -> None:
+    client, transport, _, _ = make()
+    transport.behaviours[7001] = fail(error)  # type: ignore[arg-type]
+    with pytest.raises(ServiceUnavailableError) as info:
+        await client.post("User", "/users", json={})
+    assert info.value.last_error is error
+    assert transport.ports() == [7001]
+
+
+async def test_the_last_gateway_failure_is_returned_when_every_instance_fails() -> None:
+    client, transport, _clock, registry = make(max_passes=1)
+    transport.behaviours = {7001: respond(503), 7002: fail(ConnectError("refused")), 7003: respond(502)}
+    assert (await client.get("User", "/x")).status == 502
+    assert sample(registry, "resilient_client_requests_total", service="User", outcome="failure") == 1
+
+
+async def test_every_instance_failing_below_http_raises_service_unavailable_naming_the_service() -> None:
+    client, transport, _, _registry = make(max_passes=1)
+    transport.behaviours = {port: fail(ConnectError(f"refused {port}")) for port in PORTS}
+    with pytest.raises(ServiceUnavailableError, match=r"'User'.*refused") as info:
+        await client.get("User", "/x")
+    assert info.value.service == "User"
+    assert isinstance(info.value.last_error, ConnectError)
+
+
+async def test_further_passes_wait_with_backoff_and_count_as_retries() -> None:
+    client, transport, clock, registry = make(max_passes=3)
+    calls = 0
+
+    def flaky(request):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return respond(200)(request) if calls > 6 else ConnectError("refused")
+
+    transport.behaviours = dict.fromkeys(PORTS, flaky)
+    assert (await client.get("User", "/x")).status == 200
+    assert clock.sleeps == [0.1, 0.2]
+    assert len(transport.sent) == 7
+    assert sample(registry, "resilient_client_retries_total", service="User") == 2
+
+
+async def test_retry_after_on_a_503_is_honoured_within_the_deadline() -> None:
+    client, transport, clock, _ = make(ports=(7001,), max_passes=2)
+    answers = iter([respond(503, headers={"Retry-After": "2"}), respond(200)])
+    transport.behaviours[7001] = lambda request: next(answers)(request)
+    assert (await client.get("User", "/x")).status == 200
+    assert clock.sleeps == [2.0]
+
+
+async def test_a_retry_after_beyond_the_deadline_returns_the_503() -> None:
+    client, transport, clock, _ = make(ports=(7001,), max_passes=2, total_timeout_s=1.0)
+    transport.behaviours[7001] = respond(503, headers={"Retry-After": "5"})
+    assert (await client.get("User", "/x")).status == 503
+    assert clock.sleeps == []
+
+
+async def test_each_attempt_gets_at_most_the_time_left_of_the_deadline() -> None:
+    client, transport, _clock, _ = make(ports=(7001,), attempt_timeout_s=5.0, total_timeout_s=3.0)
+    await client.get("User", "/x")
+    assert transport.timeouts == [3.0]
+
+
+async def test_no_registered_instance_raises_service_unavailable() -> None:
+    client, transport, _, registry = make(ports=())
+    with pytest.raises(ServiceUnavailableError, match="no UP instance"):
+        await client.get("User", "/x")
+    assert transport.sent == []
+    assert sample(registry, "resilient_client_requests_total", service="User", outcome="no_instances") == 1
+
+
+async def test_an_instance_with_an_open_breaker_is_skipped() -> None:
+    client, transport, _, _ = make(breaker=BreakerConfig(fail_max=1), max_passes=1)
+    transport.behaviours[7001] = fail(ConnectError("refused"))
+    await client.get("User", "/x")
+    assert client.breakers.get("User", "127.0.0.1:7001").state is BreakerState.OPEN
+    transport.sent.clear()
+    for _ in range(6):
+        await client.get("User", "/x")
+    assert 7001 not in transport.ports()
+
+
+async def test_all_breakers_open_fails_at_once_without_network_io() -> None:
+    client, transport, _, registry = make(breaker=BreakerConfig(fail_max=1), max_passes=1)
+    transport.behaviours = {port: fail(ConnectError("refused")) for port in PORTS}
+    with pytest.raises(ServiceUnavailableError):
+        await client.get("User", "/x")
+    transport.sent.clear()
+    with pytest.raises(CircuitOpenError, match=r"'User'.*circuit breakers"):
+        await client.get("User", "/x")
+    assert transport.sent == []
+    assert sample(registry, "resilient_client_requests_total", service="User", outcome="circuit_open") == 1
+
+
+async def test_a_cancelled_call_is_not_a_breaker_failure() -> None:
+    client, transport, _, _ = make(ports=(7001,), breaker=BreakerConfig(fail_max=1))
+    started = asyncio.Event()
+
+    async def hang(request, timeout_s):  # type: ignore[no-untyped-def]
+        started.set()
+        await asyncio.Event().wait()
+
+    transport.send = hang  # type: ignore[method-assign]
+    task = asyncio.create_task(client.get("User", "/x"))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.breakers.get("User", "127.0.0.1:7001").state is BreakerState.CLOSED
+
+
+async def test_two_clients_share_the_metrics_of_one_registry() -> None:
+    registry = CollectorRegistry()
+    discovery = StaticDiscovery({"User": [instance("User", 7001)]})
+    clients = [ResilientClient(discovery, transport=ScriptedTransport(), metrics_registry=registry)
+               for _ in range(2)]
+    for client in clients:
+        await client.get("User", "/x")
+    assert sample(registry, "resilient_client_requests_total", service="User", outcome="success") == 2
+
+
+async def test_close_closes_the_transport_and_async_with_does_too() -> None:
+    transport = ScriptedTransport()
+    async with ResilientClient(StaticDiscovery(), transport=transport, metrics=False):
+        pass
+    assert transport.closed

@@ -1,0 +1,178 @@
+from collections.abc import AsyncIterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from resilient_client import (
+    ManagerConfig,
+    RegistryRequestError,
+    RegistryUnavailableError,
+    ServiceRegistryManager,
+    Status,
+)
+from tests.support.client_fake_registry import FakeRegistry
+from tests.support.polling import async_wait_until
+from tests.support.processes import free_port
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[FakeRegistry]:
+    fake = await FakeRegistry().start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def manager_for(*urls: str, heartbeat_ms: float = 60_000, retry_ms: float = 5, retries: int = 2,
+                **overrides: object) -> ServiceRegistryManager:
+    config = ManagerConfig(registry_urls=urls, heartbeat_interval_ms=heartbeat_ms, retry_delay_ms=retry_ms,
+                           max_retries=retries, host="127.0.0.1", port=4000, request_timeout_ms=2000)
+    return ServiceRegistryManager(config=config, metrics_registry=CollectorRegistry(), **overrides)  # type: ignore[arg-type]
+
+
+async def test_register_sends_the_fields_and_a_client_chosen_id(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url) as manager:
+        service_id = await manager.register("Auth", 3001, version="1.0.0", description="Authentication service")
+        assert service_id is not None and service_id.startswith("Auth-")
+        body = registry.requests("POST", "/instances")[0].body
+        assert body["id"] == service_id
+        assert (body["name"], body["port"], body["host"], body["version"]) == ("Auth", 3001, "127.0.0.1", "1.0.0")
+        assert registry.instances[service_id]["description"] == "Authentication service"
+
+
+async def test_a_failed_registration_is_retried_with_the_same_id(registry: FakeRegistry) -> None:
+    registry.fail_registrations = 2
+    async with manager_for(registry.url, retries=2) as manager:
+        service_id = await manager.register("Auth", 3001)
+        posts = registry.requests("POST", "/instances")
+        assert len(posts) == 3
+        assert {post.body["id"] for post in posts} == {service_id}
+        assert list(registry.instances) == [service_id]
+
+
+async def test_after_max_retries_register_returns_none_and_keeps_trying_in_the_background(
+        registry: FakeRegistry) -> None:
+    registry.fail_registrations = 4
+    async with manager_for(registry.url, retries=1, heartbeat_ms=50) as manager:
+        assert await manager.register("Auth", 3001) is None
+        assert len(registry.requests("POST")) == 2
+        await async_wait_until(lambda: _true(manager.registered), message="background registration")
+        assert list(registry.instances) == [manager.instance_id]
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_heartbeat_follows_registration_at_once_and_carries_the_status(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url, heartbeat_ms=60_000) as manager:
+        service_id = await manager.register("Auth", 3001)
+        await async_wait_until(lambda: _true(bool(registry.requests("PUT"))), message="first heartbeat")
+        beat = registry.requests("PUT")[0]
+        assert beat.path == f"/instances/{service_id}/heartbeat"
+        assert beat.body == {"status": "UP"}
+
+
+async def test_heartbeats_repeat_every_interval(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url, heartbeat_ms=30) as manager:
+        await manager.register("Auth", 3001)
+        await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= 4), message="four heartbeats")
+
+
+async def test_a_404_heartbeat_re_registers_at_once_with_the_same_id(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url, heartbeat_ms=30) as manager:
+        service_id = await manager.register("Auth", 3001)
+        await async_wait_until(lambda: _true(bool(registry.requests("PUT"))), message="first heartbeat")
+        registry.forget_all()
+        await async_wait_until(lambda: _true(service_id in registry.instances), message="re-registration")
+        assert {post.body["id"] for post in registry.requests("POST")} == {service_id}
+
+
+async def test_set_status_is_sent_at_once(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url) as manager:
+        service_id = await manager.register("Auth", 3001)
+        assert await manager.set_status("DOWN")
+        assert registry.instances[str(service_id)]["status"] == "DOWN"
+        assert manager.status is Status.DOWN
+
+
+async def test_deregister_removes_the_instance_and_is_idempotent(registry: FakeRegistry) -> None:
+    manager = manager_for(registry.url)
+    await manager.register("Auth", 3001)
+    await manager.deregister()
+    await manager.deregister()
+    assert registry.instances == {}
+    assert len(registry.requests("DELETE")) == 1
+    await manager.close()
+
+
+async def test_deregister_accepts_a_registry_that_already_forgot_the_instance(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url) as manager:
+        await manager.register("Auth", 3001)
+        registry.forget_all()
+        await manager.deregister()
+
+
+async def test_leaving_async_with_deregisters(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url) as manager:
+        await manager.register("Auth", 3001)
+        assert registry.instances
+    assert registry.instances == {}
+
+
+async def test_the_lease_token_and_auth_token_are_sent_back(registry: FakeRegistry) -> None:
+    async with manager_for(registry.url, auth_token="s3cret") as manager:
+        await manager.register("Auth", 3001)
+        await manager.set_status("DOWN")
+        token = manager.lease_token
+        assert token is not None and 16 <= len(token) <= 256
+        assert registry.requests("POST")[0].body["lease_token"] == token
+        assert registry.requests("PUT")[-1].headers["X-Lease-Token"] == token
+        assert all(seen.headers["Authorization"] == "Bearer s3cret" for seen in registry.seen)
+
+
+async def test_a_refused_registration_raises_at_once(registry: FakeRegistry) -> None:
+    registry.add("Other", 1, instance_id="taken")
+    async with manager_for(registry.url) as manager:
+        with pytest.raises(RegistryRequestError, match="409"):
+            await manager.register("Auth", 3001, instance_id="taken")
+
+
+async def test_the_next_registry_replica_is_used_when_the_first_is_down(registry: FakeRegistry) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with manager_for(dead, registry.url) as manager:
+        assert await manager.register("Auth", 3001) is not None
+        registry.add("User", 7001)
+        assert [inst.port for inst in await manager.discover_services("User")] == [7001]
+
+
+async def test_discovery_returns_up_instances_and_caches_them(registry: FakeRegistry) -> None:
+    registry.add("User", 7001)
+    registry.add("User", 7002, status="DOWN")
+    async with manager_for(registry.url) as manager:
+        first = await manager.discover_services("User")
+        assert [(inst.port, inst.status) for inst in first] == [(7001, Status.UP)]
+        assert await manager.discover_services("User") == first
+        assert len(registry.requests("GET", "/services/User")) == 1
+        assert len(await manager.discover_services("User", status=None)) == 2
+        assert {inst.name for inst in await manager.discover_services()} == {"User"}
+
+
+async def test_discovery_without_any_registry_and_no_cache_raises(registry: FakeRegistry) -> None:
+    async with manager_for(f"http://127.0.0.1:{free_port()}") as manager:
+        with pytest.raises(RegistryUnavailableError):
+            await manager.discover_services("User")
+
+
+async def test_discovery_serves_stale_when_every_registry_answers_5xx(registry: FakeRegistry) -> None:
+    registry.add("User", 7001)
+    config_ttl = {"cache_ttl": 1}
+    async with manager_for(registry.url, **config_ttl) as manager:
+        await manager.discover_services("User")
+        registry.fail_everything = True
+        await async_wait_until(lambda: _stale_served(manager), message="stale answer")
+
+
+async def _stale_served(manager: ServiceRegistryManager) -> bool:
+    return [inst.port for inst in await manager.discover_services("User")] == [7001]
