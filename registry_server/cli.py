@@ -24,7 +24,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
-    config.read_timeout = settings.read_timeout_s  # a client trickling its request is cut off
+    config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]  # a silent client is cut off
     config.keep_alive_timeout = 5
     config.graceful_timeout = 10  # SIGTERM: in-flight requests get this long to finish
     config.h11_max_incomplete_size = 16 * 1024

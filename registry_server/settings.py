@@ -31,8 +31,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     store_timeout_s: float = 1.5
     """Upper bound of one store operation; beyond it the request answers 503."""
-    read_timeout_s: int = 10
-    """Seconds hypercorn waits for a client's request bytes before closing the connection."""
+    read_timeout_s: float = 10.0
+    """Seconds a client may go silent mid-request, and the most a request body may take to arrive in
+    all (a client trickling its body is cut off with 408)."""
 
     @property
     def ttl_ms(self) -> int:
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-ttl", help="seconds without heartbeat before expiry (env REGISTRY_INSTANCE_TTL)")
     p.add_argument("--sweep-interval", help="seconds between expiry sweeps (env REGISTRY_SWEEP_INTERVAL)")
     p.add_argument("--auth-token", help="bearer token required by write endpoints (env REGISTRY_AUTH_TOKEN)")
+    p.add_argument("--read-timeout", help="seconds a request may take to arrive (env REGISTRY_READ_TIMEOUT, "
+                                          "default 10)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
     return p
 
@@ -104,6 +107,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     ttl = pick(args.instance_ttl, "REGISTRY_INSTANCE_TTL")
     sweep = pick(args.sweep_interval, "REGISTRY_SWEEP_INTERVAL")
     token = pick(args.auth_token, "REGISTRY_AUTH_TOKEN")
+    read_timeout = pick(args.read_timeout, "REGISTRY_READ_TIMEOUT")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -118,4 +122,6 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
                           if sweep is not None else defaults.sweep_interval_s),
         auth_token=token,
         log_level=level,
+        read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
+                        if read_timeout is not None else defaults.read_timeout_s),
     )

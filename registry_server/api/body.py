@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -13,18 +14,24 @@ from registry_server.schemas import error_details
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (never read whole into memory)."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes (never read whole into memory),
+    and with 408 when it takes over ``timeout_s`` seconds to arrive."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"request body did not arrive within {timeout_s:g}s",
+                       headers={"Connection": "close"}) from None
     return b"".join(chunks)
 
 
@@ -38,9 +45,10 @@ def _check_content_type(request: Request) -> None:
                        f"content type must be application/json, not {media or 'empty'!r}")
 
 
-async def parse_body(request: Request, model: type[M], limit: int, *, optional: bool = False) -> M:
+async def parse_body(request: Request, model: type[M], limit: int, timeout_s: float, *,
+                     optional: bool = False) -> M:
     """Validate the JSON body against ``model``: 400 for malformed JSON, 422 naming each bad field."""
-    raw = await read_body(request, limit)
+    raw = await read_body(request, limit, timeout_s)
     if optional and not raw.strip():
         return model()
     _check_content_type(request)

@@ -15,8 +15,8 @@ from registry_server.errors import StoreError, StoreUnavailableError
 log = logging.getLogger("registry_server.api")
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-               422: "validation_error", 503: "unavailable"}
+               405: "method_not_allowed", 408: "request_timeout", 413: "payload_too_large",
+               415: "unsupported_media_type", 422: "validation_error", 503: "unavailable"}
 
 
 class ApiError(Exception):

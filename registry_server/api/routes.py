@@ -85,7 +85,8 @@ class RegistryApi:
 
     async def register(self, request: Request) -> Response:
         self._authorize_write(request)
-        body = await parse_body(request, RegisterRequest, self.settings.max_body_bytes)
+        body = await parse_body(request, RegisterRequest, self.settings.max_body_bytes,
+                                self.settings.read_timeout_s)
         host = body.host or (request.client.host if request.client else None)
         if not host:
             raise ApiError(422, "validation_error", "request body failed validation",
@@ -109,7 +110,8 @@ class RegistryApi:
     async def heartbeat(self, request: Request) -> Response:
         self._authorize_write(request)
         instance_id = request.path_params["id"]
-        body = await parse_body(request, HeartbeatRequest, self.settings.max_body_bytes, optional=True)
+        body = await parse_body(request, HeartbeatRequest, self.settings.max_body_bytes,
+                                self.settings.read_timeout_s, optional=True)
         inst = await self.registry.heartbeat(instance_id, Status(body.status) if body.status else None)
         if inst is None:
             raise _instance_not_found(instance_id)

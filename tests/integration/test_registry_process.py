@@ -103,20 +103,21 @@ def test_two_registries_on_one_redis_count_each_expiry_exactly_once(tmp_path: Pa
                                                                     redis_server: RedisServer) -> None:
     batch = 60
     with running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=0.05, name="a") as a, \
-            running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=0.05, name="b") as b:
+            running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=0.05, name="b") as b, \
+            httpx.Client() as http:
         a.wait_healthy()
         b.wait_healthy()
         for n in range(batch):
             target = a if n % 2 else b
-            resp = httpx.post(target.url + "/instances",
-                              json={"name": f"svc{n % 3}", "port": 1000 + n, "host": "h", "id": f"i-{n}"})
+            resp = http.post(target.url + "/instances",
+                             json={"name": f"svc{n % 3}", "port": 1000 + n, "host": "h", "id": f"i-{n}"})
             assert resp.status_code == 201
 
         def expired_total() -> float:
-            return sum(metric_sum(httpx.get(r.url + "/metrics").text, "registry_expirations_total") for r in (a, b))
+            return sum(metric_sum(http.get(r.url + "/metrics").text, "registry_expirations_total") for r in (a, b))
 
         wait_until(lambda: expired_total() >= batch, timeout=15, message="every instance to expire")
-        wait_until(lambda: httpx.get(a.url + "/instances").json()["instances"] == [], timeout=5,
+        wait_until(lambda: http.get(a.url + "/instances").json()["instances"] == [], timeout=5,
                    message="the store to be empty")
         assert expired_total() == batch
 
@@ -196,3 +197,38 @@ def test_without_redis_url_the_embedded_store_serves_with_a_warning(tmp_path: Pa
         reg.wait_healthy()
         assert httpx.get(reg.url + "/healthz").json() == {"status": "ok", "store": "memory"}
         assert "nothing persists" in reg.log_text()
+
+
+def test_a_client_trickling_its_body_is_cut_off_with_408(tmp_path: Path) -> None:
+    with running_registry(tmp_path, redis_url=None, extra_env={"REGISTRY_READ_TIMEOUT": "1"}) as reg:
+        reg.wait_healthy()
+        body = b'{"name": "Auth", "port": 1, "host": "h"}'
+        with socket.create_connection(("127.0.0.1", reg.port), timeout=10) as sock:
+            sock.sendall(b"POST /instances HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            reply = b""
+            for byte in body:  # one byte every 0.3 s: each read is quick, the whole body is not
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break
+                try:
+                    sock.settimeout(0.3)
+                    reply += sock.recv(65536)
+                except TimeoutError:
+                    continue
+                if reply:
+                    break
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b'"request_timeout"' in reply
+
+
+def test_a_client_gone_silent_mid_request_is_disconnected(tmp_path: Path) -> None:
+    with running_registry(tmp_path, redis_url=None, extra_env={"REGISTRY_READ_TIMEOUT": "1"}) as reg:
+        reg.wait_healthy()
+        with socket.create_connection(("127.0.0.1", reg.port), timeout=10) as sock:
+            sock.sendall(b"POST /instances HTTP/1.1\r\nHost: r\r\n")  # headers never finished
+            started = time.monotonic()
+            data = sock.recv(65536)  # blocks until the server answers or closes
+            assert time.monotonic() - started < 9, "closed by the read timeout, not the socket timeout"
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
