@@ -14,7 +14,7 @@ pybreaker knows nothing of asyncio, so the adapter
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
@@ -204,6 +204,9 @@ class BreakerBoard:
 
     def __len__(self) -> int:
         return len(self._breakers)
+
+    def __iter__(self) -> Iterator[InstanceBreaker]:
+        return iter(tuple(self._breakers.values()))
 
     def __repr__(self) -> str:
         return f"BreakerBoard(breakers={len(self._breakers)})"
