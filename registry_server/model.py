@@ -121,3 +121,36 @@ class ServiceView:
     name: str
     revision: int
     instances: list[Instance]
+
+
+class EventType(enum.StrEnum):
+    REGISTERED = "registered"
+    UPDATED = "updated"
+    """Re-registered with other fields (version, metadata, ...)."""
+    STATUS_CHANGED = "status_changed"
+    DEREGISTERED = "deregistered"
+    EXPIRED = "expired"
+
+
+def event_id_order(event_id: str) -> tuple[int, int]:
+    """Stream ids ``<ms>-<seq>`` in their order; anything unparseable sorts first."""
+    ms, _, seq = event_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return (-1, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One change of a service's membership or of an instance's status, as the change stream carries it."""
+
+    id: str
+    type: EventType
+    service: str
+    revision: int
+    instance: Instance
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type.value, "service": self.service, "revision": self.revision,
+                "instance": self.instance.to_json()}

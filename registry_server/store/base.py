@@ -13,13 +13,24 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
 - ``expire`` removes instances whose lease ran out and returns each one to exactly one caller, however
   many registry replicas sweep the same store.
 - Revisions of a service never go backwards, also when its last instance leaves.
+- Every change that moves a revision appends one :class:`ChangeEvent` per instance to a bounded,
+  ordered event history shared by every replica (``registered``, ``updated``, ``status_changed``,
+  ``deregistered``, ``expired``), in the same atomic step as the change.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from registry_server.model import Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
+from registry_server.model import (
+    ChangeEvent,
+    Instance,
+    RegisterResult,
+    Registration,
+    ServiceSummary,
+    ServiceView,
+    Status,
+)
 
 
 class InstanceStore(Protocol):
@@ -46,6 +57,18 @@ class InstanceStore(Protocol):
         ...
 
     async def revision(self, name: str) -> int: ...
+
+    async def last_event_id(self) -> str:
+        """The id of the newest event (``"0-0"`` when there is none)."""
+        ...
+
+    async def read_events(self, after: str, *, block_s: float, count: int = 500) -> list[ChangeEvent]:
+        """Events after ``after`` in order, waiting up to ``block_s`` seconds for the first one."""
+        ...
+
+    async def history_complete(self, after: str) -> bool:
+        """Whether every event after ``after`` is still held (none trimmed, the history not reset)."""
+        ...
 
     async def ping(self) -> None:
         """Raise :class:`~registry_server.errors.StoreUnavailableError` unless the store answers."""

@@ -2,6 +2,7 @@
 
 ``<p>:ids``                 hash, instance id -> service name (ownership, for 409 and lookups by id)
 ``<p>:services``            hash, service name -> instance count (the index of services)
+``<p>:events``              stream of change events (bounded; ids are the change stream's event ids)
 ``<p>:{name}:inst:<id>``    hash: doc (JSON), status, reg, hb, exp (ms), tok (lease token)
 ``<p>:{name}:leases``       sorted set, id scored by lease expiry (ms)
 ``<p>:{name}:rev``          integer revision, moved by every change of membership or status
@@ -24,6 +25,10 @@ class KeyLayout:
     @property
     def services(self) -> str:
         return f"{self.prefix}:services"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
 
     def instance_prefix(self, name: str) -> str:
         return f"{self.prefix}:{{{name}}}:inst:"

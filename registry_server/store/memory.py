@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, replace
+import asyncio
+import contextlib
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
 
 from registry_server.errors import InstanceConflictError
-from registry_server.model import Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
+from registry_server.model import (
+    ChangeEvent,
+    EventType,
+    Instance,
+    RegisterResult,
+    Registration,
+    ServiceSummary,
+    ServiceView,
+    Status,
+    event_id_order,
+)
 
 
 @dataclass(slots=True)
 class _Service:
     revision: int = 0
-    instances: dict[str, Instance] | None = None
-
-    def members(self) -> dict[str, Instance]:
-        if self.instances is None:
-            self.instances = {}
-        return self.instances
+    members: dict[str, Instance] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -25,9 +32,13 @@ class MemoryStore:
 
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, *, event_history: int = 10_000) -> None:
         self._services: dict[str, _Service] = {}
         self._owners: dict[str, str] = {}  # instance id -> service name
+        self._events: deque[ChangeEvent] = deque(maxlen=event_history)
+        self._event_seq = 0
+        self._trimmed_upto = "0-0"
+        self._new_event = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"MemoryStore(instances={len(self._owners)})"
@@ -43,28 +54,45 @@ class MemoryStore:
         if owner is None:
             return None
         svc = self._services[owner]
-        inst = svc.members().get(instance_id)
+        inst = svc.members.get(instance_id)
         if inst is None or not inst.is_live(now_ms):
             return None
         return svc, inst
+
+    def _emit(self, kind: EventType, svc: _Service, inst: Instance) -> None:
+        if len(self._events) == self._events.maxlen:
+            self._trimmed_upto = self._events[0].id
+        self._event_seq += 1
+        self._events.append(ChangeEvent(f"{self._event_seq}-0", kind, inst.name, svc.revision, inst))
+        self._new_event.set()
+        self._new_event = asyncio.Event()
 
     async def register(self, registration: Registration, now_ms: int, ttl_ms: int) -> RegisterResult:
         owner = self._owners.get(registration.id)
         if owner is not None and owner != registration.name:
             raise InstanceConflictError(registration.id, owner)
         svc = self._service(registration.name)
-        members = svc.members()
-        old = members.get(registration.id)
+        old = svc.members.get(registration.id)
         replaced_expired = old is not None and not old.is_live(now_ms)
         created = old is None or replaced_expired
+        registered_at = now_ms if created or old is None else old.registered_at_ms
         inst = Instance.from_document(registration.id, registration.document(), registration.status,
-                                      now_ms if created else old.registered_at_ms,  # type: ignore[union-attr]
-                                      now_ms, now_ms + ttl_ms)
-        changed = created or old is None or _fields_differ(old, inst)
-        members[registration.id] = inst
+                                      registered_at, now_ms, now_ms + ttl_ms)
+        svc.members[registration.id] = inst
         self._owners[registration.id] = registration.name
-        if changed:
+        kind: EventType | None = EventType.REGISTERED
+        if not created and old is not None:
+            if _document(old) != _document(inst):
+                kind = EventType.UPDATED
+            elif old.status != inst.status:
+                kind = EventType.STATUS_CHANGED
+            else:
+                kind = None
+        if kind is not None:
             svc.revision += 1
+            if replaced_expired and old is not None:
+                self._emit(EventType.EXPIRED, svc, old)
+            self._emit(kind, svc, inst)
         return RegisterResult(inst, created, svc.revision, replaced_expired)
 
     async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int,
@@ -75,9 +103,10 @@ class MemoryStore:
         svc, inst = found
         new_status = inst.status if status is None else status
         renewed = replace(inst, status=new_status, last_heartbeat_ms=now_ms, expires_at_ms=now_ms + ttl_ms)
-        svc.members()[instance_id] = renewed
+        svc.members[instance_id] = renewed
         if new_status != inst.status:
             svc.revision += 1
+            self._emit(EventType.STATUS_CHANGED, svc, renewed)
         return renewed
 
     async def deregister(self, instance_id: str, now_ms: int) -> Instance | None:
@@ -87,10 +116,11 @@ class MemoryStore:
         svc, inst = found
         self._remove(svc, inst)
         svc.revision += 1
+        self._emit(EventType.DEREGISTERED, svc, inst)
         return inst
 
     def _remove(self, svc: _Service, inst: Instance) -> None:
-        del svc.members()[inst.id]
+        del svc.members[inst.id]
         del self._owners[inst.id]
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
@@ -101,17 +131,17 @@ class MemoryStore:
         svc = self._services.get(name)
         if svc is None:
             return ServiceView(name, 0, [])
-        live = [i for i in svc.members().values() if i.is_live(now_ms)]
+        live = [i for i in svc.members.values() if i.is_live(now_ms)]
         return ServiceView(name, svc.revision, sorted(live, key=lambda i: i.id))
 
     async def all_instances(self, now_ms: int) -> list[Instance]:
-        live = [i for svc in self._services.values() for i in svc.members().values() if i.is_live(now_ms)]
+        live = [i for svc in self._services.values() for i in svc.members.values() if i.is_live(now_ms)]
         return sorted(live, key=lambda i: i.id)
 
     async def services(self, now_ms: int) -> list[ServiceSummary]:
         out = []
         for name in sorted(self._services):
-            live = [i for i in self._services[name].members().values() if i.is_live(now_ms)]
+            live = [i for i in self._services[name].members.values() if i.is_live(now_ms)]
             if live:
                 statuses = Counter(i.status.value for i in live)
                 out.append(ServiceSummary(name, len(live), dict(sorted(statuses.items()))))
@@ -120,18 +150,40 @@ class MemoryStore:
     async def expire(self, now_ms: int, limit: int) -> list[Instance]:
         removed: list[Instance] = []
         for svc in self._services.values():
-            gone = sorted((i for i in svc.members().values() if not i.is_live(now_ms)),
+            gone = sorted((i for i in svc.members.values() if not i.is_live(now_ms)),
                           key=lambda i: (i.expires_at_ms, i.id))[:limit]
+            if not gone:
+                continue
+            svc.revision += 1  # one move per sweep of a service, as in the Redis store
             for inst in gone:
                 self._remove(svc, inst)
-            if gone:
-                svc.revision += 1  # one move per sweep of a service, as in the Redis store
+                self._emit(EventType.EXPIRED, svc, inst)
             removed.extend(gone)
         return removed
 
     async def revision(self, name: str) -> int:
         svc = self._services.get(name)
         return 0 if svc is None else svc.revision
+
+    async def last_event_id(self) -> str:
+        return self._events[-1].id if self._events else f"{self._event_seq}-0"
+
+    def _after(self, after: str, count: int) -> list[ChangeEvent]:
+        key = event_id_order(after)
+        return [e for e in self._events if event_id_order(e.id) > key][:count]
+
+    async def read_events(self, after: str, *, block_s: float, count: int = 500) -> list[ChangeEvent]:
+        found = self._after(after, count)
+        if found or block_s <= 0:
+            return found
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(block_s):
+                await self._new_event.wait()
+        return self._after(after, count)
+
+    async def history_complete(self, after: str) -> bool:
+        key = event_id_order(after)
+        return event_id_order(self._trimmed_upto) <= key <= event_id_order(await self.last_event_id())
 
     async def ping(self) -> None:
         return None
@@ -140,7 +192,6 @@ class MemoryStore:
         return None
 
 
-def _fields_differ(old: Instance, new: Instance) -> bool:
-    return (old.status, old.host, old.port, old.scheme, old.health_endpoint, old.version, old.description,
-            old.metadata) != (new.status, new.host, new.port, new.scheme, new.health_endpoint, new.version,
-                              new.description, new.metadata)
+def _document(inst: Instance) -> tuple[object, ...]:
+    return (inst.host, inst.port, inst.scheme, inst.health_endpoint, inst.version, inst.description,
+            inst.metadata)

@@ -15,7 +15,17 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from registry_server.errors import InstanceConflictError, StoreError, StoreUnavailableError
-from registry_server.model import Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
+from registry_server.model import (
+    ChangeEvent,
+    EventType,
+    Instance,
+    RegisterResult,
+    Registration,
+    ServiceSummary,
+    ServiceView,
+    Status,
+    event_id_order,
+)
 from registry_server.store.keys import KeyLayout
 from registry_server.store.redis_url import RedisMode, RedisTarget
 
@@ -54,6 +64,12 @@ def connect(target: RedisTarget, *, max_connections: int = 128, timeout_s: float
                                 "the scale-out work; use standalone or Sentinel")
 
 
+def _event(entry_id: str, fields: dict[str, str]) -> ChangeEvent:
+    inst = Instance.from_document(fields["id"], json.loads(fields["doc"]), fields["status"], int(fields["reg"]),
+                                  int(fields["hb"]), int(fields["exp"]))
+    return ChangeEvent(entry_id, EventType(fields["type"]), fields["service"], int(fields["rev"]), inst)
+
+
 def _instance(instance_id: str, row: Sequence[Any]) -> Instance:
     doc, status, reg, hb, exp = row[:5]
     return Instance.from_document(instance_id, json.loads(doc), status, int(reg), int(hb), int(exp))
@@ -65,8 +81,9 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, client: aioredis.Redis, *, layout: KeyLayout | None = None,
-                 op_timeout_s: float = 1.5) -> None:
+                 op_timeout_s: float = 1.5, event_history: int = 10_000) -> None:
         self._client = client
+        self._event_history = event_history
         self._keys = layout or KeyLayout()
         self._op_timeout_s = op_timeout_s
         self._names: dict[str, str] = {}
@@ -131,9 +148,9 @@ class RedisStore:
         async def call() -> Any:
             return await self._register(
                 keys=[k.ids, k.services, k.instance(name, iid), k.leases(name), k.revision(name),
-                      k.counts(name)],
+                      k.counts(name), k.events],
                 args=[iid, name, doc, registration.status.value, now_ms, now_ms + ttl_ms,
-                      registration.lease_token])
+                      registration.lease_token, self._event_history])
 
         reply = await self._run("register", call)
         if reply[0] == "conflict":
@@ -150,8 +167,9 @@ class RedisStore:
 
         async def renew(name: str) -> Instance | None:
             row = await self._heartbeat(
-                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name)],
-                args=[instance_id, now_ms, now_ms + ttl_ms, status.value if status else ""])
+                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events],
+                args=[instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
+                      self._event_history])
             return None if row is None else _instance(instance_id, row)
 
         return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
@@ -162,8 +180,8 @@ class RedisStore:
         async def remove(name: str) -> Instance | None:
             row = await self._deregister(
                 keys=[k.ids, k.services, k.instance(name, instance_id), k.leases(name), k.revision(name),
-                      k.counts(name)],
-                args=[instance_id, name, now_ms])
+                      k.counts(name), k.events],
+                args=[instance_id, name, now_ms, self._event_history])
             return None if row is None else _instance(instance_id, row)
 
         found = await self._run("deregister", lambda: self._by_id(instance_id, remove))
@@ -242,8 +260,8 @@ class RedisStore:
     async def expire(self, now_ms: int, limit: int) -> list[Instance]:
         k = self._keys
         replies = await self._per_service("expire", lambda name, pipe: self._expire(
-            keys=[k.ids, k.services, k.leases(name), k.revision(name), k.counts(name)],
-            args=[name, now_ms, limit, k.instance_prefix(name)], client=pipe))
+            keys=[k.ids, k.services, k.leases(name), k.revision(name), k.counts(name), k.events],
+            args=[name, now_ms, limit, k.instance_prefix(name), self._event_history], client=pipe))
         removed = []
         for _name, flat in replies:
             for i in range(0, len(flat), 6):
@@ -254,6 +272,38 @@ class RedisStore:
     async def revision(self, name: str) -> int:
         value = await self._run("revision", lambda: self._client.get(self._keys.revision(name)))
         return int(value or 0)
+
+    async def last_event_id(self) -> str:
+        newest = await self._run("events", lambda: self._client.xrevrange(self._keys.events, count=1))
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def read_events(self, after: str, *, block_s: float, count: int = 500) -> list[ChangeEvent]:
+        block_ms = max(0, round(block_s * 1000))
+        reply: Any = await self._run("events", lambda: self._client.xread(
+            {self._keys.events: after}, count=count, block=block_ms or None))
+        if not reply:
+            return []
+        [(_key, entries)] = reply  # RESP2: [[stream key, [(id, fields), ...]]]
+        return [_event(str(entry_id), fields) for entry_id, fields in entries]
+
+    async def history_complete(self, after: str) -> bool:
+        async def info() -> dict[str, Any]:
+            try:
+                data: dict[str, Any] = await self._client.xinfo_stream(self._keys.events)
+            except rexc.ResponseError:  # no stream yet: nothing was ever recorded or trimmed
+                return {}
+            return data
+
+        data = await self._run("events", info)
+        if not data:
+            return after == "0-0"
+        position = event_id_order(after)
+        if position > event_id_order(str(data["last-generated-id"])):
+            return False  # an id from another history: the stream was reset (e.g. Redis restarted empty)
+        trimmed = int(data["entries-added"]) - int(data["length"])
+        first = data.get("first-entry")
+        # Conservative: once anything was trimmed, only ids from the held entries on count as complete.
+        return trimmed == 0 or (first is not None and position >= event_id_order(str(first[0])))
 
     async def ping(self) -> None:
         await self._run("ping", self._client.ping)

@@ -16,13 +16,25 @@ StoreFactory = Callable[[], InstanceStore]
 
 @pytest.fixture(params=["memory", "redis"])
 async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    async for factory in _factory(request, event_history=10_000):
+        yield factory
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def small_history_store(request: pytest.FixtureRequest) -> AsyncIterator[InstanceStore]:
+    """A store that keeps only a short event history."""
+    async for factory in _factory(request, event_history=5):
+        yield factory()
+
+
+async def _factory(request: pytest.FixtureRequest, *, event_history: int) -> AsyncIterator[StoreFactory]:
     """Makes stores that share one backing state: a memory store, or Redis stores on one key prefix.
 
     Several stores from one factory stand for several registry replicas on one Redis.
     """
     made: list[InstanceStore] = []
     if request.param == "memory":
-        shared = MemoryStore()
+        shared = MemoryStore(event_history=event_history)
 
         def make() -> InstanceStore:
             return shared
@@ -31,7 +43,7 @@ async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFa
         layout = KeyLayout(prefix=f"t{uuid.uuid4().hex[:12]}")
 
         def make() -> InstanceStore:
-            store = RedisStore(connect(parse_redis_url(url)), layout=layout)
+            store = RedisStore(connect(parse_redis_url(url)), layout=layout, event_history=event_history)
             made.append(store)
             return store
 

@@ -190,3 +190,61 @@ async def test_replicas_see_each_others_writes(store_factory: StoreFactory) -> N
     assert got is not None and got.status is Status.DOWN
     assert await b.deregister("Auth-1", NOW + 3) is not None
     assert await a.get("Auth-1", NOW + 4) is None
+
+
+async def test_each_change_appends_one_event_in_order_and_heartbeats_append_none(store: InstanceStore) -> None:
+    start = await store.last_event_id()
+    await store.register(reg("a"), NOW, TTL)
+    await store.register(reg("a"), NOW + 1, TTL)  # no change: no event
+    await store.heartbeat("a", None, NOW + 2, TTL)  # plain heartbeat: no event
+    await store.heartbeat("a", Status.DOWN, NOW + 3, TTL)
+    await store.register(reg("a", version="2", status=Status.DOWN), NOW + 4, TTL)
+    await store.register(reg("a", version="2", status=Status.UP), NOW + 5, TTL)
+    await store.deregister("a", NOW + 6)
+    await store.register(reg("b"), NOW + 7, TTL)
+    await store.expire(NOW + 7 + TTL, 100)
+    events = await store.read_events(start, block_s=0)
+    assert [(e.type.value, e.instance.id) for e in events] == [
+        ("registered", "a"), ("status_changed", "a"), ("updated", "a"), ("status_changed", "a"),
+        ("deregistered", "a"), ("registered", "b"), ("expired", "b")]
+    revisions = [e.revision for e in events]
+    assert revisions == sorted(revisions)
+    assert len(set(revisions)) == len(revisions), "each of these changes moved the revision"
+    assert events[-1].revision == await store.revision("Auth")
+    assert events[1].instance.status is Status.DOWN
+    assert events[2].instance.version == "2"
+    assert all(e.service == "Auth" for e in events)
+    assert await store.last_event_id() == events[-1].id
+    assert await store.read_events(events[2].id, block_s=0) == events[3:]
+
+
+async def test_a_reader_blocks_until_another_replica_writes(store_factory: StoreFactory) -> None:
+    reader, writer = store_factory(), store_factory()
+    start = await reader.last_event_id()
+    waiting = asyncio.create_task(reader.read_events(start, block_s=5))
+    await asyncio.sleep(0)  # let the reader start waiting before the write
+    await writer.register(reg("w"), NOW, TTL)
+    events = await asyncio.wait_for(waiting, 5)
+    assert [(e.type.value, e.instance.id) for e in events] == [("registered", "w")]
+    assert await reader.read_events(events[-1].id, block_s=0.05) == [], "nothing new: empty after the wait"
+
+
+async def test_an_expiry_over_a_replaced_lease_is_recorded_before_the_new_registration(store: InstanceStore) -> None:
+    start = await store.last_event_id()
+    await store.register(reg(), NOW, TTL)
+    await store.register(reg(), NOW + TTL, TTL)
+    assert [e.type.value for e in await store.read_events(start, block_s=0)] == ["registered", "expired",
+                                                                                  "registered"]
+
+
+async def test_history_is_complete_until_trimmed_and_not_after_a_reset(small_history_store: InstanceStore) -> None:
+    store = small_history_store
+    first = await store.last_event_id()
+    assert await store.history_complete(first)
+    for n in range(300):
+        await store.register(reg(f"i-{n}"), NOW, TTL)
+    newest = await store.last_event_id()
+    assert await store.history_complete(newest)
+    assert not await store.history_complete(first), "older events were trimmed"
+    ms, _, seq = newest.partition("-")
+    assert not await store.history_complete(f"{int(ms) + 10**9}-0"), "an id from a newer (reset) history"

@@ -1,6 +1,6 @@
 -- Remove a live instance. An expired one is left to the sweeper, which counts it as an expiry.
--- KEYS: 1 ids  2 services  3 instance hash  4 leases  5 revision  6 status counts
--- ARGV: 1 id  2 name  3 now ms
+-- KEYS: 1 ids  2 services  3 instance hash  4 leases  5 revision  6 status counts  7 events stream
+-- ARGV: 1 id  2 name  3 now ms  4 stream max length
 -- Returns false, or {doc, status, registered_at, hb, exp}
 local old = redis.call('HMGET', KEYS[3], 'doc', 'status', 'reg', 'hb', 'exp')
 if not old[1] or tonumber(old[5]) <= tonumber(ARGV[3]) then
@@ -16,5 +16,8 @@ if n == 0 then
 else
   redis.call('HSET', KEYS[2], ARGV[2], n)
 end
-redis.call('INCR', KEYS[5])
+local revision = redis.call('INCR', KEYS[5])
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[4], '*', 'type', 'deregistered', 'service', ARGV[2],
+           'id', ARGV[1], 'rev', revision, 'doc', old[1], 'status', old[2], 'reg', old[3], 'hb', old[4],
+           'exp', old[5])
 return old

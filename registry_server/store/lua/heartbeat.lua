@@ -1,6 +1,6 @@
--- Renew a live lease, optionally changing the status.
--- KEYS: 1 instance hash  2 leases  3 revision  4 status counts
--- ARGV: 1 id  2 now ms  3 expiry ms  4 new status or ''
+-- Renew a live lease, optionally changing the status (a change is recorded in the event stream).
+-- KEYS: 1 instance hash  2 leases  3 revision  4 status counts  5 events stream
+-- ARGV: 1 id  2 now ms  3 expiry ms  4 new status or ''  5 service name  6 stream max length
 -- Returns false for an unknown or expired instance, else {doc, status, registered_at, hb, exp}
 local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'exp')
 if not old[1] or tonumber(old[4]) <= tonumber(ARGV[2]) then
@@ -12,7 +12,10 @@ if ARGV[4] ~= '' and ARGV[4] ~= status then
   redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
   status = ARGV[4]
   redis.call('HSET', KEYS[1], 'status', status, 'hb', ARGV[2], 'exp', ARGV[3])
-  redis.call('INCR', KEYS[3])
+  local revision = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'type', 'status_changed', 'service', ARGV[5],
+             'id', ARGV[1], 'rev', revision, 'doc', old[1], 'status', status, 'reg', old[3], 'hb', ARGV[2],
+             'exp', ARGV[3])
 else
   redis.call('HSET', KEYS[1], 'hb', ARGV[2], 'exp', ARGV[3])
 end
