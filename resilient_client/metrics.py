@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -57,28 +59,49 @@ class ClientMetrics:
         self.heartbeats = Counter("resilient_client_heartbeats_total", "Heartbeats by outcome",
                                   ["service", "outcome"], registry=registry)
 
+        self._children: dict[tuple[object, ...], Any] = {}
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            RequestFinished: self._request_finished, FailedOver: self._failed_over, Retried: self._retried,
+            BreakerStateChanged: self._breaker_state_changed, DiscoveryLookedUp: self._looked_up,
+            RegistrationAttempted: self._registration_attempted, HeartbeatSent: self._heartbeat_sent}
+
     def __call__(self, event: Event) -> None:
         """Subscriber for :class:`~resilient_client.events.EventBus`."""
-        match event:
-            case RequestFinished(service, outcome, duration_s):
-                self.requests.labels(service, outcome.value).inc()
-                self.request_duration.labels(service).observe(duration_s)
-            case FailedOver(service, _):
-                self.failovers.labels(service).inc()
-            case Retried(service, _):
-                self.retries.labels(service).inc()
-            case BreakerStateChanged(service, instance, state, transition):
-                self.breaker_state.labels(service, instance).set(int(state))
-                if transition:
-                    self.breaker_transitions.labels(service, instance, state.label).inc()
-            case DiscoveryLookedUp(service, result):
-                self.discovery.labels(service, result.value).inc()
-            case RegistrationAttempted(service, outcome):
-                self.registrations.labels(service, outcome.value).inc()
-            case HeartbeatSent(service, outcome):
-                self.heartbeats.labels(service, outcome.value).inc()
-            case _:
-                pass
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The labelled child, cached: ``labels()`` costs more than the increment itself."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def _request_finished(self, event: RequestFinished) -> None:
+        self._child(self.requests, event.service, event.outcome.value).inc()
+        self._child(self.request_duration, event.service).observe(event.duration_s)
+
+    def _failed_over(self, event: FailedOver) -> None:
+        self._child(self.failovers, event.service).inc()
+
+    def _retried(self, event: Retried) -> None:
+        self._child(self.retries, event.service).inc()
+
+    def _breaker_state_changed(self, event: BreakerStateChanged) -> None:
+        self._child(self.breaker_state, event.service, event.instance).set(int(event.state))
+        if event.transition:
+            self._child(self.breaker_transitions, event.service, event.instance, event.state.label).inc()
+
+    def _looked_up(self, event: DiscoveryLookedUp) -> None:
+        self._child(self.discovery, event.service, event.result.value).inc()
+
+    def _registration_attempted(self, event: RegistrationAttempted) -> None:
+        self._child(self.registrations, event.service, event.outcome.value).inc()
+
+    def _heartbeat_sent(self, event: HeartbeatSent) -> None:
+        self._child(self.heartbeats, event.service, event.outcome.value).inc()
 
 
 def client_metrics(registry: CollectorRegistry | None = None) -> ClientMetrics:

@@ -18,7 +18,6 @@ class Response:
     url: str = ""
     instance_id: str = field(default="", compare=False)
     """The id of the instance that answered."""
-    charset: str | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -26,6 +25,15 @@ class Response:
 
     def text(self, encoding: str | None = None) -> str:
         return self.content.decode(encoding or self.charset or "utf-8", errors="replace")
+
+    @property
+    def charset(self) -> str | None:
+        """The ``charset`` parameter of the ``Content-Type`` header, if any."""
+        for param in self.headers.get("Content-Type", "").split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                return value.strip('"')
+        return None
 
     def json(self) -> Any:
         return _json.loads(self.content)

@@ -60,7 +60,7 @@ class AiohttpTransport:
             async with session.request(request.method, request.url, **kwargs) as resp:
                 content = await resp.read()
                 return Response(status=resp.status, headers=resp.headers, content=content,
-                                url=request.url, instance_id=request.instance_id, charset=resp.charset)
+                                url=request.url, instance_id=request.instance_id)
         except aiohttp.ConnectionTimeoutError as exc:
             raise AttemptTimeoutError(f"connect to {request.url} timed out", sent=False) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
