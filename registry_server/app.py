@@ -21,6 +21,7 @@ from registry_server.api.errors import (
 )
 from registry_server.api.middleware import MetricsMiddleware
 from registry_server.api.routes import RegistryApi
+from registry_server.api.watching import WatchApi
 from registry_server.clock import Clock, SystemClock
 from registry_server.errors import StoreError
 from registry_server.metrics import RegistryMetrics
@@ -30,6 +31,7 @@ from registry_server.store.base import InstanceStore
 from registry_server.store.memory import MemoryStore
 from registry_server.store.redis_store import RedisStore, connect
 from registry_server.sweeper import Sweeper
+from registry_server.watch import ChangeHub
 
 log = logging.getLogger("registry_server")
 
@@ -64,12 +66,14 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
     registry = Registry(store, clock or SystemClock(), settings.ttl_ms, metrics)
     api = RegistryApi(registry, settings, metrics)
+    hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count)
     sweeper = Sweeper(registry, settings.sweep_interval_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         waiter = asyncio.create_task(_await_store(store), name="registry-store-wait")
         sweeper.start()
+        hub.start()
         log.info("registry serving with the %s store, ttl %.3gs, sweep every %.3gs", store.kind,
                  settings.instance_ttl_s, settings.sweep_interval_s)
         try:
@@ -78,12 +82,13 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
+            await hub.stop()
             await sweeper.stop()
             await store.close()
-            log.info("registry stopped: sweeper stopped, store closed")
+            log.info("registry stopped: watchers released, sweeper stopped, store closed")
 
     app = Starlette(
-        routes=api.routes(),
+        routes=[*api.routes(), *WatchApi(registry, hub, metrics).routes()],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception,
                             StoreError: on_store_error, Exception: on_unexpected},
@@ -92,4 +97,5 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.sweeper = sweeper
+    app.state.hub = hub
     return app

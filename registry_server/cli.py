@@ -41,8 +41,13 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        log.info("shutting down: releasing watchers, finishing requests in flight")
+        app.state.hub.close()  # long polls answer now instead of holding shutdown for their whole wait
+
     log.info("listening on %s:%d", settings.host, settings.port)
-    await serve(app, hypercorn_config(settings), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -34,6 +34,13 @@ class RegistryMetrics:
                                        ["method", "route"], registry=registry,
                                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                 1.0, 2.5, 5.0))
+        self.watchers = Gauge("registry_watchers", "Open blocking discovery queries and change streams",
+                              ["kind"], registry=registry)
+        self.watch_wakeups = Counter("registry_watch_wakeups_total",
+                                     "Blocking discovery queries answered because the service changed",
+                                     registry=registry)
+        self.events_sent = Counter("registry_events_sent_total", "Change-stream events sent to consumers",
+                                   ["type"], registry=registry)
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 
@@ -61,6 +68,9 @@ class RegistryMetrics:
         for summary in summaries:
             for status, count in summary.statuses.items():
                 self.instances.labels(summary.name, status).set(count)
+
+    def watcher_count(self, kind: str, count: int) -> None:
+        self.watchers.labels(kind).set(count)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

@@ -28,6 +28,8 @@ class Settings:
     auth_token: str | None = None
     """When set, write endpoints need ``Authorization: Bearer <token>``."""
     log_level: str = "info"
+    max_watchers: int = 4096
+    """Blocking queries and change streams one replica serves at once; beyond it: 503 + Retry-After."""
     max_body_bytes: int = 64 * 1024
     store_timeout_s: float = 1.5
     """Upper bound of one store operation; beyond it the request answers 503."""
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-token", help="bearer token required by write endpoints (env REGISTRY_AUTH_TOKEN)")
     p.add_argument("--read-timeout", help="seconds a request may take to arrive (env REGISTRY_READ_TIMEOUT, "
                                           "default 10)")
+    p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
+                                          "REGISTRY_MAX_WATCHERS, default 4096)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
     return p
 
@@ -108,6 +112,9 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     sweep = pick(args.sweep_interval, "REGISTRY_SWEEP_INTERVAL")
     token = pick(args.auth_token, "REGISTRY_AUTH_TOKEN")
     read_timeout = pick(args.read_timeout, "REGISTRY_READ_TIMEOUT")
+    max_watchers = pick(args.max_watchers, "REGISTRY_MAX_WATCHERS")
+    if max_watchers is not None and (not max_watchers.isdigit() or not 1 <= int(max_watchers) <= 1_000_000):
+        raise ConfigError(f"REGISTRY_MAX_WATCHERS/--max-watchers: {max_watchers!r} is not a count (1-1000000)")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -122,6 +129,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
                           if sweep is not None else defaults.sweep_interval_s),
         auth_token=token,
         log_level=level,
+        max_watchers=int(max_watchers) if max_watchers is not None else defaults.max_watchers,
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
                         if read_timeout is not None else defaults.read_timeout_s),
     )

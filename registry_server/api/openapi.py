@@ -23,7 +23,8 @@ def _json(name: str, description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "Malformed JSON or wrong content type", 401: "Missing or wrong bearer token",
             404: "Not found", 409: "The id belongs to another service name", 413: "Body over 64 KiB",
-            422: "Validation failed; details name each field", 503: "The store is unavailable"}
+            422: "Validation failed; details name each field",
+            503: "The store is unavailable, or too many watchers (Retry-After)"}
     return {str(s): _json("Error", text[s]) for s in statuses}
 
 
@@ -33,6 +34,16 @@ _NAME = {"name": "name", "in": "path", "required": True,
 _STATUS_Q = {"name": "status", "in": "query", "required": False, "description": "comma list of statuses",
              "schema": {"type": "string"}}
 _VERSION_Q = {"name": "version", "in": "query", "required": False, "schema": {"type": "string"}}
+_INDEX_Q = {"name": "index", "in": "query", "required": False,
+            "description": "blocking query: answer once the service's revision differs from this one "
+                           "(X-Registry-Index of an earlier answer), or when `wait` runs out",
+            "schema": {"type": "integer", "minimum": 0}}
+_WAIT_Q = {"name": "wait", "in": "query", "required": False,
+           "description": "longest wait of a blocking query: 30s, 1m, 500ms or seconds; default 60s, at most 300s "
+                          "(plus up to 1/16 jitter)",
+           "schema": {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m)?$"}}
+_WATCH_HEADERS = {"X-Registry-Index": {"description": "the service's revision", "schema": {"type": "integer"}},
+                  "ETag": {"description": "weak tag of revision and filters", "schema": {"type": "string"}}}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 
 
@@ -79,9 +90,30 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": _json("ServiceList", "Services sorted by name"), **_errors(503)}},
             },
             "/services/{name}": {
-                "get": {"summary": "Discover a service's instances", "operationId": "discover",
-                        "parameters": [_NAME, _STATUS_Q, _VERSION_Q],
-                        "responses": {"200": _json("ServiceInstances", "Instances (empty for unknown names)"),
+                "get": {"summary": "Discover a service's instances (optionally a blocking query)",
+                        "operationId": "discover",
+                        "parameters": [_NAME, _STATUS_Q, _VERSION_Q, _INDEX_Q, _WAIT_Q,
+                                       {"name": "If-None-Match", "in": "header", "required": False,
+                                        "schema": {"type": "string"}}],
+                        "responses": {"200": {**_json("ServiceInstances", "Instances (empty for unknown names)"),
+                                              "headers": _WATCH_HEADERS},
+                                      "304": {"description": "Unchanged since the ETag given",
+                                              "headers": _WATCH_HEADERS},
+                                      **_errors(422, 503)}},
+            },
+            "/events": {
+                "get": {"summary": "Change stream (Server-Sent Events)", "operationId": "events",
+                        "description": "Events `registered`, `updated`, `status_changed`, `deregistered`, `expired` "
+                                       "with data {type, service, revision, instance}; `ready` once caught up; "
+                                       "`reset` when events were lost and the consumer must re-read.",
+                        "parameters": [{"name": "service", "in": "query", "required": False,
+                                        "schema": {"type": "string"}},
+                                       {"name": "Last-Event-ID", "in": "header", "required": False,
+                                        "schema": {"type": "string"}},
+                                       {"name": "last_event_id", "in": "query", "required": False,
+                                        "schema": {"type": "string"}}],
+                        "responses": {"200": {"description": "text/event-stream",
+                                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                                       **_errors(422, 503)}},
             },
             "/healthz": {

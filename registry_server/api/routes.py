@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import re
 import secrets
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -16,42 +14,18 @@ from starlette.routing import Route
 from registry_server.api.body import parse_body
 from registry_server.api.errors import ApiError
 from registry_server.api.openapi import openapi_document
+from registry_server.api.query import NAME, filtered, status_filter
 from registry_server.api.responses import JSONResponse
 from registry_server.errors import InstanceConflictError, StoreError
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import Instance, Registration, Status
+from registry_server.model import Registration, Status
 from registry_server.registry import Registry
-from registry_server.schemas import NAME_PATTERN, HeartbeatRequest, RegisterRequest
+from registry_server.schemas import HeartbeatRequest, RegisterRequest
 from registry_server.settings import Settings
-
-_NAME = re.compile(NAME_PATTERN)
-_STATUSES = {s.value for s in Status}
 
 
 def _instance_not_found(instance_id: str) -> ApiError:
     return ApiError(404, "instance_not_found", f"no live instance with id {instance_id!r}")
-
-
-def _status_filter(request: Request) -> set[str] | None:
-    raw = request.query_params.get("status")
-    if raw is None or raw == "":
-        return None
-    wanted = {part.strip().upper() for part in raw.split(",") if part.strip()}
-    unknown = sorted(wanted - _STATUSES)
-    if unknown:
-        raise ApiError(422, "validation_error", "unknown status in filter",
-                       details=[{"field": "status", "message": f"unknown status {', '.join(unknown)}; "
-                                 f"expected a comma list of {', '.join(sorted(_STATUSES))}",
-                                 "type": "enum"}])
-    return wanted
-
-
-def _filtered(instances: list[Instance], request: Request) -> list[dict[str, Any]]:
-    statuses = _status_filter(request)
-    version = request.query_params.get("version")
-    return [inst.to_json() for inst in instances
-            if (statuses is None or inst.status.value in statuses)
-            and (version is None or inst.version == version)]
 
 
 class RegistryApi:
@@ -68,7 +42,6 @@ class RegistryApi:
             Route("/instances/{id}", self.deregister, methods=["DELETE"]),
             Route("/instances/{id}/heartbeat", self.heartbeat, methods=["PUT"]),
             Route("/services", self.list_services, methods=["GET"]),
-            Route("/services/{name}", self.discover, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
@@ -132,27 +105,17 @@ class RegistryApi:
         return JSONResponse(inst.to_json())
 
     async def list_instances(self, request: Request) -> Response:
-        _status_filter(request)  # bad filters answer 422 before any store work
+        statuses = status_filter(request)  # bad filters answer 422 before any store work
         name = request.query_params.get("name")
         if name:
-            instances = (await self.registry.service(name)).instances if _NAME.match(name) else []
+            instances = (await self.registry.service(name)).instances if NAME.match(name) else []
         else:
             instances = await self.registry.all_instances()
-        return JSONResponse({"instances": _filtered(instances, request)})
+        return JSONResponse({"instances": filtered(instances, statuses, request.query_params.get("version"))})
 
     async def list_services(self, request: Request) -> Response:
         summaries = await self.registry.services()
         return JSONResponse({"services": [s.to_json() for s in summaries]})
-
-    async def discover(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        if not _NAME.match(name):
-            raise ApiError(422, "validation_error", "invalid service name",
-                           details=[{"field": "name", "message": "1-128 of A-Z a-z 0-9 . _ -, starting with "
-                                     "a letter or digit", "type": "string_pattern_mismatch"}])
-        _status_filter(request)
-        view = await self.registry.service(name)
-        return JSONResponse({"name": name, "instances": _filtered(view.instances, request)})
 
     async def healthz(self, request: Request) -> Response:
         store = self.registry.store

@@ -1,0 +1,138 @@
+"""Discovery with blocking queries and ETags, and the change stream (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import AsyncIterator
+
+import pydantic_core
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from registry_server.api.errors import ApiError
+from registry_server.api.query import blocking_index, filtered, service_name, status_filter, wait_seconds
+from registry_server.api.responses import JSONResponse
+from registry_server.errors import StoreError
+from registry_server.metrics import RegistryMetrics
+from registry_server.model import ChangeEvent, event_id_order
+from registry_server.registry import Registry
+from registry_server.watch import CLOSED, OVERFLOW, ChangeHub, Subscription, WatchLimitError
+
+_REPLAY_BATCH = 500
+
+
+def _too_many(exc: WatchLimitError) -> ApiError:
+    return ApiError(503, "too_many_watchers", str(exc), headers={"Retry-After": str(random.randint(1, 5))})
+
+
+def _etag(revision: int, statuses: set[str] | None, version: str | None) -> str:
+    # Weak: the representation's timestamps move with heartbeats; membership and status do not.
+    query = hashlib.blake2s(f"{sorted(statuses or [])}|{version}".encode(), digest_size=4).hexdigest()
+    return f'W/"{revision}-{query}"'
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = {tag.strip() for tag in header.split(",")}
+    return "*" in tags or etag in tags or etag.removeprefix("W/") in tags
+
+
+class WatchApi:
+    def __init__(self, registry: Registry, hub: ChangeHub, metrics: RegistryMetrics) -> None:
+        self.registry = registry
+        self.hub = hub
+        self.metrics = metrics
+
+    def routes(self) -> list[Route]:
+        return [Route("/services/{name}", self.discover, methods=["GET"]),
+                Route("/events", self.events, methods=["GET"])]
+
+    async def discover(self, request: Request) -> Response:
+        name = service_name(request.path_params["name"])
+        statuses = status_filter(request)
+        version = request.query_params.get("version")
+        index = blocking_index(request)
+        wait = wait_seconds(request)
+        if index is not None:
+            wait += random.uniform(0, wait / 16)  # so that watchers do not wake in step
+            try:
+                async with self.hub.slot("blocking"):
+                    if await self.hub.wait_for_change(name, index, wait):
+                        self.metrics.watch_wakeups.inc()
+            except WatchLimitError as exc:
+                raise _too_many(exc) from None
+        view = await self.registry.service(name)
+        etag = _etag(view.revision, statuses, version)
+        headers = {"X-Registry-Index": str(view.revision), "ETag": etag, "Cache-Control": "no-cache"}
+        if _etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return JSONResponse({"name": name, "instances": filtered(view.instances, statuses, version)},
+                            headers=headers)
+
+    async def events(self, request: Request) -> Response:
+        raw_service = request.query_params.get("service")
+        service = service_name(raw_service, "service") if raw_service else None
+        last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        try:
+            self.hub.check_capacity()
+        except WatchLimitError as exc:
+            raise _too_many(exc) from None
+        return EventSourceResponse(self._stream(service, last_id), ping=15,
+                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    def _event(self, event: ChangeEvent) -> ServerSentEvent:
+        self.metrics.events_sent.labels(event.type.value).inc()
+        return ServerSentEvent(data=pydantic_core.to_json(event.to_json()).decode(), event=event.type.value,
+                               id=event.id)
+
+    @staticmethod
+    def _reset(reason: str) -> ServerSentEvent:
+        return ServerSentEvent(data=pydantic_core.to_json({"reason": reason}).decode(), event="reset")
+
+    async def _stream(self, service: str | None, last_id: str | None) -> AsyncIterator[ServerSentEvent]:
+        async with self.hub.slot("stream", checked=True):
+            sub = self.hub.subscribe(service)  # live events queue up from here on, before any replay
+            try:
+                async for event in self._events(sub, service, last_id):
+                    yield event
+            except StoreError as exc:
+                yield self._reset(f"the instance store failed ({exc}); reconnect with Last-Event-ID")
+            finally:
+                self.hub.unsubscribe(sub)
+
+    async def _events(self, sub: Subscription, service: str | None,
+                      last_id: str | None) -> AsyncIterator[ServerSentEvent]:
+        store = self.registry.store
+        sent = last_id or await store.last_event_id()
+        if last_id is not None:
+            if await store.history_complete(last_id):
+                while True:  # replay what the consumer missed
+                    batch = await store.read_events(sent, block_s=0, count=_REPLAY_BATCH)
+                    for event in batch:
+                        if service is None or event.service == service:
+                            yield self._event(event)
+                    if batch:
+                        sent = batch[-1].id
+                    if len(batch) < _REPLAY_BATCH:
+                        break
+            else:
+                sent = await store.last_event_id()
+                yield self._reset("events after Last-Event-ID are no longer held; re-read /services")
+        yield ServerSentEvent(data=pydantic_core.to_json({"last_event_id": sent}).decode(), event="ready",
+                              id=sent)
+        while True:
+            item = await sub.queue.get()
+            if item is CLOSED:
+                return
+            if item is OVERFLOW:
+                yield self._reset("events were lost (consumer too slow or store history reset); re-read")
+                return
+            assert isinstance(item, ChangeEvent)
+            if event_id_order(item.id) <= event_id_order(sent):
+                continue  # already sent by the replay
+            sent = item.id
+            yield self._event(item)
