@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from registry_server.cli import hypercorn_config
+from registry_server.cli import hypercorn_config, run_event_loop
 from registry_server.settings import Settings
 
 
@@ -31,4 +31,4 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    run_event_loop(main(int(sys.argv[1])))  # the registry's own loop: same loop, same hypercorn settings

@@ -7,7 +7,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -17,6 +18,17 @@ from registry_server.errors import ConfigError, StoreError
 from registry_server.settings import Settings, load_settings
 
 log = logging.getLogger("registry_server")
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop (a libuv event loop, markedly faster for many small requests) when it is
+    installed, else on the standard asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -64,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         log.info("store: Redis %s", settings.redis)
     try:
-        asyncio.run(_serve(settings))
+        run_event_loop(_serve(settings))
     except StoreError as exc:
         print(f"registry-server: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

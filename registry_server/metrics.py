@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from registry_server.model import Instance, ServiceSummary
@@ -44,6 +46,16 @@ class RegistryMetrics:
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """The labelled child, cached: ``labels()`` costs a lock and a dict build on every call."""
+        key = (str(id(metric)), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def registered(self, instance: Instance, created: bool) -> None:
         self.registrations.labels(instance.name).inc()
 
@@ -54,7 +66,7 @@ class RegistryMetrics:
         self.expirations.labels(instance.name).inc()
 
     def heartbeat(self, instance: Instance) -> None:
-        self.heartbeats.labels(instance.name).inc()
+        self._child(self.heartbeats, instance.name).inc()
 
     def unknown_heartbeat(self, instance_id: str) -> None:
         self.unknown_heartbeats.inc()
@@ -73,5 +85,5 @@ class RegistryMetrics:
         self.watchers.labels(kind).set(count)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_duration.labels(method, route).observe(seconds)
+        self._child(self.http_requests, method, route, str(status)).inc()
+        self._child(self.http_duration, method, route).observe(seconds)

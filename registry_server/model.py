@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import functools
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 
@@ -15,10 +16,15 @@ class Status(enum.StrEnum):
     STOPPING = "STOPPING"
 
 
+@functools.lru_cache(maxsize=4096)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def format_timestamp(ms: int) -> str:
     """RFC 3339, UTC, millisecond precision, ``Z`` suffix."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    seconds, millis = divmod(ms, 1000)
+    return f"{_utc_second(seconds)}.{millis:03d}Z"
 
 
 def base_url(scheme: str, host: str, port: int) -> str:

@@ -20,6 +20,9 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+    if declared == "0" or (declared is None and "transfer-encoding" not in request.headers
+                           and request.scope.get("http_version", "1.1").startswith("1")):
+        return b""  # HTTP/1.x says there is no body: nothing to wait for
     chunks: list[bytes] = []
     size = 0
     try:
