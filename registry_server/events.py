@@ -24,6 +24,10 @@ class RegistryObserver(Protocol):
         """The current instance counts by service and status (after each sweep)."""
         ...
 
+    def protection(self, active: bool, extended: int = 0) -> None:
+        """Expiry protection switched on (store unreachable) or off (``extended`` leases extended)."""
+        ...
+
 
 class NullObserver:
     def registered(self, instance: Instance, created: bool) -> None:
@@ -45,4 +49,7 @@ class NullObserver:
         pass
 
     def inventory(self, summaries: list[ServiceSummary]) -> None:
+        pass
+
+    def protection(self, active: bool, extended: int = 0) -> None:
         pass

@@ -43,6 +43,10 @@ class RegistryMetrics:
                                      registry=registry)
         self.events_sent = Counter("registry_events_sent_total", "Change-stream events sent to consumers",
                                    ["type"], registry=registry)
+        self.protection_active = Gauge("registry_expiry_protection_active",
+                                       "1 while a store outage pauses expiry and protects leases", registry=registry)
+        self.lease_extensions = Counter("registry_lease_extensions_total",
+                                        "Leases extended after store outages", registry=registry)
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 
@@ -80,6 +84,10 @@ class RegistryMetrics:
         for summary in summaries:
             for status, count in summary.statuses.items():
                 self.instances.labels(summary.name, status).set(count)
+
+    def protection(self, active: bool, extended: int = 0) -> None:
+        self.protection_active.set(1 if active else 0)
+        self.lease_extensions.inc(extended)
 
     def watcher_count(self, kind: str, count: int) -> None:
         self.watchers.labels(kind).set(count)

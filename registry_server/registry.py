@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from registry_server.clock import Clock
-from registry_server.errors import StoreError
+from registry_server.errors import StoreError, StoreUnavailableError
 from registry_server.events import RegistryObserver
 from registry_server.model import Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
+from registry_server.protection import ExpiryProtection
 from registry_server.store.base import InstanceStore
 
 T = TypeVar("T")
@@ -22,20 +23,27 @@ class Registry:
         self.clock = clock
         self.ttl_ms = ttl_ms
         self.observer = observer
+        self.protection = ExpiryProtection(store, clock, ttl_ms, observer)
 
     def __repr__(self) -> str:
         return f"Registry(store={self.store!r}, ttl_ms={self.ttl_ms})"
 
-    async def _store(self, call: Awaitable[T]) -> T:
+    async def _store(self, operation: Callable[[int], Awaitable[T]]) -> T:
+        """Run ``operation(now_ms)`` on the store: after an outage, only once the leases are protected."""
         try:
-            return await call
+            if self.protection.active:
+                await self.protection.recover()
+            result = await operation(self.clock.now_ms())
         except StoreError as exc:
+            if isinstance(exc, StoreUnavailableError):
+                self.protection.unreachable()
             self.observer.store_error(exc.operation)
             raise
+        self.protection.reached()
+        return result
 
     async def register(self, registration: Registration) -> RegisterResult:
-        now = self.clock.now_ms()
-        result = await self._store(self.store.register(registration, now, self.ttl_ms))
+        result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms))
         if result.replaced_expired:
             self.observer.expired(result.instance)
         self.observer.registered(result.instance, result.created)
@@ -45,7 +53,7 @@ class Registry:
         return result
 
     async def heartbeat(self, instance_id: str, status: Status | None) -> Instance | None:
-        inst = await self._store(self.store.heartbeat(instance_id, status, self.clock.now_ms(), self.ttl_ms))
+        inst = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms))
         if inst is None:
             self.observer.unknown_heartbeat(instance_id)
         else:
@@ -53,29 +61,32 @@ class Registry:
         return inst
 
     async def deregister(self, instance_id: str) -> Instance | None:
-        inst = await self._store(self.store.deregister(instance_id, self.clock.now_ms()))
+        inst = await self._store(lambda now: self.store.deregister(instance_id, now))
         if inst is not None:
             self.observer.deregistered(inst)
             log.info("deregistered %s (%s)", inst.id, inst.name)
         return inst
 
     async def get(self, instance_id: str) -> Instance | None:
-        return await self._store(self.store.get(instance_id, self.clock.now_ms()))
+        return await self._store(lambda now: self.store.get(instance_id, now))
 
     async def service(self, name: str) -> ServiceView:
-        return await self._store(self.store.service(name, self.clock.now_ms()))
+        return await self._store(lambda now: self.store.service(name, now))
 
     async def all_instances(self) -> list[Instance]:
-        return await self._store(self.store.all_instances(self.clock.now_ms()))
+        return await self._store(self.store.all_instances)
 
     async def services(self) -> list[ServiceSummary]:
-        return await self._store(self.store.services(self.clock.now_ms()))
+        return await self._store(self.store.services)
+
+    async def ping(self) -> None:
+        await self._store(lambda _now: self.store.ping())
 
     async def sweep(self, limit: int = 1000) -> list[Instance]:
         """Expire every lease that ran out (in batches of ``limit`` per service) and refresh the inventory."""
         removed: list[Instance] = []
         while True:
-            batch = await self._store(self.store.expire(self.clock.now_ms(), limit))
+            batch = await self._store(lambda now: self.store.expire(now, limit))
             for inst in batch:
                 self.observer.expired(inst)
             removed.extend(batch)

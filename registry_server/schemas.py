@@ -137,6 +137,7 @@ class HealthOut(BaseModel):
 
     status: Literal["ok", "unavailable"]
     store: str
+    expiry_protection: bool = Field(description="true while a store outage pauses expiry and protects leases")
     error: ErrorBody | None = None
 
 

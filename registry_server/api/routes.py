@@ -121,13 +121,14 @@ class RegistryApi:
         store = self.registry.store
         try:
             async with asyncio.timeout(self.settings.store_timeout_s):
-                await store.ping()
+                await self.registry.ping()
         except (StoreError, TimeoutError) as exc:
-            self.metrics.store_error("ping")
             return JSONResponse({"status": "unavailable", "store": store.kind,
+                                 "expiry_protection": self.registry.protection.active,
                                  "error": {"code": "store_unavailable", "message": str(exc) or "timed out"}},
                                 status_code=503)
-        return JSONResponse({"status": "ok", "store": store.kind})
+        return JSONResponse({"status": "ok", "store": store.kind,
+                             "expiry_protection": self.registry.protection.active})
 
     async def metrics_endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)

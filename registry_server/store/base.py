@@ -58,6 +58,13 @@ class InstanceStore(Protocol):
 
     async def revision(self, name: str) -> int: ...
 
+    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+        """Give every lease that expires after ``since_ms`` at least until ``until_ms`` (after an outage).
+
+        Idempotent; returns how many leases were extended.
+        """
+        ...
+
     async def last_event_id(self) -> str:
         """The id of the newest event (``"0-0"`` when there is none)."""
         ...

@@ -161,6 +161,15 @@ class MemoryStore:
             removed.extend(gone)
         return removed
 
+    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+        extended = 0
+        for svc in self._services.values():
+            for iid, inst in list(svc.members.items()):
+                if since_ms < inst.expires_at_ms < until_ms:
+                    svc.members[iid] = replace(inst, expires_at_ms=until_ms)
+                    extended += 1
+        return extended
+
     async def revision(self, name: str) -> int:
         svc = self._services.get(name)
         return 0 if svc is None else svc.revision

@@ -111,6 +111,7 @@ class RedisStore:
         self._expire = self._script("expire")
         self._list = self._script("list")
         self._summary = self._script("summary")
+        self._extend = self._script("extend")
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._keys.prefix!r})"
@@ -286,6 +287,12 @@ class RedisStore:
                 self._names.pop(flat[i], None)
                 removed.append(_instance(flat[i], flat[i + 1:i + 6]))
         return removed
+
+    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+        k = self._keys
+        replies = await self._per_service("extend", lambda name, pipe: self._extend(
+            keys=[k.leases(name)], args=[since_ms, until_ms, k.instance_prefix(name)], client=pipe))
+        return sum(int(n) for _name, n in replies)
 
     async def revision(self, name: str) -> int:
         value = await self._run("revision", lambda: self._client.get(self._keys.revision(name)))

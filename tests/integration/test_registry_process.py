@@ -31,7 +31,7 @@ def metric_sum(text: str, name: str) -> float:
 def test_full_api_round_trip_against_redis(tmp_path: Path, redis_server: RedisServer) -> None:
     with running_registry(tmp_path, redis_url=redis_server.url) as reg, httpx.Client(base_url=reg.url) as http:
         reg.wait_healthy()
-        assert http.get("/healthz").json() == {"status": "ok", "store": "redis"}
+        assert http.get("/healthz").json() == {"status": "ok", "store": "redis", "expiry_protection": False}
         created = http.post("/instances", json={"name": "Auth", "port": 3001, "host": "10.0.0.5",
                                                 "version": "1.0.0", "metadata": {"zone": "eu-1"}, "id": "auth-1"})
         assert created.status_code == 201
@@ -138,8 +138,12 @@ def test_redis_killed_and_restarted_answers_503_then_recovers(tmp_path: Path, re
             assert elapsed < 2.0, f"answered after {elapsed:.2f}s"
             if resp.request.url.path != "/healthz":
                 assert resp.json()["error"]["code"] == "store_unavailable"
+        health = http.get("/healthz").json()
+        assert health["expiry_protection"] is True, "an unreachable store pauses expiry"
+        assert "registry_expiry_protection_active 1.0" in http.get("/metrics").text
         redis_server.restart(empty=True)
         wait_until(lambda: http.get("/healthz").status_code == 200, timeout=10, message="recovery")
+        assert http.get("/healthz").json()["expiry_protection"] is False
         assert http.get("/instances/x").status_code == 404, "the restarted Redis is empty"
         assert http.put("/instances/x/heartbeat").status_code == 404, "so the client learns to re-register"
         assert http.post("/instances", json={"name": "Auth", "port": 1, "host": "h", "id": "x"}).status_code == 201
@@ -195,7 +199,7 @@ def test_a_bad_setting_exits_2_with_one_line_on_stderr() -> None:
 def test_without_redis_url_the_embedded_store_serves_with_a_warning(tmp_path: Path) -> None:
     with running_registry(tmp_path, redis_url=None, port=free_port()) as reg:
         reg.wait_healthy()
-        assert httpx.get(reg.url + "/healthz").json() == {"status": "ok", "store": "memory"}
+        assert httpx.get(reg.url + "/healthz").json() == {"status": "ok", "store": "memory", "expiry_protection": False}
         assert "nothing persists" in reg.log_text()
 
 

@@ -248,3 +248,21 @@ async def test_history_is_complete_until_trimmed_and_not_after_a_reset(small_his
     assert not await store.history_complete(first), "older events were trimmed"
     ms = newest.partition("-")[0]
     assert not await store.history_complete(f"{int(ms) + 10**9}-0"), "an id from a newer (reset) history"
+
+
+async def test_extending_leases_after_an_outage_covers_only_those_live_when_it_began(store: InstanceStore) -> None:
+    await store.register(reg("gone-before"), NOW - TTL - 1, TTL)  # expired before the outage began
+    await store.register(reg("live-at-start"), NOW - 5000, TTL)  # expires during the outage
+    await store.register(reg("long-lease"), NOW, 100 * TTL)  # outlives the extension
+    outage_began, back = NOW, NOW + 2 * TTL
+    extended = await store.extend_leases(outage_began, back + TTL)
+    assert extended == 1
+    assert await store.get("gone-before", back) is None
+    survivor = await store.get("live-at-start", back)
+    assert survivor is not None
+    assert survivor.expires_at_ms == back + TTL
+    long_lease = await store.get("long-lease", back)
+    assert long_lease is not None
+    assert long_lease.expires_at_ms == NOW + 100 * TTL, "extension never shortens a lease"
+    assert await store.extend_leases(outage_began, back + TTL) == 0, "idempotent"
+    assert [i.id for i in await store.expire(back, 100)] == ["gone-before"]

@@ -1,0 +1,59 @@
+"""Expiry protection: a store outage must not expire the instances whose heartbeats it swallowed.
+
+While the store cannot be reached nothing can be swept. When it answers again, and before any other
+operation of this replica touches it, every lease that was still live when the outage began (the last
+time this replica reached the store) is extended to a full TTL from now, so each owner gets a whole
+lease to heartbeat again. The extension is idempotent, so every replica that saw the outage may run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from registry_server.clock import Clock
+from registry_server.events import RegistryObserver
+from registry_server.store.base import InstanceStore
+
+log = logging.getLogger("registry_server.protection")
+
+
+class ExpiryProtection:
+    def __init__(self, store: InstanceStore, clock: Clock, ttl_ms: int, observer: RegistryObserver) -> None:
+        self._store = store
+        self._clock = clock
+        self._ttl_ms = ttl_ms
+        self._observer = observer
+        self._lock = asyncio.Lock()
+        self.active = False
+        self.since_ms = 0
+        self.last_ok_ms = clock.now_ms()
+
+    def __repr__(self) -> str:
+        return f"ExpiryProtection(active={self.active}, since_ms={self.since_ms})"
+
+    def reached(self) -> None:
+        """The store answered."""
+        self.last_ok_ms = self._clock.now_ms()
+
+    def unreachable(self) -> None:
+        """The store could not be reached: protect the leases it holds from this moment's view."""
+        if self.active:
+            return
+        self.active = True
+        self.since_ms = self.last_ok_ms
+        self._observer.protection(True)
+        log.warning("store unreachable: expiry protection on (sweeping paused; leases live at %d ms will be "
+                    "extended when it is back)", self.since_ms)
+
+    async def recover(self) -> None:
+        """Extend the protected leases; raises the store's error while it is still unreachable."""
+        async with self._lock:
+            if not self.active:
+                return
+            until = self._clock.now_ms() + self._ttl_ms
+            extended = await self._store.extend_leases(self.since_ms, until)
+            self.active = False
+            self.last_ok_ms = self._clock.now_ms()
+            self._observer.protection(False, extended)
+            log.info("store reachable again: extended %d leases by the outage; expiry protection off", extended)

@@ -1,0 +1,77 @@
+"""Expiry protection: an outage of the store must not expire instances whose heartbeats it swallowed."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from registry_server.errors import StoreUnavailableError
+from registry_server.metrics import RegistryMetrics
+from registry_server.model import Registration
+from registry_server.registry import Registry
+from registry_server.store.memory import MemoryStore
+from tests.support.clock import FakeClock
+
+TTL_MS = 10_000
+
+
+class FlakyStore(MemoryStore):
+    """A memory store that can be made unreachable, as Redis is when it is down or frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name in {"register", "heartbeat", "deregister", "get", "service", "all_instances", "services",
+                    "expire", "extend_leases", "ping"} and super().__getattribute__("down"):
+            async def unreachable(*args: Any, **kwargs: Any) -> Any:
+                raise StoreUnavailableError(name, "connection refused")
+            return unreachable
+        return attr
+
+
+def setup() -> tuple[Registry, FlakyStore, FakeClock, CollectorRegistry]:
+    store, clock, metrics = FlakyStore(), FakeClock(), CollectorRegistry()
+    return Registry(store, clock, TTL_MS, RegistryMetrics(metrics)), store, clock, metrics
+
+
+async def test_an_outage_longer_than_the_ttl_expires_nobody() -> None:
+    registry, store, clock, metrics = setup()
+    for n in range(3):
+        await registry.register(Registration(id=f"i{n}", name="Auth", host="h", port=1))
+    clock.advance(5)
+    await registry.heartbeat("i0", None)  # the last contact before the outage
+    store.down = True
+    clock.advance(1)
+    for _ in range(3):
+        with contextlib.suppress(StoreUnavailableError):
+            await registry.sweep()
+        clock.advance(10)  # 31 s of outage in all: three TTLs
+    assert registry.protection.active
+    assert metrics.get_sample_value("registry_expiry_protection_active") == 1
+    store.down = False
+    assert await registry.sweep() == [], "nothing expired by the outage"
+    assert not registry.protection.active
+    assert metrics.get_sample_value("registry_expirations_total", {"service": "Auth"}) is None
+    assert metrics.get_sample_value("registry_lease_extensions_total") == 3
+    assert [i.id for i in (await registry.service("Auth")).instances] == ["i0", "i1", "i2"]
+    clock.advance(TTL_MS / 1000)  # a full TTL after the store came back, without a heartbeat
+    assert len(await registry.sweep()) == 3, "silent owners still expire, one TTL after the outage"
+
+
+async def test_the_first_operation_after_an_outage_sees_protected_leases() -> None:
+    """A heartbeat arriving before the next sweep must find its lease, not a 404 that forces re-registration."""
+    registry, store, clock, _metrics = setup()
+    await registry.register(Registration(id="i", name="Auth", host="h", port=1))
+    store.down = True
+    with contextlib.suppress(StoreUnavailableError):
+        await registry.heartbeat("i", None)
+    clock.advance(30)
+    store.down = False
+    renewed = await registry.heartbeat("i", None)
+    assert renewed is not None
+    assert renewed.expires_at_ms == clock.now_ms() + TTL_MS
