@@ -7,7 +7,8 @@ from resilient_client.breaker import BreakerBoard, InstanceBreaker
 from resilient_client.cache import DiscoveryCache
 from resilient_client.client import ResilientClient
 from resilient_client.clock import Clock, SystemClock
-from resilient_client.config import BackoffConfig, BreakerConfig, ClientConfig, ManagerConfig
+from resilient_client.config import BackoffConfig, BreakerConfig, ClientConfig, ManagerConfig, WatchConfig
+from resilient_client.discovery import WatchedDiscovery
 from resilient_client.errors import (
     AttemptTimeoutError,
     BreakerRejectedError,
@@ -25,29 +26,35 @@ from resilient_client.events import (
     BreakerState,
     BreakerStateChanged,
     DiscoveryLookedUp,
+    DiscoveryProtected,
     DiscoveryResult,
     Event,
     EventBus,
     FailedOver,
     HeartbeatOutcome,
     HeartbeatSent,
+    ProtectionOutcome,
     RegistrationAttempted,
     RegistrationOutcome,
     RequestFinished,
     RequestOutcome,
     Retried,
     Subscriber,
+    WatchState,
+    WatchStateChanged,
 )
 from resilient_client.exposition import aiohttp_metrics_handler, make_aiohttp_metrics_handler
 from resilient_client.failover import PassPlanner
 from resilient_client.lifecycle import attach_to_aiohttp, install_signal_handlers, registry_lifespan, shut_down
 from resilient_client.manager import Registration, ServiceRegistryManager
 from resilient_client.metrics import ClientMetrics, client_metrics
-from resilient_client.model import ServiceInstance, Status
+from resilient_client.model import ServiceAnswer, ServiceInstance, Status
 from resilient_client.outcome import Verdict, classify_error, classify_status, is_idempotent
 from resilient_client.picker import Picker, RandomPicker, RoundRobinPicker
+from resilient_client.protection import ServiceView, admit
 from resilient_client.response import Response
 from resilient_client.transport import AiohttpTransport, OutgoingRequest, Transport
+from resilient_client.watch import ServiceWatches
 
 __all__ = [
     "AiohttpTransport",
@@ -68,6 +75,7 @@ __all__ = [
     "ConnectionLostError",
     "DiscoveryCache",
     "DiscoveryLookedUp",
+    "DiscoveryProtected",
     "DiscoveryResult",
     "Event",
     "EventBus",
@@ -79,6 +87,7 @@ __all__ = [
     "OutgoingRequest",
     "PassPlanner",
     "Picker",
+    "ProtectionOutcome",
     "RandomPicker",
     "Registration",
     "RegistrationAttempted",
@@ -92,15 +101,23 @@ __all__ = [
     "Response",
     "Retried",
     "RoundRobinPicker",
+    "ServiceAnswer",
     "ServiceInstance",
     "ServiceRegistryManager",
     "ServiceUnavailableError",
+    "ServiceView",
+    "ServiceWatches",
     "Status",
     "Subscriber",
     "SystemClock",
     "Transport",
     "TransportError",
     "Verdict",
+    "WatchConfig",
+    "WatchState",
+    "WatchStateChanged",
+    "WatchedDiscovery",
+    "admit",
     "aiohttp_metrics_handler",
     "attach_to_aiohttp",
     "classify_error",

@@ -1,8 +1,12 @@
 """The discovery cache: fresh for a TTL, one registry request per concurrent miss, stale-if-error.
 
 Every lookup is reported once as ``hit`` (fresh), ``miss`` (asked the registry, alone or sharing another
-caller's request), ``stale`` (the registry could not be reached; an older answer was served) or ``error``
-(it could not be reached and nothing young enough was cached).
+caller's request), ``stale`` (the registry could not be reached; an older answer was served), ``error``
+(it could not be reached and nothing young enough was cached) or ``protected`` (the value served says it
+stands in for an empty answer: see :mod:`resilient_client.protection`).
+
+A watcher may :meth:`~DiscoveryCache.put` answers as they arrive; a *watched* entry is fresh whatever its
+age until :meth:`~DiscoveryCache.unwatch`, then it ages from its last answer as usual.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class _Entry(Generic[V]):
     fetched_at: float
     quiet_until: float = 0.0
     """After a failed refresh, serve stale without asking the registry again until then."""
+    watched: bool = False
+    """Kept current by a watcher: fresh whatever its age."""
 
 
 class DiscoveryCache(Generic[K, V]):
@@ -34,14 +40,18 @@ class DiscoveryCache(Generic[K, V]):
 
     ``ttl_s``: an answer younger than this is served without asking the registry. ``max_stale_s``: an
     answer up to this old is served when the registry cannot be reached (``RegistryUnavailableError``);
-    after such a failure the registry is not asked again for ``error_backoff_s``.
+    after such a failure the registry is not asked again for ``error_backoff_s``. ``ttl_for(value)``, when
+    given, replaces ``ttl_s`` per value; ``protected(value)`` says a value is reported as ``protected``.
     """
 
     def __init__(self, fetch: Callable[[K], Awaitable[V]], *, ttl_s: float, max_stale_s: float,
                  error_backoff_s: float = 1.0, clock: Clock | None = None, events: EventBus | None = None,
-                 label: Callable[[K], str] = str) -> None:
+                 label: Callable[[K], str] = str, ttl_for: Callable[[V], float] | None = None,
+                 protected: Callable[[V], bool] | None = None) -> None:
         self._fetch = fetch
         self._ttl_s = ttl_s
+        self._ttl_for = ttl_for or (lambda value: ttl_s)
+        self._protected = protected or (lambda value: False)
         self._max_stale_s = max_stale_s
         self._error_backoff_s = min(error_backoff_s, ttl_s)
         self._clock = clock or SystemClock()
@@ -55,11 +65,11 @@ class DiscoveryCache(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is not None:
             age = now - entry.fetched_at
-            if age < self._ttl_s:
-                self._report(key, DiscoveryResult.HIT)
+            if entry.watched or age < self._ttl_for(entry.value):
+                self._report(key, DiscoveryResult.HIT, entry.value)
                 return entry.value
             if now < entry.quiet_until and age <= self._max_stale_s:
-                self._report(key, DiscoveryResult.STALE)
+                self._report(key, DiscoveryResult.STALE, entry.value)
                 return entry.value
         try:
             value = await asyncio.shield(self._shared_fetch(key))
@@ -68,7 +78,7 @@ class DiscoveryCache(Generic[K, V]):
             now = self._clock.monotonic()
             if entry is not None and now - entry.fetched_at <= self._max_stale_s:
                 entry.quiet_until = now + self._error_backoff_s
-                self._report(key, DiscoveryResult.STALE)
+                self._report(key, DiscoveryResult.STALE, entry.value)
                 return entry.value
             self._report(key, DiscoveryResult.ERROR)
             raise
@@ -77,8 +87,19 @@ class DiscoveryCache(Generic[K, V]):
         except Exception:
             self._report(key, DiscoveryResult.ERROR)
             raise
-        self._report(key, DiscoveryResult.MISS)
+        self._report(key, DiscoveryResult.MISS, value)
         return value
+
+    def put(self, key: K, value: V, *, watched: bool = False) -> None:
+        """Store an answer that arrived by itself (from a watcher); ``watched``: fresh until
+        :meth:`unwatch`."""
+        self._entries[key] = _Entry(value, self._clock.monotonic(), watched=watched)
+
+    def unwatch(self, key: K) -> None:
+        """The key's watcher stopped or fails: its entry ages from its last answer again."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.watched = False
 
     def peek(self, key: K) -> V | None:
         """The cached value whatever its age, without asking anyone."""
@@ -111,7 +132,9 @@ class DiscoveryCache(Generic[K, V]):
 
     async def _fetch_and_store(self, key: K) -> V:
         value = await self._fetch(key)
-        self._entries[key] = _Entry(value, self._clock.monotonic())
+        previous = self._entries.get(key)
+        self._entries[key] = _Entry(value, self._clock.monotonic(),
+                                    watched=previous is not None and previous.watched)
         return value
 
     def _forget(self, key: K, task: asyncio.Task[V]) -> None:
@@ -120,7 +143,9 @@ class DiscoveryCache(Generic[K, V]):
         if not task.cancelled():
             task.exception()  # retrieved here, so an unawaited failure is never logged as lost
 
-    def _report(self, key: K, result: DiscoveryResult) -> None:
+    def _report(self, key: K, result: DiscoveryResult, value: V | None = None) -> None:
+        if value is not None and self._protected(value):
+            result = DiscoveryResult.PROTECTED
         self._events.emit(DiscoveryLookedUp(self._label(key), result))
 
     def __repr__(self) -> str:

@@ -73,6 +73,27 @@ class ClientConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """How the discovery cache keeps the services it uses fresh with blocking queries."""
+
+    enabled: bool = True
+    """``False``: discovery is refreshed by TTL polling only (the behaviour before watching)."""
+    wait_ms: float = 30_000
+    """How long one blocking query may wait on the registry for a change (the registry adds up to 1/16)."""
+    idle_ms: float | None = None
+    """A service not looked up for this long stops being watched; ``None``: five cache TTLs."""
+    max_services: int = 32
+    """Services watched at once (each holds one connection to the registry); others are polled."""
+    retry: BackoffConfig = field(default_factory=lambda: BackoffConfig(base_s=0.5, factor=2.0, max_s=30.0,
+                                                                       jitter=0.5))
+    """Backoff between failed blocking queries (a ``Retry-After`` from the registry wins when longer)."""
+
+    @property
+    def wait_s(self) -> float:
+        return self.wait_ms / 1000
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerConfig:
     """What a :class:`~resilient_client.ServiceRegistryManager` talks to and how often (SPEC §2 table)."""
 
@@ -92,6 +113,11 @@ class ManagerConfig:
     port: int = 3000
     request_timeout_ms: float = 5_000
     """Timeout of one request to one registry replica."""
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    """Blocking queries that keep the discovery cache fresh (``SERVICE_REGISTRY_WATCH``)."""
+    empty_grace_ms: float = 30_000
+    """Empty-set protection: how long the last known instances are kept when a service that had some
+    suddenly reads as empty without its revision moving on (a wiped store, a bad replica); ``0``: off."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ManagerConfig:
@@ -110,6 +136,16 @@ class ManagerConfig:
                                                       env["SERVICE_REGISTRY_MAX_RETRIES"])
         if env.get("SERVICE_REGISTRY_AUTH_TOKEN"):
             values["auth_token"] = env["SERVICE_REGISTRY_AUTH_TOKEN"]
+        watch = WatchConfig()
+        if "SERVICE_REGISTRY_WATCH" in env:
+            watch = replace(watch, enabled=_flag("SERVICE_REGISTRY_WATCH", env["SERVICE_REGISTRY_WATCH"]))
+        if "SERVICE_REGISTRY_WATCH_WAIT" in env:
+            watch = replace(watch, wait_ms=_positive_ms("SERVICE_REGISTRY_WATCH_WAIT",
+                                                        env["SERVICE_REGISTRY_WATCH_WAIT"]))
+        values["watch"] = watch
+        if "SERVICE_REGISTRY_EMPTY_GRACE" in env:
+            values["empty_grace_ms"] = _non_negative_ms("SERVICE_REGISTRY_EMPTY_GRACE",
+                                                        env["SERVICE_REGISTRY_EMPTY_GRACE"])
         if env.get("HOST"):
             values["host"] = env["HOST"]
         if "PORT" in env:
@@ -145,6 +181,32 @@ class ManagerConfig:
     @property
     def request_timeout_s(self) -> float:
         return self.request_timeout_ms / 1000
+
+    @property
+    def empty_grace_s(self) -> float:
+        return self.empty_grace_ms / 1000
+
+    @property
+    def watch_idle_s(self) -> float:
+        """A watched service not looked up for this long stops being watched."""
+        idle_ms = self.watch.idle_ms if self.watch.idle_ms is not None else 5 * self.cache_ttl_ms
+        return idle_ms / 1000
+
+
+def _non_negative_ms(name: str, raw: str) -> float:
+    if raw.strip() == "0":
+        return 0.0
+    return _positive_ms(name, raw)
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _flag(name: str, raw: str) -> bool:
+    try:
+        return _FLAGS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{name} must be one of {', '.join(_FLAGS)}, got {raw!r}") from None
 
 
 def _non_negative_int(name: str, raw: str) -> int:

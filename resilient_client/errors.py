@@ -37,7 +37,15 @@ class CircuitOpenError(ServiceUnavailableError):
 
 
 class RegistryUnavailableError(ResilientClientError):
-    """No registry replica answered (connection error, timeout or a 5xx from each of them)."""
+    """No registry replica answered (connection error, timeout or a 5xx from each of them).
+
+    ``retry_after_s``: the longest ``Retry-After`` a replica sent with its 5xx (e.g. ``503
+    too_many_watchers``), else ``None``.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class RegistryRequestError(ResilientClientError):

@@ -42,6 +42,29 @@ class DiscoveryResult(StrEnum):
     MISS = "miss"
     STALE = "stale"
     ERROR = "error"
+    PROTECTED = "protected"
+    """Served the last known instances in place of an empty answer (empty-set protection)."""
+
+
+class ProtectionOutcome(StrEnum):
+    """What an answer did to empty-set protection."""
+
+    STARTED = "started"
+    """An empty answer was not believed: the last known instances are kept."""
+    RECOVERED = "recovered"
+    """Instances came back while protecting."""
+    EMPTIED = "emptied"
+    """Protection ended with the empty set: the grace period ran out, or the revision moved past the
+    kept instances' (a real deregistration or expiry after all)."""
+
+
+class WatchState(StrEnum):
+    WATCHING = "watching"
+    """A blocking query answered: the cached answer is kept current by the registry."""
+    POLLING = "polling"
+    """Blocking queries fail (or are not supported): the cache falls back to TTL polling meanwhile."""
+    STOPPED = "stopped"
+    """Not watched any more (unused for a while, or closed)."""
 
 
 class RegistrationOutcome(StrEnum):
@@ -103,6 +126,20 @@ class DiscoveryLookedUp:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryProtected:
+    """Empty-set protection started or ended for a service (``service`` of ``*`` never protects)."""
+
+    service: str
+    outcome: ProtectionOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class WatchStateChanged:
+    service: str
+    state: WatchState
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrationAttempted:
     service: str
     outcome: RegistrationOutcome
@@ -115,7 +152,7 @@ class HeartbeatSent:
 
 
 Event = (RequestFinished | FailedOver | Retried | BreakerStateChanged | BreakerRejected | DiscoveryLookedUp
-         | RegistrationAttempted | HeartbeatSent)
+         | DiscoveryProtected | WatchStateChanged | RegistrationAttempted | HeartbeatSent)
 Subscriber = Callable[[Event], None]
 
 

@@ -16,9 +16,9 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from resilient_client.backoff import Backoff
-from resilient_client.cache import DiscoveryCache
 from resilient_client.clock import Clock, SystemClock
 from resilient_client.config import BackoffConfig, ManagerConfig
+from resilient_client.discovery import WatchedDiscovery
 from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
 from resilient_client.events import (
     EventBus,
@@ -33,8 +33,6 @@ from resilient_client.model import ServiceInstance, Status
 from resilient_client.registry_http import RegistryHttp
 
 log = logging.getLogger(__name__)
-
-DiscoveryKey = tuple[str | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +61,14 @@ class ServiceRegistryManager:
     """Registers one service instance, heartbeats it, deregisters it, and discovers services (cached).
 
     Every argument defaults from the environment (SPEC §2; intervals in milliseconds). ``config`` replaces
-    the environment entirely; the keyword arguments still override it.
+    the environment entirely; the keyword arguments still override it. ``watch=False`` turns off the
+    blocking queries that keep discovery current (TTL polling only).
     """
 
     def __init__(self, registry_url: str | Sequence[str] | None = None, heartbeat_interval: float | None = None,
                  retry_delay: float | None = None, max_retries: int | None = None,
                  cache_ttl: float | None = None, auth_token: str | None = None, host: str | None = None,
-                 port: int | None = None, *, config: ManagerConfig | None = None,
+                 port: int | None = None, *, watch: bool | None = None, config: ManagerConfig | None = None,
                  metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
                  subscribers: Iterable[Subscriber] = (), clock: Clock | None = None,
                  rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
@@ -77,6 +76,8 @@ class ServiceRegistryManager:
         self.config = base.with_overrides(
             registry_url=registry_url, heartbeat_interval_ms=heartbeat_interval, retry_delay_ms=retry_delay,
             max_retries=max_retries, cache_ttl_ms=cache_ttl, auth_token=auth_token, host=host, port=port)
+        if watch is not None:
+            self.config = replace(self.config, watch=replace(self.config.watch, enabled=watch))
         self.events = EventBus(subscribers)
         if metrics:
             self.events.subscribe(client_metrics(metrics_registry))
@@ -86,9 +87,8 @@ class ServiceRegistryManager:
                                               max_s=max(self.config.retry_delay_s * 32, 1.0), jitter=0.5))
         self._http = RegistryHttp(self.config.registry_urls, auth_token=self.config.auth_token,
                                   timeout_s=self.config.request_timeout_s, session=session)
-        self._cache: DiscoveryCache[DiscoveryKey, tuple[ServiceInstance, ...]] = DiscoveryCache(
-            self._fetch, ttl_s=self.config.cache_ttl_s, max_stale_s=self.config.stale_max_age_s,
-            clock=self._clock, events=self.events, label=lambda key: key[0] or "*")
+        self.discovery = WatchedDiscovery(self._http, self.config, clock=self._clock, events=self.events,
+                                          rng=self._rng)
         self._registration: Registration | None = None
         self._status = Status.UP
         self._registered = False
@@ -259,24 +259,18 @@ class ServiceRegistryManager:
                                 status: Status | str | None = Status.UP) -> list[ServiceInstance]:
         """Instances of ``name`` (every service when ``None``) with ``status`` (all when ``None``).
 
-        Served from the cache for the cache TTL; when no registry can be reached, the last answer is
-        served (up to ``stale_max_age_ms`` old), else :class:`RegistryUnavailableError` is raised.
+        Served from the cache, which a blocking query keeps current while the service is in use (else
+        for the cache TTL); when no registry can be reached, the last answer is served (up to
+        ``stale_max_age_ms`` old), else :class:`RegistryUnavailableError` is raised.
         """
-        key: DiscoveryKey = (name, None if status is None else Status(status).value)
-        return list(await self._cache.get(key))
-
-    async def _fetch(self, key: DiscoveryKey) -> tuple[ServiceInstance, ...]:
-        name, status = key
-        if name is None:
-            return await self._http.all_instances(status)
-        return await self._http.service_instances(name, status)
+        return list(await self.discovery.lookup(name, None if status is None else Status(status).value))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop heartbeats and close the HTTP session (does not deregister)."""
+        """Stop heartbeats and watches and close the HTTP session (does not deregister)."""
         await self._stop_heartbeats()
-        await self._cache.aclose()
+        await self.discovery.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> ServiceRegistryManager:

@@ -20,12 +20,15 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from resilient_client.events import (
     BreakerStateChanged,
     DiscoveryLookedUp,
+    DiscoveryProtected,
     Event,
     FailedOver,
     HeartbeatSent,
     RegistrationAttempted,
     RequestFinished,
     Retried,
+    WatchState,
+    WatchStateChanged,
 )
 
 _lock = threading.Lock()
@@ -54,6 +57,13 @@ class ClientMetrics:
                                            ["service", "instance", "state"], registry=registry)
         self.discovery = Counter("resilient_client_discovery_total", "Discovery lookups by result",
                                  ["service", "result"], registry=registry)
+        self.protections = Counter("resilient_client_discovery_protections_total",
+                                   "Empty-set protection: started (an empty answer not believed; the last known "
+                                   "instances kept), recovered, emptied",
+                                   ["service", "outcome"], registry=registry)
+        self.watching = Gauge("resilient_client_discovery_watching",
+                              "1 while a blocking query keeps the service's discovery current, 0 while it "
+                              "falls back to TTL polling or is not watched", ["service"], registry=registry)
         self.registrations = Counter("resilient_client_registrations_total", "Registration attempts",
                                      ["service", "outcome"], registry=registry)
         self.heartbeats = Counter("resilient_client_heartbeats_total", "Heartbeats by outcome",
@@ -63,6 +73,7 @@ class ClientMetrics:
         self._handlers: dict[type, Callable[[Any], None]] = {
             RequestFinished: self._request_finished, FailedOver: self._failed_over, Retried: self._retried,
             BreakerStateChanged: self._breaker_state_changed, DiscoveryLookedUp: self._looked_up,
+            DiscoveryProtected: self._protected, WatchStateChanged: self._watch_state_changed,
             RegistrationAttempted: self._registration_attempted, HeartbeatSent: self._heartbeat_sent}
 
     def __call__(self, event: Event) -> None:
@@ -96,6 +107,12 @@ class ClientMetrics:
 
     def _looked_up(self, event: DiscoveryLookedUp) -> None:
         self._child(self.discovery, event.service, event.result.value).inc()
+
+    def _protected(self, event: DiscoveryProtected) -> None:
+        self._child(self.protections, event.service, event.outcome.value).inc()
+
+    def _watch_state_changed(self, event: WatchStateChanged) -> None:
+        self._child(self.watching, event.service).set(1 if event.state is WatchState.WATCHING else 0)
 
     def _registration_attempted(self, event: RegistrationAttempted) -> None:
         self._child(self.registrations, event.service, event.outcome.value).inc()

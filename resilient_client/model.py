@@ -76,3 +76,15 @@ class ServiceInstance:
             last_heartbeat=parse_timestamp(data.get("last_heartbeat")),
             expires_at=parse_timestamp(data.get("expires_at")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAnswer:
+    """One discovery answer of the registry: the instances and the service's revision.
+
+    ``revision`` is the ``X-Registry-Index`` header; ``None`` from a registry that does not send one (no
+    blocking-query support).
+    """
+
+    instances: tuple[ServiceInstance, ...]
+    revision: int | None = None

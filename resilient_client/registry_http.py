@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from resilient_client.backoff import parse_retry_after
 from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
-from resilient_client.model import ServiceInstance
+from resilient_client.model import ServiceAnswer, ServiceInstance
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 class RegistryAnswer:
     status: int
     body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class RegistryHttp:
@@ -42,30 +44,40 @@ class RegistryHttp:
 
     async def request(self, method: str, path: str, *, body: Any = None,
                       params: Mapping[str, str] | None = None,
-                      headers: Mapping[str, str] | None = None) -> RegistryAnswer:
-        """One call, failing over between replicas; any answer below 500 is returned."""
+                      headers: Mapping[str, str] | None = None,
+                      timeout_s: float | None = None) -> RegistryAnswer:
+        """One call, failing over between replicas; any answer below 500 is returned.
+
+        ``timeout_s`` bounds the call on each replica (default: the client's request timeout).
+        """
         session = self._get_session()
         merged = {**self._headers, **(headers or {})}
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         last_error: BaseException | None = None
+        retry_after: float | None = None
         count = len(self.urls)
         for step in range(count):
             index = (self._preferred + step) % count
             url = self.urls[index] + path
             try:
                 async with session.request(method, url, json=body, params=params, headers=merged,
-                                           timeout=self._timeout) as resp:
-                    body = await _read_body(resp)
+                                           timeout=timeout) as resp:
+                    answer_body = await _read_body(resp)
                     if resp.status >= 500:
-                        last_error = RegistryUnavailableError(f"{method} {url} answered {resp.status}")
+                        hint = parse_retry_after(resp.headers.get("Retry-After"))
+                        if hint is not None:
+                            retry_after = hint if retry_after is None else max(retry_after, hint)
+                        last_error = RegistryUnavailableError(
+                            f"{method} {url} answered {resp.status} {_code(answer_body)}".rstrip())
                         continue
                     self._preferred = index
-                    return RegistryAnswer(resp.status, body)
+                    return RegistryAnswer(resp.status, answer_body, resp.headers.copy())
             except (TimeoutError, aiohttp.ClientError) as exc:
                 log.debug("registry %s unreachable: %r", self.urls[index], exc)
                 last_error = exc
         raise RegistryUnavailableError(
-            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): {last_error!r}"
-        ) from last_error
+            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): {last_error!r}",
+            retry_after_s=retry_after) from last_error
 
     async def register(self, body: Mapping[str, Any], lease_token: str | None) -> dict[str, Any]:
         answer = await self.request("POST", "/instances", body=body, headers=_lease(lease_token))
@@ -94,11 +106,24 @@ class RegistryHttp:
         raise _refused(answer)
 
     async def service_instances(self, name: str, status: str | None) -> tuple[ServiceInstance, ...]:
-        params = {"status": status} if status else None
-        answer = await self.request("GET", f"/services/{quote(name, safe='')}", params=params)
+        return (await self.service(name, status)).instances
+
+    async def service(self, name: str, status: str | None, *, index: int | None = None,
+                      wait_s: float | None = None, timeout_s: float | None = None) -> ServiceAnswer:
+        """Discovery of one service with its revision. With ``index`` it is a blocking query: the registry
+        answers when the revision differs from ``index`` or after ``wait_s`` (plus its jitter), so
+        ``timeout_s`` must exceed that."""
+        params = {"status": status} if status else {}
+        if index is not None:
+            params["index"] = str(index)
+            if wait_s is not None:
+                params["wait"] = f"{max(1, round(wait_s * 1000))}ms"
+        answer = await self.request("GET", f"/services/{quote(name, safe='')}", params=params or None,
+                                    timeout_s=timeout_s)
         if answer.status != 200:
             raise _refused(answer)
-        return tuple(ServiceInstance.from_json(item) for item in answer.body.get("instances", []))
+        instances = tuple(ServiceInstance.from_json(item) for item in answer.body.get("instances", []))
+        return ServiceAnswer(instances, _revision(answer.headers))
 
     async def all_instances(self, status: str | None) -> tuple[ServiceInstance, ...]:
         params = {"status": status} if status else None
@@ -133,6 +158,16 @@ async def _read_body(resp: aiohttp.ClientResponse) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def _code(body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code", "")) if isinstance(error, dict) else ""
+
+
+def _revision(headers: Mapping[str, str]) -> int | None:
+    raw = headers.get("X-Registry-Index")
+    return int(raw) if raw is not None and raw.strip().isdigit() else None
 
 
 def _refused(answer: RegistryAnswer) -> RegistryRequestError:

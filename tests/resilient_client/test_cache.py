@@ -116,3 +116,23 @@ async def test_keys_are_cached_separately() -> None:
     cache, _registry, _, _ = make()
     assert await cache.get("User") == ("User-1",)
     assert await cache.get("Auth") == ("Auth-2",)
+
+
+async def test_a_watched_entry_stays_fresh_past_the_ttl_until_unwatched() -> None:
+    cache, registry, clock, results = make(ttl=10)
+    cache.put("User", ("pushed",), watched=True)
+    clock.advance(100)
+    assert await cache.get("User") == ("pushed",)
+    cache.unwatch("User")
+    assert await cache.get("User") == ("User-1",)
+    assert (registry.calls, results) == (1, ["hit", "miss"])
+
+
+async def test_a_value_the_protected_hook_names_is_reported_as_protected() -> None:
+    registry, results = Registry(), []
+    events = EventBus([lambda e: results.append(e.result.value) if isinstance(e, DiscoveryLookedUp) else None])
+    cache = DiscoveryCache(registry.fetch, ttl_s=10, max_stale_s=60, clock=FakeClock(), events=events,
+                           protected=lambda value: value == ("kept",))
+    cache.put("User", ("kept",))
+    assert await cache.get("User") == ("kept",)
+    assert results == ["protected"]

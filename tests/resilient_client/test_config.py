@@ -44,3 +44,21 @@ def test_a_bad_environment_value_is_a_clear_error(name: str, value: str) -> None
 def test_configs_are_frozen() -> None:
     with pytest.raises(AttributeError):
         ManagerConfig().port = 1  # type: ignore[misc]
+
+
+def test_watching_is_on_by_default_and_the_environment_can_turn_it_off_or_change_the_wait() -> None:
+    config = ManagerConfig.from_env({})
+    assert config.watch.enabled and config.watch.wait_s == 30.0
+    assert config.watch_idle_s == 5 * config.cache_ttl_s
+    assert config.empty_grace_s == 30.0
+    config = ManagerConfig.from_env({"SERVICE_REGISTRY_WATCH": "off", "SERVICE_REGISTRY_WATCH_WAIT": "5000",
+                                     "SERVICE_REGISTRY_EMPTY_GRACE": "0"})
+    assert (config.watch.enabled, config.watch.wait_s, config.empty_grace_s) == (False, 5.0, 0.0)
+
+
+@pytest.mark.parametrize(("name", "value"), [("SERVICE_REGISTRY_WATCH", "maybe"),
+                                             ("SERVICE_REGISTRY_WATCH_WAIT", "0"),
+                                             ("SERVICE_REGISTRY_EMPTY_GRACE", "-1")])
+def test_a_bad_watch_setting_is_a_clear_error(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        ManagerConfig.from_env({name: value})

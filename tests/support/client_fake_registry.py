@@ -1,12 +1,18 @@
 """An in-process registry that speaks the SPEC §1 REST API, for the client's unit-level tests.
 
 It records every request and can be told to fail: answer 503 to the next N registrations, or forget
-every instance (as a flushed Redis would).
+every instance (as a flushed Redis would). Discovery answers carry ``X-Registry-Index`` (a per-service
+revision moved by every change) and ``?index=N&wait=...`` is a blocking query, as in the real registry;
+``blocking=False`` plays an older registry that ignores both, ``refuse_blocking`` a replica that turns
+blocking queries away (``503 too_many_watchers`` with ``Retry-After``, or any status).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +33,11 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: Any
+    query: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def blocking(self) -> bool:
+        return "index" in self.query
 
 
 @dataclass
@@ -37,8 +48,16 @@ class FakeRegistry:
     seen: list[Seen] = field(default_factory=list)
     fail_registrations: int = 0
     fail_everything: bool = False
+    blocking: bool = True
+    refuse_blocking: tuple[int, str] | None = None
+    retry_after: str = "1"
+    revisions: dict[str, int] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     _runner: web.AppRunner | None = None
+    held: dict[str, int] = field(default_factory=dict)
+    """Blocking queries waiting right now, per service."""
+    _changed: dict[str, asyncio.Event] = field(default_factory=dict)
+    _stopping: bool = False
 
     @property
     def url(self) -> str:
@@ -47,15 +66,40 @@ class FakeRegistry:
     def requests(self, method: str, prefix: str = "") -> list[Seen]:
         return [seen for seen in self.seen if seen.method == method and seen.path.startswith(prefix)]
 
-    def forget_all(self) -> None:
+    def forget_all(self, *, reset_revisions: bool = True) -> None:
+        """Lose every instance, as a flushed Redis would (revisions start again from 0)."""
+        names = {inst["name"] for inst in self.instances.values()} | set(self.revisions)
         self.instances.clear()
         self.leases.clear()
+        if reset_revisions:
+            self.revisions.clear()
+        for name in names:
+            self._wake(name)
+
+    def bump(self, name: str) -> int:
+        """Move the service's revision on, as every change of membership or status does."""
+        self.revisions[name] = self.revisions.get(name, 0) + 1
+        self._wake(name)
+        return self.revisions[name]
+
+    def remove(self, instance_id: str) -> None:
+        """Deregister (or expire) an instance: the revision moves on."""
+        self.bump(self.instances.pop(instance_id)["name"])
+
+    def blocking_queries(self, name: str | None = None) -> list[Seen]:
+        return [seen for seen in self.requests("GET", "/services/" + (name or "")) if seen.blocking]
+
+    def _wake(self, name: str) -> None:
+        event = self._changed.pop(name, None)
+        if event is not None:
+            event.set()
 
     def add(self, name: str, port: int, *, host: str = "127.0.0.1", status: str = "UP",
             instance_id: str | None = None) -> dict[str, Any]:
         instance_id = instance_id or f"{name}-{secrets.token_hex(4)}"
         self.instances[instance_id] = self._instance({"id": instance_id, "name": name, "port": port,
                                                       "host": host, "status": status})
+        self.bump(name)
         return self.instances[instance_id]
 
     def _instance(self, body: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -75,7 +119,7 @@ class FakeRegistry:
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw) if raw else None
-        self.seen.append(Seen(request.method, request.path, dict(request.headers), body))
+        self.seen.append(Seen(request.method, request.path, dict(request.headers), body, dict(request.query)))
         if self.fail_everything:
             return _error(503, "unavailable", "told to fail")
         return await handler(request)  # type: ignore[no-any-return]
@@ -93,6 +137,7 @@ class FakeRegistry:
         token = body.get("lease_token") or secrets.token_hex(16)
         self.leases[instance_id] = token
         self.instances[instance_id] = self._instance(body, previous)
+        self.bump(body["name"])
         payload = {**self.instances[instance_id], "lease_token": token}
         return web.json_response(payload, status=200 if previous else 201,
                                  headers={"Location": f"/instances/{instance_id}"})
@@ -104,14 +149,17 @@ class FakeRegistry:
         raw = await request.read()
         if raw:
             status = json.loads(raw).get("status")
-            if status:
+            if status and status != instance["status"]:
                 instance["status"] = status
+                self.bump(instance["name"])
         instance["last_heartbeat"] = _now()
         return web.json_response(instance)
 
     async def _deregister(self, request: web.Request) -> web.Response:
-        if self.instances.pop(request.match_info["id"], None) is None:
+        instance = self.instances.pop(request.match_info["id"], None)
+        if instance is None:
             return _error(404, "instance_not_found", "unknown instance")
+        self.bump(instance["name"])
         return web.Response(status=204)
 
     def _filtered(self, request: web.Request, name: str | None) -> list[dict[str, Any]]:
@@ -121,12 +169,35 @@ class FakeRegistry:
 
     async def _service(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        return web.json_response({"name": name, "instances": self._filtered(request, name)})
+        index = request.query.get("index")
+        if self.blocking and index is not None:
+            if self.refuse_blocking is not None:
+                status, code = self.refuse_blocking
+                return _error(status, code, "told to refuse blocking queries",
+                              headers={"Retry-After": self.retry_after})
+            await self._wait_for_change(name, int(index), _seconds(request.query.get("wait", "60s")))
+        headers = {"X-Registry-Index": str(self.revisions.get(name, 0))} if self.blocking else {}
+        return web.json_response({"name": name, "instances": self._filtered(request, name)}, headers=headers)
+
+    async def _wait_for_change(self, name: str, index: int, wait_s: float) -> None:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        self.held[name] = self.held.get(name, 0) + 1
+        try:
+            while self.revisions.get(name, 0) == index and not self._stopping:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    return
+                event = self._changed.setdefault(name, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+        finally:
+            self.held[name] -= 1
 
     async def _all(self, request: web.Request) -> web.Response:
         return web.json_response({"instances": self._filtered(request, request.query.get("name"))})
 
     async def start(self) -> FakeRegistry:
+        self._stopping = False
         app = web.Application(middlewares=[self._record])
         app.router.add_post("/instances", self._register)
         app.router.add_put("/instances/{id}/heartbeat", self._heartbeat)
@@ -139,10 +210,19 @@ class FakeRegistry:
         return self
 
     async def stop(self) -> None:
+        self._stopping = True  # answer the blocking queries held open, as the real registry does
+        for name in list(self._changed):
+            self._wake(name)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+def _seconds(raw: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)?", raw)
+    assert match is not None, raw
+    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]

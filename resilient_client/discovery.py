@@ -1,0 +1,110 @@
+"""Discovery as the manager serves it: the cache, the watches that keep it current, empty-set protection.
+
+``lookup`` answers from :class:`~resilient_client.cache.DiscoveryCache` and marks the service as in use;
+:class:`~resilient_client.watch.ServiceWatches` keeps each service in use current with blocking queries.
+Every answer, polled or watched, goes through :func:`~resilient_client.protection.admit` before it
+replaces what the cache holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from resilient_client.cache import DiscoveryCache
+from resilient_client.clock import Clock
+from resilient_client.config import ManagerConfig
+from resilient_client.events import DiscoveryProtected, EventBus, ProtectionOutcome
+from resilient_client.model import ServiceAnswer, ServiceInstance
+from resilient_client.protection import ServiceView, admit
+from resilient_client.registry_http import RegistryHttp
+from resilient_client.watch import ServiceWatches
+
+log = logging.getLogger(__name__)
+
+DiscoveryKey = tuple[str | None, str | None]
+"""(service name or ``None`` for every service, status filter or ``None`` for all statuses)."""
+
+PROTECTED_TTL_S = 1.0
+"""While protecting, a polled answer is fresh for at most this long: the registry is asked again soon."""
+
+
+class WatchedDiscovery:
+    """The discovery cache of one manager, kept current by blocking queries while a service is in use."""
+
+    def __init__(self, http: RegistryHttp, config: ManagerConfig, *, clock: Clock, events: EventBus,
+                 rng: random.Random) -> None:
+        self._http = http
+        self._config = config
+        self._clock = clock
+        self._events = events
+        ttl_s = config.cache_ttl_s
+        self.cache: DiscoveryCache[DiscoveryKey, ServiceView] = DiscoveryCache(
+            self._fetch, ttl_s=ttl_s, max_stale_s=config.stale_max_age_s, clock=clock, events=events,
+            label=self.label, ttl_for=lambda view: min(ttl_s, PROTECTED_TTL_S) if view.protected else ttl_s,
+            protected=lambda view: view.protected)
+        self.watches: ServiceWatches[DiscoveryKey] = ServiceWatches(
+            self, config.watch, idle_s=config.watch_idle_s, clock=clock, rng=rng, events=events)
+
+    async def lookup(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...]:
+        key: DiscoveryKey = (name, status)
+        view = await self.cache.get(key)
+        if name is not None:
+            self.watches.touch(key)
+        return view.instances
+
+    async def aclose(self) -> None:
+        await self.watches.aclose()
+        await self.cache.aclose()
+
+    # -- the cache's fetch -------------------------------------------------------------------------------
+
+    async def _fetch(self, key: DiscoveryKey) -> ServiceView:
+        name, status = key
+        if name is None:
+            return ServiceView(await self._http.all_instances(status))
+        return self._admit(key, await self._http.service(name, status))
+
+    def _admit(self, key: DiscoveryKey, answer: ServiceAnswer) -> ServiceView:
+        view, outcome = admit(self.cache.peek(key), answer, now=self._clock.monotonic(),
+                              grace_s=self._config.empty_grace_s)
+        if outcome is not None:
+            service = self.label(key)
+            if outcome is ProtectionOutcome.STARTED:
+                log.warning("%s read as empty at revision %s, not past %s: keeping its %d last known "
+                            "instances for up to %.3gs", service, answer.revision, view.basis,
+                            len(view.instances), self._config.empty_grace_s)
+            else:
+                log.info("%s: empty-set protection ended (%s)", service, outcome.value)
+            self._events.emit(DiscoveryProtected(service, outcome))
+        return view
+
+    # -- WatchSource -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def label(key: DiscoveryKey) -> str:
+        return key[0] or "*"
+
+    def index(self, key: DiscoveryKey) -> int | None:
+        view = self.cache.peek(key)
+        return None if view is None else view.revision
+
+    def recheck_at(self, key: DiscoveryKey) -> float | None:
+        view = self.cache.peek(key)
+        return None if view is None else view.protected_until
+
+    async def poll(self, key: DiscoveryKey, index: int | None, wait_s: float) -> ServiceAnswer:
+        name, status = key
+        assert name is not None, "only single services are watched"
+        return await self._http.service(
+            name, status, index=index, wait_s=wait_s,
+            timeout_s=wait_s * (1 + 1 / 16) + self._config.request_timeout_s)
+
+    def deliver(self, key: DiscoveryKey, answer: ServiceAnswer, *, watched: bool) -> None:
+        self.cache.put(key, self._admit(key, answer), watched=watched)
+
+    def lost(self, key: DiscoveryKey) -> None:
+        self.cache.unwatch(key)
+
+    def __repr__(self) -> str:
+        return f"WatchedDiscovery({self.cache!r}, {self.watches!r})"
