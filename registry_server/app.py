@@ -12,10 +12,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from registry_server.api.access import Access
 from registry_server.api.errors import (
     ApiError,
     on_api_error,
     on_http_exception,
+    on_lease_error,
     on_store_error,
     on_unexpected,
 )
@@ -23,7 +25,7 @@ from registry_server.api.middleware import MetricsMiddleware
 from registry_server.api.routes import RegistryApi
 from registry_server.api.watching import WatchApi
 from registry_server.clock import Clock, SystemClock
-from registry_server.errors import StoreError
+from registry_server.errors import LeaseTokenError, StoreError
 from registry_server.metrics import RegistryMetrics
 from registry_server.registry import Registry
 from registry_server.settings import Settings
@@ -65,7 +67,8 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     store = store if store is not None else build_store(settings)
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
     registry = Registry(store, clock or SystemClock(), settings.ttl_ms, metrics)
-    api = RegistryApi(registry, settings, metrics)
+    access = Access(settings)
+    api = RegistryApi(registry, settings, metrics, access)
     hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count)
     sweeper = Sweeper(registry, settings.sweep_interval_s)
 
@@ -88,10 +91,11 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             log.info("registry stopped: watchers released, sweeper stopped, store closed")
 
     app = Starlette(
-        routes=[*api.routes(), *WatchApi(registry, hub, metrics).routes()],
+        routes=[*api.routes(), *WatchApi(registry, hub, metrics, access).routes()],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception,
-                            StoreError: on_store_error, Exception: on_unexpected},
+                            LeaseTokenError: on_lease_error, StoreError: on_store_error,
+                            Exception: on_unexpected},
         lifespan=lifespan,
     )
     app.state.registry = registry

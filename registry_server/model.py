@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,10 @@ class Status(enum.StrEnum):
 @functools.lru_cache(maxsize=4096)
 def _utc_second(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def lease_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def format_timestamp(ms: int) -> str:
@@ -46,7 +51,8 @@ class Registration:
     description: str = ""
     status: Status = Status.UP
     metadata: dict[str, str] = field(default_factory=dict)
-    lease_token: str = ""
+    lease_token_hash: str = ""
+    """SHA-256 (hex) of the instance's lease token; the token itself is never stored."""
 
     def document(self) -> dict[str, Any]:
         """The fields that change only on (re-)registration, as stored."""

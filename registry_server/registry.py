@@ -42,8 +42,10 @@ class Registry:
         self.protection.reached()
         return result
 
-    async def register(self, registration: Registration) -> RegisterResult:
-        result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms))
+    async def register(self, registration: Registration, *, lease_token_hash: str | None = None) -> RegisterResult:
+        """``lease_token_hash``: what the caller presented, ``None`` for the admin (see InstanceStore)."""
+        result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms,
+                                                                   lease_token_hash=lease_token_hash))
         if result.replaced_expired:
             self.observer.expired(result.instance)
         self.observer.registered(result.instance, result.created)
@@ -52,16 +54,19 @@ class Registry:
             log.info("registered %s (%s at %s:%d)", inst.id, inst.name, inst.host, inst.port)
         return result
 
-    async def heartbeat(self, instance_id: str, status: Status | None) -> Instance | None:
-        inst = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms))
+    async def heartbeat(self, instance_id: str, status: Status | None, *,
+                        lease_token_hash: str | None = None) -> Instance | None:
+        inst = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms,
+                                                                  lease_token_hash=lease_token_hash))
         if inst is None:
             self.observer.unknown_heartbeat(instance_id)
         else:
             self.observer.heartbeat(inst)
         return inst
 
-    async def deregister(self, instance_id: str) -> Instance | None:
-        inst = await self._store(lambda now: self.store.deregister(instance_id, now))
+    async def deregister(self, instance_id: str, *, lease_token_hash: str | None = None) -> Instance | None:
+        inst = await self._store(lambda now: self.store.deregister(instance_id, now,
+                                                                   lease_token_hash=lease_token_hash))
         if inst is not None:
             self.observer.deregistered(inst)
             log.info("deregistered %s (%s)", inst.id, inst.name)

@@ -27,6 +27,10 @@ class Settings:
     """Seconds between expiry sweeps."""
     auth_token: str | None = None
     """When set, write endpoints need ``Authorization: Bearer <token>``."""
+    admin_token: str | None = None
+    """Bearer token of operators: writes anything, reads anything, needs no lease token."""
+    read_token: str | None = None
+    """When set, read endpoints need a bearer token: this one, the auth token or the admin token."""
     log_level: str = "info"
     max_watchers: int = 4096
     """Blocking queries and change streams one replica serves at once; beyond it: 503 + Retry-After."""
@@ -59,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--instance-ttl", help="seconds without heartbeat before expiry (env REGISTRY_INSTANCE_TTL)")
     p.add_argument("--sweep-interval", help="seconds between expiry sweeps (env REGISTRY_SWEEP_INTERVAL)")
     p.add_argument("--auth-token", help="bearer token required by write endpoints (env REGISTRY_AUTH_TOKEN)")
+    p.add_argument("--admin-token", help="operators' bearer token: needs no lease tokens (env REGISTRY_ADMIN_TOKEN)")
+    p.add_argument("--read-token", help="bearer token required by read endpoints (env REGISTRY_READ_TOKEN)")
     p.add_argument("--read-timeout", help="seconds a request may take to arrive (env REGISTRY_READ_TIMEOUT, "
                                           "default 10)")
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
@@ -111,6 +117,8 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     ttl = pick(args.instance_ttl, "REGISTRY_INSTANCE_TTL")
     sweep = pick(args.sweep_interval, "REGISTRY_SWEEP_INTERVAL")
     token = pick(args.auth_token, "REGISTRY_AUTH_TOKEN")
+    admin_token = pick(args.admin_token, "REGISTRY_ADMIN_TOKEN")
+    read_token = pick(args.read_token, "REGISTRY_READ_TOKEN")
     read_timeout = pick(args.read_timeout, "REGISTRY_READ_TIMEOUT")
     max_watchers = pick(args.max_watchers, "REGISTRY_MAX_WATCHERS")
     if max_watchers is not None and (not max_watchers.isdigit() or not 1 <= int(max_watchers) <= 1_000_000):
@@ -128,6 +136,8 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         sweep_interval_s=(_positive_float("REGISTRY_SWEEP_INTERVAL/--sweep-interval", sweep, maximum=3600)
                           if sweep is not None else defaults.sweep_interval_s),
         auth_token=token,
+        admin_token=admin_token,
+        read_token=read_token,
         log_level=level,
         max_watchers=int(max_watchers) if max_watchers is not None else defaults.max_watchers,
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)

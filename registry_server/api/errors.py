@@ -52,6 +52,10 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
 
+async def on_lease_error(request: Request, exc: Exception) -> Response:
+    return error_response(403, "lease_token_mismatch", str(exc))
+
+
 async def on_store_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StoreError)
     unavailable = isinstance(exc, StoreUnavailableError)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from registry_server.api.access import Access
 from registry_server.api.body import parse_body
 from registry_server.api.errors import ApiError
 from registry_server.api.openapi import openapi_document
@@ -18,7 +18,7 @@ from registry_server.api.query import NAME, filtered, status_filter
 from registry_server.api.responses import JSONResponse
 from registry_server.errors import InstanceConflictError, StoreError
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import Registration, Status
+from registry_server.model import Registration, Status, lease_token_hash
 from registry_server.registry import Registry
 from registry_server.schemas import HeartbeatRequest, RegisterRequest
 from registry_server.settings import Settings
@@ -29,10 +29,11 @@ def _instance_not_found(instance_id: str) -> ApiError:
 
 
 class RegistryApi:
-    def __init__(self, registry: Registry, settings: Settings, metrics: RegistryMetrics) -> None:
+    def __init__(self, registry: Registry, settings: Settings, metrics: RegistryMetrics, access: Access) -> None:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
+        self.access = access
 
     def routes(self) -> list[Route]:
         return [
@@ -48,13 +49,14 @@ class RegistryApi:
         ]
 
     def _authorize_write(self, request: Request) -> None:
-        token = self.settings.auth_token
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise ApiError(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
-                           headers={"WWW-Authenticate": 'Bearer realm="registry"'})
+        self.access.authorize(request, self.access.writers)
+
+    def _lease(self, request: Request) -> str | None:
+        """The presented lease token's hash, ``""`` for none, ``None`` for the admin (who needs none)."""
+        if self.access.is_admin(request):
+            return None
+        given = request.headers.get("x-lease-token")
+        return lease_token_hash(given) if given else ""
 
     async def register(self, request: Request) -> Response:
         self._authorize_write(request)
@@ -65,17 +67,18 @@ class RegistryApi:
             raise ApiError(422, "validation_error", "request body failed validation",
                            details=[{"field": "host", "message": "no host given and no peer address known",
                                      "type": "missing"}])
+        lease_token = body.lease_token or secrets.token_urlsafe(24)
         registration = Registration(
             id=body.id or f"{body.name}-{secrets.token_hex(8)}", name=body.name, host=host, port=body.port,
             scheme=body.scheme, health_endpoint=body.health_endpoint, version=body.version,
             description=body.description, status=Status(body.status), metadata=body.metadata,
-            lease_token=body.lease_token or secrets.token_urlsafe(24))
+            lease_token_hash=lease_token_hash(lease_token))
         try:
-            result = await self.registry.register(registration)
+            result = await self.registry.register(registration, lease_token_hash=self._lease(request))
         except InstanceConflictError as exc:
             raise ApiError(409, "instance_id_conflict", str(exc)) from None
         payload = result.instance.to_json()
-        payload["lease_token"] = registration.lease_token
+        payload["lease_token"] = lease_token
         if result.created:
             return JSONResponse(payload, status_code=201, headers={"Location": f"/instances/{registration.id}"})
         return JSONResponse(payload)
@@ -85,7 +88,8 @@ class RegistryApi:
         instance_id = request.path_params["id"]
         body = await parse_body(request, HeartbeatRequest, self.settings.max_body_bytes,
                                 self.settings.read_timeout_s, optional=True)
-        inst = await self.registry.heartbeat(instance_id, Status(body.status) if body.status else None)
+        inst = await self.registry.heartbeat(instance_id, Status(body.status) if body.status else None,
+                                             lease_token_hash=self._lease(request))
         if inst is None:
             raise _instance_not_found(instance_id)
         return JSONResponse(inst.to_json())
@@ -93,11 +97,12 @@ class RegistryApi:
     async def deregister(self, request: Request) -> Response:
         self._authorize_write(request)
         instance_id = request.path_params["id"]
-        if await self.registry.deregister(instance_id) is None:
+        if await self.registry.deregister(instance_id, lease_token_hash=self._lease(request)) is None:
             raise _instance_not_found(instance_id)
         return Response(status_code=204)
 
     async def get_instance(self, request: Request) -> Response:
+        self.access.authorize_read(request)
         instance_id = request.path_params["id"]
         inst = await self.registry.get(instance_id)
         if inst is None:
@@ -105,6 +110,7 @@ class RegistryApi:
         return JSONResponse(inst.to_json())
 
     async def list_instances(self, request: Request) -> Response:
+        self.access.authorize_read(request)
         statuses = status_filter(request)  # bad filters answer 422 before any store work
         name = request.query_params.get("name")
         if name:
@@ -114,6 +120,7 @@ class RegistryApi:
         return JSONResponse({"instances": filtered(instances, statuses, request.query_params.get("version"))})
 
     async def list_services(self, request: Request) -> Response:
+        self.access.authorize_read(request)
         summaries = await self.registry.services()
         return JSONResponse({"services": [s.to_json() for s in summaries]})
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from registry_server.api.access import Access
 from registry_server.api.errors import ApiError
 from registry_server.api.query import blocking_index, filtered, service_name, status_filter, wait_seconds
 from registry_server.api.responses import JSONResponse
@@ -42,16 +43,18 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 class WatchApi:
-    def __init__(self, registry: Registry, hub: ChangeHub, metrics: RegistryMetrics) -> None:
+    def __init__(self, registry: Registry, hub: ChangeHub, metrics: RegistryMetrics, access: Access) -> None:
         self.registry = registry
         self.hub = hub
         self.metrics = metrics
+        self.access = access
 
     def routes(self) -> list[Route]:
         return [Route("/services/{name}", self.discover, methods=["GET"]),
                 Route("/events", self.events, methods=["GET"])]
 
     async def discover(self, request: Request) -> Response:
+        self.access.authorize_read(request)
         name = service_name(request.path_params["name"])
         statuses = status_filter(request)
         version = request.query_params.get("version")
@@ -74,6 +77,7 @@ class WatchApi:
                             headers=headers)
 
     async def events(self, request: Request) -> Response:
+        self.access.authorize_read(request)
         raw_service = request.query_params.get("service")
         service = service_name(raw_service, "service") if raw_service else None
         last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")

@@ -7,6 +7,10 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
   renews the lease (revision +1 only if a field or the status changed); of an id owned by another name
   raises :class:`~registry_server.errors.InstanceConflictError`. An id whose lease ran out unswept is
   replaced by a new registration and reported as ``replaced_expired``.
+- ``register`` (of a live id), ``heartbeat`` and ``deregister`` take ``lease_token_hash``: the SHA-256 of
+  the lease token the caller presented (``""``: none), or ``None`` for a caller trusted without one (the
+  admin). A live instance whose stored hash differs raises
+  :class:`~registry_server.errors.LeaseTokenError`; unknown or expired ids are answered as such first.
 - ``heartbeat`` renews a live lease and may change the status (revision +1 on a status change only);
   ``None`` for an unknown or expired id.
 - ``deregister`` removes a live instance (revision +1); ``None`` for an unknown or expired id.
@@ -37,12 +41,14 @@ class InstanceStore(Protocol):
     kind: str
     """``"redis"`` or ``"memory"``, reported by ``/healthz``."""
 
-    async def register(self, registration: Registration, now_ms: int, ttl_ms: int) -> RegisterResult: ...
+    async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
+                       lease_token_hash: str | None = None) -> RegisterResult: ...
 
-    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int,
-                        ttl_ms: int) -> Instance | None: ...
+    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
+                        lease_token_hash: str | None = None) -> Instance | None: ...
 
-    async def deregister(self, instance_id: str, now_ms: int) -> Instance | None: ...
+    async def deregister(self, instance_id: str, now_ms: int, *,
+                         lease_token_hash: str | None = None) -> Instance | None: ...
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None: ...
 

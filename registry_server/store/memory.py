@@ -7,7 +7,7 @@ import contextlib
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 
-from registry_server.errors import InstanceConflictError
+from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.model import (
     ChangeEvent,
     EventType,
@@ -35,6 +35,7 @@ class MemoryStore:
     def __init__(self, *, event_history: int = 10_000) -> None:
         self._services: dict[str, _Service] = {}
         self._owners: dict[str, str] = {}  # instance id -> service name
+        self._tokens: dict[str, str] = {}  # instance id -> lease token hash
         self._events: deque[ChangeEvent] = deque(maxlen=event_history)
         self._event_seq = 0
         self._trimmed_upto = "0-0"
@@ -67,12 +68,19 @@ class MemoryStore:
         self._new_event.set()
         self._new_event = asyncio.Event()
 
-    async def register(self, registration: Registration, now_ms: int, ttl_ms: int) -> RegisterResult:
+    def _check_lease(self, instance_id: str, presented: str | None) -> None:
+        if presented is not None and (not presented or presented != self._tokens.get(instance_id)):
+            raise LeaseTokenError(instance_id)
+
+    async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
+                       lease_token_hash: str | None = None) -> RegisterResult:
         owner = self._owners.get(registration.id)
         if owner is not None and owner != registration.name:
             raise InstanceConflictError(registration.id, owner)
         svc = self._service(registration.name)
         old = svc.members.get(registration.id)
+        if old is not None and old.is_live(now_ms):
+            self._check_lease(registration.id, lease_token_hash)
         replaced_expired = old is not None and not old.is_live(now_ms)
         created = old is None or replaced_expired
         registered_at = now_ms if created or old is None else old.registered_at_ms
@@ -80,6 +88,7 @@ class MemoryStore:
                                       registered_at, now_ms, now_ms + ttl_ms)
         svc.members[registration.id] = inst
         self._owners[registration.id] = registration.name
+        self._tokens[registration.id] = registration.lease_token_hash
         kind: EventType | None = EventType.REGISTERED
         if not created and old is not None:
             if _document(old) != _document(inst):
@@ -95,11 +104,12 @@ class MemoryStore:
             self._emit(kind, svc, inst)
         return RegisterResult(inst, created, svc.revision, replaced_expired)
 
-    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int,
-                        ttl_ms: int) -> Instance | None:
+    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
+                        lease_token_hash: str | None = None) -> Instance | None:
         found = self._live(instance_id, now_ms)
         if found is None:
             return None
+        self._check_lease(instance_id, lease_token_hash)
         svc, inst = found
         new_status = inst.status if status is None else status
         renewed = replace(inst, status=new_status, last_heartbeat_ms=now_ms, expires_at_ms=now_ms + ttl_ms)
@@ -109,10 +119,12 @@ class MemoryStore:
             self._emit(EventType.STATUS_CHANGED, svc, renewed)
         return renewed
 
-    async def deregister(self, instance_id: str, now_ms: int) -> Instance | None:
+    async def deregister(self, instance_id: str, now_ms: int, *,
+                         lease_token_hash: str | None = None) -> Instance | None:
         found = self._live(instance_id, now_ms)
         if found is None:
             return None
+        self._check_lease(instance_id, lease_token_hash)
         svc, inst = found
         self._remove(svc, inst)
         svc.revision += 1
@@ -122,6 +134,7 @@ class MemoryStore:
     def _remove(self, svc: _Service, inst: Instance) -> None:
         del svc.members[inst.id]
         del self._owners[inst.id]
+        self._tokens.pop(inst.id, None)
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         found = self._live(instance_id, now_ms)

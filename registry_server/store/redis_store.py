@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from registry_server.errors import InstanceConflictError, StoreError, StoreUnavailableError
+from registry_server.errors import InstanceConflictError, LeaseTokenError, StoreError, StoreUnavailableError
 from registry_server.model import (
     ChangeEvent,
     EventType,
@@ -86,6 +86,16 @@ def _event(entry_id: str, fields: dict[str, str]) -> ChangeEvent:
     inst = Instance.from_document(fields["id"], json.loads(fields["doc"]), fields["status"], int(fields["reg"]),
                                   int(fields["hb"]), int(fields["exp"]))
     return ChangeEvent(entry_id, EventType(fields["type"]), fields["service"], int(fields["rev"]), inst)
+
+
+def _presented(lease_token_hash: str | None) -> str:
+    return "*" if lease_token_hash is None else lease_token_hash
+
+
+def _owned(instance_id: str, row: Sequence[Any]) -> Sequence[Any]:
+    if row[0] == "forbidden":
+        raise LeaseTokenError(instance_id)
+    return row
 
 
 def _instance(instance_id: str, row: Sequence[Any]) -> Instance:
@@ -160,7 +170,8 @@ class RedisStore:
                 result = await call(fresh)
         return result
 
-    async def register(self, registration: Registration, now_ms: int, ttl_ms: int) -> RegisterResult:
+    async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
+                       lease_token_hash: str | None = None) -> RegisterResult:
         name, iid, k = registration.name, registration.id, self._keys
         doc = json.dumps(registration.document(), separators=(",", ":"), sort_keys=True)
 
@@ -169,39 +180,42 @@ class RedisStore:
                 keys=[k.ids, k.services, k.instance(name, iid), k.leases(name), k.revision(name),
                       k.counts(name), k.events],
                 args=[iid, name, doc, registration.status.value, now_ms, now_ms + ttl_ms,
-                      registration.lease_token, self._event_history])
+                      registration.lease_token_hash, self._event_history, _presented(lease_token_hash)])
 
         reply = await self._run("register", call)
         if reply[0] == "conflict":
             raise InstanceConflictError(iid, reply[1])
+        if reply[0] == "forbidden":
+            raise LeaseTokenError(iid)
         _, created, expired, registered_at, revision = reply
         self._remember(iid, name)
         inst = Instance.from_document(iid, registration.document(), registration.status, int(registered_at),
                                       now_ms, now_ms + ttl_ms)
         return RegisterResult(inst, bool(created), int(revision), bool(expired))
 
-    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int,
-                        ttl_ms: int) -> Instance | None:
+    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
+                        lease_token_hash: str | None = None) -> Instance | None:
         k = self._keys
 
         async def renew(name: str) -> Instance | None:
             row = await self._heartbeat(
                 keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events],
                 args=[instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
-                      self._event_history])
-            return None if row is None else _instance(instance_id, row)
+                      self._event_history, _presented(lease_token_hash)])
+            return None if row is None else _instance(instance_id, _owned(instance_id, row))
 
         return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
 
-    async def deregister(self, instance_id: str, now_ms: int) -> Instance | None:
+    async def deregister(self, instance_id: str, now_ms: int, *,
+                         lease_token_hash: str | None = None) -> Instance | None:
         k = self._keys
 
         async def remove(name: str) -> Instance | None:
             row = await self._deregister(
                 keys=[k.ids, k.services, k.instance(name, instance_id), k.leases(name), k.revision(name),
                       k.counts(name), k.events],
-                args=[instance_id, name, now_ms, self._event_history])
-            return None if row is None else _instance(instance_id, row)
+                args=[instance_id, name, now_ms, self._event_history, _presented(lease_token_hash)])
+            return None if row is None else _instance(instance_id, _owned(instance_id, row))
 
         found = await self._run("deregister", lambda: self._by_id(instance_id, remove))
         if found is not None:

@@ -17,16 +17,24 @@ from tests.support.sse import SseReader
 
 pytestmark = pytest.mark.integration
 
+TOKEN = "lease-token-of-the-test-0001"
+LEASE = {"X-Lease-Token": TOKEN}
+
 
 def register(url: str, iid: str, name: str = "Auth", **extra: object) -> None:
-    resp = httpx.post(url + "/instances", json={"name": name, "port": 1, "host": "h", "id": iid, **extra})
+    resp = httpx.post(
+        url + "/instances", json={"name": name, "port": 1, "host": "h", "lease_token": TOKEN, "id": iid, **extra}
+    )
     assert resp.status_code in (200, 201), resp.text
 
 
-def test_a_deregistration_through_one_replica_wakes_a_watcher_on_another(tmp_path: Path,
-                                                                         redis_server: RedisServer) -> None:
-    with running_registry(tmp_path, redis_url=redis_server.url, name="a") as a, \
-            running_registry(tmp_path, redis_url=redis_server.url, name="b") as b:
+def test_a_deregistration_through_one_replica_wakes_a_watcher_on_another(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with (
+        running_registry(tmp_path, redis_url=redis_server.url, name="a") as a,
+        running_registry(tmp_path, redis_url=redis_server.url, name="b") as b,
+    ):
         a.wait_healthy()
         b.wait_healthy()
         register(a.url, "x")
@@ -41,10 +49,13 @@ def test_a_deregistration_through_one_replica_wakes_a_watcher_on_another(tmp_pat
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        wait_until(lambda: 'registry_watchers{kind="blocking"} 1.0' in httpx.get(b.url + "/metrics").text,
-                   timeout=10, message="the watcher to wait on replica b")
+        wait_until(
+            lambda: 'registry_watchers{kind="blocking"} 1.0' in httpx.get(b.url + "/metrics").text,
+            timeout=10,
+            message="the watcher to wait on replica b",
+        )
         sent = time.monotonic()
-        assert httpx.delete(a.url + "/instances/x").status_code == 204
+        assert httpx.delete(a.url + "/instances/x", headers=LEASE).status_code == 204
         watcher.join(timeout=20)
         resp = answer["resp"]
         assert isinstance(resp, httpx.Response)
@@ -54,10 +65,13 @@ def test_a_deregistration_through_one_replica_wakes_a_watcher_on_another(tmp_pat
         assert latency < 2.0, f"the watcher on b learned of the change after {latency:.3f}s"
 
 
-def test_the_change_stream_carries_every_kind_of_change_from_every_replica(tmp_path: Path,
-                                                                          redis_server: RedisServer) -> None:
-    with running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=0.1, name="a") as a, \
-            running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=0.1, name="b") as b:
+def test_the_change_stream_carries_every_kind_of_change_from_every_replica(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with (
+        running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=0.1, name="a") as a,
+        running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=0.1, name="b") as b,
+    ):
         a.wait_healthy()
         b.wait_healthy()
         stream = SseReader(b.url + "/events?service=Auth").start()
@@ -65,8 +79,8 @@ def test_the_change_stream_carries_every_kind_of_change_from_every_replica(tmp_p
             wait_until(lambda: stream.of_type("ready"), timeout=10, message="the stream to be ready")
             register(a.url, "s1")
             register(a.url, "other", name="User")  # filtered out
-            httpx.put(a.url + "/instances/s1/heartbeat", json={"status": "DOWN"})
-            assert httpx.delete(a.url + "/instances/s1").status_code == 204
+            httpx.put(a.url + "/instances/s1/heartbeat", json={"status": "DOWN"}, headers=LEASE)
+            assert httpx.delete(a.url + "/instances/s1", headers=LEASE).status_code == 204
             register(a.url, "s2")
             last_heartbeat = time.monotonic()
             wait_until(lambda: stream.of_type("expired"), timeout=10, message="the expiry event")
@@ -85,8 +99,7 @@ def test_the_change_stream_carries_every_kind_of_change_from_every_replica(tmp_p
             stream.close()
 
 
-def test_a_consumer_resumes_with_last_event_id_or_is_told_to_reset(tmp_path: Path,
-                                                                   redis_server: RedisServer) -> None:
+def test_a_consumer_resumes_with_last_event_id_or_is_told_to_reset(tmp_path: Path, redis_server: RedisServer) -> None:
     with running_registry(tmp_path, redis_url=redis_server.url) as reg:
         reg.wait_healthy()
         register(reg.url, "r1")
@@ -97,7 +110,7 @@ def test_a_consumer_resumes_with_last_event_id_or_is_told_to_reset(tmp_path: Pat
         resume_from = first.of_type("registered")[-1].id
         first.close()
         register(reg.url, "r3")  # missed while disconnected
-        assert httpx.delete(reg.url + "/instances/r1").status_code == 204
+        assert httpx.delete(reg.url + "/instances/r1", headers=LEASE).status_code == 204
         resumed = SseReader(reg.url + "/events", headers={"Last-Event-ID": str(resume_from)}).start()
         try:
             wait_until(lambda: resumed.of_type("ready"), timeout=10, message="the replay")
@@ -125,8 +138,11 @@ def test_sigterm_releases_long_polls_at_once(tmp_path: Path, redis_server: Redis
         threads = [threading.Thread(target=watch) for _ in range(5)]
         for t in threads:
             t.start()
-        wait_until(lambda: 'registry_watchers{kind="blocking"} 5.0' in httpx.get(reg.url + "/metrics").text,
-                   timeout=10, message="five long polls")
+        wait_until(
+            lambda: 'registry_watchers{kind="blocking"} 5.0' in httpx.get(reg.url + "/metrics").text,
+            timeout=10,
+            message="five long polls",
+        )
         stream = SseReader(reg.url + "/events").start()
         wait_until(lambda: stream.of_type("ready"), timeout=10, message="a stream")
         reg.signal_group(signal.SIGTERM)

@@ -20,6 +20,7 @@ from registry_server.sweeper import Sweeper
 from tests.support.clock import FakeClock
 
 TTL_S = 10.0
+TOKEN = "lease-token-of-the-test-0001"
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Api:
     metrics: CollectorRegistry
 
     async def register(self, **body: Any) -> httpx.Response:
-        return await self.http.post("/instances", json=body)
+        return await self.http.post("/instances", json={"lease_token": TOKEN, **body})
 
     def metric(self, name: str, **labels: str) -> float | None:
         return self.metrics.get_sample_value(name, labels)
@@ -53,7 +54,8 @@ def make_api(settings: Settings | None = None, store: Any = None) -> tuple[Starl
 async def api() -> AsyncIterator[Api]:
     app, clock, metrics = make_api()
     transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
-    async with httpx.AsyncClient(transport=transport, base_url="http://registry") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://registry",
+                                 headers={"X-Lease-Token": TOKEN}) as http:
         yield Api(http, clock, app, metrics)
 
 

@@ -266,3 +266,22 @@ async def test_extending_leases_after_an_outage_covers_only_those_live_when_it_b
     assert long_lease.expires_at_ms == NOW + 100 * TTL, "extension never shortens a lease"
     assert await store.extend_leases(outage_began, back + TTL) == 0, "idempotent"
     assert [i.id for i in await store.expire(back, 100)] == ["gone-before"]
+
+
+async def test_lease_tokens_guard_renewal_removal_and_reregistration(store: InstanceStore) -> None:
+    from registry_server.errors import LeaseTokenError
+    from registry_server.model import lease_token_hash
+
+    own, other = lease_token_hash("own-token-0123456789"), lease_token_hash("other-token-0123456789")
+    await store.register(reg(lease_token_hash=own), NOW, TTL)
+    for presented in (other, ""):
+        with pytest.raises(LeaseTokenError):
+            await store.heartbeat("Auth-1", None, NOW + 1, TTL, lease_token_hash=presented)
+        with pytest.raises(LeaseTokenError):
+            await store.deregister("Auth-1", NOW + 1, lease_token_hash=presented)
+        with pytest.raises(LeaseTokenError):
+            await store.register(reg(lease_token_hash=presented), NOW + 1, TTL, lease_token_hash=presented)
+    assert await store.heartbeat("Auth-1", None, NOW + 2, TTL, lease_token_hash=own) is not None
+    assert await store.heartbeat("Auth-1", None, NOW + 3, TTL) is not None, "None: the admin"
+    assert (await store.register(reg(lease_token_hash=other), NOW + 4, TTL, lease_token_hash=own)).created is False
+    assert await store.deregister("Auth-1", NOW + 5, lease_token_hash=other) is not None, "the token was replaced"

@@ -15,6 +15,8 @@ from registry_server.store.memory import MemoryStore
 from registry_server.watch import ChangeHub
 from tests.support.clock import FakeClock
 
+TOKEN = "lease-token-of-the-test-0001"
+
 
 @pytest.fixture
 async def app() -> AsyncIterator[Starlette]:
@@ -27,12 +29,14 @@ async def app() -> AsyncIterator[Starlette]:
 
 @pytest.fixture
 async def http(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r", timeout=30) as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r", timeout=30,
+                                 headers={"X-Lease-Token": TOKEN}) as client:
         yield client
 
 
 async def register(http: httpx.AsyncClient, iid: str, **extra: object) -> None:
-    resp = await http.post("/instances", json={"name": "Auth", "port": 1, "host": "h", "id": iid, **extra})
+    resp = await http.post("/instances", json={"name": "Auth", "port": 1, "host": "h", "id": iid,
+                                               "lease_token": TOKEN, **extra})
     assert resp.status_code in (200, 201), resp.text
 
 

@@ -1,10 +1,15 @@
 -- Renew a live lease, optionally changing the status (a change is recorded in the event stream).
 -- KEYS: 1 instance hash  2 leases  3 revision  4 status counts  5 events stream
 -- ARGV: 1 id  2 now ms  3 expiry ms  4 new status or ''  5 service name  6 stream max length
--- Returns false for an unknown or expired instance, else {doc, status, registered_at, hb, exp}
-local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'exp')
+--       7 presented lease token hash ('*': the admin)
+-- Returns false for an unknown or expired instance, {"forbidden"} for a wrong lease token,
+-- else {doc, status, registered_at, hb, exp}
+local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'exp', 'tok')
 if not old[1] or tonumber(old[4]) <= tonumber(ARGV[2]) then
   return false
+end
+if ARGV[7] ~= '*' and (ARGV[7] == '' or ARGV[7] ~= old[5]) then
+  return {'forbidden'}
 end
 local status = old[2]
 if ARGV[4] ~= '' and ARGV[4] ~= status then

@@ -1,8 +1,9 @@
 -- Register or re-register one instance, atomically, and record the change in the event stream.
 -- KEYS: 1 ids (hash id -> name)  2 services (hash name -> instance count)  3 instance hash
 --       4 leases (zset id -> expiry ms)  5 revision  6 status counts (hash status -> n)  7 events stream
--- ARGV: 1 id  2 name  3 document (JSON)  4 status  5 now ms  6 expiry ms  7 lease token  8 stream max length
--- Returns {"conflict", owner} or {"ok", created, replaced_expired, registered_at, revision}
+-- ARGV: 1 id  2 name  3 document (JSON)  4 status  5 now ms  6 expiry ms  7 lease token hash
+--       8 stream max length  9 presented lease token hash ('*': the admin, who needs none)
+-- Returns {"conflict", owner}, {"forbidden"} or {"ok", created, replaced_expired, registered_at, revision}
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner and owner ~= ARGV[2] then
   return {'conflict', owner}
@@ -11,7 +12,10 @@ local now = tonumber(ARGV[5])
 local created, expired = 1, 0
 local kind = 'registered'
 local registered_at = ARGV[5]
-local old = redis.call('HMGET', KEYS[3], 'doc', 'status', 'reg', 'hb', 'exp')
+local old = redis.call('HMGET', KEYS[3], 'doc', 'status', 'reg', 'hb', 'exp', 'tok')
+if old[1] and tonumber(old[5]) > now and ARGV[9] ~= '*' and (ARGV[9] == '' or ARGV[9] ~= old[6]) then
+  return {'forbidden'}
+end
 if old[1] then
   redis.call('HINCRBY', KEYS[6], old[2], -1)
   if tonumber(old[5]) <= now then
