@@ -19,8 +19,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from tests.support.processes import ManagedProcess, free_port, http_status, start_registry
 from tests.support.polling import wait_until
+from tests.support.processes import ManagedProcess, free_port, http_status, start_registry
 from tests.support.redis_server import RedisServer
 
 HEARTBEAT_LUA = """
