@@ -61,13 +61,16 @@ class RegistryMetrics:
         return child
 
     def registered(self, instance: Instance, created: bool) -> None:
-        self.registrations.labels(instance.name).inc()
+        name = instance.name
+        for counter in (self.deregistrations, self.expirations, self.heartbeats):
+            self._child(counter, name)  # present at 0 from the start: rate() and increase() see the first event
+        self._child(self.registrations, name).inc()
 
     def deregistered(self, instance: Instance) -> None:
-        self.deregistrations.labels(instance.name).inc()
+        self._child(self.deregistrations, instance.name).inc()
 
     def expired(self, instance: Instance) -> None:
-        self.expirations.labels(instance.name).inc()
+        self._child(self.expirations, instance.name).inc()
 
     def heartbeat(self, instance: Instance) -> None:
         self._child(self.heartbeats, instance.name).inc()

@@ -36,9 +36,16 @@ TTL_S = 2.0
 SWEEP_S = 0.2
 
 
+_LEASE_TOKEN = "dashboards-test-lease-token"
+
+
 def _request(method: str, url: str, body: dict[str, Any] | None = None) -> int:
+    """One registry call; registrations carry the test's lease token and every call presents it."""
+    if body is not None and method == "POST":
+        body = {"lease_token": _LEASE_TOKEN, **body}
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", "X-Lease-Token": _LEASE_TOKEN})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return int(resp.status)

@@ -353,3 +353,9 @@ async def test_openapi_documents_every_route_with_the_validation_schema(api: Api
     assert set(schema["required"]) == {"name", "port"}
     assert set(schema["properties"]) == set(RegisterRequest.model_fields)
     assert schema["properties"]["port"]["maximum"] == 65535
+
+
+async def test_a_new_services_counters_start_at_zero_so_rates_see_the_first_event(api: Api) -> None:
+    await api.register(name="Auth", port=1)
+    for name in ("registry_deregistrations_total", "registry_expirations_total", "registry_heartbeats_total"):
+        assert api.metric(name, service="Auth") == 0, name
