@@ -42,6 +42,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config.h11_max_incomplete_size = 16 * 1024
     config.startup_timeout = 10
     config.shutdown_timeout = 15
+    if settings.certfile and settings.keyfile:
+        config.certfile = settings.certfile
+        config.keyfile = settings.keyfile
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
@@ -58,7 +61,7 @@ async def _serve(settings: Settings) -> None:
         log.info("shutting down: releasing watchers, finishing requests in flight")
         app.state.hub.close()  # long polls answer now instead of holding shutdown for their whole wait
 
-    log.info("listening on %s:%d", settings.host, settings.port)
+    log.info("listening on %s://%s:%d", "https" if settings.certfile else "http", settings.host, settings.port)
     await serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
 
 

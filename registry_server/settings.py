@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     store_timeout_s: float = 1.5
     """Upper bound of one store operation; beyond it the request answers 503."""
+    certfile: str | None = None
+    """PEM certificate: when set (with ``keyfile``), the registry serves HTTPS."""
+    keyfile: str | None = None
     read_timeout_s: float = 10.0
     """Seconds a client may go silent mid-request, and the most a request body may take to arrive in
     all (a client trickling its body is cut off with 408)."""
@@ -65,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-token", help="bearer token required by write endpoints (env REGISTRY_AUTH_TOKEN)")
     p.add_argument("--admin-token", help="operators' bearer token: needs no lease tokens (env REGISTRY_ADMIN_TOKEN)")
     p.add_argument("--read-token", help="bearer token required by read endpoints (env REGISTRY_READ_TOKEN)")
+    p.add_argument("--certfile", help="PEM certificate for HTTPS (env REGISTRY_CERTFILE); needs --keyfile")
+    p.add_argument("--keyfile", help="PEM private key for HTTPS (env REGISTRY_KEYFILE); needs --certfile")
     p.add_argument("--read-timeout", help="seconds a request may take to arrive (env REGISTRY_READ_TIMEOUT, "
                                           "default 10)")
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
@@ -120,6 +126,13 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     admin_token = pick(args.admin_token, "REGISTRY_ADMIN_TOKEN")
     read_token = pick(args.read_token, "REGISTRY_READ_TOKEN")
     read_timeout = pick(args.read_timeout, "REGISTRY_READ_TIMEOUT")
+    certfile = pick(args.certfile, "REGISTRY_CERTFILE")
+    keyfile = pick(args.keyfile, "REGISTRY_KEYFILE")
+    if (certfile is None) != (keyfile is None):
+        raise ConfigError("REGISTRY_CERTFILE/--certfile and REGISTRY_KEYFILE/--keyfile go together")
+    for setting, path in (("REGISTRY_CERTFILE/--certfile", certfile), ("REGISTRY_KEYFILE/--keyfile", keyfile)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(f"{setting}: {path!r} is not a readable file")
     max_watchers = pick(args.max_watchers, "REGISTRY_MAX_WATCHERS")
     if max_watchers is not None and (not max_watchers.isdigit() or not 1 <= int(max_watchers) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_WATCHERS/--max-watchers: {max_watchers!r} is not a count (1-1000000)")
@@ -139,6 +152,8 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         admin_token=admin_token,
         read_token=read_token,
         log_level=level,
+        certfile=certfile,
+        keyfile=keyfile,
         max_watchers=int(max_watchers) if max_watchers is not None else defaults.max_watchers,
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
                         if read_timeout is not None else defaults.read_timeout_s),

@@ -22,6 +22,8 @@ def _json(name: str, description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {400: "Malformed JSON or wrong content type", 401: "Missing or wrong bearer token",
+            403: "The instance's lease token was not presented (X-Lease-Token)",
+            408: "The request body did not arrive in time",
             404: "Not found", 409: "The id belongs to another service name", 413: "Body over 64 KiB",
             422: "Validation failed; details name each field",
             503: "The store is unavailable, or too many watchers (Retry-After)"}
@@ -63,19 +65,19 @@ def openapi_document() -> dict[str, Any]:
                              "schema": _ref("RegisterRequest")}}},
                          "responses": {"201": _json("RegisteredInstance", "Registered"),
                                        "200": _json("RegisteredInstance", "Already registered: renewed"),
-                                       **_errors(400, 401, 409, 413, 422, 503)}},
+                                       **_errors(400, 401, 403, 408, 409, 413, 422, 503)}},
                 "get": {"summary": "List instances", "operationId": "listInstances",
                         "parameters": [{"name": "name", "in": "query", "required": False,
                                         "schema": {"type": "string"}}, _STATUS_Q, _VERSION_Q],
                         "responses": {"200": _json("InstanceList", "Live instances sorted by id"),
-                                      **_errors(422, 503)}},
+                                      **_errors(401, 422, 503)}},
             },
             "/instances/{id}": {
                 "get": {"summary": "One instance", "operationId": "getInstance", "parameters": [_ID],
-                        "responses": {"200": _json("Instance", "The instance"), **_errors(404, 503)}},
+                        "responses": {"200": _json("Instance", "The instance"), **_errors(401, 404, 503)}},
                 "delete": {"summary": "Deregister", "operationId": "deregister", "parameters": [_ID],
                            "security": _BEARER,
-                           "responses": {"204": {"description": "Deregistered"}, **_errors(401, 404, 503)}},
+                           "responses": {"204": {"description": "Deregistered"}, **_errors(401, 403, 404, 503)}},
             },
             "/instances/{id}/heartbeat": {
                 "put": {"summary": "Renew the lease; optionally change the status", "operationId": "heartbeat",
@@ -83,11 +85,12 @@ def openapi_document() -> dict[str, Any]:
                         "requestBody": {"required": False, "content": {"application/json": {
                             "schema": _ref("HeartbeatRequest")}}},
                         "responses": {"200": _json("Instance", "Renewed"),
-                                      **_errors(400, 401, 404, 413, 422, 503)}},
+                                      **_errors(400, 401, 403, 404, 408, 413, 422, 503)}},
             },
             "/services": {
                 "get": {"summary": "Service names with counts", "operationId": "listServices",
-                        "responses": {"200": _json("ServiceList", "Services sorted by name"), **_errors(503)}},
+                        "responses": {"200": _json("ServiceList", "Services sorted by name"),
+                                      **_errors(401, 503)}},
             },
             "/services/{name}": {
                 "get": {"summary": "Discover a service's instances (optionally a blocking query)",
@@ -99,7 +102,7 @@ def openapi_document() -> dict[str, Any]:
                                               "headers": _WATCH_HEADERS},
                                       "304": {"description": "Unchanged since the ETag given",
                                               "headers": _WATCH_HEADERS},
-                                      **_errors(422, 503)}},
+                                      **_errors(401, 422, 503)}},
             },
             "/events": {
                 "get": {"summary": "Change stream (Server-Sent Events)", "operationId": "events",
@@ -114,7 +117,7 @@ def openapi_document() -> dict[str, Any]:
                                         "schema": {"type": "string"}}],
                         "responses": {"200": {"description": "text/event-stream",
                                               "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                                      **_errors(422, 503)}},
+                                      **_errors(401, 422, 503)}},
             },
             "/healthz": {
                 "get": {"summary": "Liveness of the registry and its store", "operationId": "healthz",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import AsyncIterator
@@ -27,6 +28,12 @@ _REPLAY_BATCH = 500
 
 def _too_many(exc: WatchLimitError) -> ApiError:
     return ApiError(503, "too_many_watchers", str(exc), headers={"Retry-After": str(random.randint(1, 5))})
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (a GET has no body left to read: the next message is the end)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _etag(revision: int, statuses: set[str] | None, version: str | None) -> str:
@@ -64,10 +71,13 @@ class WatchApi:
             wait += random.uniform(0, wait / 16)  # so that watchers do not wake in step
             try:
                 async with self.hub.slot("blocking"):
-                    if await self.hub.wait_for_change(name, index, wait):
-                        self.metrics.watch_wakeups.inc()
+                    changed = await self._wait_unless_gone(request, name, index, wait)
             except WatchLimitError as exc:
                 raise _too_many(exc) from None
+            if changed is None:
+                return Response(status_code=499)  # the client left: nobody reads this, the slot is free
+            if changed:
+                self.metrics.watch_wakeups.inc()
         view = await self.registry.service(name)
         etag = _etag(view.revision, statuses, version)
         headers = {"X-Registry-Index": str(view.revision), "ETag": etag, "Cache-Control": "no-cache"}
@@ -75,6 +85,19 @@ class WatchApi:
             return Response(status_code=304, headers=headers)
         return JSONResponse({"name": name, "instances": filtered(view.instances, statuses, version)},
                             headers=headers)
+
+    async def _wait_unless_gone(self, request: Request, name: str, index: int, wait: float) -> bool | None:
+        """Whether the service changed within ``wait``; ``None`` when the client disconnected first."""
+        waiting = asyncio.ensure_future(self.hub.wait_for_change(name, index, wait))
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiting, gone):
+                task.cancel()
+        if waiting.done() and not waiting.cancelled():
+            return waiting.result()
+        return None
 
     async def events(self, request: Request) -> Response:
         self.access.authorize_read(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -155,3 +156,20 @@ def test_sigterm_releases_long_polls_at_once(tmp_path: Path, redis_server: Redis
         assert "watchers released" in reg.log_text()
     finally:
         reg.stop()
+
+
+def test_a_blocking_query_whose_client_left_frees_its_slot(tmp_path: Path) -> None:
+    with running_registry(tmp_path, redis_url=None) as reg:
+        reg.wait_healthy()
+        with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as sock:
+            sock.sendall(b"GET /services/X?index=0&wait=60s HTTP/1.1\r\nHost: r\r\n\r\n")
+            wait_until(
+                lambda: 'registry_watchers{kind="blocking"} 1.0' in httpx.get(reg.url + "/metrics").text,
+                timeout=10,
+                message="the blocking query to hold its slot",
+            )
+        wait_until(
+            lambda: 'registry_watchers{kind="blocking"} 0.0' in httpx.get(reg.url + "/metrics").text,
+            timeout=3,
+            message="the slot to be freed when the client left",
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -41,18 +42,22 @@ REQUESTS: tuple[tuple[str, str, dict[str, object] | None], ...] = (
 
 
 async def probe_once(session: aiohttp.ClientSession, base_url: str, log: ProbeLog) -> None:
-    """One pass over every store-backed endpoint; each answer is recorded with its error code and time."""
-    for method, path, body in REQUESTS:
-        started = time.monotonic()
-        try:
-            async with session.request(method, base_url + path, json=body,
-                                       timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                payload = await resp.json(content_type=None)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.answers.append((method, path, 0, type(exc).__name__, time.monotonic() - started))
-            continue
-        error = payload.get("error") if isinstance(payload, dict) else None
-        code = str(error.get("code")) if isinstance(error, dict) and isinstance(error.get("message"), str) \
-            else f"no SPEC error body: {payload!r}"[:200]
-        log.answers.append((method, path, status, code, time.monotonic() - started))
+    """One pass over every store-backed endpoint, all at once; each answer is recorded with its code and time."""
+    await asyncio.gather(*(_probe(session, base_url, method, path, body, log) for method, path, body in REQUESTS))
+
+
+async def _probe(session: aiohttp.ClientSession, base_url: str, method: str, path: str,
+                 body: dict[str, object] | None, log: ProbeLog) -> None:
+    started = time.monotonic()
+    try:
+        async with session.request(method, base_url + path, json=body,
+                                   timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            payload = await resp.json(content_type=None)
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.answers.append((method, path, 0, type(exc).__name__, time.monotonic() - started))
+        return
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = str(error.get("code")) if isinstance(error, dict) and isinstance(error.get("message"), str) \
+        else f"no SPEC error body: {payload!r}"[:200]
+    log.answers.append((method, path, status, code, time.monotonic() - started))
