@@ -1,0 +1,3 @@
+from registryctl.cli import main
+
+raise SystemExit(main())
