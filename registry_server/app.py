@@ -23,6 +23,7 @@ from registry_server.api.errors import (
 )
 from registry_server.api.middleware import MetricsMiddleware
 from registry_server.api.routes import RegistryApi
+from registry_server.api.ui import ui_routes
 from registry_server.api.watching import WatchApi
 from registry_server.clock import Clock, SystemClock
 from registry_server.errors import LeaseTokenError, StoreError
@@ -91,7 +92,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             log.info("registry stopped: watchers released, sweeper stopped, store closed")
 
     app = Starlette(
-        routes=[*api.routes(), *WatchApi(registry, hub, metrics, access).routes()],
+        routes=[*api.routes(), *WatchApi(registry, hub, metrics, access).routes(), *ui_routes()],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception,
                             LeaseTokenError: on_lease_error, StoreError: on_store_error,
