@@ -1,0 +1,222 @@
+"""Consul's data model and ours, both ways (pure; the HTTP side is :mod:`consul_api`).
+
+- Every instance is a Consul service instance on a node named after its host (address = host), in
+  datacenter ``dc1``; ``Meta`` is our metadata (plus ``version`` when set); ``Tags`` are not kept.
+- Each instance has one check, ``service:<id>``, whose status is ours: ``UP`` passing, ``STARTING``
+  warning, ``DOWN`` and ``STOPPING`` critical. Updating that check (pass / warn / fail) sets ``UP`` /
+  ``STARTING`` / ``DOWN`` and renews the lease, like a heartbeat.
+- Indexes: a service's ``X-Consul-Index`` is its revision + 1 (Consul indexes are never 0); the
+  catalog's is a digest of every service's name and revision, so it moves whenever one of them does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from registry_server.interop.eureka import INSTANCE_ID
+from registry_server.model import Instance, Registration, Status
+from registry_server.schemas import NAME_PATTERN, valid_host
+
+DATACENTER = "dc1"
+AGENT_NODE = "service-registry"
+_NAME = re.compile(NAME_PATTERN)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)?$")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MAX_WAIT_S = 300.0
+DEFAULT_WAIT_S = 300.0
+_TO_CHECK = {Status.UP: "passing", Status.STARTING: "warning", Status.DOWN: "critical",
+             Status.STOPPING: "critical"}
+_FROM_CHECK = {"passing": Status.UP, "warning": Status.STARTING, "critical": Status.DOWN}
+
+
+class ConsulInputError(ValueError):
+    """A Consul request that cannot be mapped (answered ``400``)."""
+
+
+def check_status(status: Status) -> str:
+    return _TO_CHECK[status]
+
+
+def status_from_check(value: str) -> Status:
+    try:
+        return _FROM_CHECK[value.strip().lower()]
+    except KeyError:
+        raise ConsulInputError(f"Invalid check status: {value!r}") from None
+
+
+def check_id(instance_id: str) -> str:
+    return f"service:{instance_id}"
+
+
+def instance_of_check(check: str) -> str:
+    """The instance id a check id names (``service:<id>``; a bare id is taken as it is)."""
+    return check.removeprefix("service:")
+
+
+def service_index(revision: int) -> int:
+    return revision + 1
+
+
+def catalog_index(revisions: dict[str, int]) -> int:
+    digest = hashlib.blake2b(digest_size=6)
+    for name in sorted(revisions):
+        digest.update(f"{name}={revisions[name]}\n".encode())
+    return int.from_bytes(digest.digest(), "big") or 1
+
+
+def parse_index(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 19:
+        raise ConsulInputError("Invalid index")
+    return int(raw)
+
+
+def parse_wait(raw: str | None) -> float:
+    """Consul's ``wait`` (``10s``, ``5m``, ``120000ms``); capped at :data:`MAX_WAIT_S`."""
+    if raw is None or raw == "":
+        return DEFAULT_WAIT_S
+    match = _DURATION.match(raw.strip())
+    if match is None:
+        raise ConsulInputError("Invalid wait time")
+    return min(float(match.group(1)) * _UNITS[match.group(2)], MAX_WAIT_S)
+
+
+def parse_duration(raw: Any) -> float:
+    match = _DURATION.match(str(raw).strip()) if isinstance(raw, str | int) else None
+    if match is None:
+        raise ConsulInputError(f"Invalid duration {raw!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+# ---------------------------------------------------------------------------------------- out
+
+
+def _meta(inst: Instance) -> dict[str, str]:
+    meta = dict(inst.metadata)
+    if inst.version and "version" not in meta:
+        meta["version"] = inst.version
+    return meta
+
+
+def node(inst: Instance) -> dict[str, Any]:
+    return {"ID": "", "Node": inst.host, "Address": inst.host, "Datacenter": DATACENTER,
+            "TaggedAddresses": {"lan": inst.host, "wan": inst.host}, "Meta": {}}
+
+
+def agent_service(inst: Instance, index: int) -> dict[str, Any]:
+    return {"ID": inst.id, "Service": inst.name, "Tags": [], "Address": inst.host, "Port": inst.port,
+            "Meta": _meta(inst), "Weights": {"Passing": 1, "Warning": 1}, "EnableTagOverride": False,
+            "Datacenter": DATACENTER, "CreateIndex": index, "ModifyIndex": index}
+
+
+def check(inst: Instance, index: int) -> dict[str, Any]:
+    return {"Node": inst.host, "CheckID": check_id(inst.id), "Name": f"Service '{inst.name}' check",
+            "Status": check_status(inst.status), "Notes": "", "Output": f"registry status {inst.status.value}",
+            "ServiceID": inst.id, "ServiceName": inst.name, "ServiceTags": [], "Type": "ttl",
+            "CreateIndex": index, "ModifyIndex": index}
+
+
+def health_entry(inst: Instance, index: int) -> dict[str, Any]:
+    """One entry of ``/v1/health/service/<name>``."""
+    return {"Node": node(inst), "Service": agent_service(inst, index), "Checks": [check(inst, index)]}
+
+
+def catalog_entry(inst: Instance, index: int) -> dict[str, Any]:
+    """One entry of ``/v1/catalog/service/<name>``."""
+    return {"ID": "", "Node": inst.host, "Address": inst.host, "Datacenter": DATACENTER,
+            "TaggedAddresses": {"lan": inst.host, "wan": inst.host}, "NodeMeta": {},
+            "ServiceKind": "", "ServiceID": inst.id, "ServiceName": inst.name, "ServiceTags": [],
+            "ServiceAddress": inst.host, "ServicePort": inst.port, "ServiceMeta": _meta(inst),
+            "ServiceWeights": {"Passing": 1, "Warning": 1}, "ServiceEnableTagOverride": False,
+            "CreateIndex": index, "ModifyIndex": index}
+
+
+def agent_self() -> dict[str, Any]:
+    """What ``/v1/agent/self`` answers: enough for clients that ask for the datacenter (Prometheus)."""
+    return {"Config": {"Datacenter": DATACENTER, "NodeName": AGENT_NODE, "Server": True,
+                       "Version": "1.0.0-service-registry"},
+            "Member": {"Name": AGENT_NODE, "Addr": "127.0.0.1", "Port": 8301, "Status": 1, "Tags": {"dc": DATACENTER}}}
+
+
+# ----------------------------------------------------------------------------------------- in
+
+
+@dataclass(frozen=True, slots=True)
+class ConsulRegistration:
+    id: str
+    name: str
+    host: str | None
+    port: int
+    status: Status
+    metadata: dict[str, str]
+
+    def registration(self, host: str, lease_token_hash: str) -> Registration:
+        return Registration(id=self.id, name=self.name, host=host, port=self.port,
+                            version=self.metadata.get("version", ""), status=self.status,
+                            metadata=self.metadata, lease_token_hash=lease_token_hash)
+
+
+def _keys(body: dict[str, Any]) -> dict[str, Any]:
+    """Consul decodes field names case-insensitively."""
+    return {str(key).lower(): value for key, value in body.items()}
+
+
+def _initial_status(checks: list[Any], service_id: str) -> Status:
+    """No check: passing. A TTL check starts critical unless it says otherwise (as in Consul)."""
+    if not checks:
+        return Status.UP
+    status = Status.UP
+    for raw in checks:
+        if not isinstance(raw, dict):
+            raise ConsulInputError("Check must be an object")
+        chk = _keys(raw)
+        if any(chk.get(kind) for kind in ("http", "tcp", "grpc", "args", "script", "h2ping", "udp",
+                                          "docker_container_id", "alias_service")):
+            raise ConsulInputError("only TTL checks are supported: this registry runs no active checks; "
+                                   "renew with PUT /v1/agent/check/pass/service:<id>")
+        if not chk.get("ttl"):
+            raise ConsulInputError("a check needs a TTL")
+        parse_duration(chk["ttl"])
+        given_id = chk.get("checkid") or chk.get("id")
+        if given_id and given_id != check_id(service_id):
+            raise ConsulInputError(f"check ids other than {check_id(service_id)!r} are not supported")
+        status = Status.DOWN if not chk.get("status") else status_from_check(str(chk["status"]))
+    return status
+
+
+def parse_registration(body: Any) -> ConsulRegistration:
+    """A ``PUT /v1/agent/service/register`` body."""
+    if not isinstance(body, dict):
+        raise ConsulInputError("Request decode failed: the body must be a JSON object")
+    fields = _keys(body)
+    name = fields.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConsulInputError("Missing or invalid service name: 1-128 of A-Z a-z 0-9 . _ -")
+    service_id = fields.get("id") or name
+    if not isinstance(service_id, str) or not INSTANCE_ID.match(service_id):
+        raise ConsulInputError(f"Invalid service ID {service_id!r}")
+    port = fields.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ConsulInputError("Port must be an integer between 1 and 65535")
+    address = fields.get("address") or None
+    if address is not None:
+        try:
+            address = valid_host(str(address))
+        except ValueError:
+            raise ConsulInputError(f"Invalid Address {address!r}") from None
+    meta = fields.get("meta") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ConsulInputError("Meta must be an object of strings")
+    if len(meta) > 64 or any(not 1 <= len(str(k)) <= 128 for k in meta) or any(len(v) > 1024 for v in meta.values()):
+        raise ConsulInputError("Meta: at most 64 keys of 1-128 characters, values of at most 1024")
+    checks = [fields["check"]] if fields.get("check") else []
+    extra = fields.get("checks") or []
+    if not isinstance(extra, list):
+        raise ConsulInputError("Checks must be a list")
+    return ConsulRegistration(id=service_id, name=name, host=address, port=port,
+                              status=_initial_status(checks + extra, service_id),
+                              metadata={str(k): v for k, v in meta.items()})

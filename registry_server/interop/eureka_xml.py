@@ -1,0 +1,70 @@
+"""Eureka's XML, to and from the dicts of its JSON codec (pure).
+
+The JSON codec's conventions carry over: a key ``@name`` is an XML attribute, ``$`` the element's text,
+a list is the element repeated. Metadata keys that are not valid XML names are left out of XML (JSON
+keeps them). Documents with a DTD are refused before parsing (no entity expansion).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
+
+
+class XmlInputError(ValueError):
+    """The body is not XML we accept."""
+
+
+def _fill(element: ET.Element, value: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "$":
+                element.text = str(item)
+            elif key.startswith("@"):
+                element.set(key[1:], str(item))
+            else:
+                _append(element, key, item)
+    elif value is not None:
+        element.text = str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _append(parent: ET.Element, key: str, value: Any) -> None:
+    if not _XML_NAME.match(key) or key.lower().startswith("xml"):
+        return
+    for item in value if isinstance(value, list) else [value]:
+        _fill(ET.SubElement(parent, key), item)
+
+
+def to_xml(document: dict[str, Any]) -> bytes:
+    """``{"applications": {...}}`` (one root key) as an XML document."""
+    [(root_name, content)] = document.items()
+    root = ET.Element(root_name)
+    _fill(root, content)
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
+def _read(element: ET.Element) -> Any:
+    children = list(element)
+    if not children and not element.attrib:
+        return (element.text or "").strip()
+    out: dict[str, Any] = {f"@{key}": value for key, value in element.attrib.items()}
+    if not children:
+        out["$"] = (element.text or "").strip()
+        return out
+    for child in children:
+        out[child.tag] = _read(child)  # Eureka instance bodies hold no repeated elements
+    return out
+
+
+def from_xml(raw: bytes) -> dict[str, Any]:
+    """An XML body as ``{root tag: content}`` in the JSON codec's shape."""
+    if b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper():
+        raise XmlInputError("XML with a DTD is not accepted")
+    try:
+        root = ET.fromstring(raw)
+    except (ET.ParseError, ValueError, RecursionError) as exc:
+        raise XmlInputError(f"malformed XML: {exc}") from None
+    return {root.tag: _read(root)}
