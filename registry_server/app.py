@@ -27,6 +27,7 @@ from registry_server.api.ui import ui_routes
 from registry_server.api.watching import WatchApi
 from registry_server.clock import Clock, SystemClock
 from registry_server.errors import LeaseTokenError, StoreError
+from registry_server.interop import interop_routes
 from registry_server.metrics import RegistryMetrics
 from registry_server.registry import Registry
 from registry_server.settings import Settings
@@ -92,7 +93,8 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             log.info("registry stopped: watchers released, sweeper stopped, store closed")
 
     app = Starlette(
-        routes=[*api.routes(), *WatchApi(registry, hub, metrics, access).routes(), *ui_routes()],
+        routes=[*api.routes(), *WatchApi(registry, hub, metrics, access).routes(), *ui_routes(),
+                *interop_routes(registry, hub, settings, access)],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception,
                             LeaseTokenError: on_lease_error, StoreError: on_store_error,
