@@ -144,13 +144,18 @@ class EventType(enum.StrEnum):
     EXPIRED = "expired"
 
 
-def event_id_order(event_id: str) -> tuple[int, int]:
-    """Stream ids ``<ms>-<seq>`` in their order; anything unparseable sorts first."""
-    ms, _, seq = event_id.partition("-")
+def event_id_order(event_id: str) -> tuple[int, int, str]:
+    """Change-event ids in their order: ``<ms>-<seq>`` and, for per-service histories, ``/<service>``.
+
+    Events of one service are strictly ordered; across services the order follows the stream ids'
+    times. Anything unparseable sorts first.
+    """
+    position, _, service = event_id.partition("/")
+    ms, _, seq = position.partition("-")
     try:
-        return int(ms), int(seq or 0)
+        return int(ms), int(seq or 0), service
     except ValueError:
-        return (-1, -1)
+        return (-1, -1, "")
 
 
 @dataclass(frozen=True, slots=True)

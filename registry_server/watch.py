@@ -1,4 +1,4 @@
-"""Watching for changes: one reader of the store's event history per replica fans events out to
+"""Watching for changes: one follower of the store's live changes per replica fans them out to
 blocking discovery queries and change-stream subscribers on this replica.
 
 Notifications are hints: a woken blocking query re-reads the revision from the store, so a missed or
@@ -32,9 +32,14 @@ class _Overflow:
     """Sentinel: the subscriber fell too far behind and lost events."""
 
 
+class _Gap:
+    """Sentinel: this replica lost its live feed for a while; events may be missing since the last one."""
+
+
 CLOSED = _Closed()
 OVERFLOW = _Overflow()
-QueueItem = ChangeEvent | _Closed | _Overflow
+GAP = _Gap()
+QueueItem = ChangeEvent | _Closed | _Overflow | _Gap
 
 
 @dataclass(eq=False)
@@ -53,11 +58,10 @@ class Subscription:
 
 class ChangeHub:
     def __init__(self, store: InstanceStore, *, max_watchers: int,
-                 on_count: Callable[[str, int], None] | None = None, read_block_s: float = 0.5) -> None:
+                 on_count: Callable[[str, int], None] | None = None) -> None:
         self._store = store
         self.max_watchers = max_watchers
         self._on_count = on_count or (lambda kind, n: None)
-        self._read_block_s = read_block_s
         self._counts: dict[str, int] = {"blocking": 0, "stream": 0}
         self._changed: dict[str, asyncio.Event] = {}
         self._subscribers: set[Subscription] = set()
@@ -156,31 +160,22 @@ class ChangeHub:
         self._changed.clear()
 
     async def _read(self) -> None:
-        after: str | None = None
-        recovering = False
+        subscribed_before = False
         delay = 0.1
         while True:
             try:
-                if after is None:
-                    after = await self._store.last_event_id()
-                elif recovering:
-                    if not await self._store.history_complete(after):
-                        log.warning("change reader: events were lost while the store was away (history "
-                                    "trimmed or reset); change-stream consumers are told to re-read")
-                        after = await self._store.last_event_id()
-                        for sub in self._subscribers:
-                            sub.offer(OVERFLOW)
-                    recovering = False
-                    self._wake_all()  # blocking queries re-check their revision
-                events = await self._store.read_events(after, block_s=self._read_block_s)
+                async for item in self._store.changes():
+                    if item is None:  # (re)subscribed
+                        if subscribed_before:
+                            log.info("change reader: following changes again; watchers re-check")
+                            self._wake_all()  # blocking queries re-check their revision
+                            for sub in self._subscribers:
+                                sub.offer(GAP)  # change streams replay what they missed, or reset
+                        subscribed_before = True
+                        delay = 0.1
+                        continue
+                    self.dispatch(item)
             except StoreError as exc:
                 log.warning("change reader: store unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                recovering = True
-                continue
-            delay = 0.1
-            for event in events:
-                self.dispatch(event)
-            if events:
-                after = events[-1].id

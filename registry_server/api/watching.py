@@ -21,7 +21,7 @@ from registry_server.errors import StoreError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import ChangeEvent, event_id_order
 from registry_server.registry import Registry
-from registry_server.watch import CLOSED, OVERFLOW, ChangeHub, Subscription, WatchLimitError
+from registry_server.watch import CLOSED, GAP, OVERFLOW, ChangeHub, Subscription, WatchLimitError
 
 _REPLAY_BATCH = 500
 
@@ -131,21 +131,41 @@ class WatchApi:
             finally:
                 self.hub.unsubscribe(sub)
 
+    async def _replay(self, service: str | None, after: str) -> AsyncIterator[ChangeEvent]:
+        """The held events after ``after`` (of ``service`` only, if given), in order."""
+        while True:
+            batch = await self.registry.store.read_events(after, count=_REPLAY_BATCH)
+            for event in batch:
+                if service is None or event.service == service:
+                    yield event
+            if batch:
+                after = batch[-1].id
+            if len(batch) < _REPLAY_BATCH:
+                return
+
     async def _events(self, sub: Subscription, service: str | None,
                       last_id: str | None) -> AsyncIterator[ServerSentEvent]:
         store = self.registry.store
         sent = last_id or await store.last_event_id()
+        positions: dict[str, tuple[int, int]] = {}  # per service, the newest event sent
+
+        def first_time(event: ChangeEvent) -> bool:
+            """Events of one service are strictly ordered, so a position per service spots what a replay
+            already sent (across services, ids are ordered by time only)."""
+            nonlocal sent
+            position = event_id_order(event.id)
+            last = positions.get(event.service)
+            if last is not None and position[:2] <= last:
+                return False
+            positions[event.service] = position[:2]
+            sent = max(sent, event.id, key=event_id_order)
+            return True
+
         if last_id is not None:
             if await store.history_complete(last_id):
-                while True:  # replay what the consumer missed
-                    batch = await store.read_events(sent, block_s=0, count=_REPLAY_BATCH)
-                    for event in batch:
-                        if service is None or event.service == service:
-                            yield self._event(event)
-                    if batch:
-                        sent = batch[-1].id
-                    if len(batch) < _REPLAY_BATCH:
-                        break
+                async for event in self._replay(service, last_id):  # what the consumer missed
+                    if first_time(event):
+                        yield self._event(event)
             else:
                 sent = await store.last_event_id()
                 yield self._reset("events after Last-Event-ID are no longer held; re-read /services")
@@ -156,10 +176,16 @@ class WatchApi:
             if item is CLOSED:
                 return
             if item is OVERFLOW:
-                yield self._reset("events were lost (consumer too slow or store history reset); re-read")
+                yield self._reset("events were lost (consumer too slow); re-read /services")
                 return
+            if item is GAP:
+                if not await store.history_complete(sent):
+                    yield self._reset("events were lost while the store was away; re-read /services")
+                    return
+                async for event in self._replay(service, sent):
+                    if first_time(event):
+                        yield self._event(event)
+                continue
             assert isinstance(item, ChangeEvent)
-            if event_id_order(item.id) <= event_id_order(sent):
-                continue  # already sent by the replay
-            sent = item.id
-            yield self._event(item)
+            if first_time(item):
+                yield self._event(item)

@@ -19,11 +19,13 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
 - Revisions of a service never go backwards, also when its last instance leaves.
 - Every change that moves a revision appends one :class:`ChangeEvent` per instance to a bounded,
   ordered event history shared by every replica (``registered``, ``updated``, ``status_changed``,
-  ``deregistered``, ``expired``), in the same atomic step as the change.
+  ``deregistered``, ``expired``) and announces it to every replica's ``changes()``, in the same atomic
+  step as the change.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from registry_server.model import (
@@ -75,8 +77,18 @@ class InstanceStore(Protocol):
         """The id of the newest event (``"0-0"`` when there is none)."""
         ...
 
-    async def read_events(self, after: str, *, block_s: float, count: int = 500) -> list[ChangeEvent]:
-        """Events after ``after`` in order, waiting up to ``block_s`` seconds for the first one."""
+    async def read_events(self, after: str, *, count: int = 500) -> list[ChangeEvent]:
+        """Up to ``count`` held events after ``after``, in order (for a change stream's replay)."""
+        ...
+
+    def changes(self) -> AsyncIterator[ChangeEvent | None]:
+        """Every change from now on, as it happens, made through any replica.
+
+        Yields ``None`` first, once subscribed: every change after that point is delivered, live and at
+        most once. After a :class:`~registry_server.errors.StoreError` ends the iteration, changes made
+        until the next ``None`` may be missed: a consumer re-reads what it needs (``history_complete``,
+        ``read_events``, revisions).
+        """
         ...
 
     async def history_complete(self, after: str) -> bool:

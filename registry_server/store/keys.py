@@ -1,12 +1,15 @@
-"""The Redis key layout. Keys of one service share the hash tag ``{name}``: one Cluster slot per service.
+"""The Redis key layout. Keys of one service share the hash tag ``{name}``: one Cluster slot per service,
+so every script stays inside one slot; the few keys that span services are touched on their own.
 
-``<p>:ids``                 hash, instance id -> service name (ownership, for 409 and lookups by id)
-``<p>:services``            hash, service name -> instance count (the index of services)
-``<p>:events``              stream of change events (bounded; ids are the change stream's event ids)
-``<p>:{name}:inst:<id>``    hash: doc (JSON), status, reg, hb, exp (ms), tok (lease token)
+``<p>:{name}:inst:<id>``    hash: doc (JSON), status, reg, hb, exp (ms), tok (lease token hash)
 ``<p>:{name}:leases``       sorted set, id scored by lease expiry (ms)
 ``<p>:{name}:rev``          integer revision, moved by every change of membership or status
 ``<p>:{name}:counts``       hash, status -> instance count
+``<p>:{name}:events``       stream of the service's change events (bounded)
+``<p>:id:{<id>}``           string, the service that owns the instance id (409 and lookups by id)
+``<p>:services``            set of service names (the index of services)
+``<p>:epoch``               ms when this store's history began (a wiped store starts a new one)
+``<p>:changes``             pub/sub channel on which every change is announced
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ from dataclasses import dataclass
 class KeyLayout:
     prefix: str = "reg"
 
-    @property
-    def ids(self) -> str:
-        return f"{self.prefix}:ids"
+    def owner(self, instance_id: str) -> str:
+        return f"{self.prefix}:id:{{{instance_id}}}"
 
     @property
     def services(self) -> str:
         return f"{self.prefix}:services"
 
     @property
-    def events(self) -> str:
-        return f"{self.prefix}:events"
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}:changes"
 
     def instance_prefix(self, name: str) -> str:
         return f"{self.prefix}:{{{name}}}:inst:"
@@ -44,3 +50,6 @@ class KeyLayout:
 
     def counts(self, name: str) -> str:
         return f"{self.prefix}:{{{name}}}:counts"
+
+    def events(self, name: str) -> str:
+        return f"{self.prefix}:{{{name}}}:events"

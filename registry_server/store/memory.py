@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter, deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from registry_server.errors import InstanceConflictError, LeaseTokenError
@@ -190,18 +190,21 @@ class MemoryStore:
     async def last_event_id(self) -> str:
         return self._events[-1].id if self._events else f"{self._event_seq}-0"
 
-    def _after(self, after: str, count: int) -> list[ChangeEvent]:
+    async def read_events(self, after: str, *, count: int = 500) -> list[ChangeEvent]:
         key = event_id_order(after)
         return [e for e in self._events if event_id_order(e.id) > key][:count]
 
-    async def read_events(self, after: str, *, block_s: float, count: int = 500) -> list[ChangeEvent]:
-        found = self._after(after, count)
-        if found or block_s <= 0:
-            return found
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(block_s):
-                await self._new_event.wait()
-        return self._after(after, count)
+    async def changes(self) -> AsyncIterator[ChangeEvent | None]:
+        after = await self.last_event_id()
+        yield None
+        while True:
+            signal = self._new_event  # taken before reading, so no event slips between read and wait
+            events = await self.read_events(after, count=len(self._events))
+            if not events:
+                await signal.wait()
+            for event in events:
+                after = event.id
+                yield event
 
     async def history_complete(self, after: str) -> bool:
         key = event_id_order(after)

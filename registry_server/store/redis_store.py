@@ -1,18 +1,25 @@
-"""The Redis store: every write is one Lua script (one round trip, atomic, safe with many replicas)."""
+"""The Redis store, for standalone Redis, Sentinel and Cluster alike.
+
+Every change to a service is one Lua script on the service's keys (one hash tag, one Cluster slot):
+atomic, one round trip, safe with any number of replicas. The keys that span services — an instance
+id's owner, the index of services — are touched on their own: an id is claimed before its instance is
+written and released after it is removed (a claim left behind by a crash is taken over, see
+:meth:`RedisStore._claim_id`), and a service name, once indexed, stays (its revision and history outlive
+its instances).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from registry_server.errors import InstanceConflictError, LeaseTokenError, StoreError, StoreUnavailableError
@@ -28,64 +35,33 @@ from registry_server.model import (
     event_id_order,
 )
 from registry_server.store.keys import KeyLayout
-from registry_server.store.redis_url import RedisMode, RedisTarget
+from registry_server.store.redis_connect import connect
+
+__all__ = ["RedisStore", "connect"]
 
 T = TypeVar("T")
 
 _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, rexc.ReadOnlyError,
-                rexc.TryAgainError, TimeoutError, OSError)
+                rexc.TryAgainError, rexc.ClusterDownError, rexc.MasterDownError, TimeoutError, OSError)
 _NAME_CACHE_LIMIT = 200_000
+_EMIT = resources.files("registry_server.store").joinpath("lua", "_emit.lua").read_text()
+_CHANGE_SCRIPTS = {"register", "heartbeat", "deregister", "expire"}
 
 
 def _script_source(name: str) -> str:
-    return resources.files("registry_server.store").joinpath("lua", f"{name}.lua").read_text()
+    source = resources.files("registry_server.store").joinpath("lua", f"{name}.lua").read_text()
+    return _EMIT + source if name in _CHANGE_SCRIPTS else source
 
 
-class _HiredisPackingConnection(aioredis.Connection):
-    """Packs commands with hiredis (C) instead of redis-py's pure-Python packer: on a heartbeat's
-    ten-argument EVALSHA this is most of redis-py's own CPU time."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        head = args[0]
-        if isinstance(head, str) and " " in head:  # e.g. "SCRIPT LOAD": the server wants separate words
-            args = (*head.split(), *args[1:])
-        return [hiredis.pack_command(args)]
+def _event_id(stream_id: str, service: str) -> str:
+    return f"{stream_id}/{service}"
 
 
-def connect(target: RedisTarget, *, max_connections: int = 512, timeout_s: float = 1.0) -> aioredis.Redis:
-    """A client for ``target`` with bounded waits: a slow or dead Redis fails fast instead of hanging.
-
-    The pool does not block for a free connection (redis-py's blocking pool costs ~80 us per command in
-    its condition variable); it is sized well above the concurrency one replica serves, and running out
-    answers 503 at once rather than queueing.
-    """
-    common: dict[str, Any] = {"decode_responses": True, "socket_timeout": timeout_s,
-                              "socket_connect_timeout": timeout_s, "retry": Retry(NoBackoff(), 1),
-                              "health_check_interval": 0}
-    if target.mode is RedisMode.STANDALONE:
-        if target.url.startswith("redis://"):
-            common["connection_class"] = _HiredisPackingConnection
-        pool = aioredis.ConnectionPool.from_url(target.url, max_connections=max_connections, **common)
-        return aioredis.Redis(connection_pool=pool)
-    if target.mode is RedisMode.SENTINEL:
-        from redis.asyncio.sentinel import Sentinel
-
-        sentinel_options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
-                            "password": target.password}
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(target.nodes), sentinel_kwargs=sentinel_options, **common)
-        master: aioredis.Redis = sentinel.master_for(target.master_name, db=target.db,
-                                                     password=target.password,
-                                                     max_connections=max_connections)
-        return master
-    raise StoreError("connect", "Redis Cluster is not supported yet: its cross-slot indexes arrive with "
-                                "the scale-out work; use standalone or Sentinel")
-
-
-def _event(entry_id: str, fields: dict[str, str]) -> ChangeEvent:
-    inst = Instance.from_document(fields["id"], json.loads(fields["doc"]), fields["status"], int(fields["reg"]),
-                                  int(fields["hb"]), int(fields["exp"]))
-    return ChangeEvent(entry_id, EventType(fields["type"]), fields["service"], int(fields["rev"]), inst)
+def _event(stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
+    inst = Instance.from_document(str(fields["id"]), json.loads(fields["doc"]), str(fields["status"]),
+                                  int(fields["reg"]), int(fields["hb"]), int(fields["exp"]))
+    service = str(fields["service"])
+    return ChangeEvent(_event_id(stream_id, service), EventType(fields["type"]), service, int(fields["rev"]), inst)
 
 
 def _presented(lease_token_hash: str | None) -> str:
@@ -108,13 +84,16 @@ class RedisStore:
 
     kind = "redis"
 
-    def __init__(self, client: aioredis.Redis, *, layout: KeyLayout | None = None,
-                 op_timeout_s: float = 1.5, event_history: int = 10_000) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, layout: KeyLayout | None = None,
+                 op_timeout_s: float = 1.5, event_history: int = 1000) -> None:
         self._client = client
-        self._event_history = event_history
+        self._cluster = isinstance(client, RedisCluster)
         self._keys = layout or KeyLayout()
         self._op_timeout_s = op_timeout_s
+        self._event_history = event_history
+        """Events kept per service (approximately: Redis trims whole stream nodes)."""
         self._names: dict[str, str] = {}
+        self._epoch_set = False
         self._register = self._script("register")
         self._heartbeat = self._script("heartbeat")
         self._deregister = self._script("deregister")
@@ -122,9 +101,11 @@ class RedisStore:
         self._list = self._script("list")
         self._summary = self._script("summary")
         self._extend = self._script("extend")
+        self._claim = self._script("claim")
+        self._release = self._script("release")
 
     def __repr__(self) -> str:
-        return f"RedisStore(prefix={self._keys.prefix!r})"
+        return f"RedisStore(prefix={self._keys.prefix!r}, cluster={self._cluster})"
 
     def _script(self, name: str) -> AsyncScript:
         return self._client.register_script(_script_source(name))
@@ -134,9 +115,12 @@ class RedisStore:
             async with asyncio.timeout(self._op_timeout_s):
                 return await call()
         except _UNAVAILABLE as exc:
+            self._epoch_set = False  # it may come back empty: record the new history's start again
             raise StoreUnavailableError(operation, str(exc) or type(exc).__name__) from exc
         except rexc.RedisError as exc:
             raise StoreError(operation, str(exc)) from exc
+
+    # -- instance ids and their services ------------------------------------------------------------
 
     def _remember(self, instance_id: str, name: str) -> None:
         if len(self._names) >= _NAME_CACHE_LIMIT:
@@ -144,12 +128,12 @@ class RedisStore:
         self._names[instance_id] = name
 
     async def _owner(self, instance_id: str) -> str | None:
-        raw = await self._client.hget(self._keys.ids, instance_id)
-        name = None if raw is None else str(raw)
-        if name is None:
+        raw = await self._client.get(self._keys.owner(instance_id))
+        if raw is None:
             self._names.pop(instance_id, None)
-        else:
-            self._remember(instance_id, name)
+            return None
+        name = str(raw)
+        self._remember(instance_id, name)
         return name
 
     async def _by_id(self, instance_id: str, call: Callable[[str], Awaitable[T | None]]) -> T | None:
@@ -170,21 +154,46 @@ class RedisStore:
                 result = await call(fresh)
         return result
 
+    async def _live_under(self, name: str, instance_id: str, now_ms: int) -> bool:
+        expiry = await self._client.hget(self._keys.instance(name, instance_id), "exp")
+        return expiry is not None and int(expiry) > now_ms
+
+    async def _claim_id(self, instance_id: str, name: str, now_ms: int) -> None:
+        """Own ``instance_id`` for ``name``; :class:`InstanceConflictError` if a live instance of another
+        service holds it. A claim left behind by an instance that is gone (expired, or a registry that
+        died between its two steps) is taken over."""
+        key = self._keys.owner(instance_id)
+        other = await self._claim(keys=[key], args=[name, ""])
+        if other is None:
+            return
+        if await self._live_under(str(other), instance_id, now_ms):
+            raise InstanceConflictError(instance_id, str(other))
+        still = await self._claim(keys=[key], args=[name, str(other)])  # compare-and-set over the dead one
+        if still is not None:
+            raise InstanceConflictError(instance_id, str(still))
+
+    # -- changes ------------------------------------------------------------------------------------
+
     async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
                        lease_token_hash: str | None = None) -> RegisterResult:
         name, iid, k = registration.name, registration.id, self._keys
         doc = json.dumps(registration.document(), separators=(",", ":"), sort_keys=True)
 
         async def call() -> Any:
-            return await self._register(
-                keys=[k.ids, k.services, k.instance(name, iid), k.leases(name), k.revision(name),
-                      k.counts(name), k.events],
+            if not self._epoch_set:
+                await self._epoch_ms()  # the history's start is recorded before its first event
+            if self._names.get(iid) != name:
+                await self._claim_id(iid, name, now_ms)
+            reply = await self._register(
+                keys=[k.instance(name, iid), k.leases(name), k.revision(name), k.counts(name), k.events(name)],
                 args=[iid, name, doc, registration.status.value, now_ms, now_ms + ttl_ms,
-                      registration.lease_token_hash, self._event_history, _presented(lease_token_hash)])
+                      registration.lease_token_hash, self._event_history, _presented(lease_token_hash), k.channel])
+            if reply[0] == "ok" and reply[1]:
+                # A service stays in the index once known: its revision and history outlive its instances.
+                await self._client.sadd(k.services, name)
+            return reply
 
         reply = await self._run("register", call)
-        if reply[0] == "conflict":
-            raise InstanceConflictError(iid, reply[1])
         if reply[0] == "forbidden":
             raise LeaseTokenError(iid)
         _, created, expired, registered_at, revision = reply
@@ -199,9 +208,10 @@ class RedisStore:
 
         async def renew(name: str) -> Instance | None:
             row = await self._heartbeat(
-                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events],
+                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name),
+                      k.events(name)],
                 args=[instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
-                      self._event_history, _presented(lease_token_hash)])
+                      self._event_history, _presented(lease_token_hash), k.channel])
             return None if row is None else _instance(instance_id, _owned(instance_id, row))
 
         return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
@@ -212,15 +222,45 @@ class RedisStore:
 
         async def remove(name: str) -> Instance | None:
             row = await self._deregister(
-                keys=[k.ids, k.services, k.instance(name, instance_id), k.leases(name), k.revision(name),
-                      k.counts(name), k.events],
-                args=[instance_id, name, now_ms, self._event_history, _presented(lease_token_hash)])
-            return None if row is None else _instance(instance_id, _owned(instance_id, row))
+                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name),
+                      k.events(name)],
+                args=[instance_id, name, now_ms, self._event_history, _presented(lease_token_hash), k.channel])
+            if row is None:
+                return None
+            inst = _instance(instance_id, _owned(instance_id, row))
+            await self._release(keys=[k.owner(instance_id)], args=[name])
+            return inst
 
         found = await self._run("deregister", lambda: self._by_id(instance_id, remove))
         if found is not None:
             self._names.pop(instance_id, None)
         return found
+
+    async def expire(self, now_ms: int, limit: int) -> list[Instance]:
+        k = self._keys
+
+        async def call() -> list[Instance]:
+            replies = await self._each_service(lambda name, client: self._expire(
+                keys=[k.leases(name), k.revision(name), k.counts(name), k.events(name)],
+                args=[name, now_ms, limit, k.instance_prefix(name), self._event_history, k.channel], client=client))
+            removed: list[tuple[str, Instance]] = []
+            for name, flat in replies:
+                for i in range(1, len(flat), 6):
+                    removed.append((name, _instance(flat[i], flat[i + 1:i + 6])))
+            await asyncio.gather(*(self._release(keys=[k.owner(inst.id)], args=[name]) for name, inst in removed))
+            for _name, inst in removed:
+                self._names.pop(inst.id, None)
+            return [inst for _name, inst in removed]
+
+        return await self._run("expire", call)
+
+    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+        k = self._keys
+        replies = await self._run("extend", lambda: self._each_service(lambda name, client: self._extend(
+            keys=[k.leases(name)], args=[since_ms, until_ms, k.instance_prefix(name)], client=client)))
+        return sum(int(n) for _name, n in replies)
+
+    # -- reads --------------------------------------------------------------------------------------
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         async def read(name: str) -> Instance | None:
@@ -247,37 +287,36 @@ class RedisStore:
         reply = await self._run("service", lambda: self._list_call(name, now_ms))
         return self._view(name, reply)
 
-    async def _names_of_services(self) -> list[str]:
-        names = await self._client.hkeys(self._keys.services)
+    async def _service_names(self) -> list[str]:
+        names = await self._client.smembers(self._keys.services)
         return sorted(str(name) for name in names)
 
-    async def _per_service(self, operation: str,
-                           queue: Callable[[str, Any], Awaitable[Any]]) -> list[tuple[str, Any]]:
-        """One pipelined script call per known service: two round trips in all."""
-
-        async def call() -> list[tuple[str, Any]]:
-            names = await self._names_of_services()
-            if not names:
-                return []
-            async with self._client.pipeline(transaction=False) as pipe:
-                for name in names:
-                    await queue(name, pipe)  # queues the EVALSHA; the pipeline loads missing scripts
-                replies = await pipe.execute()
+    async def _each_service(self, call: Callable[[str, Any], Awaitable[Any]]) -> list[tuple[str, Any]]:
+        """``call(name, client)`` for every known service: pipelined in one round trip on a single Redis;
+        concurrently on a Cluster, where each service's slot may live on another node."""
+        names = await self._service_names()
+        if not names:
+            return []
+        if self._cluster:
+            replies = await asyncio.gather(*(call(name, None) for name in names))
             return list(zip(names, replies, strict=True))
-
-        return await self._run(operation, call)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                await call(name, pipe)  # queues the EVALSHA; the pipeline loads missing scripts
+            replies = await pipe.execute()
+        return list(zip(names, replies, strict=True))
 
     async def all_instances(self, now_ms: int) -> list[Instance]:
-        replies = await self._per_service("all_instances",
-                                          lambda name, pipe: self._list_call(name, now_ms, pipe))
+        replies = await self._run("all_instances", lambda: self._each_service(
+            lambda name, client: self._list_call(name, now_ms, client)))
         out = [inst for name, reply in replies for inst in self._view(name, reply).instances]
         out.sort(key=lambda inst: inst.id)
         return out
 
     async def services(self, now_ms: int) -> list[ServiceSummary]:
         k = self._keys
-        replies = await self._per_service("services", lambda name, pipe: self._summary(
-            keys=[k.leases(name), k.counts(name)], args=[now_ms, k.instance_prefix(name)], client=pipe))
+        replies = await self._run("services", lambda: self._each_service(lambda name, client: self._summary(
+            keys=[k.leases(name), k.counts(name)], args=[now_ms, k.instance_prefix(name)], client=client)))
         out = []
         for name, (live, flat_counts, stale) in replies:
             if int(live) <= 0:
@@ -290,62 +329,102 @@ class RedisStore:
             out.append(ServiceSummary(name, int(live), statuses))
         return out
 
-    async def expire(self, now_ms: int, limit: int) -> list[Instance]:
-        k = self._keys
-        replies = await self._per_service("expire", lambda name, pipe: self._expire(
-            keys=[k.ids, k.services, k.leases(name), k.revision(name), k.counts(name), k.events],
-            args=[name, now_ms, limit, k.instance_prefix(name), self._event_history], client=pipe))
-        removed = []
-        for _name, flat in replies:
-            for i in range(0, len(flat), 6):
-                self._names.pop(flat[i], None)
-                removed.append(_instance(flat[i], flat[i + 1:i + 6]))
-        return removed
-
-    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
-        k = self._keys
-        replies = await self._per_service("extend", lambda name, pipe: self._extend(
-            keys=[k.leases(name)], args=[since_ms, until_ms, k.instance_prefix(name)], client=pipe))
-        return sum(int(n) for _name, n in replies)
-
     async def revision(self, name: str) -> int:
         value = await self._run("revision", lambda: self._client.get(self._keys.revision(name)))
         return int(value or 0)
 
-    async def last_event_id(self) -> str:
-        newest = await self._run("events", lambda: self._client.xrevrange(self._keys.events, count=1))
-        return str(newest[0][0]) if newest else "0-0"
+    # -- event history and live changes ---------------------------------------------------------------
 
-    async def read_events(self, after: str, *, block_s: float, count: int = 500) -> list[ChangeEvent]:
-        block_ms = max(0, round(block_s * 1000))
-        reply: Any = await self._run("events", lambda: self._client.xread(
-            {self._keys.events: after}, count=count, block=block_ms or None))
-        if not reply:
-            return []
-        [(_key, entries)] = reply  # RESP2: [[stream key, [(id, fields), ...]]]
-        return [_event(str(entry_id), fields) for entry_id, fields in entries]
+    async def _epoch_ms(self) -> int:
+        """When this store's history began; set on first use, so a wiped store starts a new one."""
+        key = self._keys.epoch
+        seconds, micros = await self._client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        await self._client.set(key, now, nx=True)
+        self._epoch_set = True
+        return int(await self._client.get(key) or now)
+
+    async def last_event_id(self) -> str:
+        async def newest() -> str:
+            replies = await self._each_service(
+                lambda name, client: (client or self._client).xrevrange(self._keys.events(name), count=1))
+            ids = [_event_id(str(reply[0][0]), name) for name, reply in replies if reply]
+            if not ids:
+                return f"{await self._epoch_ms()}-0"
+            return max(ids, key=event_id_order)
+
+        return await self._run("events", newest)
+
+    async def read_events(self, after: str, *, count: int = 500) -> list[ChangeEvent]:
+        ms, seq, _service = event_id_order(after)
+        start = f"{max(ms, 0)}-{max(seq, 0)}"
+        position = event_id_order(after)
+
+        async def read() -> list[ChangeEvent]:
+            replies = await self._each_service(
+                lambda name, client: (client or self._client).xrange(self._keys.events(name), min=start,
+                                                                     count=count + 1))
+            events = [_event(str(sid), fields) for _name, entries in replies for sid, fields in entries]
+            later = [e for e in events if event_id_order(e.id) > position]
+            later.sort(key=lambda e: event_id_order(e.id))
+            return later[:count]
+
+        return await self._run("events", read)
 
     async def history_complete(self, after: str) -> bool:
-        async def info() -> dict[str, Any]:
-            try:
-                data: dict[str, Any] = await self._client.xinfo_stream(self._keys.events)
-            except rexc.ResponseError:  # no stream yet: nothing was ever recorded or trimmed
-                return {}
-            return data
-
-        data = await self._run("events", info)
-        if not data:
-            return after == "0-0"
         position = event_id_order(after)
-        if position > event_id_order(str(data["last-generated-id"])):
-            return False  # an id from another history: the stream was reset (e.g. Redis restarted empty)
-        trimmed = int(data["entries-added"]) - int(data["length"])
-        first = data.get("first-entry")
-        # Conservative: once anything was trimmed, only ids from the held entries on count as complete.
-        return trimmed == 0 or (first is not None and position >= event_id_order(str(first[0])))
+
+        async def complete() -> bool:
+            if position[0] < await self._epoch_ms() and position[:2] != (0, 0):
+                return False  # from before this store's history: it was wiped or replaced since
+            seconds, _micros = await self._client.time()
+            if position[0] > int(seconds) * 1000 + 1000:
+                return False  # from the future: another store's history
+            replies = await self._each_service(
+                lambda name, client: (client or self._client).xinfo_stream(self._keys.events(name)))
+            for name, info in replies:
+                trimmed = int(info["entries-added"]) - int(info["length"])
+                first = info.get("first-entry")
+                if trimmed and (first is None or position < event_id_order(_event_id(str(first[0]), name))):
+                    return False
+            return True
+
+        try:
+            return await self._run("events", complete)
+        except StoreError as exc:
+            if "no such key" in str(exc).lower():  # a service whose stream is gone entirely
+                return False
+            raise
+
+    async def changes(self) -> AsyncIterator[ChangeEvent | None]:
+        pubsub = self._client.pubsub()
+        try:
+            try:
+                async with asyncio.timeout(self._op_timeout_s):
+                    await pubsub.subscribe(self._keys.channel)
+            except _UNAVAILABLE as exc:
+                raise StoreUnavailableError("changes", str(exc) or type(exc).__name__) from exc
+            yield None  # subscribed: every change from here on is delivered
+            while True:
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                except _UNAVAILABLE as exc:
+                    raise StoreUnavailableError("changes", str(exc) or type(exc).__name__) from exc
+                if message is None or message.get("type") != "message":
+                    continue
+                fields = json.loads(message["data"])
+                yield _event(str(fields["sid"]), fields)
+        finally:
+            with contextlib.suppress(rexc.RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
-        await self._run("ping", self._client.ping)
+        async def ping() -> None:
+            await self._client.ping()
+            if not self._epoch_set:
+                await self._epoch_ms()
+
+        await self._run("ping", ping)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,7 +1,7 @@
--- Renew a live lease, optionally changing the status (a change is recorded in the event stream).
+-- Renew a live lease, optionally changing the status (a change is recorded).
 -- KEYS: 1 instance hash  2 leases  3 revision  4 status counts  5 events stream
 -- ARGV: 1 id  2 now ms  3 expiry ms  4 new status or ''  5 service name  6 stream max length
---       7 presented lease token hash ('*': the admin)
+--       7 presented lease token hash ('*': the admin)  8 change channel
 -- Returns false for an unknown or expired instance, {"forbidden"} for a wrong lease token,
 -- else {doc, status, registered_at, hb, exp}
 local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'exp', 'tok')
@@ -18,9 +18,8 @@ if ARGV[4] ~= '' and ARGV[4] ~= status then
   status = ARGV[4]
   redis.call('HSET', KEYS[1], 'status', status, 'hb', ARGV[2], 'exp', ARGV[3])
   local revision = redis.call('INCR', KEYS[3])
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'type', 'status_changed', 'service', ARGV[5],
-             'id', ARGV[1], 'rev', revision, 'doc', old[1], 'status', status, 'reg', old[3], 'hb', ARGV[2],
-             'exp', ARGV[3])
+  emit(KEYS[5], ARGV[6], ARGV[8], 'status_changed', ARGV[5], ARGV[1], revision, old[1], status, old[3], ARGV[2],
+       ARGV[3])
 else
   redis.call('HSET', KEYS[1], 'hb', ARGV[2], 'exp', ARGV[3])
 end
