@@ -52,6 +52,7 @@ class LoadResult:
     max_late_s: float = 0.0
     elapsed_s: float = 0.0
     expirations: float = 0.0
+    registry_answered: float = 0.0
     listed_after: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)
 
@@ -87,6 +88,7 @@ class LoadResult:
             ("latency p50 / p99 / max", f"{self.percentile_ms(0.5):.1f} / {self.percentile_ms(0.99):.1f} / "
                                         f"{self.percentile_ms(1.0):.1f} ms"),
             ("most a heartbeat left late", f"{1000 * self.max_late_s:.1f} ms"),
+            ("heartbeats the registry handled", f"{self.registry_answered:.0f} (its registry_http_requests_total)"),
             ("registry_expirations_total", f"{self.expirations:.0f}"),
             ("instances listed at the end", f"{self.listed_after}"),
             ("false expiries", f"{self.false_expiries}"),
@@ -172,16 +174,19 @@ async def run_load(url: str, *, instances: int, interval_s: float, duration_s: f
             await asyncio.wait(pending)
         result.elapsed_s = loop.time() - start
         async with session.get(url + "/metrics") as resp:
-            result.expirations = _metric_sum(await resp.text(), "registry_expirations_total")
+            text = await resp.text()
+        result.expirations = _metric_sum(text, "registry_expirations_total")
+        result.registry_answered = _metric_sum(text, "registry_http_requests_total",
+                                               route="/instances/{id}/heartbeat")
         async with session.get(url + "/instances") as resp:
             listed = {inst["id"] for inst in (await resp.json())["instances"]}
         result.listed_after = len(listed & {iid for _, iid in ids})
     return result
 
 
-def _metric_sum(text: str, name: str) -> float:
+def _metric_sum(text: str, name: str, **labels: str) -> float:
     return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == name)
+               if sample.name == name and labels.items() <= sample.labels.items())
 
 
 def process_cpu_s(pid: int) -> float:
