@@ -59,8 +59,14 @@ def spawned(tmp_path: Path, redis_server: RedisServer) -> Iterator[Spawned]:
 
 
 def wait_registered(registry_url: str, count: int, *, timeout: float = 30.0) -> list[dict[str, object]]:
-    return wait_until(lambda: (found := registered(registry_url)) and len(found) == count and found,
-                      timeout=timeout, message=f"{count} backends registered")
+    """Wait until exactly ``count`` UP instances of the backends' service are listed; those instances."""
+    def listed() -> list[dict[str, object]] | None:
+        found = registered(registry_url)
+        return found if len(found) == count else None
+
+    found = wait_until(listed, timeout=timeout, message=f"{count} backends registered")
+    assert found is not None
+    return found
 
 
 @contextlib.asynccontextmanager

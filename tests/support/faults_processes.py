@@ -52,7 +52,9 @@ def get_json(url: str, timeout: float = 5.0) -> object:
 
 def arrivals(backend: Backend) -> dict[str, int]:
     """How many requests reached the backend's ``/slow``, by method (counted before it sleeps)."""
-    return dict(get_json(f"http://{backend.address}/arrivals"))  # type: ignore[call-overload]
+    answer = get_json(f"http://{backend.address}/arrivals")
+    assert isinstance(answer, dict)
+    return {str(key): int(count) for key, count in answer.items()}
 
 
 def metric_samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -67,7 +69,7 @@ def metric_samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], fl
 
 def scrape(base_url: str, timeout: float = 5.0) -> str:
     with urllib.request.urlopen(base_url + "/metrics", timeout=timeout) as resp:
-        return resp.read().decode()
+        return str(resp.read().decode())
 
 
 def metric_total(base_url: str, name: str, **labels: str) -> float:
