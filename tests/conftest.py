@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, RedisUnavailableError, redis_url_for_session
 
 
@@ -39,3 +40,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-master Redis Cluster for the session (``redis+cluster://`` URL)."""
+    cluster = RedisCluster(data_dir=tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except (RedisUnavailableError, OSError) as exc:
+        cluster.stop()
+        _no_redis(str(exc))
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

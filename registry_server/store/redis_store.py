@@ -397,6 +397,8 @@ class RedisStore:
             raise
 
     async def changes(self) -> AsyncIterator[ChangeEvent | None]:
+        if isinstance(self._client, RedisCluster):
+            await self._run("changes", self._client.initialize)  # the slot map, which its pub/sub needs
         pubsub = self._client.pubsub()
         try:
             try:

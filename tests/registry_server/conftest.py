@@ -14,13 +14,13 @@ from registry_server.store.redis_url import parse_redis_url
 StoreFactory = Callable[[], InstanceStore]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
     async for factory in _factory(request, event_history=10_000):
         yield factory
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def small_history_store(request: pytest.FixtureRequest) -> AsyncIterator[InstanceStore]:
     """A store that keeps only a short event history."""
     async for factory in _factory(request, event_history=5):
@@ -30,7 +30,7 @@ async def small_history_store(request: pytest.FixtureRequest) -> AsyncIterator[I
 async def _factory(request: pytest.FixtureRequest, *, event_history: int) -> AsyncIterator[StoreFactory]:
     """Makes stores that share one backing state: a memory store, or Redis stores on one key prefix.
 
-    Several stores from one factory stand for several registry replicas on one Redis.
+    Several stores from one factory stand for several registry replicas on one Redis (or Cluster).
     """
     made: list[InstanceStore] = []
     if request.param == "memory":
@@ -39,7 +39,7 @@ async def _factory(request: pytest.FixtureRequest, *, event_history: int) -> Asy
         def make() -> InstanceStore:
             return shared
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("redis_cluster_url" if request.param == "cluster" else "redis_url")
         layout = KeyLayout(prefix=f"t{uuid.uuid4().hex[:12]}")
 
         def make() -> InstanceStore:
