@@ -1,15 +1,26 @@
 """ResilientClient.get against raw aiohttp session.get on the same backend, measured in one run.
 
-    python benchmarks/bench_client.py            # no arguments needed
+    python benchmarks/bench_client.py            # defaults: --calls 4000 --concurrency 8 --rounds 9
 
 Starts ``registry-server`` (memory store) and a small aiohttp backend process on 127.0.0.1, then runs
-the same number of GETs both ways, alternating rounds, and prints the throughput ratio and the CPU
-time of this (client) process per call (``time.process_time``). Absolute numbers on a shared machine
-are noise; the ratios are the result.
+the same number of GETs both ways in interleaved rounds (the order alternates every round) and prints,
+as medians over the rounds:
+
+* throughput of each, and the throughput ratio client / raw (the median of each round's ratio, so a
+  noisy moment hits both sides of a ratio alike);
+* CPU time of this (client) process per call (``time.process_time``, user + system), for both;
+* the client's own code per call with the network taken away (a transport that answers at once).
+
+The comparison is fair: raw aiohttp sends every request with the same per-request timeout the client
+gives each attempt (``ClientTimeout(total=attempt_timeout_s)``, built once as a careful caller would)
+and reads the whole body, as the client does; both use one pooled session with keep-alive, the same
+event loop and the same concurrency. Absolute numbers on a shared machine are noise; the ratios are
+the result.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -29,11 +40,16 @@ from prometheus_client import CollectorRegistry
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from resilient_client import ResilientClient, ServiceRegistryManager  # noqa: E402
+from resilient_client import (  # noqa: E402
+    ClientConfig,
+    OutgoingRequest,
+    ResilientClient,
+    Response,
+    ServiceInstance,
+    ServiceRegistryManager,
+)
 
-CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+Call = Callable[[], Awaitable[int]]
 
 
 def free_port() -> int:
@@ -42,12 +58,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
+def wait_http(url: str, timeout: float = 30.0, *, contains: bytes = b"") -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
+                if resp.status == 200 and contains in resp.read():
                     return
         except OSError:
             pass
@@ -83,56 +99,125 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-async def measure(call: Callable[[], Awaitable[int]]) -> tuple[float, float]:
-    """(calls per second, CPU µs per call) for CALLS calls at CONCURRENCY."""
-    per_worker = CALLS // CONCURRENCY
+async def measure(call: Call, calls: int, concurrency: int) -> tuple[float, float]:
+    """(calls per second, CPU µs per call) for ``calls`` calls at ``concurrency``."""
+    per_worker = calls // concurrency
 
     async def worker() -> None:
         for _ in range(per_worker):
             assert await call() == 200
 
     wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    done = per_worker * CONCURRENCY
+    done = per_worker * concurrency
     return done / wall, cpu / done * 1e6
 
 
-async def bench(registry_url: str, backend_url: str) -> None:
+class _InstantTransport:
+    """Answers every attempt at once: what is left is the client's own code."""
+
+    async def send(self, request: OutgoingRequest, timeout_s: float) -> Response:
+        return Response(200, {}, b"pong", request.url, request.instance_id)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _OneInstance:
+    def __init__(self) -> None:
+        self._instances = [ServiceInstance(id="Bench-1", name="Bench", host="127.0.0.1", port=1)]
+
+    async def discover_services(self, name: str) -> list[ServiceInstance]:
+        return list(self._instances)
+
+    async def close(self) -> None:
+        pass
+
+
+async def client_code_per_call(registry_url: str, calls: int) -> float:
+    """CPU µs per ``get`` of the client's own path (discovery cache, picker, breaker, classification,
+    events and metrics) with a transport that answers at once; the manager's cache is the real one."""
+    manager = ServiceRegistryManager(registry_url=registry_url, metrics_registry=CollectorRegistry(),
+                                     watch=False)
+    await manager.discover_services("Bench")  # fill the cache
+    async with ResilientClient(manager, transport=_InstantTransport(),
+                               metrics_registry=CollectorRegistry()) as client:
+        for _ in range(500):
+            await client.get("Bench", "/ping")
+        samples = []
+        for _ in range(5):
+            cpu = time.process_time()
+            for _ in range(calls):
+                await client.get("Bench", "/ping")
+            samples.append((time.process_time() - cpu) / calls * 1e6)
+    await manager.close()
+    return statistics.median(samples)
+
+
+async def bench(registry_url: str, backend_url: str, args: argparse.Namespace) -> None:
+    config = ClientConfig()
+    timeout = aiohttp.ClientTimeout(total=config.attempt_timeout_s)
     async with aiohttp.ClientSession() as session, ResilientClient(
-            registry_url=registry_url, metrics_registry=CollectorRegistry()) as client:
+            registry_url=registry_url, config=config, metrics_registry=CollectorRegistry()) as client:
+        url = backend_url + "/ping"
 
         async def raw() -> int:
-            async with session.get(backend_url + "/ping") as resp:
+            async with session.get(url, timeout=timeout) as resp:
                 await resp.read()
                 return resp.status
 
         async def resilient() -> int:
             return (await client.get("Bench", "/ping")).status
 
-        for call in (raw, resilient):  # warm up: connections, discovery cache
-            for _ in range(200):
+        calls: dict[str, Call] = {"raw": raw, "client": resilient}
+        for call in calls.values():  # warm up: connections, discovery cache
+            for _ in range(300):
                 await call()
-        results: dict[str, list[tuple[float, float]]] = {"raw": [], "resilient": []}
-        for _ in range(ROUNDS):
-            results["raw"].append(await measure(raw))
-            results["resilient"].append(await measure(resilient))
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+        ratios = []
+        for round_no in range(args.rounds):
+            order = list(calls) if round_no % 2 == 0 else list(reversed(calls))
+            for name in order:
+                results[name].append(await measure(calls[name], args.calls, args.concurrency))
+            ratios.append(results["client"][-1][0] / results["raw"][-1][0])
+            if args.verbose:
+                print(f"round {round_no + 1}: raw {results['raw'][-1][0]:6.0f} req/s "
+                      f"{results['raw'][-1][1]:4.0f} us  client {results['client'][-1][0]:6.0f} req/s "
+                      f"{results['client'][-1][1]:4.0f} us  ratio {ratios[-1]:.2f}")
+    own = await client_code_per_call(registry_url, 5000)
 
     raw_rps = statistics.median(r for r, _ in results["raw"])
     raw_cpu = statistics.median(c for _, c in results["raw"])
-    res_rps = statistics.median(r for r, _ in results["resilient"])
-    res_cpu = statistics.median(c for _, c in results["resilient"])
-    print(f"{CALLS} GETs x {ROUNDS} rounds, concurrency {CONCURRENCY} (medians)")
+    res_rps = statistics.median(r for r, _ in results["client"])
+    res_cpu = statistics.median(c for _, c in results["client"])
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    print(f"{args.calls} GETs x {args.rounds} interleaved rounds, concurrency {args.concurrency}, "
+          f"{loop} loop (medians)")
     print(f"raw aiohttp session.get : {raw_rps:8.0f} req/s  {raw_cpu:6.0f} us CPU/call")
     print(f"ResilientClient.get     : {res_rps:8.0f} req/s  {res_cpu:6.0f} us CPU/call")
-    print(f"throughput ratio (client / raw): {res_rps / raw_rps:.2f}")
+    print(f"throughput ratio (client / raw): {statistics.median(ratios):.2f} "
+          f"(rounds: {min(ratios):.2f}-{max(ratios):.2f})")
     print(f"CPU per call: +{res_cpu - raw_cpu:.0f} us ({res_cpu / raw_cpu:.2f}x raw)")
+    print(f"client code alone (no network): {own:.1f} us CPU/call")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, default=int(os.environ.get("BENCH_CALLS", "4000")),
+                        help="GETs per round and side")
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "8")))
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "9")))
+    parser.add_argument("--uvloop", action="store_true", help="run both sides on uvloop")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every round")
+    return parser.parse_args(argv)
 
 
 def main() -> None:
     if sys.argv[1:] == ["backend"]:
         run_backend()
         return
+    args = parse_args(sys.argv[1:])
     reg_port, backend_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update({"REGISTRY_HOST": "127.0.0.1", "REGISTRY_PORT": str(reg_port), "REGISTRY_LOG_LEVEL": "warning"})
@@ -146,13 +231,16 @@ def main() -> None:
         backend_env = {**os.environ, "PYTHONPATH": str(REPO), "SERVICE_REGISTRY_URL": registry_url,
                        "HOST": "127.0.0.1", "PORT": str(backend_port)}
         backend = spawn([sys.executable, __file__, "backend"], backend_env)
-        wait_http(registry_url + "/services/Bench")
-        deadline = time.monotonic() + 30
-        while b'"id"' not in urllib.request.urlopen(registry_url + "/services/Bench").read():
-            if time.monotonic() > deadline:
-                raise RuntimeError("backend did not register")
-            time.sleep(0.05)
-        asyncio.run(bench(registry_url, f"http://127.0.0.1:{backend_port}"))
+        backend_url = f"http://127.0.0.1:{backend_port}"
+        wait_http(registry_url + "/services/Bench", contains=b'"id"')
+        wait_http(backend_url + "/ping")  # it registers on start-up, a moment before it listens
+        loop_factory = None
+        if args.uvloop:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(bench(registry_url, backend_url, args))
     finally:
         if backend is not None:
             kill_group(backend)
