@@ -26,11 +26,11 @@ export function timeToExpiry(instance, now) {
   return left > 0 ? { text: formatDuration(left), expired: false } : { text: "lease ran out", expired: true };
 }
 
-/** "2026-11-27 12:00:00 UTC" from an RFC 3339 timestamp (the registry's are UTC). */
+/** "2026-11-27 12:00:00" (UTC) from an RFC 3339 timestamp (the registry's are UTC). */
 export function formatTimestamp(rfc3339) {
   const t = new Date(rfc3339);
   if (Number.isNaN(t.getTime())) return rfc3339;
-  return `${t.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+  return t.toISOString().slice(0, 19).replace("T", " ");
 }
 
 /** "zone=eu-1, canary=true", keys sorted. */

@@ -36,20 +36,20 @@ export function renderServices(tbody, services, onPick) {
 const COLUMNS = ["service", "id", "address", "version", "status", "metadata", "registered", "age", "expiry",
                  "actions"];
 const LABELS = { service: "Service", id: "ID", address: "Address", version: "Version", status: "Status",
-                 metadata: "Metadata", registered: "Registered", age: "Heartbeat", expiry: "Expires in",
+                 metadata: "Metadata", registered: "Registered (UTC)", age: "Heartbeat", expiry: "Expires in",
                  actions: "Actions" };
 
 function actionsCell(id) {
   const selectId = `status-${id}`;
   const select = el("select", { id: selectId, name: "status", dataset: { role: "status" } },
     ...STATUSES.map((s) => el("option", { value: s }, s)));
-  return [
+  return [el("div", { className: "actions" },
     el("label", { htmlFor: selectId, className: "visually-hidden" }, `New status for ${id}`),
     select,
-    el("button", { type: "button", dataset: { action: "status", id } }, "Set status"),
+    el("button", { type: "button", dataset: { action: "status", id }, ariaLabel: `Set status of ${id}` }, "Set"),
     el("button", { type: "button", className: "danger", dataset: { action: "deregister", id },
                    ariaLabel: `Deregister ${id}` }, "Deregister"),
-  ];
+  )];
 }
 
 function newRow(inst) {
