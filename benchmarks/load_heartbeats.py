@@ -1,7 +1,7 @@
 """Many instances heartbeating against one registry process: errors, latency and false expiries.
 
     python -m benchmarks.load_heartbeats [--instances 2000] [--interval 1] [--duration 60] [--ttl 3 x interval]
-                                         [--registry-url URL]
+                                         [--connections 64] [--registry-url URL] [--closed-loop] [--json]
 
 Without ``--registry-url`` it starts a ``redis-server`` and one ``registry-server`` (TTL ``--ttl``, sweep
 every second) on loopback and stops them at the end. One load process (this one, one aiohttp session)
@@ -10,13 +10,15 @@ registers ``--instances`` instances spread over 20 services, then sends each one
 ``i / instances`` of the interval), each with its lease token. It counts non-2xx answers, errors and
 timeouts, and at the end reads ``registry_expirations_total`` and lists every instance: an instance that
 heartbeats every interval and still expired is a false expiry. CPU seconds of the registry, Redis and
-the load process show where the time goes.
+the load process show where the time goes. ``--closed-loop`` measures capacity instead: ``--connections``
+workers send heartbeats back to back for ``--duration`` seconds (TTL one hour).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -145,8 +147,12 @@ async def _beat(session: aiohttp.ClientSession, url: str, instance_id: str, toke
 
 
 async def run_load(url: str, *, instances: int, interval_s: float, duration_s: float,
-                   connections: int = 64) -> LoadResult:
-    """Register ``instances``, heartbeat each every ``interval_s`` for ``duration_s``, then check them all."""
+                   connections: int = 64, closed_loop: bool = False) -> LoadResult:
+    """Register ``instances``, heartbeat each every ``interval_s`` for ``duration_s``, then check them all.
+
+    ``closed_loop``: instead of the schedule, ``connections`` workers send heartbeats back to back (round
+    the instances) for ``duration_s``: the most heartbeats per second the registry answers.
+    """
     result = LoadResult(instances, interval_s, duration_s)
     ids = instance_ids(instances)
     connector = aiohttp.TCPConnector(limit=connections)
@@ -156,7 +162,17 @@ async def run_load(url: str, *, instances: int, interval_s: float, duration_s: f
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task[None]] = set()
         start = loop.time() + 0.1
-        rounds = max(1, round(duration_s / interval_s))
+        if closed_loop:
+            turn = itertools.count()
+
+            async def worker() -> None:
+                while loop.time() < start + duration_s:
+                    _, instance_id = ids[next(turn) % instances]
+                    result.sent += 1
+                    await _beat(session, url, instance_id, tokens[instance_id], result)
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+        rounds = 0 if closed_loop else max(1, round(duration_s / interval_s))
         step = interval_s / instances
         for beat in range(rounds * instances):
             due = start + beat * step
@@ -218,6 +234,8 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, help="instance TTL of the registry this starts (default: 3 intervals)")
     parser.add_argument("--connections", type=int, default=64, help="most connections to the registry at once")
     parser.add_argument("--registry-url", help="load this registry instead of starting Redis and a registry")
+    parser.add_argument("--closed-loop", action="store_true",
+                        help="capacity: --connections workers send heartbeats back to back (TTL 1 h)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     opts = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -228,9 +246,10 @@ def main() -> None:
     url = opts.registry_url
     if url is None:
         tmp = Path(tempfile.mkdtemp(prefix="load-heartbeats-"))
+        ttl = opts.ttl or (3600.0 if opts.closed_loop else 3 * opts.interval)
         redis = RedisServer(data_dir=tmp / "redis")
         redis.start()
-        registry = start_registry(tmp, redis_url=redis.url, ttl=opts.ttl or 3 * opts.interval, sweep=1.0,
+        registry = start_registry(tmp, redis_url=redis.url, ttl=ttl, sweep=1.0,
                                   extra_env={"REGISTRY_LOG_LEVEL": "warning"})
         registry.wait_healthy()
         url = registry.url
@@ -241,7 +260,8 @@ def main() -> None:
         cpu_before = {name: process_cpu_s(pid) for name, pid in pids.items()}
         own_before = _own_cpu_s()
         result = _run(run_load(url.rstrip("/"), instances=opts.instances, interval_s=opts.interval,
-                               duration_s=opts.duration, connections=opts.connections))
+                               duration_s=opts.duration, connections=opts.connections,
+                               closed_loop=opts.closed_loop))
         result.cpu_s = {name: process_cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
         result.cpu_s["load generator"] = _own_cpu_s() - own_before
     finally:
