@@ -6,6 +6,7 @@ runtime dependencies stay those of the registry.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -55,7 +56,7 @@ class RegistryClient:
                     return Answer(resp.status, {k.lower(): v for k, v in resp.headers.items()}, _json(resp.read()))
             except urllib.error.HTTPError as exc:
                 raise _api_error(exc.code, exc.read()) from None
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 failures.append(f"{base} ({reason})")
         raise RegistryUnreachableError(f"registry unreachable: {'; '.join(failures)}")
