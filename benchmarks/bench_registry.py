@@ -23,6 +23,9 @@ from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, free_port, http_status, start_registry
 from tests.support.redis_server import RedisServer
 
+LEASE_TOKEN = "bench-registry-lease-token-0123"
+LEASE_HEADER_LUA = f'wrk.headers["X-Lease-Token"] = "{LEASE_TOKEN}"\n'
+
 HEARTBEAT_LUA = """
 local ids = {%s}
 local n = 0
@@ -85,13 +88,13 @@ def main() -> None:
         for n in range(opts.instances):
             iid = f"bench-{n}"
             post(registry.url + "/instances", {"name": f"svc{n % 100}", "port": 1000 + n % 60000, "host": "10.0.0.1",
-                                               "id": iid})
+                                               "id": iid, "lease_token": LEASE_TOKEN})
             ids.append(iid)
         for n in range(10):
             post(registry.url + "/instances", {"name": "Discovered", "port": 2000 + n, "host": "10.0.0.2",
                                                "id": f"disc-{n}", "metadata": {"zone": "eu-1"}})
         script = tmp / "heartbeat.lua"
-        script.write_text(HEARTBEAT_LUA % ",".join(f'"{i}"' for i in ids))
+        script.write_text(LEASE_HEADER_LUA + HEARTBEAT_LUA % ",".join(f'"{i}"' for i in ids))
         wrk(f"http://127.0.0.1:{ping_port}/ping", 2, opts.connections)  # warm-up
         results = {
             "ping": wrk(f"http://127.0.0.1:{ping_port}/ping", opts.seconds, opts.connections),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +27,22 @@ def lease_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=65536)
 def format_timestamp(ms: int) -> str:
-    """RFC 3339, UTC, millisecond precision, ``Z`` suffix."""
+    """RFC 3339, UTC, millisecond precision, ``Z`` suffix (cached: discovery renders the same instants
+    again and again between heartbeats)."""
     seconds, millis = divmod(ms, 1000)
     return f"{_utc_second(seconds)}.{millis:03d}Z"
 
 
+@functools.lru_cache(maxsize=65536)
+def parse_document(doc: str) -> dict[str, Any]:
+    """A stored registration document, parsed once per distinct document. Callers must not mutate it."""
+    parsed: dict[str, Any] = json.loads(doc)
+    return parsed
+
+
+@functools.lru_cache(maxsize=65536)
 def base_url(scheme: str, host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host  # IPv6 literals need brackets in a URL
     return f"{scheme}://{shown}:{port}"
@@ -84,7 +95,7 @@ class Instance:
                       last_heartbeat_ms: int, expires_at_ms: int) -> Instance:
         return cls(id=instance_id, name=doc["name"], host=doc["host"], port=int(doc["port"]),
                    scheme=doc["scheme"], health_endpoint=doc["health_endpoint"], version=doc["version"],
-                   description=doc["description"], status=Status(status), metadata=dict(doc["metadata"]),
+                   description=doc["description"], status=Status(status), metadata=doc["metadata"],
                    registered_at_ms=registered_at_ms, last_heartbeat_ms=last_heartbeat_ms,
                    expires_at_ms=expires_at_ms)
 

@@ -33,6 +33,7 @@ from registry_server.model import (
     ServiceView,
     Status,
     event_id_order,
+    parse_document,
 )
 from registry_server.store.keys import KeyLayout
 from registry_server.store.redis_connect import connect
@@ -58,7 +59,7 @@ def _event_id(stream_id: str, service: str) -> str:
 
 
 def _event(stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
-    inst = Instance.from_document(str(fields["id"]), json.loads(fields["doc"]), str(fields["status"]),
+    inst = Instance.from_document(str(fields["id"]), parse_document(fields["doc"]), str(fields["status"]),
                                   int(fields["reg"]), int(fields["hb"]), int(fields["exp"]))
     service = str(fields["service"])
     return ChangeEvent(_event_id(stream_id, service), EventType(fields["type"]), service, int(fields["rev"]), inst)
@@ -76,7 +77,7 @@ def _owned(instance_id: str, row: Sequence[Any]) -> Sequence[Any]:
 
 def _instance(instance_id: str, row: Sequence[Any]) -> Instance:
     doc, status, reg, hb, exp = row[:5]
-    return Instance.from_document(instance_id, json.loads(doc), status, int(reg), int(hb), int(exp))
+    return Instance.from_document(instance_id, parse_document(doc), status, int(reg), int(hb), int(exp))
 
 
 class RedisStore:
