@@ -24,7 +24,7 @@ class ExpiryProtection:
         self._clock = clock
         self._ttl_ms = ttl_ms
         self._observer = observer
-        self._lock = asyncio.Lock()
+        self._attempt: asyncio.Task[None] | None = None
         self.active = False
         self.since_ms = 0
         self.last_ok_ms = clock.now_ms()
@@ -47,13 +47,31 @@ class ExpiryProtection:
                     "extended when it is back)", self.since_ms)
 
     async def recover(self) -> None:
-        """Extend the protected leases; raises the store's error while it is still unreachable."""
-        async with self._lock:
-            if not self.active:
-                return
-            until = self._clock.now_ms() + self._ttl_ms
-            extended = await self._store.extend_leases(self.since_ms, until)
-            self.active = False
-            self.last_ok_ms = self._clock.now_ms()
-            self._observer.protection(False, extended)
-            log.info("store reachable again: extended %d leases by the outage; expiry protection off", extended)
+        """Extend the protected leases; raises the store's error while it is still unreachable.
+
+        One attempt at a time, shared by every caller that arrives while it runs: concurrent requests
+        all get its outcome within one store timeout instead of queueing behind each other's attempts.
+        """
+        if not self.active:
+            return
+        attempt = self._attempt
+        if attempt is None or attempt.done():
+            attempt = self._attempt = asyncio.ensure_future(self._extend())
+            attempt.add_done_callback(_retrieve)
+        await asyncio.shield(attempt)
+
+    async def _extend(self) -> None:
+        until = self._clock.now_ms() + self._ttl_ms
+        extended = await self._store.extend_leases(self.since_ms, until)
+        if not self.active:
+            return
+        self.active = False
+        self.last_ok_ms = self._clock.now_ms()
+        self._observer.protection(False, extended)
+        log.info("store reachable again: extended %d leases by the outage; expiry protection off", extended)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a failed attempt's error as seen: its callers got it (it is the store's usual outage error)."""
+    if not task.cancelled():
+        task.exception()

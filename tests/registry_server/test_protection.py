@@ -75,3 +75,28 @@ async def test_the_first_operation_after_an_outage_sees_protected_leases() -> No
     renewed = await registry.heartbeat("i", None)
     assert renewed is not None
     assert renewed.expires_at_ms == clock.now_ms() + TTL_MS
+
+
+async def test_concurrent_requests_share_one_recovery_attempt_instead_of_queueing() -> None:
+    """A frozen store makes each attempt wait its whole timeout: callers must not wait one after another."""
+    import asyncio
+
+    registry, store, _clock, _metrics = setup()
+    await registry.register(Registration(id="i", name="Auth", host="h", port=1))
+    registry.protection.unreachable()
+    attempts = 0
+    release = asyncio.Event()
+
+    async def slow_failing_extend(since_ms: int, until_ms: int) -> int:
+        nonlocal attempts
+        attempts += 1
+        await release.wait()
+        raise StoreUnavailableError("extend", "timed out")
+
+    store.extend_leases = slow_failing_extend  # type: ignore[method-assign]
+    calls = [asyncio.create_task(registry.get("i")) for _ in range(8)]
+    await asyncio.sleep(0)
+    release.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert attempts == 1
+    assert all(isinstance(o, StoreUnavailableError) for o in outcomes)
