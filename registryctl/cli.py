@@ -39,8 +39,18 @@ def _common() -> _Parser:
     p.add_argument("--token", default=s, help="bearer token: write, read or admin "
                                               "(env SERVICE_REGISTRY_AUTH_TOKEN)")
     p.add_argument("--json", action="store_true", default=s, help="print JSON for scripts")
-    p.add_argument("--timeout", type=float, default=s, help="seconds to wait for the registry (default 10)")
+    p.add_argument("--timeout", type=_seconds, default=s, help="seconds to wait for the registry (default 10)")
     return p
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number above 0), got {raw!r}")
+    return value
 
 
 def _metadata(raw: str) -> tuple[str, str]:
@@ -88,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = command("watch", "print a service's instances, then every change (Ctrl-C to stop)")
     w.add_argument("name")
     w.add_argument("--status", help="comma list of statuses to follow")
-    w.add_argument("--wait", type=float, default=60.0, help="seconds each blocking query may wait (default 60)")
+    w.add_argument("--wait", type=_seconds, default=60.0, help="seconds each blocking query may wait (default 60)")
     return parser
 
 

@@ -140,7 +140,8 @@ def test_flags_win_over_the_environment_and_a_comma_list_fails_over(registry: Re
 
 @pytest.mark.parametrize("args", [["show"], ["frobnicate"], ["register", "--name", "x", "--port", "p"],
                                   ["register", "--name", "x", "--port", "1", "-m", "novalue"],
-                                  ["ls", "--url", "ftp://x"], []])
+                                  ["ls", "--url", "ftp://x"], ["ls", "--timeout", "0"],
+                                  ["watch", "A", "--wait", "soon"], []])
 def test_bad_arguments_exit_2_with_one_line(registry: RegistryProcess, args: list[str]) -> None:
     one_error_line(ctl(registry, *args), code=2)
 

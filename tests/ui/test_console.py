@@ -66,6 +66,8 @@ def test_a_new_registration_and_an_expiry_show_within_2s_without_a_reload(
 
     heartbeats.register("cart-2", "Cart", version="9.9.9")
     wait_until(lambda: row(page, "cart-2").count() == 1, timeout=2, message="the new registration shown")
+    wait_until(lambda: "cart-2 (Cart) registered" in page.locator("#announcer").inner_text(), timeout=3,
+               message="the registration announced to screen readers")
 
     heartbeats.forget("cart-1")  # its lease runs out 1 s after the last heartbeat
     expired = wait_until(lambda: httpx.get(registry.url + "/instances/cart-1").status_code == 404, timeout=5,

@@ -43,6 +43,7 @@ const STATE_TEXT = {
 function showState(state, detail) {
   const node = $("connection");
   node.dataset.state = state;
+  if (state === "unauthorized" && (tokens.read() || tokens.admin())) detail = "the token given was refused";
   node.textContent = detail && state !== "live" ? `${STATE_TEXT[state]} (${detail})` : STATE_TEXT[state];
   $("read-form").hidden = state !== "unauthorized" && !tokens.read();
 }
@@ -100,11 +101,9 @@ async function act(button) {
     if (action === "deregister") {
       if (!window.confirm(`Deregister ${id}? Its service will stop receiving traffic through the registry.`)) return;
       await api.deregister(id);
-      announce(`${id} deregistered`);
     } else if (action === "status") {
       const status = row.querySelector("select[data-role=status]").value;
       await api.setStatus(id, status);
-      announce(`${id} set to ${status}`);
     }
     showError("");
   } catch (exc) {

@@ -33,7 +33,9 @@ export class LiveInstances {
   /** (Re)start from nothing: a new snapshot, a new stream. Called again when the token changes. */
   start() {
     this.stop();
-    const run = { abort: new AbortController(), lastEventId: null, buffer: null, loaded: false, paused: false };
+    const run = {
+      abort: new AbortController(), lastEventId: null, buffer: null, again: false, loaded: false, paused: false,
+    };
     this.run = run;
     this.instances = new Map();
     this.setState("connecting");
@@ -129,8 +131,13 @@ export class LiveInstances {
   }
 
   async snapshot(run) {
-    if (run.buffer || run.abort.signal.aborted) return; // one at a time
+    if (run.abort.signal.aborted) return;
+    if (run.buffer) { // one at a time; a request made meanwhile (say, the stream's ready) runs after it
+      run.again = true;
+      return;
+    }
     run.buffer = [];
+    run.again = false;
     try {
       const fresh = await this.api.instances();
       if (run !== this.run) return;
@@ -149,6 +156,7 @@ export class LiveInstances {
     } finally {
       run.buffer = null;
     }
+    if (run.again) this.snapshot(run);
   }
 
   announceDiff(before) {
