@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real three-master Redis Cluster for the session (``redis+cluster://`` URL)."""
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real three-master Redis Cluster for the session."""
     cluster = RedisCluster(data_dir=tmp_path_factory.mktemp("redis-cluster"))
     try:
         cluster.start()
@@ -52,6 +53,31 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         cluster.stop()
         _no_redis(str(exc))
     try:
-        yield cluster.url
+        yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """The session cluster's ``redis+cluster://`` URL."""
+    return redis_cluster.url
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """Where a test's registry keeps its data: a Redis of the test's own, or the session's (flushed) Cluster."""
+
+    kind: str
+    url: str
+    flushall: Callable[[], None]
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def store_backend(request: pytest.FixtureRequest) -> StoreBackend:
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return StoreBackend("redis", server.url, server.flushall)
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    cluster.flushall()
+    return StoreBackend("cluster", cluster.url, cluster.flushall)

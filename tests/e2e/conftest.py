@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import StoreBackend
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, RegistryProcess, free_port, start_registry
-from tests.support.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT_S = 0.3
@@ -42,8 +42,9 @@ def registered(registry_url: str, name: str = SERVICE) -> list[dict[str, object]
 
 
 @pytest.fixture
-def registry(redis_server: RedisServer, tmp_path: Path) -> Iterator[RegistryProcess]:
-    proc = start_registry(tmp_path, redis_url=redis_server.url, ttl=REGISTRY_TTL_S, sweep=0.1)
+def registry(store_backend: StoreBackend, tmp_path: Path) -> Iterator[RegistryProcess]:
+    """The registry on a Redis of the test's own, and again on a three-master Redis Cluster."""
+    proc = start_registry(tmp_path, redis_url=store_backend.url, ttl=REGISTRY_TTL_S, sweep=0.1)
     try:
         proc.wait_healthy()
         yield proc

@@ -16,10 +16,10 @@ from resilient_client import (
     ServiceRegistryManager,
     ServiceUnavailableError,
 )
+from tests.conftest import StoreBackend
 from tests.e2e.conftest import HEARTBEAT_S, SERVICE, Backend, registered
 from tests.support.polling import async_wait_until, wait_until
 from tests.support.processes import RegistryProcess
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -86,9 +86,9 @@ async def test_all_backends_down_raises_service_unavailable_naming_the_service(
 
 
 async def test_after_redis_is_flushed_every_backend_re_registers_within_one_heartbeat_interval(
-        redis_server: RedisServer, registry: RegistryProcess, backends: list[Backend]) -> None:
+        store_backend: StoreBackend, registry: RegistryProcess, backends: list[Backend]) -> None:
     ids_before = sorted(str(inst["id"]) for inst in registered(registry.url))
-    redis_server.flushall()
+    store_backend.flushall()
     wait_until(lambda: len(registered(registry.url)) == 3, timeout=HEARTBEAT_S + 0.5, interval=0.01,
                message="every backend registered again")
     assert sorted(str(inst["id"]) for inst in registered(registry.url)) == ids_before

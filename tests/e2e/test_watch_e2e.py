@@ -11,10 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from resilient_client import ServiceRegistryManager
+from tests.conftest import StoreBackend
 from tests.e2e.conftest import SERVICE, start_backend
 from tests.support.polling import async_wait_until
 from tests.support.processes import RegistryProcess, running_registry
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +23,9 @@ SWEEP_S = 0.1
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
-    with running_registry(tmp_path, redis_url=redis_server.url, ttl=TTL_S, sweep=SWEEP_S, name="a") as a, \
-            running_registry(tmp_path, redis_url=redis_server.url, ttl=TTL_S, sweep=SWEEP_S, name="b") as b:
+def replicas(tmp_path: Path, store_backend: StoreBackend) -> Iterator[tuple[RegistryProcess, RegistryProcess]]:
+    with running_registry(tmp_path, redis_url=store_backend.url, ttl=TTL_S, sweep=SWEEP_S, name="a") as a, \
+            running_registry(tmp_path, redis_url=store_backend.url, ttl=TTL_S, sweep=SWEEP_S, name="b") as b:
         a.wait_healthy()
         b.wait_healthy()
         yield a, b

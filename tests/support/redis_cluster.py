@@ -78,6 +78,10 @@ class RedisCluster:
                        message=f"cluster state ok on {port}")
         return self
 
+    def flushall(self) -> None:
+        for port in self.ports:
+            assert _command(port, "FLUSHALL").startswith("+OK")
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.stop()
