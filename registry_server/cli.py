@@ -36,7 +36,11 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
-    config.read_timeout = settings.read_timeout_s  # type: ignore[assignment]  # a silent client is cut off
+    # No per-read timeout: hypercorn applies it while a response streams too, which would cut every long
+    # poll and change stream whose client (rightly) sends nothing. A client stalling before its request
+    # head is complete is closed by the idle (keep-alive) timer; one trickling its body gets 408 from the
+    # body deadline (REGISTRY_READ_TIMEOUT, registry_server/api/body.py).
+    config.read_timeout = None
     config.keep_alive_timeout = 5
     config.graceful_timeout = 10  # SIGTERM: in-flight requests get this long to finish
     config.h11_max_incomplete_size = 16 * 1024

@@ -173,3 +173,21 @@ def test_a_blocking_query_whose_client_left_frees_its_slot(tmp_path: Path) -> No
             timeout=3,
             message="the slot to be freed when the client left",
         )
+
+
+def test_long_polls_and_change_streams_outlive_the_read_timeout(tmp_path: Path) -> None:
+    """A watcher sends nothing while it waits: the server's read timeout must not cut it."""
+    with running_registry(tmp_path, redis_url=None, extra_env={"REGISTRY_READ_TIMEOUT": "1"}) as reg:
+        reg.wait_healthy()
+        stream = SseReader(reg.url + "/events").start()
+        try:
+            wait_until(lambda: stream.of_type("ready"), timeout=10, message="the stream")
+            started = time.monotonic()
+            resp = httpx.get(reg.url + "/services/Auth", params={"index": "0", "wait": "3s"}, timeout=15)
+            assert resp.status_code == 200
+            assert time.monotonic() - started >= 2.9, "answered when its wait ran out, not cut at 1 s"
+            assert not stream.ended.is_set(), "the idle change stream is still open after 3 s"
+            register(reg.url, "late")
+            wait_until(lambda: stream.of_type("registered"), timeout=5, message="an event on the old stream")
+        finally:
+            stream.close()
