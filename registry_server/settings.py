@@ -42,8 +42,7 @@ class Settings:
     """PEM certificate: when set (with ``keyfile``), the registry serves HTTPS."""
     keyfile: str | None = None
     read_timeout_s: float = 10.0
-    """Seconds a client may go silent mid-request, and the most a request body may take to arrive in
-    all (a client trickling its body is cut off with 408)."""
+    """The most a request body may take to arrive in all (a client trickling its body gets 408)."""
 
     @property
     def ttl_ms(self) -> int:
@@ -71,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--read-token", help="bearer token required by read endpoints (env REGISTRY_READ_TOKEN)")
     p.add_argument("--certfile", help="PEM certificate for HTTPS (env REGISTRY_CERTFILE); needs --keyfile")
     p.add_argument("--keyfile", help="PEM private key for HTTPS (env REGISTRY_KEYFILE); needs --certfile")
-    p.add_argument("--read-timeout", help="seconds a request may take to arrive (env REGISTRY_READ_TIMEOUT, "
-                                          "default 10)")
+    p.add_argument("--read-timeout", help="seconds a request body may take to arrive (env "
+                                          "REGISTRY_READ_TIMEOUT, default 10)")
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
                                           "REGISTRY_MAX_WATCHERS, default 4096)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
