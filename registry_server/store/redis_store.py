@@ -32,6 +32,7 @@ from registry_server.model import (
     ServiceSummary,
     ServiceView,
     Status,
+    compact_document,
     event_id_order,
     parse_document,
 )
@@ -86,7 +87,7 @@ class RedisStore:
     kind = "redis"
 
     def __init__(self, client: aioredis.Redis | RedisCluster, *, layout: KeyLayout | None = None,
-                 op_timeout_s: float = 1.5, event_history: int = 1000) -> None:
+                 op_timeout_s: float = 1.5, event_history: int = 500) -> None:
         self._client = client
         self._cluster = isinstance(client, RedisCluster)
         self._keys = layout or KeyLayout()
@@ -178,7 +179,7 @@ class RedisStore:
     async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
                        lease_token_hash: str | None = None) -> RegisterResult:
         name, iid, k = registration.name, registration.id, self._keys
-        doc = json.dumps(registration.document(), separators=(",", ":"), sort_keys=True)
+        doc = compact_document(registration.document())
 
         async def call() -> Any:
             if not self._epoch_set:
