@@ -61,15 +61,13 @@ async def test_a_get_in_flight_on_a_killed_backend_fails_over_at_once(spawned: S
     registry = spawned.registry(ttl=5.0)
     victim, healthy = victim_and_healthy(spawned, registry.url)
     async with client_for(registry.url) as (client, _, _):
-        started = time.monotonic()
         # Two concurrent calls: round-robin starts one on each instance, so one is on the victim.
         calls = [asyncio.create_task(timed(client.get(SERVICE, "/slow"))) for _ in range(2)]
         killed_at = await kill_when_it_serves(victim, "GET")
         results = await asyncio.gather(*calls)
-    for result, ended in results:
+    for result, _ in results:
         assert isinstance(result, Response), result
         assert (result.status, result.json()["port"]) == (200, healthy.port)
-        assert ended - started < ATTEMPT_TIMEOUT_S + MARGIN_S
     failed_over_in = max(ended for _, ended in results) - killed_at
     assert failed_over_in < MARGIN_S, f"failover took {failed_over_in:.3f}s after the kill"
 
@@ -78,7 +76,6 @@ async def test_a_post_in_flight_on_a_killed_backend_is_reported_not_repeated(spa
     registry = spawned.registry(ttl=5.0)
     victim, healthy = victim_and_healthy(spawned, registry.url)
     async with client_for(registry.url) as (client, _, _):
-        started = time.monotonic()
         calls = [asyncio.create_task(timed(client.post(SERVICE, "/slow", json={"order": n}))) for n in range(2)]
         killed_at = await kill_when_it_serves(victim, "POST")
         results = await asyncio.gather(*calls)
@@ -91,7 +88,6 @@ async def test_a_post_in_flight_on_a_killed_backend_is_reported_not_repeated(spa
     assert f"127.0.0.1:{victim.port}" in str(failed[0])
     assert arrivals(healthy) == {"POST slow": 1}, "the POST sent to the killed backend was repeated"
     assert max(ended for _, ended in results) - killed_at < MARGIN_S
-    assert max(ended for _, ended in results) - started < ATTEMPT_TIMEOUT_S + MARGIN_S
 
 
 async def test_a_get_to_a_backend_that_never_answers_fails_over_within_the_attempt_timeout(

@@ -13,13 +13,13 @@ from tests.faults.conftest import Spawned
 
 pytestmark = pytest.mark.integration
 
-INSTANCES = 300
+INSTANCES = 200  # a third of what one registry answered at a quiet moment on the 2-core machine
 INTERVAL_S = 1.0
 DURATION_S = 10.0
 TTL_S = 3.0  # three heartbeat intervals, as the defaults are (30 s heartbeats, 90 s TTL)
 
 
-async def test_300_instances_heartbeating_every_second_for_10_s_lose_nothing(spawned: Spawned) -> None:
+async def test_200_instances_heartbeating_every_second_for_10_s_lose_nothing(spawned: Spawned) -> None:
     registry = spawned.registry(ttl=TTL_S, sweep=1.0)
     result = await run_load(registry.url, instances=INSTANCES, interval_s=INTERVAL_S, duration_s=DURATION_S)
     print("\n" + result.table())
