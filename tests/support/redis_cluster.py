@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, free_port
-from tests.support.redis_server import RedisUnavailableError
+from tests.support.redis_server import RedisUnavailableError, redis_command
 
 
 def _cluster_port() -> int:
@@ -30,13 +30,6 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _command(port: int, *words: str) -> str:
-    payload = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall(payload.encode())
-        return sock.recv(65536).decode(errors="replace")
 
 
 @dataclass
@@ -69,18 +62,18 @@ class RedisCluster:
                       "--save", "", "--appendonly", "no", "--dir", str(node_dir), "--loglevel", "warning"],
                 env={}, log_path=node_dir / "redis.log").start())
         for port in self.ports:
-            wait_until(lambda port=port: _command(port, "PING").startswith("+PONG"), timeout=15,
+            wait_until(lambda port=port: redis_command(port, "PING").startswith("+PONG"), timeout=15,
                        message=f"cluster node {port}")
         subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                         "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         for port in self.ports:
-            wait_until(lambda port=port: "cluster_state:ok" in _command(port, "CLUSTER", "INFO"), timeout=30,
+            wait_until(lambda port=port: "cluster_state:ok" in redis_command(port, "CLUSTER", "INFO"), timeout=30,
                        message=f"cluster state ok on {port}")
         return self
 
     def flushall(self) -> None:
         for port in self.ports:
-            assert _command(port, "FLUSHALL").startswith("+OK")
+            assert redis_command(port, "FLUSHALL").startswith("+OK")
 
     def stop(self) -> None:
         for proc in self.procs:

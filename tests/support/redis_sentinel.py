@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, free_port
-from tests.support.redis_server import RedisUnavailableError
+from tests.support.redis_server import RedisUnavailableError, redis_command
 
 MASTER_NAME = "registry"
-
-
-def command(port: int, *words: str) -> str:
-    payload = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall(payload.encode())
-        return sock.recv(65536).decode(errors="replace")
 
 
 @dataclass
@@ -43,7 +35,7 @@ class SentinelDeployment:
             args=[binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                   "--dir", str(node_dir), "--loglevel", "warning", *extra],
             env={}, log_path=node_dir / "redis.log").start()
-        wait_until(lambda: command(port, "PING").startswith("+PONG"), timeout=15, message=f"{name} on {port}")
+        wait_until(lambda: redis_command(port, "PING").startswith("+PONG"), timeout=15, message=f"{name} on {port}")
 
     def start(self) -> SentinelDeployment:
         binary = shutil.which("redis-server")
@@ -62,18 +54,18 @@ class SentinelDeployment:
                 args=[binary, str(conf), "--sentinel"], env={},
                 log_path=self.data_dir / f"sentinel-{n}.log").start()
         for port in self.sentinel_ports:
-            wait_until(lambda port=port: str(self.replica_port) in command(
+            wait_until(lambda port=port: str(self.replica_port) in redis_command(
                 port, "SENTINEL", "REPLICAS", MASTER_NAME), timeout=30, message=f"sentinel {port} to see the replica")
         return self
 
     def master_port_now(self) -> int:
-        reply = command(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+        reply = redis_command(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
         return int(reply.strip().splitlines()[-1])
 
     def replica_caught_up(self) -> bool:
-        master = command(self.master_port, "INFO", "replication")
+        master = redis_command(self.master_port, "INFO", "replication")
         offset = next(line.split(":")[1] for line in master.splitlines() if line.startswith("master_repl_offset"))
-        replica = command(self.replica_port, "INFO", "replication")
+        replica = redis_command(self.replica_port, "INFO", "replication")
         mine = next(line.split(":")[1] for line in replica.splitlines() if line.startswith("slave_repl_offset"))
         return offset.strip() == mine.strip()
 

@@ -34,6 +34,14 @@ def _ping(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def redis_command(port: int, *words: str) -> str:
+    """Send one command to a Redis on 127.0.0.1 and return its raw reply (for test set-ups, not the code)."""
+    payload = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(payload.encode())
+        return sock.recv(65536).decode(errors="replace")
+
+
 def docker_engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
