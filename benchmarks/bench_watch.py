@@ -119,8 +119,8 @@ def heartbeat_cost(tmp: Path, redis: RedisServer, watchers: int, seconds: int,
         results["with"]["watchers"] = blocking_watchers(registry)
         load.stop(timeout=5)
         load = None
-        # A blocking query whose client went away keeps its slot until its wait runs out (see
-        # docs/watch-client-notes.md), so the last run uses a fresh replica process on the same Redis.
+        # The last run uses a fresh replica process on the same Redis, so that nothing the watchers left
+        # behind (their slots are freed on disconnect) can colour the figure without them.
         registry.stop()
         registry = start_registry(tmp, redis_url=redis.url, ttl=3600, sweep=1.0, extra_env=QUIET,
                                   name="single-again")
