@@ -23,6 +23,7 @@ from resilient_client.errors import (
 )
 from resilient_client.events import (
     BreakerRejected,
+    BreakerRemoved,
     BreakerState,
     BreakerStateChanged,
     DiscoveryLookedUp,
@@ -65,6 +66,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerRejected",
     "BreakerRejectedError",
+    "BreakerRemoved",
     "BreakerState",
     "BreakerStateChanged",
     "CircuitOpenError",

@@ -14,15 +14,19 @@ pybreaker knows nothing of asyncio, so the adapter
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import operator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import pybreaker
 
 from resilient_client.config import BreakerConfig
 from resilient_client.errors import BreakerRejectedError, TransportError
-from resilient_client.events import BreakerRejected, BreakerState, BreakerStateChanged, EventBus
+from resilient_client.events import BreakerRejected, BreakerRemoved, BreakerState, BreakerStateChanged, EventBus
+
+if TYPE_CHECKING:
+    from resilient_client.model import ServiceInstance
 
 T = TypeVar("T")
 
@@ -89,6 +93,7 @@ class InstanceBreaker:
         self._config = config
         self._events = events
         self._probes = 0
+        self._retired = False
         self._storage = _NeutralStorage()
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=config.fail_max,
@@ -116,7 +121,7 @@ class InstanceBreaker:
 
     def available(self) -> bool:
         """Whether a call would be admitted now (no side effect)."""
-        state = self._breaker.current_state
+        state = self._storage.state
         if state == pybreaker.STATE_CLOSED:
             return True
         if state == pybreaker.STATE_OPEN and not self._reset_elapsed():
@@ -127,9 +132,29 @@ class InstanceBreaker:
         """Await ``send()`` under the breaker; a result for which ``is_failure`` holds counts as a failure.
 
         Raises :class:`BreakerRejectedError` without calling ``send`` when the breaker turns the call away.
+
+        The hot path, while closed: a closed breaker admits everyone, so the outcome goes to pybreaker
+        afterwards. While closed, a success through ``calling()`` only resets the failure count, so a
+        success with nothing to reset is not handed to pybreaker at all (``calling()`` cost more than
+        the rest of the client's work on a call); failures, and a success that ends a run of failures,
+        are recorded through ``calling()`` as before. An outcome that comes back after the breaker left
+        the closed state (another call tripped it meanwhile) is dropped: the breaker has moved on, and
+        its probes decide from there.
         """
-        probe = self._admit()
         storage = self._storage
+        if storage.state == pybreaker.STATE_CLOSED:
+            try:
+                result = await send()
+            except BaseException as exc:
+                if _counts(exc):
+                    self._record(failed=True)
+                raise
+            if is_failure(result):
+                self._record(failed=True)
+            elif storage.counter:
+                self._record(failed=False)
+            return result
+        probe = self._admit()
         try:
             with self._breaker.calling():
                 try:
@@ -150,6 +175,17 @@ class InstanceBreaker:
             storage.frozen = False
             if probe:
                 self._probes -= 1
+
+    def _record(self, *, failed: bool) -> None:
+        """Hand a closed-state outcome to pybreaker (see :meth:`call`)."""
+        if self._storage.state != pybreaker.STATE_CLOSED:
+            return
+        try:
+            with self._breaker.calling():
+                if failed:
+                    raise _CountedFailureError(None)
+        except _CountedFailureError:
+            pass
 
     def _admit(self) -> bool:
         """Reserve a half-open probe slot if needed; ``True`` when one was taken."""
@@ -178,22 +214,41 @@ class InstanceBreaker:
 
     def _reject(self) -> None:
         self.rejections += 1
-        self._events.emit(BreakerRejected(self.service, self.instance))
+        if not self._retired:
+            self._events.emit(BreakerRejected(self.service, self.instance))
 
     def _state_changed(self, state: BreakerState) -> None:
-        self._events.emit(BreakerStateChanged(self.service, self.instance, state))
+        if not self._retired:
+            self._events.emit(BreakerStateChanged(self.service, self.instance, state))
+
+    @property
+    def retired(self) -> bool:
+        """Dropped from its board (the instance left discovery): it reports nothing any more."""
+        return self._retired
+
+    def retire(self) -> None:
+        """Report this breaker gone (:class:`BreakerRemoved`); calls still holding it report nothing."""
+        if not self._retired:
+            self._retired = True
+            self._events.emit(BreakerRemoved(self.service, self.instance))
 
     def __repr__(self) -> str:
         return f"InstanceBreaker({self.service!r}, {self.instance!r}, state={self.state.label})"
 
 
 class BreakerBoard:
-    """Every instance breaker of one client, created on first use and kept per ``(service, host:port)``."""
+    """Every instance breaker of one client, kept per ``(service, host:port)`` while discovery lists it.
+
+    :meth:`lineup` gives a call the breakers of the instances it was handed, and drops (retires) the
+    breaker of every instance of that service that discovery no longer lists, so a deregistered or
+    expired instance leaves no breaker and no state gauge series behind.
+    """
 
     def __init__(self, config: BreakerConfig, events: EventBus) -> None:
         self._config = config
         self._events = events
         self._breakers: dict[tuple[str, str], InstanceBreaker] = {}
+        self._lineups: dict[str, tuple[list[ServiceInstance], dict[int, InstanceBreaker]]] = {}
 
     def get(self, service: str, instance: str) -> InstanceBreaker:
         key = (service, instance)
@@ -201,6 +256,25 @@ class BreakerBoard:
         if breaker is None:
             breaker = self._breakers[key] = InstanceBreaker(service, instance, self._config, self._events)
         return breaker
+
+    def lineup(self, service: str, instances: Sequence[ServiceInstance]) -> dict[int, InstanceBreaker]:
+        """The breaker of each of ``instances`` (discovery's current answer), by ``id(instance)``.
+
+        Instances of ``service`` that the answer no longer lists lose their breaker. The answer is
+        compared with the previous one first (the same objects, while the cache serves the same
+        answer, kept alive by the lineup), so a call pays for this only when a new answer arrived.
+        """
+        known = self._lineups.get(service)
+        if known is not None and len(known[0]) == len(instances) and all(map(operator.is_, known[0], instances)):
+            return known[1]
+        listed = {inst.address for inst in instances}
+        for key, breaker in tuple(self._breakers.items()):
+            if key[0] == service and key[1] not in listed:
+                del self._breakers[key]
+                breaker.retire()
+        gates = {id(inst): self.get(service, inst.address) for inst in instances}
+        self._lineups[service] = (list(instances), gates)
+        return gates
 
     def __len__(self) -> int:
         return len(self._breakers)

@@ -29,6 +29,10 @@ V = TypeVar("V")
 class _Entry(Generic[V]):
     value: V
     fetched_at: float
+    ttl_s: float
+    """How long ``value`` is fresh (``ttl_for(value)``)."""
+    hit: DiscoveryLookedUp
+    """The event every fresh lookup of this answer reports (built once per answer, not per lookup)."""
     quiet_until: float = 0.0
     """After a failed refresh, serve stale without asking the registry again until then."""
     watched: bool = False
@@ -60,13 +64,22 @@ class DiscoveryCache(Generic[K, V]):
         self._entries: dict[K, _Entry[V]] = {}
         self._inflight: dict[K, asyncio.Task[V]] = {}
 
+    def fresh(self, key: K) -> V | None:
+        """The cached value if it is fresh (reported as a hit, as :meth:`get` would), else ``None``:
+        the common case answered without an ``await``."""
+        entry = self._entries.get(key)
+        if entry is not None and (entry.watched or self._clock.monotonic() - entry.fetched_at < entry.ttl_s):
+            self._events.emit(entry.hit)
+            return entry.value
+        return None
+
     async def get(self, key: K) -> V:
         now = self._clock.monotonic()
         entry = self._entries.get(key)
         if entry is not None:
             age = now - entry.fetched_at
-            if entry.watched or age < self._ttl_for(entry.value):
-                self._report(key, DiscoveryResult.HIT, entry.value)
+            if entry.watched or age < entry.ttl_s:
+                self._events.emit(entry.hit)
                 return entry.value
             if now < entry.quiet_until and age <= self._max_stale_s:
                 self._report(key, DiscoveryResult.STALE, entry.value)
@@ -93,7 +106,7 @@ class DiscoveryCache(Generic[K, V]):
     def put(self, key: K, value: V, *, watched: bool = False) -> None:
         """Store an answer that arrived by itself (from a watcher); ``watched``: fresh until
         :meth:`unwatch`."""
-        self._entries[key] = _Entry(value, self._clock.monotonic(), watched=watched)
+        self._entries[key] = self._entry(key, value, watched)
 
     def unwatch(self, key: K) -> None:
         """The key's watcher stopped or fails: its entry ages from its last answer again."""
@@ -133,9 +146,12 @@ class DiscoveryCache(Generic[K, V]):
     async def _fetch_and_store(self, key: K) -> V:
         value = await self._fetch(key)
         previous = self._entries.get(key)
-        self._entries[key] = _Entry(value, self._clock.monotonic(),
-                                    watched=previous is not None and previous.watched)
+        self._entries[key] = self._entry(key, value, previous is not None and previous.watched)
         return value
+
+    def _entry(self, key: K, value: V, watched: bool) -> _Entry[V]:
+        return _Entry(value, self._clock.monotonic(), self._ttl_for(value),
+                      DiscoveryLookedUp(self._label(key), self._result(DiscoveryResult.HIT, value)), watched=watched)
 
     def _forget(self, key: K, task: asyncio.Task[V]) -> None:
         if self._inflight.get(key) is task:
@@ -143,10 +159,11 @@ class DiscoveryCache(Generic[K, V]):
         if not task.cancelled():
             task.exception()  # retrieved here, so an unawaited failure is never logged as lost
 
+    def _result(self, result: DiscoveryResult, value: V | None) -> DiscoveryResult:
+        return DiscoveryResult.PROTECTED if value is not None and self._protected(value) else result
+
     def _report(self, key: K, result: DiscoveryResult, value: V | None = None) -> None:
-        if value is not None and self._protected(value):
-            result = DiscoveryResult.PROTECTED
-        self._events.emit(DiscoveryLookedUp(self._label(key), result))
+        self._events.emit(DiscoveryLookedUp(self._label(key), self._result(result, value)))
 
     def __repr__(self) -> str:
         return f"DiscoveryCache(ttl_s={self._ttl_s}, max_stale_s={self._max_stale_s}, keys={len(self._entries)})"

@@ -82,6 +82,8 @@ class ResilientClient:
         self._transport = transport or AiohttpTransport()
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
+        self._attempt_timeout_s = self.config.attempt_timeout_s
+        self._total_timeout_s = self.config.total_timeout_s
         self._planner = PassPlanner(Backoff(self.config.backoff), self.config.max_passes,
                                     self.config.max_retry_after_s)
 
@@ -99,10 +101,10 @@ class ResilientClient:
         if not path.startswith("/"):
             path = "/" + path
         started = self._clock.monotonic()
-        deadline = started + (self.config.total_timeout_s if timeout is None else timeout)
-        template = OutgoingRequest(method, path, params=params, headers=headers, json=json, data=data)
+        deadline = started + (self._total_timeout_s if timeout is None else timeout)
         try:
-            response = await self._call(service, template, is_idempotent(method, idempotent), deadline)
+            response = await self._call(service, method, path, params, headers, json, data,
+                                        is_idempotent(method, idempotent), deadline)
         except _CallFailedError as failed:
             self._finish(service, failed.outcome, started)
             raise failed.error from failed.error.last_error
@@ -135,22 +137,25 @@ class ResilientClient:
             raise _CallFailedError(RequestOutcome.NO_INSTANCES, ServiceUnavailableError(
                 service, "the registry cannot be reached and nothing is cached", exc)) from exc
         if not instances:
+            self.breakers.lineup(service, instances)  # the instances known before are gone
             raise _CallFailedError(RequestOutcome.NO_INSTANCES,
-                          ServiceUnavailableError(service, "no UP instance is registered"))
+                                   ServiceUnavailableError(service, "no UP instance is registered"))
         return instances
 
-    async def _call(self, service: str, template: OutgoingRequest, repeatable: bool, deadline: float) -> Response:
+    async def _call(self, service: str, method: str, path: str, params: Mapping[str, str] | None,
+                    headers: Mapping[str, str] | None, json: Any, data: bytes | str | None, repeatable: bool,
+                    deadline: float) -> Response:
         instances = await self._discover(service)
-        clock = self._clock
+        clock, breakers, send = self._clock, self.breakers, self._transport.send
+        gates = breakers.lineup(service, instances)  # (only ever with the answer just discovered)
         last_response: Response | None = None
         last_error: TransportError | None = None
         passes = 0
         while True:
-            breakers = self.breakers
-            candidates = [inst for inst in instances if breakers.get(service, inst.address).available()]
+            candidates = [inst for inst in instances if gates[id(inst)].available()]
             if not candidates and passes == 0:
                 for inst in instances:
-                    breakers.get(service, inst.address).turned_away()
+                    gates[id(inst)].turned_away()
                 raise _CallFailedError(RequestOutcome.CIRCUIT_OPEN, CircuitOpenError(
                     service, f"the circuit breakers of all {len(instances)} instances are open"))
             order = self._picker.order(service, candidates)
@@ -160,12 +165,12 @@ class ResilientClient:
                 if remaining <= 0:
                     last_error = last_error or AttemptTimeoutError("the call's deadline passed", sent=False)
                     return self._end(service, last_response, last_error)
-                request = OutgoingRequest(template.method, inst.base_url + template.url, template.params,
-                                          template.headers, template.json, template.data, inst.id)
-                timeout_s = min(self.config.attempt_timeout_s, remaining)
+                gate = gates.get(id(inst)) or breakers.get(service, inst.address)
+                request = OutgoingRequest(method, inst.base_url + path, params, headers, json, data, inst.id)
+                timeout_s = self._attempt_timeout_s
                 try:
-                    response = await breakers.get(service, inst.address).call(
-                        partial(self._transport.send, request, timeout_s), _is_failure)
+                    response = await gate.call(partial(send, request, timeout_s if timeout_s < remaining
+                                                       else remaining), _is_failure)
                 except TransportError as exc:
                     last_error = exc
                     if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
@@ -190,6 +195,7 @@ class ResilientClient:
             self.events.emit(Retried(service, delay))
             with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows
                 instances = await self._discover(service)
+                gates = breakers.lineup(service, instances)
 
     @staticmethod
     def _end(service: str, last_response: Response | None, last_error: TransportError | None) -> Response:

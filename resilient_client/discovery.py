@@ -53,6 +53,16 @@ class WatchedDiscovery:
             self.watches.touch(key)
         return view.instances
 
+    def fresh(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...] | None:
+        """What :meth:`lookup` answers when the cache holds a fresh answer (no ``await``), else ``None``."""
+        key: DiscoveryKey = (name, status)
+        view = self.cache.fresh(key)
+        if view is None:
+            return None
+        if name is not None:
+            self.watches.touch(key)
+        return view.instances
+
     async def aclose(self) -> None:
         await self.watches.aclose()
         await self.cache.aclose()

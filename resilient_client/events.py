@@ -120,6 +120,14 @@ class BreakerRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerRemoved:
+    """An instance left discovery: its breaker is dropped, and its state gauge series goes with it."""
+
+    service: str
+    instance: str
+
+
+@dataclass(frozen=True, slots=True)
 class DiscoveryLookedUp:
     service: str
     result: DiscoveryResult
@@ -151,8 +159,8 @@ class HeartbeatSent:
     outcome: HeartbeatOutcome
 
 
-Event = (RequestFinished | FailedOver | Retried | BreakerStateChanged | BreakerRejected | DiscoveryLookedUp
-         | DiscoveryProtected | WatchStateChanged | RegistrationAttempted | HeartbeatSent)
+Event = (RequestFinished | FailedOver | Retried | BreakerStateChanged | BreakerRejected | BreakerRemoved
+         | DiscoveryLookedUp | DiscoveryProtected | WatchStateChanged | RegistrationAttempted | HeartbeatSent)
 Subscriber = Callable[[Event], None]
 
 

@@ -263,7 +263,13 @@ class ServiceRegistryManager:
         for the cache TTL); when no registry can be reached, the last answer is served (up to
         ``stale_max_age_ms`` old), else :class:`RegistryUnavailableError` is raised.
         """
-        return list(await self.discovery.lookup(name, None if status is None else Status(status).value))
+        value = _STATUS_VALUES.get(status) if status is not None else None  # (Status(...) costs µs)
+        if value is None and status is not None:
+            value = Status(status).value
+        instances = self.discovery.fresh(name, value)  # a fresh answer: no coroutine below this one
+        if instances is None:
+            instances = await self.discovery.lookup(name, value)
+        return list(instances)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -286,6 +292,10 @@ class ServiceRegistryManager:
     def __repr__(self) -> str:
         return (f"ServiceRegistryManager(registry={','.join(self.config.registry_urls)}, "
                 f"instance_id={self.instance_id!r}, registered={self._registered}, status={self._status})")
+
+
+_STATUS_VALUES: dict[str, str] = {status.value: status.value for status in Status}
+"""A status, given as a member or as its value (a ``Status`` hashes and compares as its value)."""
 
 
 def _new_id(name: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from resilient_client.events import (
+    BreakerRemoved,
     BreakerStateChanged,
     DiscoveryLookedUp,
     DiscoveryProtected,
@@ -70,9 +71,15 @@ class ClientMetrics:
                                   ["service", "outcome"], registry=registry)
 
         self._children: dict[tuple[object, ...], Any] = {}
+        self._finished: dict[tuple[str, str], tuple[Callable[[], None], Callable[[float], None]]] = {}
+        self._lookups: dict[tuple[str, str], Callable[[], None]] = {}
+        self._breakers: dict[tuple[str, str], int] = {}
+        """Breakers alive per (service, instance), over every client on this registry: the state gauge
+        series goes when the last of them is removed."""
         self._handlers: dict[type, Callable[[Any], None]] = {
             RequestFinished: self._request_finished, FailedOver: self._failed_over, Retried: self._retried,
-            BreakerStateChanged: self._breaker_state_changed, DiscoveryLookedUp: self._looked_up,
+            BreakerStateChanged: self._breaker_state_changed, BreakerRemoved: self._breaker_removed,
+            DiscoveryLookedUp: self._looked_up,
             DiscoveryProtected: self._protected, WatchStateChanged: self._watch_state_changed,
             RegistrationAttempted: self._registration_attempted, HeartbeatSent: self._heartbeat_sent}
 
@@ -91,8 +98,14 @@ class ClientMetrics:
         return child
 
     def _request_finished(self, event: RequestFinished) -> None:
-        self._child(self.requests, event.service, event.outcome.value).inc()
-        self._child(self.request_duration, event.service).observe(event.duration_s)
+        # once per call: the bound methods are cached by (service, outcome) (outcomes are str enums)
+        key = (event.service, event.outcome)
+        update = self._finished.get(key)
+        if update is None:
+            update = self._finished[key] = (self._child(self.requests, event.service, event.outcome.value).inc,
+                                            self._child(self.request_duration, event.service).observe)
+        update[0]()
+        update[1](event.duration_s)
 
     def _failed_over(self, event: FailedOver) -> None:
         self._child(self.failovers, event.service).inc()
@@ -104,9 +117,26 @@ class ClientMetrics:
         self._child(self.breaker_state, event.service, event.instance).set(int(event.state))
         if event.transition:
             self._child(self.breaker_transitions, event.service, event.instance, event.state.label).inc()
+        else:  # a breaker was created
+            key = (event.service, event.instance)
+            self._breakers[key] = self._breakers.get(key, 0) + 1
+
+    def _breaker_removed(self, event: BreakerRemoved) -> None:
+        key = (event.service, event.instance)
+        alive = self._breakers.get(key, 0) - 1
+        if alive > 0:  # another client on this registry still has a breaker for it
+            self._breakers[key] = alive
+            return
+        self._breakers.pop(key, None)
+        if self._children.pop((id(self.breaker_state), *key), None) is not None:
+            self.breaker_state.remove(*key)
 
     def _looked_up(self, event: DiscoveryLookedUp) -> None:
-        self._child(self.discovery, event.service, event.result.value).inc()
+        key = (event.service, event.result)
+        inc = self._lookups.get(key)
+        if inc is None:
+            inc = self._lookups[key] = self._child(self.discovery, event.service, event.result.value).inc
+        inc()
 
     def _protected(self, event: DiscoveryProtected) -> None:
         self._child(self.protections, event.service, event.outcome.value).inc()

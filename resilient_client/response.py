@@ -10,8 +10,11 @@ from typing import Any
 from multidict import CIMultiDictProxy
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Response:
+    """Treat it as read-only: it is not ``frozen`` only because a frozen dataclass costs several times as
+    much to build, and one is built for every attempt."""
+
     status: int
     headers: CIMultiDictProxy[str] | Mapping[str, str]
     content: bytes

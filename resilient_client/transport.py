@@ -12,8 +12,11 @@ from resilient_client.errors import AttemptTimeoutError, ConnectError, Connectio
 from resilient_client.response import Response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutgoingRequest:
+    """One attempt's request. Treat it as read-only: it is not ``frozen`` only because a frozen
+    dataclass costs several times as much to build, and one is built for every attempt."""
+
     method: str
     url: str
     params: Mapping[str, str] | None = None
@@ -31,8 +34,6 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
-
-
 class AiohttpTransport:
     """One ``aiohttp.ClientSession`` (created on first use, inside the running loop)."""
 
@@ -40,6 +41,7 @@ class AiohttpTransport:
         self._session = session
         self._owns_session = session is None
         self._limit_per_host = limit_per_host
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -48,19 +50,28 @@ class AiohttpTransport:
             self._owns_session = True
         return self._session
 
+    def _timeout(self, timeout_s: float) -> aiohttp.ClientTimeout:
+        """``ClientTimeout(total=timeout_s)``, built once per value: nearly every attempt gets the
+        configured attempt timeout (only attempts close to a call's deadline get less)."""
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            if len(self._timeouts) >= 64:
+                self._timeouts.clear()
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        return timeout
+
     async def send(self, request: OutgoingRequest, timeout_s: float) -> Response:
-        session = self._get_session()
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        kwargs: dict[str, Any] = {"params": request.params, "headers": request.headers, "timeout": timeout}
-        if request.json is not None:
-            kwargs["json"] = request.json
-        elif request.data is not None:
-            kwargs["data"] = request.data
+        session = self._session
+        if session is None or session.closed:
+            session = self._get_session()
+        json = request.json
         try:
-            async with session.request(request.method, request.url, **kwargs) as resp:
+            async with session.request(request.method, request.url, params=request.params,
+                                       headers=request.headers, json=json,
+                                       data=request.data if json is None else None,
+                                       timeout=self._timeout(timeout_s)) as resp:
                 content = await resp.read()
-                return Response(status=resp.status, headers=resp.headers, content=content,
-                                url=request.url, instance_id=request.instance_id)
+                return Response(resp.status, resp.headers, content, request.url, request.instance_id)
         except aiohttp.ConnectionTimeoutError as exc:
             raise AttemptTimeoutError(f"connect to {request.url} timed out", sent=False) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

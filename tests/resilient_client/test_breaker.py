@@ -5,6 +5,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from resilient_client import (
+    BreakerBoard,
     BreakerConfig,
     BreakerRejectedError,
     BreakerState,
@@ -13,6 +14,7 @@ from resilient_client import (
     Event,
     EventBus,
     InstanceBreaker,
+    ServiceInstance,
     client_metrics,
 )
 
@@ -190,3 +192,27 @@ async def test_state_changes_feed_the_state_gauge_and_transition_counter() -> No
                                      {"service": "User", "instance": "h:1"}) == 2
     assert registry.get_sample_value("resilient_client_circuit_breaker_transitions_total",
                                      {"service": "User", "instance": "h:1", "state": "open"}) == 1
+
+
+async def test_the_state_gauge_series_stays_while_another_client_on_the_registry_still_has_the_breaker() -> None:
+    registry = CollectorRegistry()
+    metrics = client_metrics(registry)
+    boards = [BreakerBoard(BreakerConfig(), EventBus([metrics])) for _ in range(2)]
+    user = ServiceInstance(id="User-1", name="User", host="h", port=1)
+    labels = {"service": "User", "instance": "h:1"}
+    for board in boards:
+        board.lineup("User", [user])
+    boards[0].lineup("User", [])
+    assert registry.get_sample_value("resilient_client_circuit_breaker_state", labels) == 0
+    boards[1].lineup("User", [])
+    assert registry.get_sample_value("resilient_client_circuit_breaker_state", labels) is None
+    boards[1].lineup("User", [user])  # back again: a fresh breaker, a fresh series
+    assert registry.get_sample_value("resilient_client_circuit_breaker_state", labels) == 0
+
+
+async def test_a_retired_breaker_reports_nothing_more() -> None:
+    breaker, seen = make(fail_max=1)
+    breaker.retire()
+    await trip(breaker, 1)
+    assert breaker.retired
+    assert [type(event).__name__ for event in seen] == ["BreakerStateChanged", "BreakerRemoved"]

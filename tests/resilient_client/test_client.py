@@ -1,5 +1,6 @@
 import asyncio
 from collections import Counter
+from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -223,3 +224,57 @@ async def test_close_closes_the_transport_and_async_with_does_too() -> None:
     async with ResilientClient(StaticDiscovery(), transport=transport, metrics=False):
         pass
     assert transport.closed
+
+
+STATE_GAUGE = "resilient_client_circuit_breaker_state"
+
+
+def gauge(registry: CollectorRegistry, port: int) -> float | None:
+    return registry.get_sample_value(STATE_GAUGE, {"service": "User", "instance": f"127.0.0.1:{port}"})
+
+
+async def test_an_instance_that_leaves_discovery_loses_its_breaker_and_its_state_gauge_series() -> None:
+    client, transport, _, registry = make(breaker=BreakerConfig(fail_max=1), max_passes=1)
+    transport.behaviours[7001] = fail(ConnectError("refused"))
+    await client.get("User", "/x")  # 7001 is refused and trips; the call fails over to 7002
+    assert gauge(registry, 7001) == 2
+    cast(StaticDiscovery, client.manager).services["User"] = [instance("User", 7002), instance("User", 7003)]
+    await client.get("User", "/x")
+    assert gauge(registry, 7001) is None
+    assert sorted(breaker.instance for breaker in client.breakers) == ["127.0.0.1:7002", "127.0.0.1:7003"]
+    assert (gauge(registry, 7002), gauge(registry, 7003)) == (0, 0)
+
+
+async def test_when_the_last_instance_leaves_every_breaker_of_the_service_goes() -> None:
+    client, _, _, registry = make()
+    await client.get("User", "/x")
+    assert len(client.breakers) == 3
+    cast(StaticDiscovery, client.manager).services["User"] = []
+    with pytest.raises(ServiceUnavailableError, match="no UP instance"):
+        await client.get("User", "/x")
+    assert len(client.breakers) == 0
+    assert [gauge(registry, port) for port in PORTS] == [None, None, None]
+
+
+async def test_a_call_still_out_on_a_dropped_instance_does_not_bring_its_series_back() -> None:
+    client, transport, _, registry = make(ports=(7001,), breaker=BreakerConfig(fail_max=1), max_passes=1)
+    started, release = asyncio.Event(), asyncio.Event()
+    send = transport.send
+
+    async def slow_refusal(request, timeout_s):  # type: ignore[no-untyped-def]
+        if request.url.startswith("http://127.0.0.1:7001"):
+            started.set()
+            await release.wait()
+            raise ConnectError("refused")
+        return await send(request, timeout_s)
+
+    transport.send = slow_refusal  # type: ignore[method-assign]
+    out = asyncio.create_task(client.get("User", "/x"))
+    await started.wait()
+    cast(StaticDiscovery, client.manager).services["User"] = [instance("User", 7002)]
+    await client.get("User", "/x")  # sees 7001 gone: its breaker is dropped while the first call is out
+    release.set()
+    with pytest.raises(ServiceUnavailableError):
+        await out  # its failure would have tripped the dropped breaker
+    assert gauge(registry, 7001) is None
+    assert [breaker.instance for breaker in client.breakers] == ["127.0.0.1:7002"]
