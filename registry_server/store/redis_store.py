@@ -37,6 +37,7 @@ from registry_server.model import (
     parse_document,
 )
 from registry_server.store.keys import KeyLayout
+from registry_server.store.redis_batch import ScriptBatcher
 from registry_server.store.redis_connect import connect
 
 __all__ = ["RedisStore", "connect"]
@@ -105,6 +106,9 @@ class RedisStore:
         self._extend = self._script("extend")
         self._claim = self._script("claim")
         self._release = self._script("release")
+        # The hot path: concurrent heartbeats share pipelines (a Cluster spreads them over nodes instead).
+        self._heartbeat_batch = (None if isinstance(client, RedisCluster)
+                                 else ScriptBatcher(client, self._heartbeat))
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._keys.prefix!r}, cluster={self._cluster})"
@@ -209,11 +213,13 @@ class RedisStore:
         k = self._keys
 
         async def renew(name: str) -> Instance | None:
-            row = await self._heartbeat(
-                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name),
-                      k.events(name)],
-                args=[instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
-                      self._event_history, _presented(lease_token_hash), k.channel])
+            keys = [k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)]
+            args: list[str | int] = [instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
+                                     self._event_history, _presented(lease_token_hash), k.channel]
+            if self._heartbeat_batch is not None:
+                row = await self._heartbeat_batch(keys, args)
+            else:
+                row = await self._heartbeat(keys=keys, args=args)
             return None if row is None else _instance(instance_id, _owned(instance_id, row))
 
         return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
@@ -431,6 +437,8 @@ class RedisStore:
         await self._run("ping", ping)
 
     async def close(self) -> None:
+        if self._heartbeat_batch is not None:
+            await self._heartbeat_batch.aclose()
         await self._client.aclose()
         pool = getattr(self._client, "connection_pool", None)
         if pool is not None:

@@ -1,0 +1,62 @@
+"""Concurrent calls of one script share pipelines, and each caller still gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from registry_server.store.redis_batch import ScriptBatcher
+
+ECHO = "if ARGV[1] == 'boom' then return redis.error_reply('boom') end return ARGV[1]"
+
+
+class CountingBatcher(ScriptBatcher):
+    sends = 0
+
+    async def _send(self, batch: list[Any]) -> None:
+        self.sends += 1
+        await super()._send(batch)
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    c = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield c
+    await c.aclose()
+
+
+async def test_concurrent_calls_share_pipelines_and_get_their_own_answers(client: aioredis.Redis) -> None:
+    batcher = CountingBatcher(client, client.register_script(ECHO))
+    answers = await asyncio.gather(*(batcher([], [f"call-{n}"]) for n in range(100)))
+    assert answers == [f"call-{n}" for n in range(100)]
+    assert batcher.sends < 10, "calls made in one turn of the loop go together"
+
+
+async def test_one_calls_error_is_that_callers_alone(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client, client.register_script(ECHO))
+    results = await asyncio.gather(batcher([], ["a"]), batcher([], ["boom"]), batcher([], ["c"]),
+                                   return_exceptions=True)
+    assert results[0] == "a"
+    assert isinstance(results[1], ResponseError)
+    assert results[2] == "c"
+
+
+async def test_a_caller_that_gives_up_does_not_disturb_the_others(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client, client.register_script(ECHO))
+    gone = asyncio.ensure_future(batcher([], ["gone"]))
+    staying = asyncio.ensure_future(batcher([], ["staying"]))
+    gone.cancel()
+    assert await staying == "staying"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+
+
+async def test_a_lone_call_is_sent_on_its_own(client: aioredis.Redis) -> None:
+    batcher = CountingBatcher(client, client.register_script(ECHO))
+    assert await batcher([], ["alone"]) == "alone"
+    assert batcher.sends == 1
