@@ -24,6 +24,12 @@ class Registry:
         self.ttl_ms = ttl_ms
         self.observer = observer
         self.protection = ExpiryProtection(store, clock, ttl_ms, observer)
+        self.change_listeners: list[Callable[[str], None]] = []
+        """Told the service's name, synchronously, after each change made through this replica."""
+
+    def _changed(self, service: str) -> None:
+        for listener in self.change_listeners:
+            listener(service)
 
     def __repr__(self) -> str:
         return f"Registry(store={self.store!r}, ttl_ms={self.ttl_ms})"
@@ -46,6 +52,7 @@ class Registry:
         """``lease_token_hash``: what the caller presented, ``None`` for the admin (see InstanceStore)."""
         result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms,
                                                                    lease_token_hash=lease_token_hash))
+        self._changed(registration.name)
         if result.replaced_expired:
             self.observer.expired(result.instance)
         self.observer.registered(result.instance, result.created)
@@ -62,12 +69,15 @@ class Registry:
             self.observer.unknown_heartbeat(instance_id)
         else:
             self.observer.heartbeat(inst)
+            if status is not None:
+                self._changed(inst.name)
         return inst
 
     async def deregister(self, instance_id: str, *, lease_token_hash: str | None = None) -> Instance | None:
         inst = await self._store(lambda now: self.store.deregister(instance_id, now,
                                                                    lease_token_hash=lease_token_hash))
         if inst is not None:
+            self._changed(inst.name)
             self.observer.deregistered(inst)
             log.info("deregistered %s (%s)", inst.id, inst.name)
         return inst
@@ -93,6 +103,7 @@ class Registry:
         while True:
             batch = await self._store(lambda now: self.store.expire(now, limit))
             for inst in batch:
+                self._changed(inst.name)
                 self.observer.expired(inst)
             removed.extend(batch)
             if len(batch) < limit:

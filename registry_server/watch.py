@@ -67,6 +67,8 @@ class ChangeHub:
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        self.change_listeners: list[Callable[[str], None]] = []
+        """Told the service's name of every change announced, made through any replica."""
 
     def __repr__(self) -> str:
         return f"ChangeHub(watchers={self._counts}, max={self.max_watchers})"
@@ -147,6 +149,8 @@ class ChangeHub:
         return False
 
     def dispatch(self, event: ChangeEvent) -> None:
+        for listener in self.change_listeners:
+            listener(event.service)
         changed = self._changed.pop(event.service, None)
         if changed is not None:
             changed.set()
@@ -155,6 +159,8 @@ class ChangeHub:
                 sub.offer(event)
 
     def _wake_all(self) -> None:
+        for listener in self.change_listeners:
+            listener("")  # "" : every service
         for event in self._changed.values():
             event.set()
         self._changed.clear()

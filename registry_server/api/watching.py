@@ -16,7 +16,7 @@ from starlette.routing import Route
 from registry_server.api.access import Access
 from registry_server.api.errors import ApiError
 from registry_server.api.query import blocking_index, filtered, service_name, status_filter, wait_seconds
-from registry_server.api.responses import JSONResponse
+from registry_server.api.rendered import Rendered, RenderedAnswers
 from registry_server.errors import StoreError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import ChangeEvent, event_id_order
@@ -50,11 +50,21 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 class WatchApi:
-    def __init__(self, registry: Registry, hub: ChangeHub, metrics: RegistryMetrics, access: Access) -> None:
+    def __init__(self, registry: Registry, hub: ChangeHub, metrics: RegistryMetrics, access: Access,
+                 rendered: RenderedAnswers | None = None) -> None:
         self.registry = registry
         self.hub = hub
         self.metrics = metrics
         self.access = access
+        self.rendered = rendered or RenderedAnswers()
+        registry.change_listeners.append(self._forget)
+        hub.change_listeners.append(self._forget)
+
+    def _forget(self, service: str) -> None:
+        if service:
+            self.rendered.forget(service)
+        else:
+            self.rendered.forget_all()
 
     def routes(self) -> list[Route]:
         return [Route("/services/{name}", self.discover, methods=["GET"]),
@@ -78,13 +88,21 @@ class WatchApi:
                 return Response(status_code=499)  # the client left: nobody reads this, the slot is free
             if changed:
                 self.metrics.watch_wakeups.inc()
-        view = await self.registry.service(name)
-        etag = _etag(view.revision, statuses, version)
-        headers = {"X-Registry-Index": str(view.revision), "ETag": etag, "Cache-Control": "no-cache"}
-        if _etag_matches(request.headers.get("if-none-match"), etag):
+        query = (frozenset(statuses) if statuses is not None else None, version)
+        now = self.registry.clock.now_ms()
+        answer = self.rendered.get(name, query, now)
+        if answer is not None and index is not None and answer.revision == index:
+            answer = None  # a watcher woken by a change not yet announced here: read it from the store
+        if answer is None:
+            view = await self.registry.service(name)
+            etag = _etag(view.revision, statuses, version)
+            body = pydantic_core.to_json({"name": name, "instances": filtered(view.instances, statuses, version)})
+            answer = Rendered(view.revision, etag, body, 0)
+            self.rendered.put(name, query, body, view.revision, etag, view.instances, now)
+        headers = {"X-Registry-Index": str(answer.revision), "ETag": answer.etag, "Cache-Control": "no-cache"}
+        if _etag_matches(request.headers.get("if-none-match"), answer.etag):
             return Response(status_code=304, headers=headers)
-        return JSONResponse({"name": name, "instances": filtered(view.instances, statuses, version)},
-                            headers=headers)
+        return Response(answer.body, media_type="application/json", headers=headers)
 
     async def _wait_unless_gone(self, request: Request, name: str, index: int, wait: float) -> bool | None:
         """Whether the service changed within ``wait``; ``None`` when the client disconnected first."""
