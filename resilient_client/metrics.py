@@ -89,6 +89,10 @@ class ClientMetrics:
         if handler is not None:
             handler(event)
 
+    def handler_for(self, event_type: type) -> Callable[[Any], None] | None:
+        """What handles ``event_type`` (the bus calls it directly, skipping :meth:`__call__`)."""
+        return self._handlers.get(event_type)
+
     def _child(self, metric: Any, *labels: str) -> Any:
         """The labelled child, cached: ``labels()`` costs more than the increment itself."""
         key = (id(metric), *labels)
