@@ -1,6 +1,6 @@
 """ResilientClient.get against raw aiohttp session.get on the same backend, measured in one run.
 
-    python benchmarks/bench_client.py            # defaults: --calls 4000 --concurrency 8 --rounds 9
+    python benchmarks/bench_client.py            # defaults: --calls 3000 --concurrency 8 --rounds 15
 
 Starts ``registry-server`` (memory store) and a small aiohttp backend process on 127.0.0.1, then runs
 the same number of GETs both ways in interleaved rounds (the order alternates every round) and prints,
@@ -192,9 +192,17 @@ async def bench(registry_url: str, backend_url: str, args: argparse.Namespace) -
         async def transport_only() -> int:
             return (await transport.send(request, config.attempt_timeout_s)).status
 
+        async def raw_and_burn() -> int:
+            end = time.thread_time_ns() + args.burn_us * 1000
+            while time.thread_time_ns() < end:
+                pass
+            return await raw()
+
         calls: dict[str, Call] = {"raw": raw, "client": resilient}
         if args.transport:
             calls["transport"] = transport_only
+        if args.burn_us:
+            calls["burn"] = raw_and_burn
         for call in calls.values():  # warm up: connections, discovery cache
             for _ in range(300):
                 await call()
@@ -227,6 +235,11 @@ async def bench(registry_url: str, backend_url: str, args: argparse.Namespace) -
         tr_cpu = statistics.median(c for _, c in results["transport"])
         print(f"AiohttpTransport.send   : {tr_rps:8.0f} req/s  {tr_cpu:6.0f} us CPU/call  (ratio "
               f"{tr_rps / raw_rps:.2f}: the client's own transport layer, no discovery/breaker/metrics)")
+    if args.burn_us:
+        burn_rps = statistics.median(r for r, _ in results["burn"])
+        burn_cpu = statistics.median(c for _, c in results["burn"])
+        print(f"raw + {args.burn_us} us busy loop : {burn_rps:6.0f} req/s  {burn_cpu:6.0f} us CPU/call  (ratio "
+              f"{burn_rps / raw_rps:.2f}: what that much Python before each request costs here)")
     print(f"throughput ratio (client / raw): {statistics.median(ratios):.2f} "
           f"(rounds: {min(ratios):.2f}-{max(ratios):.2f})")
     print(f"CPU per call: +{res_cpu - raw_cpu:.0f} us ({res_cpu / raw_cpu:.2f}x raw)")
@@ -236,13 +249,15 @@ async def bench(registry_url: str, backend_url: str, args: argparse.Namespace) -
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--calls", type=int, default=int(os.environ.get("BENCH_CALLS", "4000")),
+    parser.add_argument("--calls", type=int, default=int(os.environ.get("BENCH_CALLS", "3000")),
                         help="GETs per round and side")
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "8")))
-    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "9")))
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "15")))
     parser.add_argument("--uvloop", action="store_true", help="run both sides on uvloop")
     parser.add_argument("--transport", action="store_true",
                         help="also measure AiohttpTransport.send alone (the ceiling of the client's stack)")
+    parser.add_argument("--burn-us", type=int, default=0,
+                        help="also measure raw aiohttp after a busy loop of this many us of CPU (calibration)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every round")
     return parser.parse_args(argv)
 
