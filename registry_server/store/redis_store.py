@@ -255,12 +255,29 @@ class RedisStore:
             for name, flat in replies:
                 for i in range(1, len(flat), 6):
                     removed.append((name, _instance(flat[i], flat[i + 1:i + 6])))
-            await asyncio.gather(*(self._release(keys=[k.owner(inst.id)], args=[name]) for name, inst in removed))
+            await self._release_owners(removed)
             for _name, inst in removed:
                 self._names.pop(inst.id, None)
             return [inst for _name, inst in removed]
 
         return await self._run("expire", call)
+
+    async def _release_owners(self, removed: list[tuple[str, Instance]], *, chunk: int = 500) -> None:
+        """Release the owner keys of removed instances in bounded pipelines (a mass expiry removes
+        thousands at once: one call each would open as many connections as there are ids)."""
+        k = self._keys
+        for start in range(0, len(removed), chunk):
+            part = removed[start:start + chunk]
+            if self._cluster:  # owner keys live on every node: a few concurrent calls at a time
+                for sub in range(0, len(part), 32):
+                    await asyncio.gather(*(self._release(keys=[k.owner(inst.id)], args=[name])
+                                           for name, inst in part[sub:sub + 32]))
+                continue
+            async with self._client.pipeline(transaction=False) as pipe:
+                queue: Any = pipe
+                for name, inst in part:
+                    await self._release(keys=[k.owner(inst.id)], args=[name], client=queue)
+                await pipe.execute()
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:
         k = self._keys
