@@ -23,6 +23,10 @@ from tests.support.processes import RegistryProcess
 
 pytestmark = pytest.mark.integration
 
+# What these exercise is the client's failover and error rules, not the store: one store kind suffices
+# (the store-dependent behaviours — spreading, breakers, re-registration, watching — run on both).
+ON_ONE_REDIS = pytest.mark.parametrize("store_backend", ["redis"], indirect=True)
+
 CONFIG = ClientConfig(attempt_timeout_s=2.0, total_timeout_s=5.0, max_passes=2,
                       backoff=BackoffConfig(base_s=0.02, max_s=0.1))
 
@@ -72,6 +76,7 @@ async def test_a_backend_killed_mid_run_costs_no_call_and_its_breaker_opens(regi
                          instance=survivor.address) == 0
 
 
+@ON_ONE_REDIS
 async def test_all_backends_down_raises_service_unavailable_naming_the_service(
         registry: RegistryProcess, backends: list[Backend]) -> None:
     async with client_for(registry) as (client, metrics):
@@ -94,6 +99,7 @@ async def test_after_redis_is_flushed_every_backend_re_registers_within_one_hear
     assert sorted(str(inst["id"]) for inst in registered(registry.url)) == ids_before
 
 
+@ON_ONE_REDIS
 async def test_with_the_registry_stopped_discovery_serves_the_stale_cache(registry: RegistryProcess,
                                                                           backends: list[Backend]) -> None:
     async with client_for(registry, cache_ttl_ms=50) as (client, metrics):
@@ -109,6 +115,7 @@ async def test_with_the_registry_stopped_discovery_serves_the_stale_cache(regist
         assert ports == {backend.port for backend in backends}
 
 
+@ON_ONE_REDIS
 async def test_a_post_answered_503_is_not_repeated_on_another_instance(registry: RegistryProcess,
                                                                        backends: list[Backend]) -> None:
     async with client_for(registry) as (client, _):
@@ -117,6 +124,7 @@ async def test_a_post_answered_503_is_not_repeated_on_another_instance(registry:
         assert sum(b.hits().get("POST unavailable", 0) for b in backends) == 1
 
 
+@ON_ONE_REDIS
 async def test_an_idempotent_post_answered_503_fails_over_to_every_instance(registry: RegistryProcess,
                                                                             backends: list[Backend]) -> None:
     async with client_for(registry) as (client, metrics):
@@ -126,6 +134,7 @@ async def test_an_idempotent_post_answered_503_fails_over_to_every_instance(regi
         assert value(metrics, "resilient_client_retries_total", service=SERVICE) == 1
 
 
+@ON_ONE_REDIS
 async def test_a_get_answered_503_everywhere_returns_the_last_503(registry: RegistryProcess,
                                                                   backends: list[Backend]) -> None:
     async with client_for(registry) as (client, _):
