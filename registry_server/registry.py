@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -102,9 +103,11 @@ class Registry:
         removed: list[Instance] = []
         while True:
             batch = await self._store(lambda now: self.store.expire(now, limit))
-            for inst in batch:
+            for n, inst in enumerate(batch, 1):
                 self._changed(inst.name)
                 self.observer.expired(inst)
+                if n % 500 == 0:
+                    await asyncio.sleep(0)  # a mass expiry: let the requests in flight run
             removed.extend(batch)
             if len(batch) < limit:
                 break

@@ -168,6 +168,7 @@ class ChangeHub:
     async def _read(self) -> None:
         subscribed_before = False
         delay = 0.1
+        followed = 0
         while True:
             try:
                 async for item in self._store.changes():
@@ -181,6 +182,11 @@ class ChangeHub:
                         delay = 0.1
                         continue
                     self.dispatch(item)
+                    followed += 1
+                    if followed % 100 == 0:
+                        # A mass expiry announces thousands of changes that arrive already buffered:
+                        # let the requests in flight run between them.
+                        await asyncio.sleep(0)
             except StoreError as exc:
                 log.warning("change reader: store unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -43,10 +44,12 @@ from registry_server.store.redis_connect import connect
 __all__ = ["RedisStore", "connect"]
 
 T = TypeVar("T")
+log = logging.getLogger("registry_server.store")
 
 _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, rexc.ReadOnlyError,
                 rexc.TryAgainError, rexc.ClusterDownError, rexc.MasterDownError, TimeoutError, OSError)
 _NAME_CACHE_LIMIT = 200_000
+_SERVICES_PER_ROUND = 25
 _EMIT = resources.files("registry_server.store").joinpath("lua", "_emit.lua").read_text()
 _CHANGE_SCRIPTS = {"register", "heartbeat", "deregister", "expire"}
 
@@ -245,22 +248,39 @@ class RedisStore:
         return found
 
     async def expire(self, now_ms: int, limit: int) -> list[Instance]:
+        """Sweep the services in bounded rounds, each under its own store deadline. What a round removed
+        is returned even when a later round fails (the rest waits for the next sweep), so a removed
+        instance is never left uncounted."""
         k = self._keys
 
-        async def call() -> list[Instance]:
-            replies = await self._each_service(lambda name, client: self._expire(
-                keys=[k.leases(name), k.revision(name), k.counts(name), k.events(name)],
-                args=[name, now_ms, limit, k.instance_prefix(name), self._event_history, k.channel], client=client))
-            removed: list[tuple[str, Instance]] = []
-            for name, flat in replies:
-                for i in range(1, len(flat), 6):
-                    removed.append((name, _instance(flat[i], flat[i + 1:i + 6])))
-            await self._release_owners(removed)
-            for _name, inst in removed:
-                self._names.pop(inst.id, None)
-            return [inst for _name, inst in removed]
+        def expire_call(name: str, client: Any) -> Awaitable[Any]:
+            return self._expire(keys=[k.leases(name), k.revision(name), k.counts(name), k.events(name)],
+                                args=[name, now_ms, limit, k.instance_prefix(name), self._event_history, k.channel],
+                                client=client)
 
-        return await self._run("expire", call)
+        names = await self._run("expire", self._service_names)
+        removed: list[Instance] = []
+        for start in range(0, len(names), _SERVICES_PER_ROUND):
+            part = names[start:start + _SERVICES_PER_ROUND]
+            try:
+                replies = await self._run("expire", lambda part=part: self._round(part, expire_call))  # type: ignore[misc]
+            except StoreError:
+                if not removed:
+                    raise
+                log.warning("expiry sweep stopped after %d removals; the other services wait for the next sweep",
+                            len(removed))
+                break
+            round_removed = [(name, _instance(flat[i], flat[i + 1:i + 6]))
+                             for name, flat in replies for i in range(1, len(flat), 6)]
+            try:
+                await self._run("expire", lambda round_removed=round_removed: self._release_owners(round_removed))  # type: ignore[misc]
+            except StoreError as exc:
+                log.warning("could not release %d expired ids (%s); they are taken over when registered again",
+                            len(round_removed), exc)
+            for _name, inst in round_removed:
+                self._names.pop(inst.id, None)
+                removed.append(inst)
+        return removed
 
     async def _release_owners(self, removed: list[tuple[str, Instance]], *, chunk: int = 500) -> None:
         """Release the owner keys of removed instances in bounded pipelines (a mass expiry removes
@@ -317,18 +337,23 @@ class RedisStore:
         return sorted(str(name) for name in names)
 
     async def _each_service(self, call: Callable[[str, Any], Awaitable[Any]]) -> list[tuple[str, Any]]:
-        """``call(name, client)`` for every known service: pipelined in one round trip on a single Redis;
-        concurrently on a Cluster, where each service's slot may live on another node."""
+        """``call(name, client)`` for every known service, in bounded rounds (other requests run between
+        them): each round pipelined in one round trip on a single Redis; concurrently on a Cluster, where
+        each service's slot may live on another node."""
         names = await self._service_names()
-        if not names:
-            return []
+        out: list[tuple[str, Any]] = []
+        for start in range(0, len(names), _SERVICES_PER_ROUND):
+            out.extend(await self._round(names[start:start + _SERVICES_PER_ROUND], call))
+        return out
+
+    async def _round(self, names: list[str], call: Callable[[str, Any], Awaitable[Any]]) -> list[tuple[str, Any]]:
         if self._cluster:
             replies = await asyncio.gather(*(call(name, None) for name in names))
-            return list(zip(names, replies, strict=True))
-        async with self._client.pipeline(transaction=False) as pipe:
-            for name in names:
-                await call(name, pipe)  # queues the EVALSHA; the pipeline loads missing scripts
-            replies = await pipe.execute()
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    await call(name, pipe)  # queues the EVALSHA; the pipeline loads missing scripts
+                replies = await pipe.execute()
         return list(zip(names, replies, strict=True))
 
     async def all_instances(self, now_ms: int) -> list[Instance]:
