@@ -27,29 +27,3 @@ class RegistryObserver(Protocol):
     def protection(self, active: bool, extended: int = 0) -> None:
         """Expiry protection switched on (store unreachable) or off (``extended`` leases extended)."""
         ...
-
-
-class NullObserver:
-    def registered(self, instance: Instance, created: bool) -> None:
-        pass
-
-    def deregistered(self, instance: Instance) -> None:
-        pass
-
-    def expired(self, instance: Instance) -> None:
-        pass
-
-    def heartbeat(self, instance: Instance) -> None:
-        pass
-
-    def unknown_heartbeat(self, instance_id: str) -> None:
-        pass
-
-    def store_error(self, operation: str) -> None:
-        pass
-
-    def inventory(self, summaries: list[ServiceSummary]) -> None:
-        pass
-
-    def protection(self, active: bool, extended: int = 0) -> None:
-        pass

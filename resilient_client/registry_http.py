@@ -105,9 +105,6 @@ class RegistryHttp:
             return False
         raise _refused(answer)
 
-    async def service_instances(self, name: str, status: str | None) -> tuple[ServiceInstance, ...]:
-        return (await self.service(name, status)).instances
-
     async def service(self, name: str, status: str | None, *, index: int | None = None,
                       wait_s: float | None = None, timeout_s: float | None = None) -> ServiceAnswer:
         """Discovery of one service with its revision. With ``index`` it is a blocking query: the registry
