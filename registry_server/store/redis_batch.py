@@ -1,19 +1,28 @@
-"""Coalescing concurrent calls of one Lua script into pipelines.
+"""Coalescing concurrent calls of one Lua script into pipelines on one connection of their own.
 
 Under load many requests reach the same script within one turn of the event loop. Sent one by one,
-each costs a write, a read and redis-py's per-command bookkeeping; queued for the end of the turn and
-sent as one pipeline, they share them. A lone call waits one loop turn more, nothing else.
+each costs a write, a read and redis-py's per-command bookkeeping (a pooled connection taken and given
+back under a lock, retries, observability hooks); even redis-py's own pipeline asks ``SCRIPT EXISTS``
+before every batch, a second round trip. Here the calls queue while the previous batch is on the wire and
+go as one packed write of ``EVALSHA`` commands on a connection the batcher keeps; a script the server
+does not know (``NOSCRIPT``: a restarted or flushed Redis) is loaded and its calls sent again.
+
+A lone call waits for nothing but the loop turn that starts the sender. Every failure of the connection
+disconnects it (the next batch reconnects, through Sentinel to the current master) and fails the calls
+of that batch with it; a reply that is a Redis error fails its own caller only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
-_Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
+_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
@@ -26,56 +35,86 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
 
 
 class ScriptBatcher:
-    def __init__(self, client: aioredis.Redis, script: AsyncScript, *, max_batch: int = 256) -> None:
-        self._client = client
+    def __init__(self, pool: ConnectionPool, script: AsyncScript, *, max_batch: int = 256) -> None:
+        self._pool = pool
         self._script = script
         self._max_batch = max_batch
         self._pending: list[_Call] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None
+        self._conn: AbstractConnection | None = None
 
     def __repr__(self) -> str:
-        return f"ScriptBatcher(pending={len(self._pending)}, in_flight={len(self._sending)})"
+        return f"ScriptBatcher(pending={len(self._pending)}, sending={self._sender is not None})"
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((keys, args, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
-        elif len(self._pending) >= self._max_batch:
-            self._flush()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((("EVALSHA", self._script.sha, len(keys), *keys, *args), future))
+        if self._sender is None:
+            self._sender = asyncio.ensure_future(self._drain())
         return await future
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
-        task = asyncio.ensure_future(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[:self._max_batch]
+                del self._pending[:len(batch)]
+                await self._send(batch)
+        except asyncio.CancelledError:
+            for _command, future in self._pending:
+                future.cancel()
+            self._pending = []
+            raise
+        finally:
+            self._sender = None
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            if len(batch) == 1:
-                keys, args, future = batch[0]
-                _settle(future, await self._script(keys=keys, args=args))
-                return
-            async with self._client.pipeline(transaction=False) as pipe:
-                for keys, args, _future in batch:
-                    await self._script(keys=keys, args=args, client=pipe)
-                results = await pipe.execute(raise_on_error=False)
+            replies = await self._exchange([command for command, _future in batch])
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                await self._load_script()
+                again = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+                for n, reply in zip(again, await self._exchange([batch[n][0] for n in again]), strict=True):
+                    replies[n] = reply
         except asyncio.CancelledError:
-            for _keys, _args, future in batch:
+            for _command, future in batch:
                 future.cancel()
             raise
         except Exception as exc:  # the connection failed: every call in the batch fails with it
-            for _keys, _args, future in batch:
+            for _command, future in batch:
                 _settle(future, exc)
             return
-        for (_keys, _args, future), result in zip(batch, results, strict=True):
-            _settle(future, result)
+        for (_command, future), reply in zip(batch, replies, strict=True):
+            _settle(future, reply)
+
+    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One write of every command, then their replies in order (a Redis error reply as its exception)."""
+        if self._conn is None:
+            self._conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        conn = self._conn
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            replies: list[Any] = []
+            for _command in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except BaseException:  # a half-read batch leaves the stream out of step: start afresh
+            await conn.disconnect(nowait=True)
+            raise
+
+    async def _load_script(self) -> None:
+        (reply,) = await self._exchange([("SCRIPT", "LOAD", self._script.script)])
+        if isinstance(reply, BaseException):
+            raise reply
+        self._script.sha = str(reply)
 
     async def aclose(self) -> None:
-        for task in list(self._sending):
-            task.cancel()
-        await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        if self._conn is not None:
+            await self._conn.disconnect()
+            self._conn = None

@@ -111,7 +111,7 @@ class RedisStore:
         self._release = self._script("release")
         # The hot path: concurrent heartbeats share pipelines (a Cluster spreads them over nodes instead).
         self._heartbeat_batch = (None if isinstance(client, RedisCluster)
-                                 else ScriptBatcher(client, self._heartbeat))
+                                 else ScriptBatcher(client.connection_pool, self._heartbeat))
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._keys.prefix!r}, cluster={self._cluster})"

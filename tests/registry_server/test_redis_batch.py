@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from registry_server.store.redis_batch import ScriptBatcher
@@ -31,14 +32,14 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_concurrent_calls_share_pipelines_and_get_their_own_answers(client: aioredis.Redis) -> None:
-    batcher = CountingBatcher(client, client.register_script(ECHO))
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO))
     answers = await asyncio.gather(*(batcher([], [f"call-{n}"]) for n in range(100)))
     assert answers == [f"call-{n}" for n in range(100)]
     assert batcher.sends < 10, "calls made in one turn of the loop go together"
 
 
 async def test_one_calls_error_is_that_callers_alone(client: aioredis.Redis) -> None:
-    batcher = ScriptBatcher(client, client.register_script(ECHO))
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO))
     results = await asyncio.gather(batcher([], ["a"]), batcher([], ["boom"]), batcher([], ["c"]),
                                    return_exceptions=True)
     assert results[0] == "a"
@@ -47,7 +48,7 @@ async def test_one_calls_error_is_that_callers_alone(client: aioredis.Redis) -> 
 
 
 async def test_a_caller_that_gives_up_does_not_disturb_the_others(client: aioredis.Redis) -> None:
-    batcher = ScriptBatcher(client, client.register_script(ECHO))
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO))
     gone = asyncio.ensure_future(batcher([], ["gone"]))
     staying = asyncio.ensure_future(batcher([], ["staying"]))
     gone.cancel()
@@ -57,6 +58,25 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_others(client: aiored
 
 
 async def test_a_lone_call_is_sent_on_its_own(client: aioredis.Redis) -> None:
-    batcher = CountingBatcher(client, client.register_script(ECHO))
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO))
     assert await batcher([], ["alone"]) == "alone"
     assert batcher.sends == 1
+
+
+async def test_a_script_the_server_forgot_is_loaded_again(client: aioredis.Redis) -> None:
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO))
+    assert await batcher([], ["before"]) == "before"
+    await client.script_flush()
+    assert await asyncio.gather(batcher([], ["x"]), batcher([], ["y"])) == ["x", "y"]
+    await batcher.aclose()
+
+
+async def test_a_dropped_connection_fails_its_batch_and_the_next_one_reconnects(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO))
+    assert await batcher([], ["first"]) == "first"
+    killed = await client.client_kill_filter(skipme=True)
+    assert killed >= 1, "the batcher's own connection was open"
+    outcome = await asyncio.gather(batcher([], ["lost"]), return_exceptions=True)
+    assert isinstance(outcome[0], ConnectionError | RedisConnectionError), outcome
+    assert await batcher([], ["again"]) == "again"
+    await batcher.aclose()
