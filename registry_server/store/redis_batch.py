@@ -92,6 +92,8 @@ class ScriptBatcher:
             self._conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
         conn = self._conn
         try:
+            if not conn.is_connected:
+                await conn.connect()  # the connection's own connect: through Sentinel, to the current master
             await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             replies: list[Any] = []
             for _command in commands:
