@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from registry_server.api.access import Access
 from registry_server.api.errors import (
@@ -21,6 +24,7 @@ from registry_server.api.errors import (
     on_store_error,
     on_unexpected,
 )
+from registry_server.api.fast_heartbeat import HeartbeatEndpoint
 from registry_server.api.middleware import MetricsMiddleware
 from registry_server.api.routes import RegistryApi
 from registry_server.api.ui import ui_routes
@@ -63,6 +67,23 @@ async def _await_store(store: InstanceStore) -> None:
         return
 
 
+class RegistryApp(Starlette):
+    """The registry's Starlette application, with heartbeats answered ahead of its routing (see
+    :mod:`registry_server.api.fast_heartbeat`)."""
+
+    def __init__(self, heartbeat: HeartbeatEndpoint, **options: Any) -> None:
+        super().__init__(exception_handlers=heartbeat.handlers, **options)
+        self._heartbeat = heartbeat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        instance_id = self._heartbeat.instance_id(scope)
+        if instance_id is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        await self._heartbeat.handle(instance_id, scope, receive, send)
+
+
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: Clock | None = None,
                metrics_registry: CollectorRegistry | None = None) -> Starlette:
     """Build the registry app. Every I/O dependency can be injected; nothing starts until the lifespan."""
@@ -92,13 +113,15 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             await store.close()
             log.info("registry stopped: watchers released, sweeper stopped, store closed")
 
-    app = Starlette(
-        routes=[*api.routes(), *WatchApi(registry, hub, metrics, access).routes(), *ui_routes(),
+    handlers = {ApiError: on_api_error, HTTPException: on_http_exception, LeaseTokenError: on_lease_error,
+                StoreError: on_store_error, Exception: on_unexpected}
+    heartbeat = HeartbeatEndpoint(registry, settings, metrics, access, handlers)
+    app = RegistryApp(
+        heartbeat,
+        routes=[Route("/instances/{id}/heartbeat", heartbeat, methods=["PUT"]), *api.routes(),
+                *WatchApi(registry, hub, metrics, access).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access)],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
-        exception_handlers={ApiError: on_api_error, HTTPException: on_http_exception,
-                            LeaseTokenError: on_lease_error, StoreError: on_store_error,
-                            Exception: on_unexpected},
         lifespan=lifespan,
     )
     app.state.registry = registry

@@ -20,7 +20,7 @@ def _bearer(request: Request) -> str | None:
     return given.strip() if scheme.lower() == "bearer" and given.strip() else None
 
 
-def _matches(given: str | None, tokens: tuple[str, ...]) -> bool:
+def matches_token(given: str | None, tokens: tuple[str, ...]) -> bool:
     if given is None:
         return False
     found = False
@@ -32,7 +32,8 @@ def _matches(given: str | None, tokens: tuple[str, ...]) -> bool:
 class Access:
     def __init__(self, settings: Settings) -> None:
         admin = (settings.admin_token,) if settings.admin_token else ()
-        self._admin = admin
+        self.admin = admin
+        """The admin token (a tuple of one), or empty when none is set."""
         self.writers: tuple[str, ...] | None = (
             (settings.auth_token, *admin) if settings.auth_token else None)
         """Tokens that may write; ``None``: writes are open."""
@@ -45,13 +46,17 @@ class Access:
         return f"Access(writes_open={self.writers is None}, reads_open={self.readers is None})"
 
     def authorize(self, request: Request, allowed: tuple[str, ...] | None) -> None:
-        if allowed is None or _matches(_bearer(request), allowed):
+        if allowed is None or matches_token(_bearer(request), allowed):
             return
-        raise ApiError(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
-                       headers={"WWW-Authenticate": 'Bearer realm="registry"'})
+        raise self.unauthorized()
+
+    @staticmethod
+    def unauthorized() -> ApiError:
+        return ApiError(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
+                        headers={"WWW-Authenticate": 'Bearer realm="registry"'})
 
     def authorize_read(self, request: Request) -> None:
         self.authorize(request, self.readers)
 
     def is_admin(self, request: Request) -> bool:
-        return bool(self._admin) and _matches(_bearer(request), self._admin)
+        return bool(self.admin) and matches_token(_bearer(request), self.admin)

@@ -38,8 +38,7 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     return b"".join(chunks)
 
 
-def _check_content_type(request: Request) -> None:
-    content_type = request.headers.get("content-type")
+def check_content_type(content_type: str | None) -> None:
     if content_type is None:
         return  # tolerated: curl and many scripts send JSON without saying so
     media = content_type.split(";", 1)[0].strip().lower()
@@ -54,13 +53,17 @@ async def parse_body(request: Request, model: type[M], limit: int, timeout_s: fl
     raw = await read_body(request, limit, timeout_s)
     if optional and not raw.strip():
         return model()
-    _check_content_type(request)
+    check_content_type(request.headers.get("content-type"))
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(err["type"] == "json_invalid" for err in errors):
-            reason = next(str(err["msg"]) for err in errors if err["type"] == "json_invalid")
-            raise ApiError(400, "malformed_json", f"request body is not valid JSON: {reason}") from None
-        raise ApiError(422, "validation_error", "request body failed validation",
-                       details=error_details(errors)) from None
+        raise validation_failure(exc) from None
+
+
+def validation_failure(exc: ValidationError) -> ApiError:
+    """400 for malformed JSON, else 422 naming each bad field."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(err["type"] == "json_invalid" for err in errors):
+        reason = next(str(err["msg"]) for err in errors if err["type"] == "json_invalid")
+        return ApiError(400, "malformed_json", f"request body is not valid JSON: {reason}")
+    return ApiError(422, "validation_error", "request body failed validation", details=error_details(errors))

@@ -20,7 +20,7 @@ from registry_server.errors import InstanceConflictError, StoreError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import Registration, Status, lease_token_hash
 from registry_server.registry import Registry
-from registry_server.schemas import HeartbeatRequest, RegisterRequest
+from registry_server.schemas import RegisterRequest
 from registry_server.settings import Settings
 
 
@@ -41,7 +41,6 @@ class RegistryApi:
             Route("/instances", self.list_instances, methods=["GET"]),
             Route("/instances/{id}", self.get_instance, methods=["GET"]),
             Route("/instances/{id}", self.deregister, methods=["DELETE"]),
-            Route("/instances/{id}/heartbeat", self.heartbeat, methods=["PUT"]),
             Route("/services", self.list_services, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -82,17 +81,6 @@ class RegistryApi:
         if result.created:
             return JSONResponse(payload, status_code=201, headers={"Location": f"/instances/{registration.id}"})
         return JSONResponse(payload)
-
-    async def heartbeat(self, request: Request) -> Response:
-        self._authorize_write(request)
-        instance_id = request.path_params["id"]
-        body = await parse_body(request, HeartbeatRequest, self.settings.max_body_bytes,
-                                self.settings.read_timeout_s, optional=True)
-        inst = await self.registry.heartbeat(instance_id, Status(body.status) if body.status else None,
-                                             lease_token_hash=self._lease(request))
-        if inst is None:
-            raise _instance_not_found(instance_id)
-        return JSONResponse(inst.to_json())
 
     async def deregister(self, request: Request) -> Response:
         self._authorize_write(request)

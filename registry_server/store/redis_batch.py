@@ -7,9 +7,11 @@ before every batch, a second round trip. Here the calls queue while the previous
 go as one packed write of ``EVALSHA`` commands on a connection the batcher keeps; a script the server
 does not know (``NOSCRIPT``: a restarted or flushed Redis) is loaded and its calls sent again.
 
-A lone call waits for nothing but the loop turn that starts the sender. Every failure of the connection
-disconnects it (the next batch reconnects, through Sentinel to the current master) and fails the calls
-of that batch with it; a reply that is a Redis error fails its own caller only.
+A lone call waits for nothing but the loop turn that starts the sender. Each call has a deadline
+(``timeout_s`` after it was made) and a batch is given up at the earliest deadline among its calls, so no
+caller waits longer than its own deadline, with one timer per batch rather than one per call. Every
+failure of the connection disconnects it (the next batch reconnects, through Sentinel to the current
+master) and fails the calls of that batch with it; a reply that is a Redis error fails its caller only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float]
+"""The command, its caller's future, its deadline (loop time)."""
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
@@ -35,9 +38,11 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
 
 
 class ScriptBatcher:
-    def __init__(self, pool: ConnectionPool, script: AsyncScript, *, max_batch: int = 256) -> None:
+    def __init__(self, pool: ConnectionPool, script: AsyncScript, *, timeout_s: float,
+                 max_batch: int = 256) -> None:
         self._pool = pool
         self._script = script
+        self._timeout_s = timeout_s
         self._max_batch = max_batch
         self._pending: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
@@ -47,44 +52,46 @@ class ScriptBatcher:
         return f"ScriptBatcher(pending={len(self._pending)}, sending={self._sender is not None})"
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((("EVALSHA", self._script.sha, len(keys), *keys, *args), future))
+        """The script's reply; :class:`TimeoutError` when it is not there within ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((("EVALSHA", self._script.sha, len(keys), *keys, *args), future,
+                              loop.time() + self._timeout_s))
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._drain())
         return await future
 
     async def _drain(self) -> None:
+        batch: list[_Call] = []
         try:
             while self._pending:
                 batch = self._pending[:self._max_batch]
                 del self._pending[:len(batch)]
-                await self._send(batch)
+                try:
+                    async with asyncio.timeout_at(min(deadline for _command, _future, deadline in batch)):
+                        replies = await self._send(batch)
+                except Exception as exc:  # the connection failed or timed out: every call in the batch fails
+                    for _command, future, _deadline in batch:
+                        _settle(future, exc)
+                    continue
+                for (_command, future, _deadline), reply in zip(batch, replies, strict=True):
+                    _settle(future, reply)
         except asyncio.CancelledError:
-            for _command, future in self._pending:
+            for _command, future, _deadline in batch + self._pending:
                 future.cancel()
             self._pending = []
             raise
         finally:
             self._sender = None
 
-    async def _send(self, batch: list[_Call]) -> None:
-        try:
-            replies = await self._exchange([command for command, _future in batch])
-            if any(isinstance(reply, NoScriptError) for reply in replies):
-                await self._load_script()
-                again = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-                for n, reply in zip(again, await self._exchange([batch[n][0] for n in again]), strict=True):
-                    replies[n] = reply
-        except asyncio.CancelledError:
-            for _command, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:  # the connection failed: every call in the batch fails with it
-            for _command, future in batch:
-                _settle(future, exc)
-            return
-        for (_command, future), reply in zip(batch, replies, strict=True):
-            _settle(future, reply)
+    async def _send(self, batch: list[_Call]) -> list[Any]:
+        replies = await self._exchange([command for command, _future, _deadline in batch])
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            await self._load_script()
+            again = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            for n, reply in zip(again, await self._exchange([batch[n][0] for n in again]), strict=True):
+                replies[n] = reply
+        return replies
 
     async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """One write of every command, then their replies in order (a Redis error reply as its exception)."""

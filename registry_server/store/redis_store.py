@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -111,7 +111,7 @@ class RedisStore:
         self._release = self._script("release")
         # The hot path: concurrent heartbeats share pipelines (a Cluster spreads them over nodes instead).
         self._heartbeat_batch = (None if isinstance(client, RedisCluster)
-                                 else ScriptBatcher(client.connection_pool, self._heartbeat))
+                                 else ScriptBatcher(client.connection_pool, self._heartbeat, timeout_s=op_timeout_s))
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._keys.prefix!r}, cluster={self._cluster})"
@@ -120,9 +120,15 @@ class RedisStore:
         return self._client.register_script(_script_source(name))
 
     async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        try:
+        with self._failures(operation):
             async with asyncio.timeout(self._op_timeout_s):
                 return await call()
+
+    @contextlib.contextmanager
+    def _failures(self, operation: str) -> Iterator[None]:
+        """Redis's exceptions as the store's: unavailable (503, protection) or failed."""
+        try:
+            yield
         except _UNAVAILABLE as exc:
             self._epoch_set = False  # it may come back empty: record the new history's start again
             raise StoreUnavailableError(operation, str(exc) or type(exc).__name__) from exc
@@ -158,10 +164,15 @@ class RedisStore:
             return None
         result = await call(name)
         if result is None and cached is not None:
-            fresh = await self._owner(instance_id)
-            if fresh is not None and fresh != cached:
-                result = await call(fresh)
+            return await self._recheck(instance_id, cached, call)
         return result
+
+    async def _recheck(self, instance_id: str, cached: str, call: Callable[[str], Awaitable[T | None]]) -> T | None:
+        """After a miss under the cached name: ``call`` again if the id is now owned by another service."""
+        fresh = await self._owner(instance_id)
+        if fresh is not None and fresh != cached:
+            return await call(fresh)
+        return None
 
     async def _live_under(self, name: str, instance_id: str, now_ms: int) -> bool:
         expiry = await self._client.hget(self._keys.instance(name, instance_id), "exp")
@@ -225,7 +236,15 @@ class RedisStore:
                 row = await self._heartbeat(keys=keys, args=args)
             return None if row is None else _instance(instance_id, _owned(instance_id, row))
 
-        return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
+        cached = self._names.get(instance_id) if self._heartbeat_batch is not None else None
+        if cached is None:
+            return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
+        # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch).
+        with self._failures("heartbeat"):
+            inst = await renew(cached)
+        if inst is not None:
+            return inst
+        return await self._run("heartbeat", lambda: self._recheck(instance_id, cached, renew))
 
     async def deregister(self, instance_id: str, now_ms: int, *,
                          lease_token_hash: str | None = None) -> Instance | None:

@@ -19,9 +19,9 @@ ECHO = "if ARGV[1] == 'boom' then return redis.error_reply('boom') end return AR
 class CountingBatcher(ScriptBatcher):
     sends = 0
 
-    async def _send(self, batch: list[Any]) -> None:
+    async def _send(self, batch: list[Any]) -> list[Any]:
         self.sends += 1
-        await super()._send(batch)
+        return await super()._send(batch)
 
 
 @pytest.fixture
@@ -32,14 +32,14 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_concurrent_calls_share_pipelines_and_get_their_own_answers(client: aioredis.Redis) -> None:
-    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO))
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
     answers = await asyncio.gather(*(batcher([], [f"call-{n}"]) for n in range(100)))
     assert answers == [f"call-{n}" for n in range(100)]
     assert batcher.sends < 10, "calls made in one turn of the loop go together"
 
 
 async def test_one_calls_error_is_that_callers_alone(client: aioredis.Redis) -> None:
-    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO))
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
     results = await asyncio.gather(batcher([], ["a"]), batcher([], ["boom"]), batcher([], ["c"]),
                                    return_exceptions=True)
     assert results[0] == "a"
@@ -48,7 +48,7 @@ async def test_one_calls_error_is_that_callers_alone(client: aioredis.Redis) -> 
 
 
 async def test_a_caller_that_gives_up_does_not_disturb_the_others(client: aioredis.Redis) -> None:
-    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO))
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
     gone = asyncio.ensure_future(batcher([], ["gone"]))
     staying = asyncio.ensure_future(batcher([], ["staying"]))
     gone.cancel()
@@ -58,13 +58,13 @@ async def test_a_caller_that_gives_up_does_not_disturb_the_others(client: aiored
 
 
 async def test_a_lone_call_is_sent_on_its_own(client: aioredis.Redis) -> None:
-    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO))
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
     assert await batcher([], ["alone"]) == "alone"
     assert batcher.sends == 1
 
 
 async def test_a_script_the_server_forgot_is_loaded_again(client: aioredis.Redis) -> None:
-    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO))
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
     assert await batcher([], ["before"]) == "before"
     await client.script_flush()
     assert await asyncio.gather(batcher([], ["x"]), batcher([], ["y"])) == ["x", "y"]
@@ -72,11 +72,24 @@ async def test_a_script_the_server_forgot_is_loaded_again(client: aioredis.Redis
 
 
 async def test_a_dropped_connection_fails_its_batch_and_the_next_one_reconnects(client: aioredis.Redis) -> None:
-    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO))
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
     assert await batcher([], ["first"]) == "first"
     killed = await client.client_kill_filter(skipme=True)
     assert killed >= 1, "the batcher's own connection was open"
     outcome = await asyncio.gather(batcher([], ["lost"]), return_exceptions=True)
     assert isinstance(outcome[0], ConnectionError | RedisConnectionError), outcome
     assert await batcher([], ["again"]) == "again"
+    await batcher.aclose()
+
+
+async def test_a_frozen_redis_fails_the_batch_at_its_deadline_and_the_next_call_works(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=0.3)
+    assert await batcher([], ["warm"]) == "warm"
+    await client.execute_command("CLIENT", "PAUSE", "10000", "WRITE")  # scripts wait; CLIENT UNPAUSE does not
+    try:
+        outcome = await asyncio.gather(batcher([], ["frozen-1"]), batcher([], ["frozen-2"]), return_exceptions=True)
+    finally:
+        await client.execute_command("CLIENT", "UNPAUSE")
+    assert all(isinstance(result, TimeoutError) for result in outcome), outcome
+    assert await batcher([], ["thawed"]) == "thawed"
     await batcher.aclose()
