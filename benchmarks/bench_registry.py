@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.polling import wait_until
@@ -27,19 +28,35 @@ from tests.support.processes import ManagedProcess, free_port, http_status, star
 from tests.support.redis_server import RedisServer
 
 LEASE_TOKEN = "bench-registry-lease-token-0123"
-LEASE_HEADER_LUA = f'wrk.headers["X-Lease-Token"] = "{LEASE_TOKEN}"\n'
 
 HEARTBEAT_BODY = '{"status": "UP"}'
 """What ``ServiceRegistryManager`` sends with every heartbeat."""
-HEARTBEAT_LUA = """
-local ids = {%s}
-local n = 0
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  n = n + 1
-  return wrk.format("PUT", "/instances/" .. ids[(n %% #ids) + 1] .. "/heartbeat", nil, '""" + HEARTBEAT_BODY + """')
-end
-"""
+
+
+@dataclass
+class Load:
+    name: str
+    url: str
+    pid: int
+    """The server process whose CPU time is measured."""
+    baseline: str
+    """The load whose requests/s and CPU per request this one is compared with."""
+    lua: str
+    hey_path: str = "/ping"
+    hey_method: str = "GET"
+    hey_body: str | None = None
+    script: Path | None = None
+
+
+def lua(method: str, path_expr: str, body: str | None = None, headers: dict[str, str] | None = None,
+        ids: str = "") -> str:
+    """A wrk script sending ``method`` to the path the Lua expression ``path_expr`` gives for request ``n``."""
+    lines = [f"local ids = {{{ids}}}", "local n = 0"]
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in (headers or {}).items()]
+    body_expr = "nil" if body is None else "'" + body + "'"
+    lines += ["request = function()", "  n = n + 1", f'  return wrk.format("{method}", {path_expr}, nil, {body_expr})',
+              "end"]
+    return "\n".join(lines) + "\n"
 
 
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
@@ -145,46 +162,62 @@ def main() -> None:
         for n in range(10):
             post(registry.url + "/instances", {"name": "Discovered", "port": 2000 + n, "host": "10.0.0.2",
                                                "id": f"disc-{n}", "metadata": {"zone": "eu-1"}})
-        script = tmp / "heartbeat.lua"
-        script.write_text(LEASE_HEADER_LUA + HEARTBEAT_LUA % ",".join(f'"{i}"' for i in ids))
-        urls = {"ping": f"http://127.0.0.1:{ping_port}/ping", "heartbeat": registry.url,
-                "discovery": registry.url + "/services/Discovered"}
-        scripts = {"heartbeat": script}
-        pids = {"ping": ping.proc.pid, "heartbeat": registry.proc.pid, "discovery": registry.proc.pid}
-        wrk(urls["ping"], 2, opts.connections)  # warm-up
+        id_list = ",".join(f'"{i}"' for i in ids)
+        ping_url = f"http://127.0.0.1:{ping_port}"
+        heartbeat_path = '"/instances/" .. ids[(n % #ids) + 1] .. "/heartbeat"'
+        loads = [
+            Load("ping GET", ping_url, ping.proc.pid, "ping GET", lua("GET", '"/ping"')),
+            Load("ping PUT", ping_url, ping.proc.pid, "ping PUT",
+                 lua("PUT", '"/ping"', HEARTBEAT_BODY, {"Content-Type": "application/json"}),
+                 hey_method="PUT", hey_body=HEARTBEAT_BODY),
+            Load("heartbeat", registry.url, registry.proc.pid, "ping GET",
+                 lua("PUT", heartbeat_path, None, {"X-Lease-Token": LEASE_TOKEN}, id_list),
+                 hey_path=f"/instances/{ids[0]}/heartbeat", hey_method="PUT"),
+            Load("heartbeat+body", registry.url, registry.proc.pid, "ping PUT",
+                 lua("PUT", heartbeat_path, HEARTBEAT_BODY,
+                     {"X-Lease-Token": LEASE_TOKEN, "Content-Type": "application/json"}, id_list),
+                 hey_path=f"/instances/{ids[0]}/heartbeat", hey_method="PUT", hey_body=HEARTBEAT_BODY),
+            Load("discovery", registry.url, registry.proc.pid, "ping GET", lua("GET", '"/services/Discovered"'),
+                 hey_path="/services/Discovered"),
+        ]
+        for load in loads:
+            load.script = tmp / f"{load.name.replace(' ', '-').replace('+', '-')}.lua"
+            load.script.write_text(load.lua)
+        wrk(ping_url + "/ping", 2, opts.connections)  # warm-up
         rounds: list[dict[str, dict[str, float]]] = []
         for n in range(opts.rounds):
-            rounds.append({name: loaded(pids[name], url, opts.seconds, opts.connections, scripts.get(name))
-                           for name, url in urls.items()})
-            r = rounds[-1]
+            r = {load.name: loaded(load.pid, load.url, opts.seconds, opts.connections, load.script)
+                 for load in loads}
+            rounds.append(r)
             print(f"round {n + 1}: " + ", ".join(
-                f"{name} {r[name]['rps']:.0f}/s ({r[name]['rps'] / r['ping']['rps']:.2f}, "
-                f"{r[name]['cpu_us']:.0f} us CPU)" for name in urls), flush=True)
-        print(f"\nclosed loop, wrk -t1 -c{opts.connections}, median of {opts.rounds} rounds")
-        print(f"{'endpoint':<12}{'req/s':>10}{'ratio':>8}{'min':>7}{'max':>7}{'p50 ms':>9}{'p99 ms':>9}"
-              f"{'non-2xx':>9}{'CPU us':>8}{'CPU ratio':>11}")
-        for name in urls:
-            ratios = [r[name]["rps"] / r["ping"]["rps"] for r in rounds]
-            print(f"{name:<12}{median([r[name]['rps'] for r in rounds]):>10.0f}{median(ratios):>8.2f}"
-                  f"{min(ratios):>7.2f}{max(ratios):>7.2f}{median([r[name]['p50_ms'] for r in rounds]):>9.2f}"
-                  f"{median([r[name]['p99_ms'] for r in rounds]):>9.2f}"
-                  f"{sum(r[name]['non2xx'] + r[name]['socket_errors'] for r in rounds):>9.0f}"
+                f"{load.name} {r[load.name]['rps']:.0f}/s ({r[load.name]['cpu_us']:.0f} us CPU)" for load in loads),
+                flush=True)
+        print(f"\nclosed loop, wrk -t1 -c{opts.connections}, median of {opts.rounds} rounds; each ratio is "
+              "against the ping receiving the same kind of request")
+        print(f"{'endpoint':<16}{'vs':<10}{'req/s':>8}{'ratio':>7}{'min':>6}{'max':>6}{'p50 ms':>8}{'p99 ms':>8}"
+              f"{'non-2xx':>8}{'CPU us':>8}{'CPU ratio':>10}")
+        for load in loads:
+            name, base = load.name, load.baseline
+            ratios = [r[name]["rps"] / r[base]["rps"] for r in rounds]
+            print(f"{name:<16}{base:<10}{median([r[name]['rps'] for r in rounds]):>8.0f}{median(ratios):>7.2f}"
+                  f"{min(ratios):>6.2f}{max(ratios):>6.2f}{median([r[name]['p50_ms'] for r in rounds]):>8.2f}"
+                  f"{median([r[name]['p99_ms'] for r in rounds]):>8.2f}"
+                  f"{sum(r[name]['non2xx'] + r[name]['socket_errors'] for r in rounds):>8.0f}"
                   f"{median([r[name]['cpu_us'] for r in rounds]):>8.0f}"
-                  f"{median([r['ping']['cpu_us'] / r[name]['cpu_us'] for r in rounds]):>11.2f}")
-        print("(CPU us: the server's CPU time per request; CPU ratio: /ping's CPU per request over this one's)")
+                  f"{median([r[base]['cpu_us'] / r[name]['cpu_us'] for r in rounds]):>10.2f}")
+        print("(CPU us: the server's CPU time per request; CPU ratio: the ping's CPU per request over this one's)")
         seconds = opts.latency_seconds or opts.seconds
         print(f"\nfixed rate (half of each endpoint's median maximum), hey -c 8 -q, {seconds} s each")
-        print(f"{'endpoint':<12}{'rate/s':>10}{'done/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
-        for name, url in urls.items():
-            rate = median([r[name]["rps"] for r in rounds]) / 2
-            if name == "heartbeat":
-                fixed = hey(f"{registry.url}/instances/{ids[0]}/heartbeat", seconds, rate, method="PUT",
-                            headers={"X-Lease-Token": LEASE_TOKEN, "Content-Type": "application/json"},
-                            body=HEARTBEAT_BODY)
-            else:
-                fixed = hey(url, seconds, rate)
-            print(f"{name:<12}{rate:>10.0f}{fixed['rps']:>10.0f}{fixed['p50_ms']:>9.2f}{fixed['p99_ms']:>9.2f}"
-                  f"{fixed['non2xx']:>9.0f}")
+        print(f"{'endpoint':<16}{'rate/s':>8}{'done/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}")
+        for load in loads:
+            rate = median([r[load.name]["rps"] for r in rounds]) / 2
+            headers = {"X-Lease-Token": LEASE_TOKEN} if load.hey_path.startswith("/instances") else {}
+            if load.hey_body is not None:
+                headers["Content-Type"] = "application/json"
+            fixed = hey(load.url + load.hey_path, seconds, rate, method=load.hey_method, headers=headers,
+                        body=load.hey_body)
+            print(f"{load.name:<16}{rate:>8.0f}{fixed['rps']:>8.0f}{fixed['p50_ms']:>8.2f}{fixed['p99_ms']:>8.2f}"
+                  f"{fixed['non2xx']:>8.0f}")
     finally:
         ping.stop()
         registry.stop()

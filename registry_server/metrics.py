@@ -50,11 +50,12 @@ class RegistryMetrics:
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 
-        self._children: dict[tuple[str, ...], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
         """The labelled child, cached: ``labels()`` costs a lock and a dict build on every call."""
-        key = (str(id(metric)), *labels)
+        key = (id(metric), *labels)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)
@@ -96,5 +97,9 @@ class RegistryMetrics:
         self.watchers.labels(kind).set(count)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self._child(self.http_requests, method, route, str(status)).inc()
-        self._child(self.http_duration, method, route).observe(seconds)
+        children = self._request_children.get((method, route, status))
+        if children is None:
+            children = self._request_children[method, route, status] = (
+                self.http_requests.labels(method, route, str(status)), self.http_duration.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)

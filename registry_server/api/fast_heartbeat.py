@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from registry_server.api.access import Access, matches_token
 from registry_server.api.body import check_content_type, validation_failure
+from registry_server.api.deadlines import ReadDeadlines
 from registry_server.api.errors import ApiError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import Status, lease_token_hash
@@ -53,6 +54,7 @@ class HeartbeatEndpoint:
         self.access = access
         self.handlers = handlers
         """The application's exception handlers, by exception type."""
+        self._deadlines = ReadDeadlines()
 
     def __repr__(self) -> str:
         return f"HeartbeatEndpoint(route={ROUTE!r})"
@@ -138,24 +140,31 @@ class HeartbeatEndpoint:
 
     async def _read(self, receive: Receive, limit: int) -> bytes:
         timeout_s = self.settings.read_timeout_s
+        task: asyncio.Task[object] | None = asyncio.current_task()
+        assert task is not None
+        self._deadlines.watch(task, timeout_s)
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _ClientGoneError
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        return b"".join(chunks)
-        except TimeoutError:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGoneError
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        except asyncio.CancelledError:
+            if not self._deadlines.unwatch(task):
+                raise
+            task.uncancel()
             raise ApiError(408, "request_timeout", f"request body did not arrive within {timeout_s:g}s",
                            headers={"Connection": "close"}) from None
+        finally:
+            self._deadlines.unwatch(task)
 
 
 _COMMON_BODIES = {body.encode(): status for status in Status

@@ -240,8 +240,11 @@ class RedisStore:
         if cached is None:
             return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
         # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch).
-        with self._failures("heartbeat"):
+        try:
             inst = await renew(cached)
+        except (*_UNAVAILABLE, rexc.RedisError):
+            with self._failures("heartbeat"):
+                raise
         if inst is not None:
             return inst
         return await self._run("heartbeat", lambda: self._recheck(instance_id, cached, renew))
