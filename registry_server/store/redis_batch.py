@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -104,8 +105,8 @@ class ScriptBatcher:
             await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             replies: list[Any] = []
             for _command in commands:
-                try:
-                    replies.append(await conn.read_response())
+                try:  # no timer per reply: the batch's deadline bounds the whole exchange
+                    replies.append(await conn.read_response(timeout=math.inf))
                 except ResponseError as exc:
                     replies.append(exc)
             return replies
