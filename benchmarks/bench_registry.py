@@ -59,6 +59,18 @@ def lua(method: str, path_expr: str, body: str | None = None, headers: dict[str,
     return "\n".join(lines) + "\n"
 
 
+HEARTBEAT_PATH = '"/instances/" .. ids[(n % #ids) + 1] .. "/heartbeat"'
+"""Lua: request ``n`` renews the next id of ``ids`` in turn."""
+
+
+def heartbeat_lua(ids: list[str], lease_token: str, *, body: str | None = HEARTBEAT_BODY) -> str:
+    """A wrk script renewing ``ids`` in turn with ``lease_token``, sending ``body`` as our client does."""
+    headers = {"X-Lease-Token": lease_token}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return lua("PUT", HEARTBEAT_PATH, body, headers, ",".join(f'"{i}"' for i in ids))
+
+
 def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script is not None:
@@ -162,20 +174,16 @@ def main() -> None:
         for n in range(10):
             post(registry.url + "/instances", {"name": "Discovered", "port": 2000 + n, "host": "10.0.0.2",
                                                "id": f"disc-{n}", "metadata": {"zone": "eu-1"}})
-        id_list = ",".join(f'"{i}"' for i in ids)
         ping_url = f"http://127.0.0.1:{ping_port}"
-        heartbeat_path = '"/instances/" .. ids[(n % #ids) + 1] .. "/heartbeat"'
         loads = [
             Load("ping GET", ping_url, ping.proc.pid, "ping GET", lua("GET", '"/ping"')),
             Load("ping PUT", ping_url, ping.proc.pid, "ping PUT",
                  lua("PUT", '"/ping"', HEARTBEAT_BODY, {"Content-Type": "application/json"}),
                  hey_method="PUT", hey_body=HEARTBEAT_BODY),
             Load("heartbeat", registry.url, registry.proc.pid, "ping GET",
-                 lua("PUT", heartbeat_path, None, {"X-Lease-Token": LEASE_TOKEN}, id_list),
+                 heartbeat_lua(ids, LEASE_TOKEN, body=None),
                  hey_path=f"/instances/{ids[0]}/heartbeat", hey_method="PUT"),
-            Load("heartbeat+body", registry.url, registry.proc.pid, "ping PUT",
-                 lua("PUT", heartbeat_path, HEARTBEAT_BODY,
-                     {"X-Lease-Token": LEASE_TOKEN, "Content-Type": "application/json"}, id_list),
+            Load("heartbeat+body", registry.url, registry.proc.pid, "ping PUT", heartbeat_lua(ids, LEASE_TOKEN),
                  hey_path=f"/instances/{ids[0]}/heartbeat", hey_method="PUT", hey_body=HEARTBEAT_BODY),
             Load("discovery", registry.url, registry.proc.pid, "ping GET", lua("GET", '"/services/Discovered"'),
                  hey_path="/services/Discovered"),

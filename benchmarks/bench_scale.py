@@ -49,7 +49,7 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.bench_registry import HEARTBEAT_LUA, LEASE_HEADER_LUA, LEASE_TOKEN, wrk
+from benchmarks.bench_registry import LEASE_TOKEN, heartbeat_lua, wrk
 from registry_server.model import Registration, lease_token_hash
 from registry_server.store.redis_store import RedisStore, connect
 from registry_server.store.redis_url import parse_redis_url
@@ -147,7 +147,7 @@ def finish(spy: subprocess.Popen[bytes] | None) -> None:
 
 
 def heartbeat_script(path: Path, ids: list[str]) -> Path:
-    path.write_text(LEASE_HEADER_LUA + HEARTBEAT_LUA % ",".join(f'"{i}"' for i in ids))
+    path.write_text(heartbeat_lua(ids, LEASE_TOKEN))
     return path
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from benchmarks.bench_registry import HEARTBEAT_LUA, post, wrk
+from benchmarks.bench_registry import heartbeat_lua, post, wrk
 from resilient_client import ServiceRegistryManager
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, RegistryProcess, start_registry
@@ -106,8 +106,7 @@ def heartbeat_cost(tmp: Path, redis: RedisServer, watchers: int, seconds: int,
                                                "id": iid, "lease_token": LEASE_TOKEN})
             ids.append(iid)
         script = tmp / "heartbeat.lua"  # bench_registry's script, renewing with the instances' lease token
-        script.write_text(f'wrk.headers["X-Lease-Token"] = "{LEASE_TOKEN}"\n'
-                          + HEARTBEAT_LUA % ",".join(f'"{i}"' for i in ids))
+        script.write_text(heartbeat_lua(ids, LEASE_TOKEN))
         wrk(registry.url, 2, connections, script)  # warm-up
         results = {"without": wrk(registry.url, seconds, connections, script)}
         env = {**os.environ, "PYTHONPATH": str(REPO)}

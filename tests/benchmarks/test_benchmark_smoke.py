@@ -1,0 +1,55 @@
+"""Tiny runs of the registry benchmarks, so they cannot rot (their figures are not checked here: they
+are measured by hand, as ratios within one run, and published in BENCHMARKS.md).
+
+Each starts its own redis-server and registry processes on 127.0.0.1 and stops them by process group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def _run(*args: str, timeout: float) -> str:
+    for tool in ("redis-server", "wrk", "hey"):
+        if shutil.which(tool) is None:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI is set and {tool} is not installed")
+            pytest.skip(f"{tool} is not installed")
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, start_new_session=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_bench_registry_prints_every_load_against_its_ping_and_the_fixed_rate_latencies() -> None:
+    out = _run("benchmarks.bench_registry", "--seconds", "1", "--rounds", "1", "--instances", "20",
+               "--latency-seconds", "1", timeout=120)
+    for line in ("ping GET", "ping PUT", "heartbeat+body", "discovery", "CPU ratio", "fixed rate"):
+        assert line in out, out
+    heartbeat = next(row for row in out.splitlines() if row.startswith("heartbeat+body") and "ping PUT" in row)
+    columns = heartbeat.split()  # name, baseline (two words), req/s, ratio, min, max, p50, p99, non-2xx, ...
+    assert float(columns[3]) > 0, "heartbeats were answered"
+    assert columns[9] == "0", "and none was refused"
+
+
+def test_bench_scale_prints_scale_memory_and_mass_expiry() -> None:
+    out = _run("benchmarks.bench_scale", "--seconds", "1", "--window", "3", "--repeats", "1", "--cycles", "1",
+               "--small", "50", "--large", "500", "--sample", "50", "--expiring", "200", timeout=240)
+    for word in ("per instance", "swept and counted", "p99"):
+        assert word in out, out
+
+
+def test_bench_watch_prints_the_change_latency_and_the_watchers_cost() -> None:
+    out = _run("benchmarks.bench_watch", "--rounds", "5", "--watchers", "20", "--seconds", "1",
+               timeout=180)
+    assert "p99" in out and "ratio" in out, out
