@@ -19,10 +19,13 @@
    time and one short TTL, so that every lease runs out at the same instant E, in the same 100 services.
    Polls ``registry_expirations_total`` on ``/metrics`` and the expiring leases left in Redis every 0.1 s
    (in every window alike) and reports how long after E the last of them was counted (target: within 2
-   sweep intervals) and gone from Redis, the id-owner keys left behind, and the heartbeat p99 of a ``wrk``
-   window from E - 1 s against the mean of the windows before and after each expiry (target <= 2x).
+   sweep intervals) and gone from Redis, the id-owner keys left behind, and the heartbeat p99 of a
+   window from E - 1 s against the mean of the windows before and after each expiry (target <= 2x). The
+   windows send heartbeats at a fixed rate, half the maximum ``wrk`` measured (``hey``, as
+   ``bench_registry``'s latency figures); ``--saturate`` sends them as fast as ``wrk`` can instead, where
+   p99 is the length of the queue and grows with any other work.
 
-Needs ``redis-server`` and ``wrk`` (and ``py-spy`` for ``--profile``). Everything listens on 127.0.0.1;
+Needs ``redis-server``, ``wrk`` and ``hey`` (and ``py-spy`` for ``--profile``). Everything listens on 127.0.0.1;
 every process is stopped by its process group. The machine is shared: the figures are ratios within this
 run, and the load average is printed before and after.
 """
@@ -49,7 +52,7 @@ from pathlib import Path
 
 import redis
 
-from benchmarks.bench_registry import LEASE_TOKEN, heartbeat_lua, wrk
+from benchmarks.bench_registry import HEARTBEAT_BODY, LEASE_TOKEN, heartbeat_lua, hey, wrk
 from registry_server.model import Registration, lease_token_hash
 from registry_server.store.redis_store import RedisStore, connect
 from registry_server.store.redis_url import parse_redis_url
@@ -349,12 +352,29 @@ class Poller(threading.Thread):
         return self.samples
 
 
-def window(url: str, redis_url: str, seconds: int, connections: int, script: Path,
+@dataclass
+class Pace:
+    """How the mass-expiry windows load the registry: heartbeats at a fixed ``rate`` (``hey``, one instance,
+    the body our client sends), or with ``saturate`` as fast as ``wrk`` can (closed loop: then p99 is the
+    queue's length, and any extra work lengthens it)."""
+    rate: float
+    saturate: bool
+    connections: int
+    script: Path
+    instance_id: str
+
+
+def window(url: str, redis_url: str, seconds: int, pace: Pace,
            until_ms: int | None = None) -> tuple[dict[str, float], Poller]:
     poller = Poller(url, redis_url, until_ms)
     poller.start()
     try:
-        result = wrk(url, seconds, connections, script)
+        if pace.saturate:
+            result = wrk(url, seconds, pace.connections, pace.script)
+        else:
+            result = hey(f"{url}/instances/{pace.instance_id}/heartbeat", seconds, pace.rate, method="PUT",
+                         headers={"X-Lease-Token": LEASE_TOKEN, "Content-Type": "application/json"},
+                         body=HEARTBEAT_BODY)
     finally:
         poller.stop()
     return result, poller
@@ -379,6 +399,12 @@ def mass_expiry(tmp: Path, opts: argparse.Namespace, report: Report) -> None:
         script = heartbeat_script(tmp / "hb-live.lua", [f"live-{n}" for n in range(1000)])
         first = wrk(registry.url, 2, opts.connections, script)
         warm(registry.url, script, 1000, opts.connections, first["rps"])
+        pace = Pace(first["rps"] / 2, opts.saturate, opts.connections, script, "live-0")
+        if opts.saturate:
+            print(f"  mass-expiry windows: heartbeats as fast as wrk -c{opts.connections} can", flush=True)
+        else:
+            print(f"  mass-expiry windows: heartbeats at {pace.rate:.0f}/s, half the {first['rps']:.0f}/s measured",
+                  flush=True)
         normal: list[float] = []
         during: list[float] = []
         removed_after: list[float] = []
@@ -386,7 +412,7 @@ def mass_expiry(tmp: Path, opts: argparse.Namespace, report: Report) -> None:
         owners_left: list[int] = []
         for cycle in range(opts.cycles):
             spy = profiler(opts, registry.pid, opts.window - 1, f"normal-{cycle + 1}")
-            before, _ = window(registry.url, server.url, opts.window, opts.connections, script)
+            before, _ = window(registry.url, server.url, opts.window, pace)
             finish(spy)
             normal.append(before["p99_ms"])
             base = expirations(registry.url)
@@ -400,7 +426,7 @@ def mass_expiry(tmp: Path, opts: argparse.Namespace, report: Report) -> None:
             time.sleep(max(0.0, (expiry_ms - 1000 - now) / 1000))  # the window starts 1 s before E
             load = os.getloadavg()[0]
             spy = profiler(opts, registry.pid, opts.window - 1, f"sweep-{cycle + 1}")
-            result, poller = window(registry.url, server.url, opts.window, opts.connections, script, expiry_ms)
+            result, poller = window(registry.url, server.url, opts.window, pace, expiry_ms)
             finish(spy)
             samples = poller.samples
             deadline = time.monotonic() + 10
@@ -419,7 +445,7 @@ def mass_expiry(tmp: Path, opts: argparse.Namespace, report: Report) -> None:
                 pipe.exists(f"reg:id:{{doom{cycle}-{n}}}")
             owners_left.append(sum(int(x) for x in pipe.execute()))
             poller.client.close()
-            after, _ = window(registry.url, server.url, opts.window, opts.connections, script)
+            after, _ = window(registry.url, server.url, opts.window, pace)
             normal.append(after["p99_ms"])
             errors = before["non2xx"] + result["non2xx"] + after["non2xx"]
             print(f"  expiry cycle {cycle + 1}: {opts.expiring:,} seeded in {took:.1f} s; gone from Redis "
@@ -461,7 +487,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short run (10k vs 1k, 2k expiring, 3 s runs)")
     parser.add_argument("--seconds", type=int, default=8, help="length of each scale wrk run")
-    parser.add_argument("--window", type=int, default=5, help="length of each mass-expiry wrk window")
+    parser.add_argument("--window", type=int, default=5, help="length of each mass-expiry window")
+    parser.add_argument("--saturate", action="store_true",
+                        help="load the mass-expiry windows as fast as wrk can instead of at half that rate")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2, help="small/large pairs of scale runs")
     parser.add_argument("--cycles", type=int, default=2, help="mass expiries")

@@ -103,8 +103,9 @@ class Registry:
         removed: list[Instance] = []
         while True:
             batch = await self._store(lambda now: self.store.expire(now, limit))
+            for service in {inst.name for inst in batch}:
+                self._changed(service)
             for n, inst in enumerate(batch, 1):
-                self._changed(inst.name)
                 self.observer.expired(inst)
                 if n % 500 == 0:
                     await asyncio.sleep(0)  # a mass expiry: let the requests in flight run

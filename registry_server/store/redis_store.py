@@ -109,6 +109,7 @@ class RedisStore:
         self._extend = self._script("extend")
         self._claim = self._script("claim")
         self._release = self._script("release")
+        self._release_many = self._script("release_many")
         # The hot path: concurrent heartbeats share pipelines (a Cluster spreads them over nodes instead).
         self._heartbeat_batch = (None if isinstance(client, RedisCluster)
                                  else ScriptBatcher(client.connection_pool, self._heartbeat, timeout_s=op_timeout_s))
@@ -305,21 +306,19 @@ class RedisStore:
         return removed
 
     async def _release_owners(self, removed: list[tuple[str, Instance]], *, chunk: int = 500) -> None:
-        """Release the owner keys of removed instances in bounded pipelines (a mass expiry removes
-        thousands at once: one call each would open as many connections as there are ids)."""
+        """Release the owner keys of removed instances in bounded calls (a mass expiry removes thousands
+        at once: one call each would open as many connections as there are ids): ``chunk`` ids per script
+        call on one Redis; on a Cluster, where the keys live on every node, a few concurrent calls."""
         k = self._keys
         for start in range(0, len(removed), chunk):
             part = removed[start:start + chunk]
-            if self._cluster:  # owner keys live on every node: a few concurrent calls at a time
+            if self._cluster:
                 for sub in range(0, len(part), 32):
                     await asyncio.gather(*(self._release(keys=[k.owner(inst.id)], args=[name])
                                            for name, inst in part[sub:sub + 32]))
                 continue
-            async with self._client.pipeline(transaction=False) as pipe:
-                queue: Any = pipe
-                for name, inst in part:
-                    await self._release(keys=[k.owner(inst.id)], args=[name], client=queue)
-                await pipe.execute()
+            await self._release_many(keys=[k.owner(inst.id) for _name, inst in part],
+                                     args=[name for name, _inst in part])
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:
         k = self._keys
@@ -486,8 +485,9 @@ class RedisStore:
                     raise StoreUnavailableError("changes", str(exc) or type(exc).__name__) from exc
                 if message is None or message.get("type") != "message":
                     continue
-                fields = json.loads(message["data"])
-                yield _event(str(fields["sid"]), fields)
+                announced = json.loads(message["data"])  # one change, or a script's many as an array
+                for fields in announced if isinstance(announced, list) else (announced,):
+                    yield _event(str(fields["sid"]), fields)
         finally:
             with contextlib.suppress(rexc.RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -234,6 +234,30 @@ async def test_every_replica_follows_changes_made_through_another(store_factory:
     await changes.aclose()
 
 
+async def test_a_sweep_removing_many_is_followed_event_by_event_in_history_order(
+        store_factory: StoreFactory) -> None:
+    follower, writer = store_factory(), store_factory()
+    changes = follower.changes()
+    assert await asyncio.wait_for(anext(changes), 5) is None, "first: subscribed"
+    for n in range(30):
+        await writer.register(reg(f"m-{n:02d}", name="Many" if n % 3 else "Other"), NOW, TTL)
+    start = await follower.last_event_id()
+    assert len(await writer.expire(NOW + TTL, 1000)) == 30
+    followed = []
+    while len(followed) < 60:  # 30 registrations, then 30 expiries
+        event = await asyncio.wait_for(anext(changes), 5)
+        assert event is not None
+        followed.append(event)
+    expired = followed[30:]
+    assert {e.type.value for e in expired} == {"expired"}
+    assert sorted(e.instance.id for e in expired) == [f"m-{n:02d}" for n in range(30)]
+    history = await follower.read_events(start)
+    for service in ("Many", "Other"):
+        assert [e for e in expired if e.service == service] == [e for e in history if e.service == service], (
+            "each service's events arrive as its history has them")
+    await changes.aclose()
+
+
 async def test_an_expiry_over_a_replaced_lease_is_recorded_before_the_new_registration(store: InstanceStore) -> None:
     start = await store.last_event_id()
     await store.register(reg(), NOW, TTL)

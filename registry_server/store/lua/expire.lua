@@ -9,6 +9,7 @@ if #ids == 0 then
 end
 local revision = redis.call('INCR', KEYS[2])
 local out = {0}
+local events = {}
 for _, id in ipairs(ids) do
   local key = ARGV[4] .. id
   local old = redis.call('HMGET', key, 'doc', 'status', 'reg', 'hb', 'exp')
@@ -18,8 +19,12 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', KEYS[3], old[2], -1)
     table.insert(out, id)
     for i = 1, 5 do table.insert(out, old[i]) end
-    emit(KEYS[4], ARGV[5], ARGV[6], 'expired', ARGV[1], id, revision, old[1], old[2], old[3], old[4], old[5])
+    table.insert(events, record(KEYS[4], ARGV[5], 'expired', ARGV[1], id, revision, old[1], old[2], old[3],
+                                old[4], old[5]))
   end
+end
+if #events > 0 then  -- one announcement for the whole batch: a mass expiry is not thousands of messages
+  redis.call('PUBLISH', ARGV[6], cjson.encode(events))
 end
 out[1] = redis.call('ZCARD', KEYS[1])
 return out
