@@ -17,10 +17,12 @@
 3. Mass expiry, ``--cycles`` times: a registry with ``REGISTRY_SWEEP_INTERVAL=1`` and 1,000 live instances
    that ``wrk`` renews; ``--expiring`` more instances registered through the store with one registration
    time and one short TTL, so that every lease runs out at the same instant E, in the same 100 services.
-   Polls ``registry_expirations_total`` on ``/metrics`` and the expiring leases left in Redis every 0.1 s
-   (in every window alike) and reports how long after E the last of them was counted (target: within 2
-   sweep intervals) and gone from Redis, the id-owner keys left behind, and the heartbeat p99 of a
-   window from E - 1 s against the mean of the windows before and after each expiry (target <= 2x). The
+   Polls the expiring leases left in Redis every 0.1 s (in every window alike) and reports how long after E
+   the last of them was counted (target: within 2 sweep intervals; the time of the registry's log line
+   for the sweep that counted the last one, checked against ``registry_expirations_total`` afterwards:
+   polling ``/metrics`` during the windows would load the registry being measured) and gone from Redis,
+   the id-owner keys left behind, and the heartbeat p99 of a window from E - 1 s against the mean of the
+   windows before and after each expiry (target <= 2x). The
    windows send heartbeats at a fixed rate, half the maximum ``wrk`` measured (``hey``, as
    ``bench_registry``'s latency figures); ``--saturate`` sends them as fast as ``wrk`` can instead, where
    p99 is the length of the queue and grows with any other work.
@@ -36,6 +38,7 @@ import argparse
 import asyncio
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -318,28 +321,23 @@ def still_stored(client: redis.Redis, until_ms: int) -> int:
 @dataclass
 class Sample:
     at_ms: int
-    counted: float  # registry_expirations_total
     stored: int  # expiring instances still in Redis (-1: not asked)
 
 
 class Poller(threading.Thread):
-    """Every ``interval`` s: ``registry_expirations_total`` from /metrics and, when given ``until_ms``, how
-    many of the expiring instances Redis still holds; each stamped with the wall ms of the answer."""
+    """Every ``interval`` s, when given ``until_ms``: how many of the expiring instances Redis still holds,
+    stamped with the wall ms of the answer (a pipeline of ZCOUNTs: nothing the registry has to answer)."""
 
-    def __init__(self, url: str, redis_url: str, until_ms: int | None = None, interval: float = 0.1) -> None:
+    def __init__(self, redis_url: str, until_ms: int | None = None, interval: float = 0.1) -> None:
         super().__init__(daemon=True)
-        self.url, self.until_ms, self.interval = url, until_ms, interval
+        self.until_ms, self.interval = until_ms, interval
         self.client = redis.Redis.from_url(redis_url, socket_timeout=5)
         self.samples: list[Sample] = []
         self._halt = threading.Event()
 
     def sample(self) -> Sample:
-        try:
-            counted = expirations(self.url)
-        except OSError:
-            counted = float("nan")
         stored = -1 if self.until_ms is None else still_stored(self.client, self.until_ms)
-        return Sample(time.time_ns() // 1_000_000, counted, stored)
+        return Sample(time.time_ns() // 1_000_000, stored)
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -350,6 +348,29 @@ class Poller(threading.Thread):
         self._halt.set()
         self.join(timeout=10)
         return self.samples
+
+
+_SWEEP_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO registry_server.registry: expired "
+                         r"(?:(\d+) instances of|\S+ \()")
+
+
+def counted_at(log: str, after_ms: int, goal: int) -> tuple[float, int]:
+    """When the registry had counted ``goal`` expiries after ``after_ms`` (wall ms; ``inf`` if never), and
+    how many it counted: from its log, one line per sweep that removes (written once the sweep has counted
+    each removal in ``registry_expirations_total``). Read afterwards, so that no poll of ``/metrics``
+    loads the registry during the measurement."""
+    total = 0
+    for line in log.splitlines():
+        match = _SWEEP_LINE.match(line)
+        if match is None:
+            continue
+        at_ms = int(time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))) * 1000 + int(match.group(2))
+        if at_ms < after_ms:
+            continue
+        total += int(match.group(3) or 1)
+        if total >= goal:
+            return at_ms, total
+    return float("inf"), total
 
 
 @dataclass
@@ -366,7 +387,7 @@ class Pace:
 
 def window(url: str, redis_url: str, seconds: int, pace: Pace,
            until_ms: int | None = None) -> tuple[dict[str, float], Poller]:
-    poller = Poller(url, redis_url, until_ms)
+    poller = Poller(redis_url, until_ms)
     poller.start()
     try:
         if pace.saturate:
@@ -429,17 +450,17 @@ def mass_expiry(tmp: Path, opts: argparse.Namespace, report: Report) -> None:
             result, poller = window(registry.url, server.url, opts.window, pace, expiry_ms)
             finish(spy)
             samples = poller.samples
+            goal = base + opts.expiring
             deadline = time.monotonic() + 10
-            while not samples or samples[-1].counted < base + opts.expiring:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            while expirations(registry.url) < goal and time.monotonic() < deadline:  # after the window
+                time.sleep(0.2)
+            counted = expirations(registry.url) - base
+            while (not samples or samples[-1].stored != 0) and time.monotonic() < deadline:
                 samples.append(poller.sample())
             during.append(result["p99_ms"])
             removed_after.append(seconds_after(samples, expiry_ms, lambda x: x.stored == 0))
-            goal = base + opts.expiring
-            counted_after.append(seconds_after(samples, expiry_ms, lambda x, goal=goal: x.counted >= goal))
-            counted = max((x.counted for x in samples if not math.isnan(x.counted)), default=base) - base
+            at_ms, _logged = counted_at(registry.log_text(), expiry_ms, opts.expiring)
+            counted_after.append((at_ms - expiry_ms) / 1000)
             pipe = poller.client.pipeline(transaction=False)
             for n in range(opts.expiring):
                 pipe.exists(f"reg:id:{{doom{cycle}-{n}}}")

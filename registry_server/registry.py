@@ -27,6 +27,8 @@ class Registry:
         self.protection = ExpiryProtection(store, clock, ttl_ms, observer)
         self.change_listeners: list[Callable[[str], None]] = []
         """Told the service's name, synchronously, after each change made through this replica."""
+        self.lease_listeners: list[Callable[[int], None]] = []
+        """Told when (ms) the lease of each instance registered through this replica ends."""
 
     def _changed(self, service: str) -> None:
         for listener in self.change_listeners:
@@ -54,6 +56,8 @@ class Registry:
         result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms,
                                                                    lease_token_hash=lease_token_hash))
         self._changed(registration.name)
+        for listener in self.lease_listeners:
+            listener(result.instance.expires_at_ms)
         if result.replaced_expired:
             self.observer.expired(result.instance)
         self.observer.registered(result.instance, result.created)
@@ -107,7 +111,7 @@ class Registry:
                 self._changed(service)
             for n, inst in enumerate(batch, 1):
                 self.observer.expired(inst)
-                if n % 500 == 0:
+                if n % 100 == 0:
                     await asyncio.sleep(0)  # a mass expiry: let the requests in flight run
             removed.extend(batch)
             if len(batch) < limit:

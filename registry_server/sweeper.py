@@ -10,6 +10,7 @@ from registry_server.errors import StoreError
 from registry_server.registry import Registry
 
 log = logging.getLogger("registry_server.sweeper")
+_MIN_PAUSE_S = 0.02
 
 
 class Sweeper:
@@ -21,6 +22,10 @@ class Sweeper:
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._soonest_ms: int | None = None
+        """The earliest lease end registered through this replica since the last sweep began."""
+        self._nudge = asyncio.Event()
+        registry.lease_listeners.append(self.lease_ends)
 
     def __repr__(self) -> str:
         return f"Sweeper(interval_s={self._interval_s}, running={self._task is not None})"
@@ -37,6 +42,7 @@ class Sweeper:
                 await task
 
     async def sweep_once(self) -> int:
+        self._soonest_ms = None  # this sweep sees every lease registered so far
         try:
             removed = await self._registry.sweep(self._batch)
         except StoreError as exc:
@@ -49,9 +55,35 @@ class Sweeper:
         self._failing = False
         return len(removed)
 
+    def lease_ends(self, at_ms: int) -> None:
+        """A lease ending at ``at_ms`` was registered: sweep by then if that is sooner than planned."""
+        if self._soonest_ms is None or at_ms < self._soonest_ms:
+            self._soonest_ms = at_ms
+            self._nudge.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
             await self.sweep_once()
-            await asyncio.sleep(max(0.0, self._interval_s - (loop.time() - started)))
+            while True:  # until the pause is over; a lease registered meanwhile may shorten it
+                self._nudge.clear()
+                try:
+                    async with asyncio.timeout(self.pause_s(loop.time() - started)):
+                        await self._nudge.wait()
+                except TimeoutError:
+                    break
+
+    def pause_s(self, took_s: float) -> float:
+        """Until the next sweep, ``took_s`` after the last one began: the interval, or less when a lease
+        ends sooner (the earliest the last sweep left, or one registered since). A dead instance is then
+        removed as its lease runs out, not up to one interval later, and a mass expiry is swept from its
+        first moment; never sooner than ``_MIN_PAUSE_S`` after the last sweep."""
+        pause = max(0.0, self._interval_s - took_s)
+        if self._failing:
+            return pause  # the store failed: retry at the interval, whatever the leases say
+        ends = [ms for ms in (self._registry.store.next_expiry_ms, self._soonest_ms) if ms is not None]
+        if ends:
+            until_s = (min(ends) - self._registry.clock.now_ms()) / 1000
+            pause = min(pause, max(_MIN_PAUSE_S, until_s))
+        return pause

@@ -183,7 +183,7 @@ class ChangeHub:
                         continue
                     self.dispatch(item)
                     followed += 1
-                    if followed % 100 == 0:
+                    if followed % 20 == 0:
                         # A mass expiry announces thousands of changes that arrive already buffered:
                         # let the requests in flight run between them.
                         await asyncio.sleep(0)

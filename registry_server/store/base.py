@@ -61,8 +61,14 @@ class InstanceStore(Protocol):
     async def services(self, now_ms: int) -> list[ServiceSummary]: ...
 
     async def expire(self, now_ms: int, limit: int) -> list[Instance]:
-        """Remove up to ``limit`` instances per service whose lease ran out; return those removed here."""
+        """Remove up to ``limit`` instances per service whose lease ran out; return those removed here.
+
+        Also sets :attr:`next_expiry_ms`."""
         ...
+
+    next_expiry_ms: int | None
+    """When the earliest lease left by the last :meth:`expire` ends (``None``: none left, or not known,
+    e.g. that sweep stopped part-way): the sweeper's next sweep need not wait longer than that."""
 
     async def revision(self, name: str) -> int: ...
 

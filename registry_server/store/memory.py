@@ -40,6 +40,7 @@ class MemoryStore:
         self._event_seq = 0
         self._trimmed_upto = "0-0"
         self._new_event = asyncio.Event()
+        self.next_expiry_ms: int | None = None
 
     def __repr__(self) -> str:
         return f"MemoryStore(instances={len(self._owners)})"
@@ -172,6 +173,8 @@ class MemoryStore:
                 self._remove(svc, inst)
                 self._emit(EventType.EXPIRED, svc, inst)
             removed.extend(gone)
+        self.next_expiry_ms = min((i.expires_at_ms for svc in self._services.values() for i in svc.members.values()),
+                                  default=None)
         return removed
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:

@@ -11,6 +11,7 @@ its instances).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -50,6 +51,8 @@ _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, 
                 rexc.TryAgainError, rexc.ClusterDownError, rexc.MasterDownError, TimeoutError, OSError)
 _NAME_CACHE_LIMIT = 200_000
 _SERVICES_PER_ROUND = 25
+_EXPIRE_PER_CALL = 8
+"""A round removes at most 25 x 8 instances: a few ms of Redis's time and of the event loop's."""
 _EMIT = resources.files("registry_server.store").joinpath("lua", "_emit.lua").read_text()
 _CHANGE_SCRIPTS = {"register", "heartbeat", "deregister", "expire"}
 
@@ -100,6 +103,7 @@ class RedisStore:
         """Events kept per service (approximately: Redis trims whole stream nodes)."""
         self._names: dict[str, str] = {}
         self._epoch_set = False
+        self.next_expiry_ms: int | None = None
         self._register = self._script("register")
         self._heartbeat = self._script("heartbeat")
         self._deregister = self._script("deregister")
@@ -271,20 +275,29 @@ class RedisStore:
         return found
 
     async def expire(self, now_ms: int, limit: int) -> list[Instance]:
-        """Sweep the services in bounded rounds, each under its own store deadline. What a round removed
-        is returned even when a later round fails (the rest waits for the next sweep), so a removed
-        instance is never left uncounted."""
+        """Sweep the services in bounded rounds, each under its own store deadline.
+
+        A round asks up to ``_SERVICES_PER_ROUND`` services for at most ``_EXPIRE_PER_CALL`` expired
+        instances each, so that no round keeps Redis (single-threaded: every heartbeat waits behind it)
+        or the event loop busy for long; a service that still has more goes back in the queue, until
+        ``limit`` of its instances were removed. What a round removed is returned even when a later round
+        fails (the rest waits for the next sweep), so a removed instance is never left uncounted."""
         k = self._keys
+        per_call = min(limit, _EXPIRE_PER_CALL)
 
         def expire_call(name: str, client: Any) -> Awaitable[Any]:
             return self._expire(keys=[k.leases(name), k.revision(name), k.counts(name), k.events(name)],
-                                args=[name, now_ms, limit, k.instance_prefix(name), self._event_history, k.channel],
+                                args=[name, now_ms, per_call, k.instance_prefix(name), self._event_history,
+                                      k.channel],
                                 client=client)
 
-        names = await self._run("expire", self._service_names)
+        self.next_expiry_ms = None
+        queue = collections.deque(await self._run("expire", self._service_names))
+        taken: collections.Counter[str] = collections.Counter()
         removed: list[Instance] = []
-        for start in range(0, len(names), _SERVICES_PER_ROUND):
-            part = names[start:start + _SERVICES_PER_ROUND]
+        earliest: int | None = None
+        while queue:
+            part = [queue.popleft() for _ in range(min(len(queue), _SERVICES_PER_ROUND))]
             try:
                 replies = await self._run("expire", lambda part=part: self._round(part, expire_call))  # type: ignore[misc]
             except StoreError:
@@ -293,6 +306,13 @@ class RedisStore:
                 log.warning("expiry sweep stopped after %d removals; the other services wait for the next sweep",
                             len(removed))
                 break
+            for name, flat in replies:
+                count = (len(flat) - 1) // 6
+                taken[name] += count
+                if count == per_call and taken[name] < limit:
+                    queue.append(name)  # more of it may have run out: after the services not asked yet
+                elif int(flat[0]) >= 0:
+                    earliest = min(int(flat[0]), earliest if earliest is not None else int(flat[0]))
             round_removed = [(name, _instance(flat[i], flat[i + 1:i + 6]))
                              for name, flat in replies for i in range(1, len(flat), 6)]
             try:
@@ -303,6 +323,8 @@ class RedisStore:
             for _name, inst in round_removed:
                 self._names.pop(inst.id, None)
                 removed.append(inst)
+        else:
+            self.next_expiry_ms = earliest  # every service answered: the earliest lease left is known
         return removed
 
     async def _release_owners(self, removed: list[tuple[str, Instance]], *, chunk: int = 500) -> None:

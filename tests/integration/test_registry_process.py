@@ -143,6 +143,25 @@ def test_an_instance_is_gone_within_1_5_s_of_its_last_heartbeat(tmp_path: Path, 
         assert swept_after <= 1.5, f"removed {swept_after:.2f}s after the last heartbeat"
 
 
+def test_a_lease_is_swept_as_it_ends_not_a_sweep_interval_later(tmp_path: Path, redis_server: RedisServer) -> None:
+    with (
+        running_registry(tmp_path, redis_url=redis_server.url, ttl=1.0, sweep=30.0) as reg,
+        httpx.Client(base_url=reg.url, headers=LEASE) as http,
+    ):
+        reg.wait_healthy()
+        http.post("/instances", json={"name": "Auth", "port": 1, "host": "h", "lease_token": TOKEN, "id": "soon"})
+        assert http.put("/instances/soon/heartbeat").status_code == 200
+        last_heartbeat = time.monotonic()
+        wait_until(
+            lambda: metric_sum(http.get("/metrics").text, "registry_expirations_total") == 1,
+            timeout=10,
+            interval=0.01,
+            message="the sweeper to expire the instance",
+        )
+        swept_after = time.monotonic() - last_heartbeat
+        assert swept_after <= 1.5, f"removed {swept_after:.2f}s after the last heartbeat (sweep interval 30 s)"
+
+
 def test_two_registries_on_one_redis_count_each_expiry_exactly_once(tmp_path: Path, redis_server: RedisServer) -> None:
     batch = 60
     with (

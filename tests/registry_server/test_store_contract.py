@@ -248,8 +248,7 @@ async def test_a_sweep_removing_many_is_followed_event_by_event_in_history_order
         event = await asyncio.wait_for(anext(changes), 5)
         assert event is not None
         followed.append(event)
-    expired = followed[30:]
-    assert {e.type.value for e in expired} == {"expired"}
+    expired = [e for e in followed if e.type.value == "expired"]  # across services, a Cluster's shards interleave
     assert sorted(e.instance.id for e in expired) == [f"m-{n:02d}" for n in range(30)]
     history = await follower.read_events(start)
     for service in ("Many", "Other"):

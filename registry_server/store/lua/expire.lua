@@ -2,10 +2,14 @@
 -- instance first removes and returns it; every other replica finds nothing: each expiry counted once.
 -- KEYS: 1 leases  2 revision  3 status counts  4 events stream
 -- ARGV: 1 name  2 now ms  3 limit  4 instance key prefix  5 stream max length  6 change channel
--- Returns {live count left, id, doc, status, registered_at, hb, exp, id, ...}
+-- Returns {end of the earliest lease left (-1: none), id, doc, status, registered_at, hb, exp, id, ...}
+local function earliest()
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return first[2] or -1
+end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 if #ids == 0 then
-  return {redis.call('ZCARD', KEYS[1])}
+  return {earliest()}
 end
 local revision = redis.call('INCR', KEYS[2])
 local out = {0}
@@ -26,5 +30,5 @@ end
 if #events > 0 then  -- one announcement for the whole batch: a mass expiry is not thousands of messages
   redis.call('PUBLISH', ARGV[6], cjson.encode(events))
 end
-out[1] = redis.call('ZCARD', KEYS[1])
+out[1] = earliest()
 return out

@@ -1,0 +1,59 @@
+"""The sweeper waits one interval between sweeps, or less when a lease ends sooner."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from registry_server.errors import StoreUnavailableError
+from registry_server.metrics import RegistryMetrics
+from registry_server.model import Registration
+from registry_server.registry import Registry
+from registry_server.store.base import InstanceStore
+from registry_server.sweeper import Sweeper
+from tests.support.clock import FakeClock
+
+TTL_MS = 2000
+
+
+@pytest.fixture
+def setup(store: InstanceStore) -> tuple[Registry, Sweeper, FakeClock]:
+    clock = FakeClock()
+    registry = Registry(store, clock, TTL_MS, RegistryMetrics(CollectorRegistry()))
+    return registry, Sweeper(registry, 10.0), clock
+
+
+async def test_with_no_lease_the_pause_is_what_is_left_of_the_interval(
+        setup: tuple[Registry, Sweeper, FakeClock]) -> None:
+    _registry, sweeper, _clock = setup
+    await sweeper.sweep_once()
+    assert sweeper.pause_s(0.0) == 10.0
+    assert sweeper.pause_s(3.0) == 7.0
+
+
+async def test_the_next_sweep_comes_when_the_earliest_lease_ends(setup: tuple[Registry, Sweeper, FakeClock]) -> None:
+    registry, sweeper, clock = setup
+    await registry.register(Registration(id="a", name="Svc", host="h", port=1))
+    clock.advance(0.5)
+    await registry.register(Registration(id="b", name="Other", host="h", port=2))
+    await sweeper.sweep_once()
+    assert sweeper.pause_s(0.0) == pytest.approx(1.5), "a's lease ends 1.5 s from now"
+    clock.advance(1.5)
+    assert await sweeper.sweep_once() == 1, "a is swept as its lease ends"
+    assert sweeper.pause_s(0.0) == pytest.approx(0.5), "then b's, 0.5 s later"
+    clock.advance(5.0)
+    assert sweeper.pause_s(0.0) == 0.02, "a lease already over: soon, never in a tight loop"
+
+
+async def test_after_a_failed_sweep_the_next_waits_the_interval(setup: tuple[Registry, Sweeper, FakeClock],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, sweeper, clock = setup
+    await registry.register(Registration(id="a", name="Svc", host="h", port=1))
+    clock.advance(5.0)  # a's lease is over
+
+    async def unavailable(now_ms: int, limit: int) -> list[object]:
+        raise StoreUnavailableError("expire", "down")
+
+    monkeypatch.setattr(registry.store, "expire", unavailable)
+    assert await sweeper.sweep_once() == 0
+    assert sweeper.pause_s(0.0) == 10.0, "no tight retry loop against a store that is down"
