@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, cast
 
 import pybreaker
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from resilient_client.model import ServiceInstance
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 _STATES = {
     pybreaker.STATE_CLOSED: BreakerState.CLOSED,
@@ -128,8 +129,8 @@ class InstanceBreaker:
             return False
         return self._probes < self._config.half_open_max_probes
 
-    async def call(self, send: Callable[[], Awaitable[T]], is_failure: Callable[[T], bool]) -> T:
-        """Await ``send()`` under the breaker; a result for which ``is_failure`` holds counts as a failure.
+    async def call(self, send: Callable[[*Ts], Awaitable[T]], is_failure: Callable[[T], bool], *args: *Ts) -> T:
+        """Await ``send(*args)`` under the breaker; a result for which ``is_failure`` holds counts as a failure.
 
         Raises :class:`BreakerRejectedError` without calling ``send`` when the breaker turns the call away.
 
@@ -144,7 +145,7 @@ class InstanceBreaker:
         storage = self._storage
         if storage.state == pybreaker.STATE_CLOSED:
             try:
-                result = await send()
+                result = await send(*args)
             except BaseException as exc:
                 if _counts(exc):
                     self._record(failed=True)
@@ -158,7 +159,7 @@ class InstanceBreaker:
         try:
             with self._breaker.calling():
                 try:
-                    result = await send()
+                    result = await send(*args)
                 except BaseException as exc:
                     if not _counts(exc):
                         storage.frozen = True  # pybreaker's verdict on this exit is dropped
@@ -248,7 +249,7 @@ class BreakerBoard:
         self._config = config
         self._events = events
         self._breakers: dict[tuple[str, str], InstanceBreaker] = {}
-        self._lineups: dict[str, tuple[list[ServiceInstance], dict[int, InstanceBreaker]]] = {}
+        self._lineups: dict[str, tuple[tuple[ServiceInstance, ...], dict[int, InstanceBreaker]]] = {}
 
     def get(self, service: str, instance: str) -> InstanceBreaker:
         key = (service, instance)
@@ -261,11 +262,12 @@ class BreakerBoard:
         """The breaker of each of ``instances`` (discovery's current answer), by ``id(instance)``.
 
         Instances of ``service`` that the answer no longer lists lose their breaker. The answer is
-        compared with the previous one first (the same objects, while the cache serves the same
-        answer, kept alive by the lineup), so a call pays for this only when a new answer arrived.
+        compared with the previous one first (the same tuple, or the same objects, while the cache serves
+        the same answer, kept alive by the lineup), so a call pays for this only when a new answer arrived.
         """
         known = self._lineups.get(service)
-        if known is not None and len(known[0]) == len(instances) and all(map(operator.is_, known[0], instances)):
+        if known is not None and (known[0] is instances or (  # (the manager's cached tuple itself)
+                len(known[0]) == len(instances) and all(map(operator.is_, known[0], instances)))):
             return known[1]
         listed = {inst.address for inst in instances}
         for key, breaker in tuple(self._breakers.items()):
@@ -273,7 +275,7 @@ class BreakerBoard:
                 del self._breakers[key]
                 breaker.retire()
         gates = {id(inst): self.get(service, inst.address) for inst in instances}
-        self._lineups[service] = (list(instances), gates)
+        self._lineups[service] = (tuple(instances), gates)  # (a tuple is kept as it is)
         return gates
 
     def __len__(self) -> int:

@@ -78,8 +78,11 @@ class HeartbeatOutcome(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RequestFinished:
+    """One per call. Treat it as read-only: it is not ``frozen`` only because a frozen dataclass costs
+    several times as much to build (hashable all the same, as the frozen events are)."""
+
     service: str
     outcome: RequestOutcome
     duration_s: float
