@@ -15,9 +15,14 @@ from registry_server.api.errors import ApiError
 from registry_server.settings import Settings
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, else ``None``."""
+    scheme, _, given = (authorization or "").partition(" ")
     return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _bearer(request: Request) -> str | None:
+    return bearer_token(request.headers.get("authorization"))
 
 
 def matches_token(given: str | None, tokens: tuple[str, ...]) -> bool:

@@ -14,15 +14,29 @@ from registry_server.schemas import error_details
 M = TypeVar("M", bound=BaseModel)
 
 
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+
+
+def too_slow(timeout_s: float) -> ApiError:
+    return ApiError(408, "request_timeout", f"request body did not arrive within {timeout_s:g}s",
+                    headers={"Connection": "close"})
+
+
+def body_expected(content_length: str | None, chunked: bool, http_version: str, limit: int) -> bool:
+    """Whether a body is coming; 413 at once when its declared length is over ``limit``."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise too_large(limit)
+    # HTTP/1.x without a length or a chunked encoding says there is no body: nothing to wait for
+    return content_length != "0" and (content_length is not None or chunked or not http_version.startswith("1"))
+
+
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` bytes (never read whole into memory),
     and with 408 when it takes over ``timeout_s`` seconds to arrive."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-    if declared == "0" or (declared is None and "transfer-encoding" not in request.headers
-                           and request.scope.get("http_version", "1.1").startswith("1")):
-        return b""  # HTTP/1.x says there is no body: nothing to wait for
+    if not body_expected(request.headers.get("content-length"), "transfer-encoding" in request.headers,
+                         request.scope.get("http_version", "1.1"), limit):
+        return b""
     chunks: list[bytes] = []
     size = 0
     try:
@@ -30,11 +44,10 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+                    raise too_large(limit)
                 chunks.append(chunk)
     except TimeoutError:
-        raise ApiError(408, "request_timeout", f"request body did not arrive within {timeout_s:g}s",
-                       headers={"Connection": "close"}) from None
+        raise too_slow(timeout_s) from None
     return b"".join(chunks)
 
 

@@ -32,6 +32,10 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def instance_not_found(instance_id: str) -> ApiError:
+    return ApiError(404, "instance_not_found", f"no live instance with id {instance_id!r}")
+
+
 def error_response(status: int, code: str, message: str, *, details: list[dict[str, str]] | None = None,
                    headers: dict[str, str] | None = None) -> Response:
     body: dict[str, Any] = {"code": code, "message": message}

@@ -24,10 +24,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from registry_server.api.access import Access, matches_token
-from registry_server.api.body import check_content_type, validation_failure
+from registry_server.api.access import Access, bearer_token, matches_token
+from registry_server.api.body import body_expected, check_content_type, too_large, too_slow, validation_failure
 from registry_server.api.deadlines import ReadDeadlines
-from registry_server.api.errors import ApiError
+from registry_server.api.errors import instance_not_found
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import Status, lease_token_hash
 from registry_server.registry import Registry
@@ -39,10 +39,6 @@ _PATH = re.compile(r"/instances/([^/]+)/heartbeat")
 _JSON_HEADERS = (b"content-type", b"application/json")
 
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
-
-
-def _instance_not_found(instance_id: str) -> ApiError:
-    return ApiError(404, "instance_not_found", f"no live instance with id {instance_id!r}")
 
 
 class HeartbeatEndpoint:
@@ -101,7 +97,8 @@ class HeartbeatEndpoint:
     async def _heartbeat(self, instance_id: str, scope: Scope, headers: dict[bytes, bytes],
                          receive: Receive) -> bytes:
         access = self.access
-        bearer = _bearer(headers)
+        authorization = headers.get(b"authorization")
+        bearer = bearer_token(authorization.decode("latin-1") if authorization is not None else None)
         if access.writers is not None and not matches_token(bearer, access.writers):
             raise access.unauthorized()
         status = await self._status(scope, headers, receive)
@@ -112,18 +109,16 @@ class HeartbeatEndpoint:
             presented = lease_token_hash(given.decode("latin-1")) if given else ""
         inst = await self.registry.heartbeat(instance_id, status, lease_token_hash=presented)
         if inst is None:
-            raise _instance_not_found(instance_id)
+            raise instance_not_found(instance_id)
         return pydantic_core.to_json(inst.to_json())
 
     async def _status(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Status | None:
         """The status the optional body asks for; the body is bounded in size and in time."""
         limit = self.settings.max_body_bytes
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
-        if length == b"0" or (length is None and b"transfer-encoding" not in headers
-                              and scope.get("http_version", "1.1").startswith("1")):
-            return None  # HTTP/1.x says there is no body: nothing to wait for
+        if not body_expected(length.decode("latin-1") if length is not None else None, b"transfer-encoding" in headers,
+                             scope.get("http_version", "1.1"), limit):
+            return None
         raw = await self._read(receive, limit)
         if not raw.strip():
             return None
@@ -153,7 +148,7 @@ class HeartbeatEndpoint:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise ApiError(413, "payload_too_large", f"request body over {limit} bytes")
+                    raise too_large(limit)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return b"".join(chunks)
@@ -161,8 +156,7 @@ class HeartbeatEndpoint:
             if not self._deadlines.unwatch(task):
                 raise
             task.uncancel()
-            raise ApiError(408, "request_timeout", f"request body did not arrive within {timeout_s:g}s",
-                           headers={"Connection": "close"}) from None
+            raise too_slow(timeout_s) from None
         finally:
             self._deadlines.unwatch(task)
 
@@ -176,10 +170,3 @@ parsing; any other body is validated by the schema."""
 class _ClientGoneError(Exception):
     """The client disconnected before its body arrived."""
 
-
-def _bearer(headers: dict[bytes, bytes]) -> str | None:
-    raw = headers.get(b"authorization")
-    if raw is None:
-        return None
-    scheme, _, given = raw.decode("latin-1").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" and given.strip() else None

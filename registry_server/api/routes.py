@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from registry_server.api.access import Access
 from registry_server.api.body import parse_body
-from registry_server.api.errors import ApiError
+from registry_server.api.errors import ApiError, instance_not_found
 from registry_server.api.openapi import openapi_document
 from registry_server.api.query import NAME, filtered, status_filter
 from registry_server.api.responses import JSONResponse
@@ -22,10 +22,6 @@ from registry_server.model import Registration, Status, lease_token_hash
 from registry_server.registry import Registry
 from registry_server.schemas import RegisterRequest
 from registry_server.settings import Settings
-
-
-def _instance_not_found(instance_id: str) -> ApiError:
-    return ApiError(404, "instance_not_found", f"no live instance with id {instance_id!r}")
 
 
 class RegistryApi:
@@ -86,7 +82,7 @@ class RegistryApi:
         self._authorize_write(request)
         instance_id = request.path_params["id"]
         if await self.registry.deregister(instance_id, lease_token_hash=self._lease(request)) is None:
-            raise _instance_not_found(instance_id)
+            raise instance_not_found(instance_id)
         return Response(status_code=204)
 
     async def get_instance(self, request: Request) -> Response:
@@ -94,7 +90,7 @@ class RegistryApi:
         instance_id = request.path_params["id"]
         inst = await self.registry.get(instance_id)
         if inst is None:
-            raise _instance_not_found(instance_id)
+            raise instance_not_found(instance_id)
         return JSONResponse(inst.to_json())
 
     async def list_instances(self, request: Request) -> Response:

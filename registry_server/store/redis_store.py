@@ -15,7 +15,7 @@ import collections
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -125,20 +125,18 @@ class RedisStore:
         return self._client.register_script(_script_source(name))
 
     async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        with self._failures(operation):
+        try:
             async with asyncio.timeout(self._op_timeout_s):
                 return await call()
+        except (*_UNAVAILABLE, rexc.RedisError) as exc:
+            raise self._store_error(operation, exc) from exc
 
-    @contextlib.contextmanager
-    def _failures(self, operation: str) -> Iterator[None]:
-        """Redis's exceptions as the store's: unavailable (503, protection) or failed."""
-        try:
-            yield
-        except _UNAVAILABLE as exc:
+    def _store_error(self, operation: str, exc: BaseException) -> StoreError:
+        """Redis's exception as the store's: unavailable (503, protection) or failed."""
+        if isinstance(exc, _UNAVAILABLE):
             self._epoch_set = False  # it may come back empty: record the new history's start again
-            raise StoreUnavailableError(operation, str(exc) or type(exc).__name__) from exc
-        except rexc.RedisError as exc:
-            raise StoreError(operation, str(exc)) from exc
+            return StoreUnavailableError(operation, str(exc) or type(exc).__name__)
+        return StoreError(operation, str(exc))
 
     # -- instance ids and their services ------------------------------------------------------------
 
@@ -247,9 +245,8 @@ class RedisStore:
         # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch).
         try:
             inst = await renew(cached)
-        except (*_UNAVAILABLE, rexc.RedisError):
-            with self._failures("heartbeat"):
-                raise
+        except (*_UNAVAILABLE, rexc.RedisError) as exc:
+            raise self._store_error("heartbeat", exc) from exc
         if inst is not None:
             return inst
         return await self._run("heartbeat", lambda: self._recheck(instance_id, cached, renew))
@@ -311,8 +308,8 @@ class RedisStore:
                 taken[name] += count
                 if count == per_call and taken[name] < limit:
                     queue.append(name)  # more of it may have run out: after the services not asked yet
-                elif int(flat[0]) >= 0:
-                    earliest = min(int(flat[0]), earliest if earliest is not None else int(flat[0]))
+                elif (ends := int(flat[0])) >= 0 and (earliest is None or ends < earliest):
+                    earliest = ends
             round_removed = [(name, _instance(flat[i], flat[i + 1:i + 6]))
                              for name, flat in replies for i in range(1, len(flat), 6)]
             try:
