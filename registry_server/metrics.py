@@ -70,8 +70,8 @@ class RegistryMetrics:
     def deregistered(self, instance: Instance) -> None:
         self._child(self.deregistrations, instance.name).inc()
 
-    def expired(self, instance: Instance) -> None:
-        self._child(self.expirations, instance.name).inc()
+    def expired(self, service: str, count: int = 1) -> None:
+        self._child(self.expirations, service).inc(count)
 
     def heartbeat(self, instance: Instance) -> None:
         self._child(self.heartbeats, instance.name).inc()

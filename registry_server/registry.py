@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -10,7 +10,7 @@ from typing import TypeVar
 from registry_server.clock import Clock
 from registry_server.errors import StoreError, StoreUnavailableError
 from registry_server.events import RegistryObserver
-from registry_server.model import Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
+from registry_server.model import Expired, Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
 from registry_server.protection import ExpiryProtection
 from registry_server.store.base import InstanceStore
 
@@ -59,7 +59,7 @@ class Registry:
         for listener in self.lease_listeners:
             listener(result.instance.expires_at_ms)
         if result.replaced_expired:
-            self.observer.expired(result.instance)
+            self.observer.expired(result.instance.name)
         self.observer.registered(result.instance, result.created)
         if result.created:
             inst = result.instance
@@ -102,17 +102,14 @@ class Registry:
     async def ping(self) -> None:
         await self._store(lambda _now: self.store.ping())
 
-    async def sweep(self, limit: int = 1000) -> list[Instance]:
+    async def sweep(self, limit: int = 1000) -> list[Expired]:
         """Expire every lease that ran out (in batches of ``limit`` per service) and refresh the inventory."""
-        removed: list[Instance] = []
+        removed: list[Expired] = []
         while True:
             batch = await self._store(lambda now: self.store.expire(now, limit))
-            for service in {inst.name for inst in batch}:
+            for service, count in collections.Counter(gone.name for gone in batch).items():
                 self._changed(service)
-            for n, inst in enumerate(batch, 1):
-                self.observer.expired(inst)
-                if n % 100 == 0:
-                    await asyncio.sleep(0)  # a mass expiry: let the requests in flight run
+                self.observer.expired(service, count)
             removed.extend(batch)
             if len(batch) < limit:
                 break

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from registry_server.errors import RegistryError, StoreError
-from registry_server.model import ChangeEvent
+from registry_server.model import ChangeEvent, ChangeNotice
 from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.watch")
@@ -148,15 +148,16 @@ class ChangeHub:
                     await changed.wait()
         return False
 
-    def dispatch(self, event: ChangeEvent) -> None:
+    def dispatch(self, notice: ChangeNotice) -> None:
+        service = notice.service
         for listener in self.change_listeners:
-            listener(event.service)
-        changed = self._changed.pop(event.service, None)
+            listener(service)
+        changed = self._changed.pop(service, None)
         if changed is not None:
             changed.set()
         for sub in self._subscribers:
-            if sub.service is None or sub.service == event.service:
-                sub.offer(event)
+            if sub.service is None or sub.service == service:
+                sub.offer(notice.event)  # built here, once, only when someone streams this service
 
     def _wake_all(self) -> None:
         for listener in self.change_listeners:

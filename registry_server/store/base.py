@@ -30,6 +30,8 @@ from typing import Protocol
 
 from registry_server.model import (
     ChangeEvent,
+    ChangeNotice,
+    Expired,
     Instance,
     RegisterResult,
     Registration,
@@ -60,7 +62,7 @@ class InstanceStore(Protocol):
 
     async def services(self, now_ms: int) -> list[ServiceSummary]: ...
 
-    async def expire(self, now_ms: int, limit: int) -> list[Instance]:
+    async def expire(self, now_ms: int, limit: int) -> list[Expired]:
         """Remove up to ``limit`` instances per service whose lease ran out; return those removed here.
 
         Also sets :attr:`next_expiry_ms`."""
@@ -87,7 +89,7 @@ class InstanceStore(Protocol):
         """Up to ``count`` held events after ``after``, in order (for a change stream's replay)."""
         ...
 
-    def changes(self) -> AsyncIterator[ChangeEvent | None]:
+    def changes(self) -> AsyncIterator[ChangeNotice | None]:
         """Every change from now on, as it happens, made through any replica.
 
         Yields ``None`` first, once subscribed: every change after that point is delivered, live and at

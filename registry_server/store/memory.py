@@ -10,7 +10,9 @@ from dataclasses import dataclass, field, replace
 from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.model import (
     ChangeEvent,
+    ChangeNotice,
     EventType,
+    Expired,
     Instance,
     RegisterResult,
     Registration,
@@ -161,8 +163,8 @@ class MemoryStore:
                 out.append(ServiceSummary(name, len(live), dict(sorted(statuses.items()))))
         return out
 
-    async def expire(self, now_ms: int, limit: int) -> list[Instance]:
-        removed: list[Instance] = []
+    async def expire(self, now_ms: int, limit: int) -> list[Expired]:
+        removed: list[Expired] = []
         for svc in self._services.values():
             gone = sorted((i for i in svc.members.values() if not i.is_live(now_ms)),
                           key=lambda i: (i.expires_at_ms, i.id))[:limit]
@@ -172,7 +174,7 @@ class MemoryStore:
             for inst in gone:
                 self._remove(svc, inst)
                 self._emit(EventType.EXPIRED, svc, inst)
-            removed.extend(gone)
+            removed.extend(Expired(inst.id, inst.name) for inst in gone)
         self.next_expiry_ms = min((i.expires_at_ms for svc in self._services.values() for i in svc.members.values()),
                                   default=None)
         return removed
@@ -197,7 +199,7 @@ class MemoryStore:
         key = event_id_order(after)
         return [e for e in self._events if event_id_order(e.id) > key][:count]
 
-    async def changes(self) -> AsyncIterator[ChangeEvent | None]:
+    async def changes(self) -> AsyncIterator[ChangeNotice | None]:
         after = await self.last_event_id()
         yield None
         while True:
@@ -207,7 +209,7 @@ class MemoryStore:
                 await signal.wait()
             for event in events:
                 after = event.id
-                yield event
+                yield ChangeNotice.of(event)
 
     async def history_complete(self, after: str) -> bool:
         key = event_id_order(after)

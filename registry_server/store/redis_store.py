@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,7 +28,9 @@ from redis.commands.core import AsyncScript
 from registry_server.errors import InstanceConflictError, LeaseTokenError, StoreError, StoreUnavailableError
 from registry_server.model import (
     ChangeEvent,
+    ChangeNotice,
     EventType,
+    Expired,
     Instance,
     RegisterResult,
     Registration,
@@ -271,7 +274,7 @@ class RedisStore:
             self._names.pop(instance_id, None)
         return found
 
-    async def expire(self, now_ms: int, limit: int) -> list[Instance]:
+    async def expire(self, now_ms: int, limit: int) -> list[Expired]:
         """Sweep the services in bounded rounds, each under its own store deadline.
 
         A round asks up to ``_SERVICES_PER_ROUND`` services for at most ``_EXPIRE_PER_CALL`` expired
@@ -291,7 +294,7 @@ class RedisStore:
         self.next_expiry_ms = None
         queue = collections.deque(await self._run("expire", self._service_names))
         taken: collections.Counter[str] = collections.Counter()
-        removed: list[Instance] = []
+        removed: list[Expired] = []
         earliest: int | None = None
         while queue:
             part = [queue.popleft() for _ in range(min(len(queue), _SERVICES_PER_ROUND))]
@@ -304,27 +307,26 @@ class RedisStore:
                             len(removed))
                 break
             for name, flat in replies:
-                count = (len(flat) - 1) // 6
+                count = len(flat) - 1
                 taken[name] += count
                 if count == per_call and taken[name] < limit:
                     queue.append(name)  # more of it may have run out: after the services not asked yet
                 elif (ends := int(flat[0])) >= 0 and (earliest is None or ends < earliest):
                     earliest = ends
-            round_removed = [(name, _instance(flat[i], flat[i + 1:i + 6]))
-                             for name, flat in replies for i in range(1, len(flat), 6)]
+            round_removed = [Expired(instance_id, name) for name, flat in replies for instance_id in flat[1:]]
             try:
                 await self._run("expire", lambda round_removed=round_removed: self._release_owners(round_removed))  # type: ignore[misc]
             except StoreError as exc:
                 log.warning("could not release %d expired ids (%s); they are taken over when registered again",
                             len(round_removed), exc)
-            for _name, inst in round_removed:
-                self._names.pop(inst.id, None)
-                removed.append(inst)
+            for gone in round_removed:
+                self._names.pop(gone.id, None)
+            removed.extend(round_removed)
         else:
             self.next_expiry_ms = earliest  # every service answered: the earliest lease left is known
         return removed
 
-    async def _release_owners(self, removed: list[tuple[str, Instance]], *, chunk: int = 500) -> None:
+    async def _release_owners(self, removed: list[Expired], *, chunk: int = 500) -> None:
         """Release the owner keys of removed instances in bounded calls (a mass expiry removes thousands
         at once: one call each would open as many connections as there are ids): ``chunk`` ids per script
         call on one Redis; on a Cluster, where the keys live on every node, a few concurrent calls."""
@@ -333,11 +335,10 @@ class RedisStore:
             part = removed[start:start + chunk]
             if self._cluster:
                 for sub in range(0, len(part), 32):
-                    await asyncio.gather(*(self._release(keys=[k.owner(inst.id)], args=[name])
-                                           for name, inst in part[sub:sub + 32]))
+                    await asyncio.gather(*(self._release(keys=[k.owner(gone.id)], args=[gone.name])
+                                           for gone in part[sub:sub + 32]))
                 continue
-            await self._release_many(keys=[k.owner(inst.id) for _name, inst in part],
-                                     args=[name for name, _inst in part])
+            await self._release_many(keys=[k.owner(gone.id) for gone in part], args=[gone.name for gone in part])
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:
         k = self._keys
@@ -486,7 +487,7 @@ class RedisStore:
                 return False
             raise
 
-    async def changes(self) -> AsyncIterator[ChangeEvent | None]:
+    async def changes(self) -> AsyncIterator[ChangeNotice | None]:
         if isinstance(self._client, RedisCluster):
             await self._run("changes", self._client.initialize)  # the slot map, which its pub/sub needs
         pubsub = self._client.pubsub()
@@ -506,7 +507,7 @@ class RedisStore:
                     continue
                 announced = json.loads(message["data"])  # one change, or a script's many as an array
                 for fields in announced if isinstance(announced, list) else (announced,):
-                    yield _event(str(fields["sid"]), fields)
+                    yield ChangeNotice(str(fields["service"]), functools.partial(_event, str(fields["sid"]), fields))
         finally:
             with contextlib.suppress(rexc.RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

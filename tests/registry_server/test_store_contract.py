@@ -224,10 +224,12 @@ async def test_every_replica_follows_changes_made_through_another(store_factory:
     assert await asyncio.wait_for(anext(changes), 5) is None, "first: subscribed"
     await writer.register(reg("w"), NOW, TTL)
     await writer.heartbeat("w", Status.DOWN, NOW + 1, TTL)
-    first = await asyncio.wait_for(anext(changes), 5)
-    second = await asyncio.wait_for(anext(changes), 5)
-    assert first is not None
-    assert second is not None
+    first_notice = await asyncio.wait_for(anext(changes), 5)
+    second_notice = await asyncio.wait_for(anext(changes), 5)
+    assert first_notice is not None
+    assert second_notice is not None
+    assert (first_notice.service, second_notice.service) == ("Auth", "Auth"), "the service, before any event is built"
+    first, second = first_notice.event, second_notice.event
     assert [(first.type.value, first.instance.id), (second.type.value, second.instance.status)] == [
         ("registered", "w"), ("status_changed", Status.DOWN)]
     assert await follower.read_events(first.id) == [second], "the live feed and the history agree"
@@ -245,9 +247,10 @@ async def test_a_sweep_removing_many_is_followed_event_by_event_in_history_order
     assert len(await writer.expire(NOW + TTL, 1000)) == 30
     followed = []
     while len(followed) < 60:  # 30 registrations, then 30 expiries
-        event = await asyncio.wait_for(anext(changes), 5)
-        assert event is not None
-        followed.append(event)
+        notice = await asyncio.wait_for(anext(changes), 5)
+        assert notice is not None
+        assert notice.event.service == notice.service
+        followed.append(notice.event)
     expired = [e for e in followed if e.type.value == "expired"]  # across services, a Cluster's shards interleave
     assert sorted(e.instance.id for e in expired) == [f"m-{n:02d}" for n in range(30)]
     history = await follower.read_events(start)

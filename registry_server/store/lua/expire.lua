@@ -2,7 +2,7 @@
 -- instance first removes and returns it; every other replica finds nothing: each expiry counted once.
 -- KEYS: 1 leases  2 revision  3 status counts  4 events stream
 -- ARGV: 1 name  2 now ms  3 limit  4 instance key prefix  5 stream max length  6 change channel
--- Returns {end of the earliest lease left (-1: none), id, doc, status, registered_at, hb, exp, id, ...}
+-- Returns {end of the earliest lease left (-1: none), id, id, ...}: the ids this call removed
 local function earliest()
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return first[2] or -1
@@ -22,7 +22,6 @@ for _, id in ipairs(ids) do
   if old[1] then
     redis.call('HINCRBY', KEYS[3], old[2], -1)
     table.insert(out, id)
-    for i = 1, 5 do table.insert(out, old[i]) end
     table.insert(events, record(KEYS[4], ARGV[5], 'expired', ARGV[1], id, revision, old[1], old[2], old[3],
                                 old[4], old[5]))
   end
