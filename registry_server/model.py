@@ -145,6 +145,14 @@ class Expired(NamedTuple):
     name: str
 
 
+class Renewal(NamedTuple):
+    """A heartbeat's outcome: the renewed instance, and whether it changed the status (a heartbeat that
+    repeats the status it has changes nothing a reader sees but the lease)."""
+
+    instance: Instance
+    status_changed: bool
+
+
 @dataclass(frozen=True, slots=True)
 class RegisterResult:
     instance: Instance

@@ -68,14 +68,15 @@ class Registry:
 
     async def heartbeat(self, instance_id: str, status: Status | None, *,
                         lease_token_hash: str | None = None) -> Instance | None:
-        inst = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms,
-                                                                  lease_token_hash=lease_token_hash))
-        if inst is None:
+        renewal = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms,
+                                                                     lease_token_hash=lease_token_hash))
+        if renewal is None:
             self.observer.unknown_heartbeat(instance_id)
-        else:
-            self.observer.heartbeat(inst)
-            if status is not None:
-                self._changed(inst.name)
+            return None
+        inst = renewal.instance
+        self.observer.heartbeat(inst)
+        if renewal.status_changed:  # a client repeating its status with every heartbeat changes nothing
+            self._changed(inst.name)
         return inst
 
     async def deregister(self, instance_id: str, *, lease_token_hash: str | None = None) -> Instance | None:

@@ -11,8 +11,8 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
   the lease token the caller presented (``""``: none), or ``None`` for a caller trusted without one (the
   admin). A live instance whose stored hash differs raises
   :class:`~registry_server.errors.LeaseTokenError`; unknown or expired ids are answered as such first.
-- ``heartbeat`` renews a live lease and may change the status (revision +1 on a status change only);
-  ``None`` for an unknown or expired id.
+- ``heartbeat`` renews a live lease and may change the status (revision +1 on a status change only,
+  which the :class:`Renewal` reports); ``None`` for an unknown or expired id.
 - ``deregister`` removes a live instance (revision +1); ``None`` for an unknown or expired id.
 - ``expire`` removes instances whose lease ran out and returns each one to exactly one caller, however
   many registry replicas sweep the same store.
@@ -35,6 +35,7 @@ from registry_server.model import (
     Instance,
     RegisterResult,
     Registration,
+    Renewal,
     ServiceSummary,
     ServiceView,
     Status,
@@ -49,7 +50,7 @@ class InstanceStore(Protocol):
                        lease_token_hash: str | None = None) -> RegisterResult: ...
 
     async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
-                        lease_token_hash: str | None = None) -> Instance | None: ...
+                        lease_token_hash: str | None = None) -> Renewal | None: ...
 
     async def deregister(self, instance_id: str, now_ms: int, *,
                          lease_token_hash: str | None = None) -> Instance | None: ...

@@ -16,6 +16,7 @@ from registry_server.model import (
     Instance,
     RegisterResult,
     Registration,
+    Renewal,
     ServiceSummary,
     ServiceView,
     Status,
@@ -108,7 +109,7 @@ class MemoryStore:
         return RegisterResult(inst, created, svc.revision, replaced_expired)
 
     async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
-                        lease_token_hash: str | None = None) -> Instance | None:
+                        lease_token_hash: str | None = None) -> Renewal | None:
         found = self._live(instance_id, now_ms)
         if found is None:
             return None
@@ -120,7 +121,7 @@ class MemoryStore:
         if new_status != inst.status:
             svc.revision += 1
             self._emit(EventType.STATUS_CHANGED, svc, renewed)
-        return renewed
+        return Renewal(renewed, new_status != inst.status)
 
     async def deregister(self, instance_id: str, now_ms: int, *,
                          lease_token_hash: str | None = None) -> Instance | None:

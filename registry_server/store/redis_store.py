@@ -34,6 +34,7 @@ from registry_server.model import (
     Instance,
     RegisterResult,
     Registration,
+    Renewal,
     ServiceSummary,
     ServiceView,
     Status,
@@ -229,10 +230,10 @@ class RedisStore:
         return RegisterResult(inst, bool(created), int(revision), bool(expired))
 
     async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
-                        lease_token_hash: str | None = None) -> Instance | None:
+                        lease_token_hash: str | None = None) -> Renewal | None:
         k = self._keys
 
-        async def renew(name: str) -> Instance | None:
+        async def renew(name: str) -> Renewal | None:
             keys = [k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)]
             args: list[str | int] = [instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
                                      self._event_history, _presented(lease_token_hash), k.channel]
@@ -240,18 +241,20 @@ class RedisStore:
                 row = await self._heartbeat_batch(keys, args)
             else:
                 row = await self._heartbeat(keys=keys, args=args)
-            return None if row is None else _instance(instance_id, _owned(instance_id, row))
+            if row is None:
+                return None
+            return Renewal(_instance(instance_id, _owned(instance_id, row)), row[5] == 1)
 
         cached = self._names.get(instance_id) if self._heartbeat_batch is not None else None
         if cached is None:
             return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
         # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch).
         try:
-            inst = await renew(cached)
+            renewal = await renew(cached)
         except (*_UNAVAILABLE, rexc.RedisError) as exc:
             raise self._store_error("heartbeat", exc) from exc
-        if inst is not None:
-            return inst
+        if renewal is not None:
+            return renewal
         return await self._run("heartbeat", lambda: self._recheck(instance_id, cached, renew))
 
     async def deregister(self, instance_id: str, now_ms: int, *,

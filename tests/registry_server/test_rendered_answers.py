@@ -63,6 +63,19 @@ async def test_a_change_through_this_replica_shows_at_once(setup: Any) -> None:
     assert [i["id"] for i in (await http.get("/services/A")).json()["instances"]] == ["a"]
 
 
+async def test_a_heartbeat_repeating_the_status_keeps_the_answer_and_a_new_status_drops_it(setup: Any) -> None:
+    http, store, _clock = setup
+    await register(http, "a")
+    await http.get("/services/A")
+    reads = store.reads
+    assert (await http.put("/instances/a/heartbeat", json={"status": "UP"})).status_code == 200
+    await http.get("/services/A")
+    assert store.reads == reads, "the manager's every heartbeat says UP: that changes nothing a reader sees"
+    assert (await http.put("/instances/a/heartbeat", json={"status": "DOWN"})).status_code == 200
+    assert (await http.get("/services/A")).json()["instances"][0]["status"] == "DOWN"
+    assert store.reads == reads + 1
+
+
 async def test_heartbeat_timestamps_lag_at_most_half_a_second(setup: Any) -> None:
     http, _store, clock = setup
     await register(http, "a")

@@ -48,11 +48,13 @@ async def test_revision_moves_on_membership_and_status_changes_only(store: Insta
     r1 = (await store.register(reg(), NOW, TTL)).revision
     same = (await store.register(reg(), NOW + 1, TTL)).revision
     assert same == r1, "an identical re-registration is not a change"
-    await store.heartbeat("Auth-1", None, NOW + 2, TTL)
+    plain = await store.heartbeat("Auth-1", None, NOW + 2, TTL)
     assert await store.revision("Auth") == r1, "a plain heartbeat is not a change"
-    await store.heartbeat("Auth-1", Status.UP, NOW + 3, TTL)
+    repeated = await store.heartbeat("Auth-1", Status.UP, NOW + 3, TTL)
     assert await store.revision("Auth") == r1, "a heartbeat repeating the status is not a change"
-    await store.heartbeat("Auth-1", Status.DOWN, NOW + 4, TTL)
+    changed = await store.heartbeat("Auth-1", Status.DOWN, NOW + 4, TTL)
+    assert plain is not None and repeated is not None and changed is not None
+    assert (plain.status_changed, repeated.status_changed, changed.status_changed) == (False, False, True)
     r2 = await store.revision("Auth")
     assert r2 > r1
     r3 = (await store.register(reg(version="9"), NOW + 5, TTL)).revision
@@ -79,13 +81,14 @@ async def test_a_deregistered_id_may_be_registered_under_another_name(store: Ins
     moved = await store.register(reg("x-1", "User"), NOW + 3, TTL)
     assert moved.created
     renewed = await store.heartbeat("x-1", None, NOW + 4, TTL)
-    assert renewed is not None and renewed.name == "User"
+    assert renewed is not None and renewed.instance.name == "User"
 
 
 async def test_heartbeat_renews_the_lease_and_can_change_status(store: InstanceStore) -> None:
     await store.register(reg(), NOW, TTL)
-    inst = await store.heartbeat("Auth-1", Status.DOWN, NOW + 4000, TTL)
-    assert inst is not None
+    renewal = await store.heartbeat("Auth-1", Status.DOWN, NOW + 4000, TTL)
+    assert renewal is not None
+    inst = renewal.instance
     assert (inst.status, inst.last_heartbeat_ms, inst.expires_at_ms) == (Status.DOWN, NOW + 4000, NOW + 4000 + TTL)
     assert inst.registered_at_ms == NOW
     assert await store.get("Auth-1", NOW + TTL + 1000) is not None, "renewed past the first lease"

@@ -3,7 +3,7 @@
 -- ARGV: 1 id  2 now ms  3 expiry ms  4 new status or ''  5 service name  6 stream max length
 --       7 presented lease token hash ('*': the admin)  8 change channel
 -- Returns false for an unknown or expired instance, {"forbidden"} for a wrong lease token,
--- else {doc, status, registered_at, hb, exp}
+-- else {doc, status, registered_at, hb, exp, 1 if the status changed else 0}
 local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'exp', 'tok')
 if not old[1] or tonumber(old[4]) <= tonumber(ARGV[2]) then
   return false
@@ -11,11 +11,11 @@ end
 if ARGV[7] ~= '*' and (ARGV[7] == '' or ARGV[7] ~= old[5]) then
   return {'forbidden'}
 end
-local status = old[2]
+local status, changed = old[2], 0
 if ARGV[4] ~= '' and ARGV[4] ~= status then
   redis.call('HINCRBY', KEYS[4], status, -1)
   redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
-  status = ARGV[4]
+  status, changed = ARGV[4], 1
   redis.call('HSET', KEYS[1], 'status', status, 'hb', ARGV[2], 'exp', ARGV[3])
   local revision = redis.call('INCR', KEYS[3])
   emit(KEYS[5], ARGV[6], ARGV[8], 'status_changed', ARGV[5], ARGV[1], revision, old[1], status, old[3], ARGV[2],
@@ -24,4 +24,4 @@ else
   redis.call('HSET', KEYS[1], 'hb', ARGV[2], 'exp', ARGV[3])
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return {old[1], status, old[3], ARGV[2], ARGV[3]}
+return {old[1], status, old[3], ARGV[2], ARGV[3], changed}
