@@ -3,7 +3,8 @@ name with round-robin, failover, retries and one circuit breaker per instance.
 """
 
 from resilient_client.backoff import Backoff, parse_retry_after
-from resilient_client.breaker import BreakerBoard, InstanceBreaker
+from resilient_client.breaker import InstanceBreaker
+from resilient_client.breaker_board import BreakerBoard
 from resilient_client.cache import DiscoveryCache
 from resilient_client.client import ResilientClient
 from resilient_client.clock import Clock, SystemClock

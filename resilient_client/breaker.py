@@ -2,8 +2,10 @@
 
 pybreaker knows nothing of asyncio, so the adapter
 
-* wraps the awaited call in ``with breaker.calling():`` (``breaker.call(coroutine_fn)`` would count the
-  coroutine object as a success),
+* hands outcomes to pybreaker through ``breaker.calling()`` (``breaker.call(coroutine_fn)`` would count
+  the coroutine object as a success), entered and left synchronously around the caller's own ``await``
+  (:meth:`InstanceBreaker.admit`, then the outcome), so no coroutine of ours stands between a call and
+  its transport,
 * lets a ``CancelledError`` (or any error that is not about the instance) pass through unchanged and
   uncounted: neither a failure nor a success, in any state,
 * re-raises the original error when a failure trips the breaker (never a ``CircuitBreakerError``),
@@ -14,19 +16,16 @@ pybreaker knows nothing of asyncio, so the adapter
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, cast
+from typing import Any, Generic, TypeVar, TypeVarTuple, cast
 
 import pybreaker
 
 from resilient_client.config import BreakerConfig
 from resilient_client.errors import BreakerRejectedError, TransportError
 from resilient_client.events import BreakerRejected, BreakerRemoved, BreakerState, BreakerStateChanged, EventBus
-
-if TYPE_CHECKING:
-    from resilient_client.model import ServiceInstance
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -39,7 +38,7 @@ _STATES = {
 
 
 class _CountedFailureError(Exception, Generic[T]):
-    """Carries a result that counts as a failure (a 503, say) through pybreaker and back out."""
+    """Stands for a result that counts as a failure (a 503, say) where pybreaker expects an error."""
 
     def __init__(self, result: T) -> None:
         super().__init__("result counted as a failure")
@@ -51,28 +50,51 @@ def _counts(exc: BaseException) -> bool:
     return isinstance(exc, TransportError | _CountedFailureError)
 
 
-class _NeutralStorage(pybreaker.CircuitMemoryStorage):
-    """Memory storage whose counters can be frozen while pybreaker handles an uncounted exit."""
+Probe = AbstractContextManager[Any]
+"""A half-open probe in flight: the entered ``calling()`` of its breaker (see :meth:`InstanceBreaker.admit`)."""
+
+
+def _exit(calling: Probe, error: BaseException | None) -> None:
+    """Leave an entered ``calling()`` as the ``with`` block would have been left: by ``error``, or normally.
+
+    pybreaker hands back the error it was given (also when this failure trips it: ``throw_new_error_on_trip``
+    is off), which ``__exit__`` then does not suppress and does not raise: the caller re-raises it itself.
+    """
+    if error is None:
+        calling.__exit__(None, None, None)
+    else:
+        calling.__exit__(type(error), error, error.__traceback__)
+
+
+class _NeutralStorage(pybreaker.CircuitBreakerStorage):
+    """pybreaker's state storage, in memory, whose counters can be frozen while pybreaker handles an
+    uncounted exit. Plain attributes (they replace the base class's abstract properties): the state and
+    the failure count are read on every call."""
+
+    state: str = pybreaker.STATE_CLOSED
+    counter: int = 0
+    success_counter: int = 0
+    opened_at: datetime | None = None
 
     def __init__(self) -> None:
-        super().__init__(pybreaker.STATE_CLOSED)
+        super().__init__("memory")
         self.frozen = False
 
     def increment_counter(self) -> None:
         if not self.frozen:
-            super().increment_counter()
+            self.counter += 1
 
     def reset_counter(self) -> None:
         if not self.frozen:
-            super().reset_counter()
+            self.counter = 0
 
     def increment_success_counter(self) -> None:
         if not self.frozen:
-            super().increment_success_counter()
+            self.success_counter += 1
 
     def reset_success_counter(self) -> None:
         if not self.frozen:
-            super().reset_success_counter()
+            self.success_counter = 0
 
 
 class _StateListener(pybreaker.CircuitBreakerListener):
@@ -86,7 +108,9 @@ class _StateListener(pybreaker.CircuitBreakerListener):
 class InstanceBreaker:
     """The breaker of one instance of one service."""
 
-    def __init__(self, service: str, instance: str, config: BreakerConfig, events: EventBus) -> None:
+    def __init__(self, service: str, instance: str, config: BreakerConfig, events: EventBus, *,
+                 on_state: Callable[[InstanceBreaker, BreakerState], None] | None = None) -> None:
+        """``on_state(breaker, state)`` is called on every change of state, until the breaker is retired."""
         self.service = service
         self.instance = instance
         self.rejections = 0
@@ -95,6 +119,7 @@ class InstanceBreaker:
         self._events = events
         self._probes = 0
         self._retired = False
+        self._on_state = on_state
         self._storage = _NeutralStorage()
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=config.fail_max,
@@ -117,7 +142,7 @@ class InstanceBreaker:
 
     @property
     def pybreaker(self) -> pybreaker.CircuitBreaker:
-        """The wrapped breaker (read it; drive it only through :meth:`call`)."""
+        """The wrapped breaker (read it; drive it only through :meth:`call` or :meth:`admit`)."""
         return self._breaker
 
     def available(self) -> bool:
@@ -133,75 +158,96 @@ class InstanceBreaker:
         """Await ``send(*args)`` under the breaker; a result for which ``is_failure`` holds counts as a failure.
 
         Raises :class:`BreakerRejectedError` without calling ``send`` when the breaker turns the call away.
-
-        The hot path, while closed: a closed breaker admits everyone, so the outcome goes to pybreaker
-        afterwards. While closed, a success through ``calling()`` only resets the failure count, so a
-        success with nothing to reset is not handed to pybreaker at all (``calling()`` cost more than
-        the rest of the client's work on a call); failures, and a success that ends a run of failures,
-        are recorded through ``calling()`` as before. An outcome that comes back after the breaker left
-        the closed state (another call tripped it meanwhile) is dropped: the breaker has moved on, and
-        its probes decide from there.
+        The client does the same in its own coroutine (one coroutine level less at every resumption):
+        :meth:`admit`, await, then :meth:`succeeded`, :meth:`failed` or :meth:`raised`.
         """
-        storage = self._storage
-        if storage.state == pybreaker.STATE_CLOSED:
-            try:
-                result = await send(*args)
-            except BaseException as exc:
-                if _counts(exc):
-                    self._record(failed=True)
-                raise
-            if is_failure(result):
-                self._record(failed=True)
-            elif storage.counter:
-                self._record(failed=False)
-            return result
-        probe = self._admit()
+        probe = self.admit()
         try:
-            with self._breaker.calling():
-                try:
-                    result = await send(*args)
-                except BaseException as exc:
-                    if not _counts(exc):
-                        storage.frozen = True  # pybreaker's verdict on this exit is dropped
-                    raise
-                if is_failure(result):
-                    raise _CountedFailureError(result)
-                return result
-        except _CountedFailureError as failed:
-            return cast(T, failed.result)
-        except pybreaker.CircuitBreakerError as exc:  # pybreaker found it open on entry
-            self._reject()
-            raise BreakerRejectedError(f"circuit breaker of {self.instance} is open", sent=False) from exc
-        finally:
-            storage.frozen = False
-            if probe:
-                self._probes -= 1
+            result = await send(*args)
+        except BaseException as exc:
+            self.raised(probe, exc)
+            raise
+        if is_failure(result):
+            self.failed(probe, result)
+        else:
+            self.succeeded(probe)
+        return result
 
-    def _record(self, *, failed: bool) -> None:
-        """Hand a closed-state outcome to pybreaker (see :meth:`call`)."""
-        if self._storage.state != pybreaker.STATE_CLOSED:
-            return
-        try:
-            with self._breaker.calling():
-                if failed:
-                    raise _CountedFailureError(None)
-        except _CountedFailureError:
-            pass
+    # A call under the breaker, driven synchronously: ``probe = admit()``, the caller awaits its call, then
+    # exactly one of ``succeeded(probe)``, ``failed(probe, result)`` or ``raised(probe, error)``.
+    #
+    # While closed (the hot path) a closed breaker admits everyone, so nothing is held across the await:
+    # ``admit`` answers ``None`` and the outcome goes to pybreaker afterwards. While closed, a success through
+    # ``calling()`` only resets the failure count, so a success with nothing to reset is not handed to
+    # pybreaker at all (``calling()`` costs more than the rest of the client's work on a call); failures,
+    # and a success that ends a run of failures, are recorded through ``calling()``. An outcome that comes
+    # back after the breaker left the closed state (another call tripped it meanwhile) is dropped: the
+    # breaker has moved on, and its probes decide from there.
+    #
+    # Otherwise ``admit`` enters pybreaker's ``calling()`` (open → half-open when the reset timeout has
+    # passed, or ``CircuitBreakerError``) and answers it as the probe; the outcome exits it, so pybreaker
+    # judges the probe exactly as if the await had run inside ``with breaker.calling():``.
 
-    def _admit(self) -> bool:
-        """Reserve a half-open probe slot if needed; ``True`` when one was taken."""
-        state = self._breaker.current_state
-        if state == pybreaker.STATE_CLOSED:
-            return False
-        if state == pybreaker.STATE_OPEN and not self._reset_elapsed():
-            self._reject()
-            raise BreakerRejectedError(f"circuit breaker of {self.instance} is open", sent=False)
+    def admit(self) -> Probe | None:
+        """Let one call through: ``None`` while closed, else the half-open probe to hand back with its outcome.
+
+        Raises :class:`BreakerRejectedError` (counted as a rejection) when the breaker turns the call away.
+        """
+        if self._storage.state == pybreaker.STATE_CLOSED:
+            return None
+        if self._storage.state == pybreaker.STATE_OPEN and not self._reset_elapsed():
+            raise self._rejected("open")
         if self._probes >= self._config.half_open_max_probes:
-            self._reject()
-            raise BreakerRejectedError(f"circuit breaker of {self.instance} is half-open and probing",
-                                       sent=False)
+            raise self._rejected("half-open and probing")
+        probe = self._breaker.calling()
+        try:
+            probe.__enter__()  # open → half-open (listeners told), or CircuitBreakerError
+        except pybreaker.CircuitBreakerError as exc:  # (the reset timeout had not passed after all)
+            raise self._rejected("open") from exc
         self._probes += 1
-        return True
+        return cast(Probe, probe)
+
+    def succeeded(self, probe: Probe | None) -> None:
+        """The admitted call succeeded."""
+        if probe is None:
+            if self._storage.counter:  # (the closed hot path: nothing to reset, nothing to do)
+                self._record(None)
+        else:
+            self._finish(probe, None)
+
+    def failed(self, probe: Probe | None, result: object = None) -> None:
+        """The admitted call returned a result that counts as a failure of the instance (a 503, say)."""
+        self.raised(probe, _CountedFailureError(result))
+
+    def raised(self, probe: Probe | None, error: BaseException) -> None:
+        """The admitted call raised ``error`` (the caller re-raises it, also when this failure tripped the
+        breaker): a failure when it is about the instance; otherwise (``CancelledError``, a bug) neither
+        a failure nor a success."""
+        if probe is None:
+            if _counts(error):
+                self._record(error)
+        elif _counts(error):
+            self._finish(probe, error)
+        else:
+            self._storage.frozen = True  # pybreaker's verdict on this exit is dropped
+            try:
+                self._finish(probe, error)
+            finally:
+                self._storage.frozen = False
+
+    def _finish(self, probe: Probe, error: BaseException | None) -> None:
+        """Exit the probe's ``calling()`` with its outcome and free its slot."""
+        try:
+            _exit(probe, error)
+        finally:
+            self._probes -= 1
+
+    def _record(self, error: BaseException | None) -> None:
+        """Hand a closed-state outcome to pybreaker (see above)."""
+        if self._storage.state == pybreaker.STATE_CLOSED:
+            calling = self._breaker.calling()
+            calling.__enter__()
+            _exit(calling, error)
 
     def _reset_elapsed(self) -> bool:
         opened_at = self._storage.opened_at
@@ -218,8 +264,14 @@ class InstanceBreaker:
         if not self._retired:
             self._events.emit(BreakerRejected(self.service, self.instance))
 
+    def _rejected(self, why: str) -> BreakerRejectedError:
+        self._reject()
+        return BreakerRejectedError(f"circuit breaker of {self.instance} is {why}", sent=False)
+
     def _state_changed(self, state: BreakerState) -> None:
         if not self._retired:
+            if self._on_state is not None:
+                self._on_state(self, state)
             self._events.emit(BreakerStateChanged(self.service, self.instance, state))
 
     @property
@@ -235,54 +287,3 @@ class InstanceBreaker:
 
     def __repr__(self) -> str:
         return f"InstanceBreaker({self.service!r}, {self.instance!r}, state={self.state.label})"
-
-
-class BreakerBoard:
-    """Every instance breaker of one client, kept per ``(service, host:port)`` while discovery lists it.
-
-    :meth:`lineup` gives a call the breakers of the instances it was handed, and drops (retires) the
-    breaker of every instance of that service that discovery no longer lists, so a deregistered or
-    expired instance leaves no breaker and no state gauge series behind.
-    """
-
-    def __init__(self, config: BreakerConfig, events: EventBus) -> None:
-        self._config = config
-        self._events = events
-        self._breakers: dict[tuple[str, str], InstanceBreaker] = {}
-        self._lineups: dict[str, tuple[tuple[ServiceInstance, ...], dict[int, InstanceBreaker]]] = {}
-
-    def get(self, service: str, instance: str) -> InstanceBreaker:
-        key = (service, instance)
-        breaker = self._breakers.get(key)
-        if breaker is None:
-            breaker = self._breakers[key] = InstanceBreaker(service, instance, self._config, self._events)
-        return breaker
-
-    def lineup(self, service: str, instances: Sequence[ServiceInstance]) -> dict[int, InstanceBreaker]:
-        """The breaker of each of ``instances`` (discovery's current answer), by ``id(instance)``.
-
-        Instances of ``service`` that the answer no longer lists lose their breaker. The answer is
-        compared with the previous one first (the same tuple, or the same objects, while the cache serves
-        the same answer, kept alive by the lineup), so a call pays for this only when a new answer arrived.
-        """
-        known = self._lineups.get(service)
-        if known is not None and (known[0] is instances or (  # (the manager's cached tuple itself)
-                len(known[0]) == len(instances) and all(map(operator.is_, known[0], instances)))):
-            return known[1]
-        listed = {inst.address for inst in instances}
-        for key, breaker in tuple(self._breakers.items()):
-            if key[0] == service and key[1] not in listed:
-                del self._breakers[key]
-                breaker.retire()
-        gates = {id(inst): self.get(service, inst.address) for inst in instances}
-        self._lineups[service] = (tuple(instances), gates)  # (a tuple is kept as it is)
-        return gates
-
-    def __len__(self) -> int:
-        return len(self._breakers)
-
-    def __iter__(self) -> Iterator[InstanceBreaker]:
-        return iter(tuple(self._breakers.values()))
-
-    def __repr__(self) -> str:
-        return f"BreakerBoard(breakers={len(self._breakers)})"

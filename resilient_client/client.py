@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 from prometheus_client import CollectorRegistry
 
 from resilient_client.backoff import Backoff, parse_retry_after
-from resilient_client.breaker import BreakerBoard
+from resilient_client.breaker_board import BreakerBoard
 from resilient_client.clock import Clock, SystemClock
 from resilient_client.config import ClientConfig
 from resilient_client.errors import (
@@ -59,10 +59,6 @@ class FreshDiscovery(Discovery, Protocol):
     def fresh_services(self, name: str) -> Sequence[ServiceInstance] | None:
         """``discover_services(name)``'s answer if it is at hand (reported like that lookup), else ``None``."""
         ...
-
-
-def _is_failure(response: Response) -> bool:
-    return counts_as_failure(response.status)
 
 
 class ResilientClient:
@@ -127,7 +123,7 @@ class ResilientClient:
             last_error: TransportError | None = None
             passes = 0
             while True:
-                candidates = [inst for inst in instances if gates[id(inst)].available()]
+                candidates = breakers.admitting(service, instances, gates)
                 if not candidates and passes == 0:
                     for inst in instances:
                         gates[id(inst)].turned_away()
@@ -143,15 +139,25 @@ class ResilientClient:
                     gate = gates.get(id(inst)) or breakers.get(service, inst.address)
                     outgoing = OutgoingRequest(method, inst.base_url + path, params, headers, json, data, inst.id)
                     timeout_s = self._attempt_timeout_s
+                    # The breaker is driven around this coroutine's own await (see InstanceBreaker.admit).
                     try:
-                        response = await gate.call(send, _is_failure, outgoing,
-                                                   timeout_s if timeout_s < remaining else remaining)
+                        probe = gate.admit()  # BreakerRejectedError (a TransportError) when it turns us away
+                        try:
+                            response = await send(outgoing, timeout_s if timeout_s < remaining else remaining)
+                        except BaseException as exc:
+                            gate.raised(probe, exc)  # counted only if about the instance (not CancelledError)
+                            raise
                     except TransportError as exc:
                         last_error = exc
                         if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
                             return self._finished(service, started, self._end(service, last_response, last_error))
                     else:
-                        verdict = classify_status(response.status, repeatable=repeatable)
+                        status = response.status
+                        if counts_as_failure(status):
+                            gate.failed(probe, response)
+                        else:
+                            gate.succeeded(probe)
+                        verdict = classify_status(status, repeatable=repeatable)
                         if verdict is not Verdict.FAILOVER:
                             return self._finished(service, started, response)
                         last_response = response

@@ -1,6 +1,7 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pybreaker
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -216,3 +217,145 @@ async def test_a_retired_breaker_reports_nothing_more() -> None:
     await trip(breaker, 1)
     assert breaker.retired
     assert [type(event).__name__ for event in seen] == ["BreakerStateChanged", "BreakerRemoved"]
+
+
+# -- the synchronous path the client drives: admit(), the caller's own await, then one outcome ------------
+
+
+def test_a_closed_breaker_admits_without_a_probe_and_a_plain_success_leaves_it_untouched() -> None:
+    breaker, seen = make(fail_max=1)
+    probe = breaker.admit()
+    assert probe is None
+    breaker.succeeded(probe)
+    assert (breaker.state, breaker.fail_counter, breaker.rejections) == (BreakerState.CLOSED, 0, 0)
+    assert len(seen) == 1  # only the breaker's creation
+
+
+def test_a_success_reported_after_failures_resets_the_failure_count() -> None:
+    breaker, _ = make(fail_max=3)
+    for _ in range(2):
+        breaker.raised(breaker.admit(), ConnectError("refused"))
+    assert breaker.fail_counter == 2
+    breaker.succeeded(breaker.admit())
+    assert breaker.fail_counter == 0
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_a_result_reported_as_a_failure_counts_and_trips_without_raising() -> None:
+    breaker, seen = make(fail_max=2)
+    breaker.failed(breaker.admit(), 503)
+    assert breaker.fail_counter == 1
+    breaker.failed(breaker.admit(), 503)  # trips: nothing is raised, the caller keeps its response
+    assert breaker.state is BreakerState.OPEN
+    assert [e.state for e in seen if isinstance(e, BreakerStateChanged) and e.transition] == [BreakerState.OPEN]
+
+
+def test_a_failure_that_trips_leaves_the_original_error_to_the_caller_with_its_traceback() -> None:
+    breaker, _ = make(fail_max=1)
+    probe = breaker.admit()
+    try:
+        raise ConnectError("refused")
+    except ConnectError as exc:
+        error, traceback = exc, exc.__traceback__
+        breaker.raised(probe, exc)  # does not raise (not even a CircuitBreakerError) on the trip
+    assert breaker.state is BreakerState.OPEN
+    assert error.__traceback__ is traceback
+
+
+@pytest.mark.parametrize("error", [asyncio.CancelledError(), KeyError("bug")])
+def test_a_cancelled_error_or_an_unrelated_error_neither_counts_nor_resets(error: BaseException) -> None:
+    breaker, _ = make(fail_max=2)
+    breaker.raised(breaker.admit(), ConnectError("refused"))
+    breaker.raised(breaker.admit(), error)
+    assert (breaker.state, breaker.fail_counter) == (BreakerState.CLOSED, 1)
+
+
+def test_an_open_breaker_turns_admit_away_and_counts_it() -> None:
+    breaker, seen = make(fail_max=1)
+    breaker.raised(breaker.admit(), ConnectError("refused"))
+    with pytest.raises(BreakerRejectedError) as info:
+        breaker.admit()
+    assert info.value.sent is False
+    assert breaker.rejections == 1
+    assert [type(e).__name__ for e in seen][-1] == "BreakerRejected"
+
+
+def test_an_outcome_reported_after_another_call_tripped_the_breaker_is_dropped() -> None:
+    breaker, _ = make(fail_max=1)
+    late_success, late_failure = breaker.admit(), breaker.admit()  # both admitted while closed
+    breaker.raised(breaker.admit(), ConnectError("refused"))  # a third call trips it meanwhile
+    breaker.succeeded(late_success)
+    breaker.raised(late_failure, ConnectError("refused"))
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.fail_counter == 1
+
+
+def test_half_open_admits_one_probe_at_a_time_and_its_success_closes_the_breaker() -> None:
+    breaker, seen = make(fail_max=1, probes=1)
+    breaker.raised(breaker.admit(), ConnectError("refused"))
+    elapse_reset_timeout(breaker)
+    probe = breaker.admit()
+    assert probe is not None
+    assert breaker.state is BreakerState.HALF_OPEN
+    with pytest.raises(BreakerRejectedError, match="half-open"):
+        breaker.admit()
+    breaker.succeeded(probe)
+    assert (breaker.state, breaker.rejections) == (BreakerState.CLOSED, 1)
+    states = [e.state for e in seen if isinstance(e, BreakerStateChanged) and e.transition]
+    assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+@pytest.mark.parametrize("outcome", ["raised", "failed"])
+def test_a_failed_probe_opens_the_breaker_again_without_raising(outcome: str) -> None:
+    breaker, _ = make(fail_max=1)
+    breaker.raised(breaker.admit(), ConnectError("refused"))
+    elapse_reset_timeout(breaker)
+    probe = breaker.admit()
+    if outcome == "raised":
+        breaker.raised(probe, ConnectError("refused again"))
+    else:
+        breaker.failed(probe, 503)
+    assert breaker.state is BreakerState.OPEN
+    assert not breaker.available()
+
+
+@pytest.mark.parametrize("error", [asyncio.CancelledError(), KeyError("bug")])
+def test_a_probe_ended_by_an_uncounted_error_leaves_the_breaker_half_open_and_frees_its_slot(
+        error: BaseException) -> None:
+    breaker, _ = make(fail_max=1)
+    breaker.raised(breaker.admit(), ConnectError("refused"))
+    elapse_reset_timeout(breaker)
+    breaker.raised(breaker.admit(), error)
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.fail_counter == 1
+    assert breaker.available()
+    breaker.succeeded(breaker.admit())
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_pybreaker_listeners_see_the_original_error_of_each_counted_failure() -> None:
+    breaker, _ = make(fail_max=2)
+    failures: list[BaseException] = []
+
+    class Failures(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+        def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
+            failures.append(exc)
+
+    breaker.pybreaker.add_listener(Failures())
+    refused = ConnectError("refused")
+    breaker.raised(breaker.admit(), refused)
+    breaker.raised(breaker.admit(), asyncio.CancelledError())
+    assert failures == [refused]
+
+
+def test_the_success_threshold_of_pybreaker_still_decides_when_half_open_closes() -> None:
+    breaker, _ = make(fail_max=1, probes=2)
+    breaker.pybreaker.success_threshold = 2
+    breaker.raised(breaker.admit(), ConnectError("refused"))
+    elapse_reset_timeout(breaker)
+    breaker.succeeded(breaker.admit())
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.raised(breaker.admit(), asyncio.CancelledError())  # neutral: not a success either
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.succeeded(breaker.admit())
+    assert breaker.state is BreakerState.CLOSED

@@ -1,5 +1,6 @@
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import pytest
@@ -9,11 +10,13 @@ from resilient_client import (
     AttemptTimeoutError,
     BackoffConfig,
     BreakerConfig,
+    BreakerRejectedError,
     BreakerState,
     CircuitOpenError,
     ClientConfig,
     ConnectError,
     ConnectionLostError,
+    InstanceBreaker,
     ResilientClient,
     ServiceUnavailableError,
 )
@@ -278,3 +281,82 @@ async def test_a_call_still_out_on_a_dropped_instance_does_not_bring_its_series_
         await out  # its failure would have tripped the dropped breaker
     assert gauge(registry, 7001) is None
     assert [breaker.instance for breaker in client.breakers] == ["127.0.0.1:7002"]
+
+
+# -- the breaker as the client drives it: admitted before the attempt, told its outcome after -------------
+
+
+def breaker_of(client: ResilientClient, port: int) -> InstanceBreaker:
+    return client.breakers.get("User", f"127.0.0.1:{port}")
+
+
+async def test_a_503_counts_on_the_instance_breaker_and_a_later_success_resets_the_count() -> None:
+    client, transport, _, _ = make(ports=(7001,), breaker=BreakerConfig(fail_max=3), max_passes=1)
+    transport.behaviours[7001] = respond(503)
+    assert (await client.get("User", "/x")).status == 503
+    assert (await client.get("User", "/x")).status == 503
+    assert breaker_of(client, 7001).fail_counter == 2
+    transport.behaviours[7001] = respond(200)
+    assert (await client.get("User", "/x")).status == 200
+    assert breaker_of(client, 7001).fail_counter == 0
+
+
+async def test_the_failure_that_trips_a_breaker_is_the_error_the_call_reports() -> None:
+    client, transport, _, _ = make(ports=(7001,), breaker=BreakerConfig(fail_max=1), max_passes=1)
+    refused = ConnectError("refused")
+    transport.behaviours[7001] = fail(refused)
+    with pytest.raises(ServiceUnavailableError) as info:
+        await client.get("User", "/x")
+    assert info.value.last_error is refused
+    assert breaker_of(client, 7001).state is BreakerState.OPEN
+
+
+async def test_an_error_of_the_transport_that_is_not_about_the_instance_propagates_uncounted() -> None:
+    client, transport, _, _ = make(ports=(7001,), breaker=BreakerConfig(fail_max=2), max_passes=1)
+    transport.behaviours[7001] = fail(ConnectError("refused"))
+    with pytest.raises(ServiceUnavailableError):
+        await client.get("User", "/x")
+    bug = RuntimeError("a bug in a transport")
+    transport.behaviours[7001] = fail(bug)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError) as info:
+        await client.get("User", "/x")
+    assert info.value is bug
+    assert (breaker_of(client, 7001).state, breaker_of(client, 7001).fail_counter) == (BreakerState.CLOSED, 1)
+
+
+async def test_once_the_reset_timeout_passed_one_call_probes_and_its_success_closes_the_breaker() -> None:
+    client, transport, _, _ = make(ports=(7001,), breaker=BreakerConfig(fail_max=1), max_passes=1)
+    transport.behaviours[7001] = fail(ConnectError("refused"))
+    with pytest.raises(ServiceUnavailableError):
+        await client.get("User", "/x")
+    breaker = breaker_of(client, 7001)
+    breaker.pybreaker._state_storage.opened_at = datetime.now(UTC) - timedelta(hours=1)
+    transport.behaviours[7001] = respond(200)
+    assert (await client.get("User", "/x")).status == 200
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.rejections == 0
+
+
+async def test_an_instance_whose_breaker_opened_during_the_call_is_turned_away_without_io() -> None:
+    client, transport, _, _ = make(ports=(7001, 7002), breaker=BreakerConfig(fail_max=1), max_passes=1)
+    await client.get("User", "/x")  # at 7001: the next call starts at 7002
+    release, waiting = asyncio.Event(), asyncio.Event()
+    tried: list[str] = []
+
+    async def slow_refusal(request, timeout_s):  # type: ignore[no-untyped-def]
+        tried.append(request.url)
+        waiting.set()
+        await release.wait()
+        raise ConnectError("refused")
+
+    transport.send = slow_refusal  # type: ignore[method-assign]
+    slow = asyncio.create_task(client.get("User", "/x"))  # 7002 first, then 7001
+    await waiting.wait()
+    other = breaker_of(client, 7001)
+    other.raised(other.admit(), ConnectError("refused"))  # another call trips 7001 meanwhile
+    release.set()
+    with pytest.raises(ServiceUnavailableError) as info:
+        await slow
+    assert isinstance(info.value.last_error, BreakerRejectedError)
+    assert tried == ["http://127.0.0.1:7002/x"]
+    assert other.rejections == 1
