@@ -1,4 +1,4 @@
-"""Coalescing concurrent calls of one Lua script into pipelines on one connection of their own.
+"""Coalescing concurrent calls of Lua scripts into pipelines on one connection of their own.
 
 Under load many requests reach the same script within one turn of the event loop. Sent one by one,
 each costs a write, a read and redis-py's per-command bookkeeping (a pooled connection taken and given
@@ -25,8 +25,8 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float]
-"""The command, its caller's future, its deadline (loop time)."""
+_Call = tuple[AsyncScript, tuple[Any, ...], "asyncio.Future[Any]", float]
+"""The script, the command, its caller's future, its deadline (loop time)."""
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
@@ -54,13 +54,19 @@ class ScriptBatcher:
 
     async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
         """The script's reply; :class:`TimeoutError` when it is not there within ``timeout_s``."""
+        return await self.submit(keys, args)
+
+    def submit(self, keys: list[Any], args: list[Any], *, script: AsyncScript | None = None) -> asyncio.Future[Any]:
+        """Queue a call of ``script`` (by default the batcher's own) and return its future at once: calls
+        submitted before the loop's next turn go in one write."""
+        script = script or self._script
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((("EVALSHA", self._script.sha, len(keys), *keys, *args), future,
+        self._pending.append((script, ("EVALSHA", script.sha, len(keys), *keys, *args), future,
                               loop.time() + self._timeout_s))
         if self._sender is None:
             self._sender = asyncio.ensure_future(self._drain())
-        return await future
+        return future
 
     async def _drain(self) -> None:
         batch: list[_Call] = []
@@ -69,16 +75,16 @@ class ScriptBatcher:
                 batch = self._pending[:self._max_batch]
                 del self._pending[:len(batch)]
                 try:
-                    async with asyncio.timeout_at(min(deadline for _command, _future, deadline in batch)):
+                    async with asyncio.timeout_at(min(deadline for _script, _command, _future, deadline in batch)):
                         replies = await self._send(batch)
                 except Exception as exc:  # the connection failed or timed out: every call in the batch fails
-                    for _command, future, _deadline in batch:
+                    for _script, _command, future, _deadline in batch:
                         _settle(future, exc)
                     continue
-                for (_command, future, _deadline), reply in zip(batch, replies, strict=True):
+                for (_script, _command, future, _deadline), reply in zip(batch, replies, strict=True):
                     _settle(future, reply)
         except asyncio.CancelledError:
-            for _command, future, _deadline in batch + self._pending:
+            for _script, _command, future, _deadline in batch + self._pending:
                 future.cancel()
             self._pending = []
             raise
@@ -86,11 +92,12 @@ class ScriptBatcher:
             self._sender = None
 
     async def _send(self, batch: list[_Call]) -> list[Any]:
-        replies = await self._exchange([command for command, _future, _deadline in batch])
-        if any(isinstance(reply, NoScriptError) for reply in replies):
-            await self._load_script()
-            again = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            for n, reply in zip(again, await self._exchange([batch[n][0] for n in again]), strict=True):
+        replies = await self._exchange([command for _script, command, _future, _deadline in batch])
+        again = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if again:
+            for script in {id(batch[n][0]): batch[n][0] for n in again}.values():
+                await self._load_script(script)
+            for n, reply in zip(again, await self._exchange([batch[n][1] for n in again]), strict=True):
                 replies[n] = reply
         return replies
 
@@ -114,11 +121,11 @@ class ScriptBatcher:
             await conn.disconnect(nowait=True)
             raise
 
-    async def _load_script(self) -> None:
-        (reply,) = await self._exchange([("SCRIPT", "LOAD", self._script.script)])
+    async def _load_script(self, script: AsyncScript) -> None:
+        (reply,) = await self._exchange([("SCRIPT", "LOAD", script.script)])
         if isinstance(reply, BaseException):
             raise reply
-        self._script.sha = str(reply)
+        script.sha = str(reply)
 
     async def aclose(self) -> None:
         if self._sender is not None:

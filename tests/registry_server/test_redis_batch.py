@@ -93,3 +93,14 @@ async def test_a_frozen_redis_fails_the_batch_at_its_deadline_and_the_next_call_
     assert all(isinstance(result, TimeoutError) for result in outcome), outcome
     assert await batcher([], ["thawed"]) == "thawed"
     await batcher.aclose()
+
+
+async def test_calls_of_other_scripts_share_the_write_and_are_reloaded_each(client: aioredis.Redis) -> None:
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
+    upper = client.register_script("return string.upper(ARGV[1])")
+    await client.script_flush()  # neither script is known to the server
+    futures = [batcher.submit([], ["own"]), batcher.submit([], ["other"], script=upper), batcher.submit([], ["again"])]
+    assert await asyncio.gather(*futures) == ["own", "OTHER", "again"]
+    assert batcher.sends == 1, "submitted in one turn of the loop: one batch"
+    assert await client.script_exists(batcher._script.sha, upper.sha) == [True, True]
+    await batcher.aclose()
