@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from resilient_client.clock import Clock, SystemClock
 from resilient_client.errors import RegistryUnavailableError
-from resilient_client.events import DiscoveryLookedUp, DiscoveryResult, EventBus
+from resilient_client.events import Channel, DiscoveryLookedUp, DiscoveryResult, EventBus
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -31,8 +31,10 @@ class _Entry(Generic[V]):
     fetched_at: float
     ttl_s: float
     """How long ``value`` is fresh (``ttl_for(value)``)."""
-    hit: DiscoveryLookedUp
-    """The event every fresh lookup of this answer reports (built once per answer, not per lookup)."""
+    hit_result: DiscoveryResult
+    """What a fresh lookup of this answer reports: ``hit``, or ``protected``."""
+    hit: Channel | None = None
+    """Where a fresh lookup reports, found at the first (the series of a hit starts at the first hit)."""
     quiet_until: float = 0.0
     """After a failed refresh, serve stale without asking the registry again until then."""
     watched: bool = False
@@ -69,7 +71,7 @@ class DiscoveryCache(Generic[K, V]):
         the common case answered without an ``await``."""
         entry = self._entries.get(key)
         if entry is not None and (entry.watched or self._clock.monotonic() - entry.fetched_at < entry.ttl_s):
-            self._events.emit(entry.hit)
+            (entry.hit or self._hit_channel(key, entry)).fire()
             return entry.value
         return None
 
@@ -79,7 +81,7 @@ class DiscoveryCache(Generic[K, V]):
         if entry is not None:
             age = now - entry.fetched_at
             if entry.watched or age < entry.ttl_s:
-                self._events.emit(entry.hit)
+                (entry.hit or self._hit_channel(key, entry)).fire()
                 return entry.value
             if now < entry.quiet_until and age <= self._max_stale_s:
                 self._report(key, DiscoveryResult.STALE, entry.value)
@@ -150,8 +152,12 @@ class DiscoveryCache(Generic[K, V]):
         return value
 
     def _entry(self, key: K, value: V, watched: bool) -> _Entry[V]:
-        return _Entry(value, self._clock.monotonic(), self._ttl_for(value),
-                      DiscoveryLookedUp(self._label(key), self._result(DiscoveryResult.HIT, value)), watched=watched)
+        return _Entry(value, self._clock.monotonic(), self._ttl_for(value), self._result(DiscoveryResult.HIT, value),
+                      watched=watched)
+
+    def _hit_channel(self, key: K, entry: _Entry[V]) -> Channel:
+        entry.hit = self._events.channel(DiscoveryLookedUp, self._label(key), entry.hit_result)
+        return entry.hit
 
     def _forget(self, key: K, task: asyncio.Task[V]) -> None:
         if self._inflight.get(key) is task:

@@ -25,7 +25,15 @@ from resilient_client.errors import (
     ServiceUnavailableError,
     TransportError,
 )
-from resilient_client.events import EventBus, FailedOver, RequestFinished, RequestOutcome, Retried, Subscriber
+from resilient_client.events import (
+    Channel,
+    EventBus,
+    FailedOver,
+    RequestFinished,
+    RequestOutcome,
+    Retried,
+    Subscriber,
+)
 from resilient_client.failover import PassPlanner
 from resilient_client.manager import ServiceRegistryManager
 from resilient_client.metrics import client_metrics
@@ -83,6 +91,8 @@ class ResilientClient:
         if metrics:
             self.events.subscribe(client_metrics(metrics_registry))
         self.breakers = BreakerBoard(self.config.breaker, self.events)
+        self._channels: dict[tuple[str, RequestOutcome], Channel] = {}
+        """The :class:`RequestFinished` channel of each (service, outcome) that returned a response."""
         self._picker = picker or RoundRobinPicker()
         self._transport = transport or AiohttpTransport()
         self._clock = clock or SystemClock()
@@ -178,13 +188,21 @@ class ResilientClient:
                     instances = await self._discover(service)
                     gates = breakers.lineup(service, instances)
         except _CallFailedError as failed:
-            self.events.emit(RequestFinished(service, failed.outcome, clock.monotonic() - started))
+            self._report(service, failed.outcome, clock.monotonic() - started)
             raise failed.error from failed.error.last_error
 
     def _finished(self, service: str, started: float, response: Response) -> Response:
-        self.events.emit(RequestFinished(service, RequestOutcome.SUCCESS if response.status < 500
-                                         else RequestOutcome.FAILURE, self._clock.monotonic() - started))
+        outcome = RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE
+        channel = self._channels.get((service, outcome))
+        if channel is None:
+            channel = self._channels[(service, outcome)] = self.events.channel(RequestFinished, service, outcome)
+        channel.fire(self._clock.monotonic() - started)
         return response
+
+    def _report(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
+        """Report a :class:`RequestFinished` (through its channel: with only the metrics listening, no event
+        is built)."""
+        self.events.channel(RequestFinished, service, outcome).fire(duration_s)
 
     # The verbs return :meth:`request`'s coroutine (await it) rather than awaiting it in a coroutine of
     # their own: one coroutine less to create, and to pass through at every resumption of a call.

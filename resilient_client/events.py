@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum, StrEnum
 
 log = logging.getLogger(__name__)
@@ -167,24 +167,49 @@ Event = (RequestFinished | FailedOver | Retried | BreakerStateChanged | BreakerR
 Subscriber = Callable[[Event], None]
 
 
+class Channel:
+    """One kind of event reported over and over (:meth:`EventBus.channel`): ``fire(*rest)`` reports
+    ``event_type(*fixed, *rest)`` to the bus's subscribers, as ``emit`` would, building the event only for
+    a subscriber that takes events (the metrics take the fields themselves). Kept current by its bus."""
+
+    __slots__ = ("event_type", "fire", "fixed")
+
+    def __init__(self, event_type: type, fixed: tuple[object, ...]) -> None:
+        self.event_type = event_type
+        self.fixed = fixed
+        self.fire: Callable[..., None] = _nothing
+
+    def __repr__(self) -> str:
+        return f"Channel({self.event_type.__name__}, {', '.join(map(repr, self.fixed))})"
+
+
+def _nothing(*rest: object) -> None:
+    """A channel nobody listens to."""
+
+
 class EventBus:
     """Calls every subscriber with every event; a failing subscriber is logged, never raised.
 
     A subscriber that has a ``handler_for(event_type)`` method (the metrics do) is asked once per event
     type for the callable that handles it (``None``: not interested), so an event costs one call per
-    interested subscriber: two events are emitted on every request.
+    interested subscriber. The events of every call (a discovery hit, a finished request) go through
+    :meth:`channel`s instead: when the only subscriber interested is one with a ``recorder(event_type,
+    *fixed)`` (the metrics: the series to update, bound once), a channel calls that and builds no event.
     """
 
-    __slots__ = ("_by_type", "_subscribers")
+    __slots__ = ("_by_type", "_channels", "_subscribers")
 
     def __init__(self, subscribers: Iterable[Subscriber] = ()) -> None:
         self._subscribers: tuple[Subscriber, ...] = tuple(subscribers)
         self._by_type: dict[type, tuple[Subscriber, ...]] = {}
+        self._channels: dict[tuple[object, ...], Channel] = {}
 
     def subscribe(self, subscriber: Subscriber) -> None:
         if subscriber not in self._subscribers:
             self._subscribers = (*self._subscribers, subscriber)
             self._by_type.clear()
+            for channel in self._channels.values():
+                self._tune(channel)
 
     def emit(self, event: Event) -> None:
         handlers = self._by_type.get(type(event))
@@ -195,6 +220,33 @@ class EventBus:
                 handler(event)
             except Exception:
                 log.exception("event subscriber %r failed on %r", handler, event)
+
+    def channel(self, event_type: type, *fixed: object) -> Channel:
+        """The channel of the events ``event_type(*fixed, *rest)`` (one per ``(event_type, *fixed)``, made on
+        first use): ``channel(...).fire(*rest)`` is ``emit(event_type(*fixed, *rest))``."""
+        key = (event_type, *fixed)
+        found = self._channels.get(key)
+        if found is None:
+            found = self._channels[key] = Channel(event_type, fixed)
+            self._tune(found)
+        return found
+
+    def _tune(self, channel: Channel) -> None:
+        """Set what ``channel.fire`` calls, for the subscribers of now."""
+        event_type, fixed = channel.event_type, channel.fixed
+        interested = [subscriber for subscriber in self._subscribers if _handles(subscriber, event_type)]
+        if not interested:
+            channel.fire = _nothing
+            return
+        recorder = getattr(interested[0], "recorder", None)
+        direct = recorder(event_type, *fixed) if recorder is not None and len(interested) == 1 else None
+        if direct is not None:
+            channel.fire = direct  # (ours, the metrics': it does not raise)
+        elif len(fixed) == len(fields(event_type)):  # always the same event: built once
+            event = event_type(*fixed)
+            channel.fire = lambda: self.emit(event)
+        else:
+            channel.fire = lambda *rest: self.emit(event_type(*fixed, *rest))
 
     def _handlers(self, event_type: type) -> tuple[Subscriber, ...]:
         found: list[Subscriber] = []
@@ -207,3 +259,8 @@ class EventBus:
 
     def __repr__(self) -> str:
         return f"EventBus(subscribers={len(self._subscribers)})"
+
+
+def _handles(subscriber: Subscriber, event_type: type) -> bool:
+    handler_for = getattr(subscriber, "handler_for", None)
+    return handler_for is None or handler_for(event_type) is not None

@@ -22,16 +22,18 @@ from resilient_client.events import (
     BreakerStateChanged,
     DiscoveryLookedUp,
     DiscoveryProtected,
+    DiscoveryResult,
     Event,
     FailedOver,
     HeartbeatSent,
     RegistrationAttempted,
     RequestFinished,
+    RequestOutcome,
     Retried,
     WatchState,
     WatchStateChanged,
 )
-from resilient_client.tallies import CounterSeries, HistogramSeries, Tallies
+from resilient_client.tallies import CountAndObserve, CounterSeries, HistogramSeries, Tallies
 
 _lock = threading.Lock()
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = weakref.WeakKeyDictionary()
@@ -92,6 +94,21 @@ class ClientMetrics:
     def handler_for(self, event_type: type) -> Callable[[Any], None] | None:
         """What handles ``event_type`` (the bus calls it directly, skipping :meth:`__call__`)."""
         return self._handlers.get(event_type)
+
+    def recorder(self, event_type: type, *fixed: object) -> Callable[..., None] | None:
+        """For :meth:`EventBus.channel <resilient_client.events.EventBus.channel>`: what handling
+        ``event_type(*fixed, *rest)`` does, as a callable of ``rest`` bound to its series (no event built,
+        no lookup per event); ``None`` for the events handled only as events."""
+        if event_type is RequestFinished and len(fixed) == 2:
+            service, outcome = fixed
+            assert isinstance(service, str) and isinstance(outcome, RequestOutcome)
+            return CountAndObserve(self.requests.series(service, outcome.value),
+                                   self.request_duration.series(service)).record
+        if event_type is DiscoveryLookedUp and len(fixed) == 2:
+            service, result = fixed
+            assert isinstance(service, str) and isinstance(result, DiscoveryResult)
+            return self.discovery.series(service, result.value).inc
+        return None
 
     def _request_finished(self, event: RequestFinished) -> None:
         # once per call: the series are kept by (service, outcome) (outcomes are str enums)

@@ -10,9 +10,11 @@ T = TypeVar("T")
 
 
 class Picker(Protocol):
-    """Orders the candidates of one call: the first is tried first, the rest are the failover order."""
+    """Orders the candidates of one call: the first is tried first, the rest are the failover order.
 
-    def order(self, service: str, candidates: Sequence[T]) -> list[T]: ...
+    The order may be ``candidates`` itself (when it is already the order): read it, do not change it."""
+
+    def order(self, service: str, candidates: Sequence[T]) -> Sequence[T]: ...
 
 
 class RoundRobinPicker:
@@ -26,14 +28,14 @@ class RoundRobinPicker:
     def __init__(self) -> None:
         self._next: dict[str, int] = {}
 
-    def order(self, service: str, candidates: Sequence[T]) -> list[T]:
-        count = len(candidates)
-        if count == 0:
-            return []
+    def order(self, service: str, candidates: Sequence[T]) -> Sequence[T]:
+        """``candidates`` rotated to this call's start: ``candidates`` itself when it starts at the first."""
+        if not candidates:
+            return candidates
         position = self._next.get(service, 0)
         self._next[service] = position + 1
-        start = position % count
-        return [*candidates[start:], *candidates[:start]]
+        start = position % len(candidates)
+        return candidates if start == 0 else [*candidates[start:], *candidates[:start]]
 
     def __repr__(self) -> str:
         return "RoundRobinPicker()"
@@ -47,7 +49,7 @@ class RandomPicker:
     def __init__(self, rng: _random.Random | None = None) -> None:
         self._rng = rng or _random.Random()
 
-    def order(self, service: str, candidates: Sequence[T]) -> list[T]:
+    def order(self, service: str, candidates: Sequence[T]) -> Sequence[T]:
         ordered = list(candidates)
         self._rng.shuffle(ordered)
         return ordered

@@ -4,16 +4,18 @@
 The client's metrics live here rather than in prometheus_client's ``Counter``/``Gauge``/``Histogram``:
 their ``inc``/``observe`` check observability, validate the amount and take one lock per value, several
 Python calls per update, which was a quarter of the client's own path on every call. A :class:`Tallies`
-collector holds families of labelled series; an update is an attribute update under the collector's one
-lock (several threads may share a registry). A scrape sees what prometheus_client's own metrics would
-produce: the same families in the same order, types, help texts, label names, samples (``_total``,
-``_bucket``/``_count``/``_sum``, ``_created`` unless prometheus_client's created series are disabled) and
-series order (order of first use). prometheus_client's multiprocess mode is not supported.
+collector holds families of labelled series; an update is an attribute update, without a lock where the
+GIL already makes it atomic (see :data:`ATOMIC_UPDATES`; several threads may share a registry). A scrape
+sees what prometheus_client's own metrics would produce: the same families in the same order, types, help
+texts, label names, samples (``_total``, ``_bucket``/``_count``/``_sum``, ``_created`` unless
+prometheus_client's created series are disabled) and series order (order of first use).
+prometheus_client's multiprocess mode is not supported.
 """
 
 from __future__ import annotations
 
 import bisect
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -26,6 +28,14 @@ from prometheus_client.utils import INF, floatToGoString
 
 DEFAULT_BUCKETS: tuple[float, ...] = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0, INF)
 """prometheus_client's ``Histogram.DEFAULT_BUCKETS``."""
+
+
+ATOMIC_UPDATES: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
+"""Whether an update is safe without the lock: under the GIL (not on a free-threaded build), CPython
+switches threads only at a call, a backward jump or a function's start, so an update with no call
+inside (``self.value += 1.0`` on a float slot, ``counts[i] += 1.0`` on a list) is not interrupted, and
+``collect`` copies a series in one step too. Taking the lock cost ≈ 1.9k instructions per update, 8 %
+of a client call's own work. (``tests/resilient_client/test_tallies.py`` counts from several threads.)"""
 
 
 def _created_series() -> bool:
@@ -44,9 +54,13 @@ class CounterSeries:
         self.value = 0.0
         self.created = time.time()
 
-    def inc(self) -> None:
-        with self._lock:
+    if ATOMIC_UPDATES:
+        def inc(self) -> None:
             self.value += 1.0
+    else:  # pragma: no cover  (a free-threaded build)
+        def inc(self) -> None:
+            with self._lock:
+                self.value += 1.0
 
 
 class GaugeSeries:
@@ -73,11 +87,49 @@ class HistogramSeries:
         self.sum = 0.0
         self.created = time.time()
 
-    def observe(self, amount: float) -> None:
-        index = bisect.bisect_left(self._bounds, amount)  # the first bucket whose bound is >= amount (``le``)
-        with self._lock:
+    if ATOMIC_UPDATES:
+        def observe(self, amount: float) -> None:
+            index = bisect.bisect_left(self._bounds, amount)  # the first bucket whose bound is >= amount (le)
             self.counts[index] += 1.0
             self.sum += amount
+    else:  # pragma: no cover  (a free-threaded build)
+        def observe(self, amount: float) -> None:
+            index = bisect.bisect_left(self._bounds, amount)
+            with self._lock:
+                self.counts[index] += 1.0
+                self.sum += amount
+
+
+class CountAndObserve:
+    """A counter series and a histogram series of one :class:`Tallies` updated together, in one call (and
+    one taking of its lock where updates take it): ``record(amount)`` is ``counter.inc();
+    histogram.observe(amount)``."""
+
+    __slots__ = ("_bounds", "_counter", "_histogram", "_lock")
+
+    def __init__(self, counter: CounterSeries, histogram: HistogramSeries) -> None:
+        if counter._lock is not histogram._lock:
+            raise ValueError("the counter and the histogram belong to different collectors")
+        self._lock = counter._lock
+        self._counter = counter
+        self._histogram = histogram
+        self._bounds = histogram._bounds
+
+    if ATOMIC_UPDATES:
+        def record(self, amount: float) -> None:
+            index = bisect.bisect_left(self._bounds, amount)
+            histogram = self._histogram
+            self._counter.value += 1.0
+            histogram.counts[index] += 1.0
+            histogram.sum += amount
+    else:  # pragma: no cover  (a free-threaded build)
+        def record(self, amount: float) -> None:
+            index = bisect.bisect_left(self._bounds, amount)
+            histogram = self._histogram
+            with self._lock:
+                self._counter.value += 1.0
+                histogram.counts[index] += 1.0
+                histogram.sum += amount
 
 
 S = TypeVar("S", CounterSeries, GaugeSeries, HistogramSeries)
@@ -199,8 +251,9 @@ F = TypeVar("F", CounterFamily, GaugeFamily, HistogramFamily)
 
 
 class Tallies(Collector):
-    """Families collected together, in the order they were made; every update takes this collector's one
-    lock. Make the families, then ``registry.register(tallies)``."""
+    """Families collected together, in the order they were made; one lock guards making, removing and
+    collecting series (and every update on a free-threaded build). Make the families, then
+    ``registry.register(tallies)``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -1,8 +1,9 @@
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from resilient_client import DiscoveryCache, DiscoveryLookedUp, EventBus, RegistryUnavailableError
+from resilient_client import DiscoveryCache, DiscoveryLookedUp, EventBus, RegistryUnavailableError, client_metrics
 from tests.support.client_fakes import FakeClock
 
 
@@ -27,6 +28,25 @@ def make(ttl: float = 10, max_stale: float = 60) -> tuple[DiscoveryCache[str, tu
     events = EventBus([lambda e: results.append(e.result.value) if isinstance(e, DiscoveryLookedUp) else None])
     cache = DiscoveryCache(registry.fetch, ttl_s=ttl, max_stale_s=max_stale, clock=clock, events=events)
     return cache, registry, clock, results
+
+
+async def test_the_hit_series_starts_at_the_first_hit_and_counts_every_fresh_lookup() -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    cache = DiscoveryCache(Registry().fetch, ttl_s=10, max_stale_s=60, clock=clock,
+                           events=EventBus([client_metrics(registry)]))
+
+    def hits() -> float | None:
+        return registry.get_sample_value("resilient_client_discovery_total", {"service": "User", "result": "hit"})
+
+    await cache.get("User")
+    assert hits() is None  # (no series at 0 before the first hit, as before channels)
+    assert cache.fresh("User") == ("User-1",)
+    await cache.get("User")
+    assert hits() == 2
+    clock.advance(10)
+    assert cache.fresh("User") is None
+    assert hits() == 2
 
 
 async def test_an_answer_is_served_from_the_cache_while_fresh() -> None:

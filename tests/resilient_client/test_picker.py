@@ -27,6 +27,13 @@ def test_round_robin_keeps_one_rotation_per_service() -> None:
     assert picker.order("User", ["a", "b"])[0] == "b"
 
 
+def test_an_order_that_starts_at_the_first_candidate_is_the_candidates_themselves() -> None:
+    picker, candidates = RoundRobinPicker(), ("a", "b")
+    assert picker.order("User", candidates) is candidates  # (no copy on the common path)
+    assert picker.order("User", candidates) == ["b", "a"]
+    assert picker.order("User", candidates) is candidates
+
+
 def test_no_candidates_give_an_empty_order() -> None:
     assert RoundRobinPicker().order("User", []) == []
     assert RandomPicker().order("User", []) == []

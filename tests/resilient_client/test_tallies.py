@@ -1,4 +1,5 @@
 import re
+import sys
 import threading
 
 import pytest
@@ -29,7 +30,7 @@ from resilient_client.events import (
     WatchState,
     WatchStateChanged,
 )
-from resilient_client.tallies import CounterFamily, GaugeFamily, HistogramFamily, Tallies
+from resilient_client.tallies import CountAndObserve, CounterFamily, GaugeFamily, HistogramFamily, Tallies
 
 SPEC_FAMILIES = [  # SPEC §2 and the README: (name as exposed, type, label names)
     ("resilient_client_requests", "counter", ("service", "outcome")),
@@ -191,6 +192,7 @@ def test_a_series_needs_a_value_for_every_label() -> None:
 
 
 def test_increments_from_several_threads_are_all_counted() -> None:
+    # (without the lock under the GIL: see ATOMIC_UPDATES; threads switched as often as CPython allows)
     registry = CollectorRegistry()
     tallies = Tallies()
     counter = tallies.counter("c_total", "a counter", ["service"])
@@ -199,15 +201,48 @@ def test_increments_from_several_threads_are_all_counted() -> None:
 
     def work() -> None:
         count, observe = counter.series("User").inc, histogram.series("User").observe
+        record = CountAndObserve(counter.series("Auth"), histogram.series("Auth")).record
         for _ in range(20_000):
             count()
             observe(0.5)
+            record(0.25)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
     assert registry.get_sample_value("c_total", {"service": "User"}) == 80_000
     assert registry.get_sample_value("h_seconds_count", {"service": "User"}) == 80_000
     assert registry.get_sample_value("h_seconds_sum", {"service": "User"}) == 40_000
+    assert registry.get_sample_value("c_total", {"service": "Auth"}) == 80_000
+    assert registry.get_sample_value("h_seconds_count", {"service": "Auth"}) == 80_000
+    assert registry.get_sample_value("h_seconds_sum", {"service": "Auth"}) == 20_000
+
+
+def test_count_and_observe_records_as_inc_and_observe_would() -> None:
+    registry = CollectorRegistry()
+    tallies = Tallies()
+    counter = tallies.counter("c_total", "a counter", ["service", "outcome"])
+    histogram = tallies.histogram("h_seconds", "a histogram", ["service"])
+    registry.register(tallies)
+    record = CountAndObserve(counter.series("User", "success"), histogram.series("User")).record
+    record(0.3)
+    record(7.0)
+    assert registry.get_sample_value("c_total", {"service": "User", "outcome": "success"}) == 2
+    assert registry.get_sample_value("h_seconds_count", {"service": "User"}) == 2
+    assert registry.get_sample_value("h_seconds_sum", {"service": "User"}) == 7.3
+    assert registry.get_sample_value("h_seconds_bucket", {"service": "User", "le": "0.5"}) == 1
+    assert registry.get_sample_value("h_seconds_bucket", {"service": "User", "le": "7.5"}) == 2
+
+
+def test_count_and_observe_needs_series_of_one_collector() -> None:
+    counter = Tallies().counter("c_total", "a counter", ["service"])
+    histogram = Tallies().histogram("h_seconds", "a histogram", ["service"])
+    with pytest.raises(ValueError, match="different collectors"):
+        CountAndObserve(counter.series("User"), histogram.series("User"))
