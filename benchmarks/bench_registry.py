@@ -3,9 +3,9 @@
     python -m benchmarks.bench_registry [--seconds 10] [--rounds 3] [--connections 32] [--instances 1000]
 
 Starts a redis-server, ``registry-server`` and the ``/ping`` baseline on loopback (same hypercorn
-settings, one worker each), loads each with ``wrk`` in turn, round after round, and prints requests/s and
-the median of the rounds' ratios; then p50/p99 latency of each at a fixed rate of half its maximum
-(``hey``). Absolute numbers on a shared machine are noise; the ratios are the figures.
+settings, one worker each), loads each with ``wrk`` in turn (every other round in reverse order), round
+after round, and prints requests/s and the median of the rounds' ratios; then p50/p99 latency of each at
+a fixed rate of half its maximum (``hey``). Absolute numbers on a shared machine are noise; the ratios are the figures.
 """
 
 from __future__ import annotations
@@ -194,8 +194,10 @@ def main() -> None:
         wrk(ping_url + "/ping", 2, opts.connections)  # warm-up
         rounds: list[dict[str, dict[str, float]]] = []
         for n in range(opts.rounds):
+            # every other round in reverse order: a drift of the machine's load, or a load paying for the
+            # one before it, lands on both sides of a ratio alike
             r = {load.name: loaded(load.pid, load.url, opts.seconds, opts.connections, load.script)
-                 for load in loads}
+                 for load in (loads if n % 2 == 0 else loads[::-1])}
             rounds.append(r)
             print(f"round {n + 1}: " + ", ".join(
                 f"{load.name} {r[load.name]['rps']:.0f}/s ({r[load.name]['cpu_us']:.0f} us CPU)" for load in loads),
