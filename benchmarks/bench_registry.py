@@ -175,10 +175,12 @@ def main() -> None:
             post(registry.url + "/instances", {"name": "Discovered", "port": 2000 + n, "host": "10.0.0.2",
                                                "id": f"disc-{n}", "metadata": {"zone": "eu-1"}})
         ping_url = f"http://127.0.0.1:{ping_port}"
+        token = {"X-Lease-Token": LEASE_TOKEN}
         loads = [
-            Load("ping GET", ping_url, ping.proc.pid, "ping GET", lua("GET", '"/ping"')),
+            # the pings receive the heartbeats' headers too (the lease token; the body's content type)
+            Load("ping GET", ping_url, ping.proc.pid, "ping GET", lua("GET", '"/ping"', None, token)),
             Load("ping PUT", ping_url, ping.proc.pid, "ping PUT",
-                 lua("PUT", '"/ping"', HEARTBEAT_BODY, {"Content-Type": "application/json"}),
+                 lua("PUT", '"/ping"', HEARTBEAT_BODY, {**token, "Content-Type": "application/json"}),
                  hey_method="PUT", hey_body=HEARTBEAT_BODY),
             Load("heartbeat", registry.url, registry.proc.pid, "ping GET",
                  heartbeat_lua(ids, LEASE_TOKEN, body=None),
@@ -221,7 +223,7 @@ def main() -> None:
         print(f"{'endpoint':<16}{'rate/s':>8}{'done/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}")
         for load in loads:
             rate = median([r[load.name]["rps"] for r in rounds]) / 2
-            headers = {"X-Lease-Token": LEASE_TOKEN} if load.hey_path.startswith("/instances") else {}
+            headers = {"X-Lease-Token": LEASE_TOKEN} if load.name != "discovery" else {}
             if load.hey_body is not None:
                 headers["Content-Type"] = "application/json"
             fixed = hey(load.url + load.hey_path, seconds, rate, method=load.hey_method, headers=headers,

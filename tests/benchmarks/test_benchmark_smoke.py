@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _run(*args: str, timeout: float) -> str:
-    for tool in ("redis-server", "wrk", "hey"):
+def _run(*args: str, timeout: float, tools: tuple[str, ...] = ("redis-server", "wrk", "hey")) -> str:
+    for tool in tools:
         if shutil.which(tool) is None:
             if os.environ.get("CI"):
                 pytest.fail(f"CI is set and {tool} is not installed")
@@ -53,3 +53,13 @@ def test_bench_watch_prints_the_change_latency_and_the_watchers_cost() -> None:
     out = _run("benchmarks.bench_watch", "--rounds", "5", "--watchers", "20", "--seconds", "1",
                timeout=180)
     assert "p99" in out and "ratio" in out, out
+
+
+def test_bench_instructions_counts_each_heartbeat_load_against_its_ping() -> None:
+    out = _run("benchmarks.bench_instructions", "--requests", "20", "--concurrency", "4", timeout=300,
+               tools=("redis-server", "hey", "valgrind", "callgrind_control"))
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("ping", "heartbeat"))
+            and "instructions per request" not in line}
+    assert set(rows) == {"ping", "heartbeat", "heartbeat+body"}, out
+    heartbeat = rows["heartbeat+body"]  # name, baseline (two words), instructions per request, ratio
+    assert int(heartbeat[3].replace(",", "")) > 0 and 0 < float(heartbeat[4]) < 2, out

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,8 +122,9 @@ class RegistryProcess(ManagedProcess):
 
 def start_registry(tmp_dir: Path, *, redis_url: str | None, ttl: float = 90.0, sweep: float = 1.0,
                    extra_env: Mapping[str, str] | None = None, port: int | None = None,
-                   name: str = "registry") -> RegistryProcess:
-    """Start ``registry-server`` as a user would, on 127.0.0.1 and a free port."""
+                   name: str = "registry", wrapper: Sequence[str] = ()) -> RegistryProcess:
+    """Start ``registry-server`` as a user would, on 127.0.0.1 and a free port (under ``wrapper``, a
+    command such as valgrind's, when given)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "REDIS_URL"))}
     env.update({"REGISTRY_HOST": "127.0.0.1", "REGISTRY_PORT": str(port),
@@ -135,7 +136,7 @@ def start_registry(tmp_dir: Path, *, redis_url: str | None, ttl: float = 90.0, s
         env.update(extra_env)
     exe = Path(sys.executable).with_name("registry-server")
     args = [str(exe)] if exe.exists() else [sys.executable, "-m", "registry_server"]
-    proc = RegistryProcess(args=args, env=env, log_path=tmp_dir / f"{name}-{port}.log", port=port)
+    proc = RegistryProcess(args=[*wrapper, *args], env=env, log_path=tmp_dir / f"{name}-{port}.log", port=port)
     proc.start()
     return proc
 
