@@ -234,9 +234,7 @@ class ChangeNotice:
 
     @classmethod
     def of(cls, event: ChangeEvent) -> ChangeNotice:
-        notice = cls(event.service, lambda: event)
-        notice._event, notice._build = event, None
-        return notice
+        return cls(event.service, lambda: event)
 
     @property
     def event(self) -> ChangeEvent:
