@@ -92,7 +92,7 @@ class ResilientClient:
             self.events.subscribe(client_metrics(metrics_registry))
         self.breakers = BreakerBoard(self.config.breaker, self.events)
         self._channels: dict[tuple[str, RequestOutcome], Channel] = {}
-        """The :class:`RequestFinished` channel of each (service, outcome) that returned a response."""
+        """The :class:`RequestFinished` channel of each (service, outcome) reported."""
         self._picker = picker or RoundRobinPicker()
         self._transport = transport or AiohttpTransport()
         self._clock = clock or SystemClock()
@@ -192,17 +192,17 @@ class ResilientClient:
             raise failed.error from failed.error.last_error
 
     def _finished(self, service: str, started: float, response: Response) -> Response:
-        outcome = RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE
-        channel = self._channels.get((service, outcome))
-        if channel is None:
-            channel = self._channels[(service, outcome)] = self.events.channel(RequestFinished, service, outcome)
-        channel.fire(self._clock.monotonic() - started)
+        self._report(service, RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
+                     self._clock.monotonic() - started)
         return response
 
     def _report(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
-        """Report a :class:`RequestFinished` (through its channel: with only the metrics listening, no event
-        is built)."""
-        self.events.channel(RequestFinished, service, outcome).fire(duration_s)
+        """Report a :class:`RequestFinished` through its channel (with only the metrics listening, no event
+        is built), kept here by (service, outcome): one lookup, where the bus's ``channel`` builds a key."""
+        channel = self._channels.get((service, outcome))
+        if channel is None:
+            channel = self._channels[(service, outcome)] = self.events.channel(RequestFinished, service, outcome)
+        channel.fire(duration_s)
 
     # The verbs return :meth:`request`'s coroutine (await it) rather than awaiting it in a coroutine of
     # their own: one coroutine less to create, and to pass through at every resumption of a call.
