@@ -79,6 +79,10 @@ def _event(stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
     return ChangeEvent(_event_id(stream_id, service), EventType(fields["type"]), service, int(fields["rev"]), inst)
 
 
+def _unreleased(count: int, error: BaseException) -> None:
+    log.warning("could not release %d expired ids (%s); they are taken over when registered again", count, error)
+
+
 def _presented(lease_token_hash: str | None) -> str:
     return "*" if lease_token_hash is None else lease_token_hash
 
@@ -364,8 +368,7 @@ class RedisStore:
                 await self._run("expire", lambda sub=sub: asyncio.gather(*(  # type: ignore[misc]
                     self._release(keys=[k.owner(gone.id)], args=[gone.name]) for gone in removed[sub:sub + 32])))
         except StoreError as exc:
-            log.warning("could not release %d expired ids (%s); they are taken over when registered again",
-                        len(removed), exc)
+            _unreleased(len(removed), exc)
         return []
 
     async def _released(self, releasing: list[tuple[int, asyncio.Future[Any]]]) -> None:
@@ -374,8 +377,7 @@ class RedisStore:
         failed = [(n, outcome) for (n, _future), outcome in zip(releasing, outcomes, strict=True)
                   if isinstance(outcome, BaseException)]
         if failed:
-            log.warning("could not release %d expired ids (%s); they are taken over when registered again",
-                        sum(n for n, _exc in failed), failed[0][1])
+            _unreleased(sum(n for n, _exc in failed), failed[0][1])
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:
         k = self._keys
