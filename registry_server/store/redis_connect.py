@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -45,8 +46,9 @@ def connect(target: RedisTarget, *, max_connections: int = 512,
 
         sentinel_options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
                             "password": target.password}
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(target.nodes), sentinel_kwargs=sentinel_options, **common)
+        # Typed through a Callable: whether redis-py's stubs annotate Sentinel.__init__ varies by release.
+        make_sentinel: Callable[..., Sentinel] = Sentinel
+        sentinel = make_sentinel(list(target.nodes), sentinel_kwargs=sentinel_options, **common)
         master: aioredis.Redis = sentinel.master_for(target.master_name, db=target.db, password=target.password,
                                                      max_connections=max_connections)
         return master

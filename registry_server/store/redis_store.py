@@ -549,7 +549,9 @@ class RedisStore:
                     yield ChangeNotice(str(fields["service"]), functools.partial(_event, str(fields["sid"]), fields))
         finally:
             with contextlib.suppress(rexc.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # Typed through a Callable: whether redis-py annotates PubSub.aclose varies by release.
+                close_pubsub: Callable[[], Awaitable[None]] = pubsub.aclose
+                await close_pubsub()
 
     async def ping(self) -> None:
         async def ping() -> None:
