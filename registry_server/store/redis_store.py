@@ -2,10 +2,10 @@
 
 Every change to a service is one Lua script on the service's keys (one hash tag, one Cluster slot):
 atomic, one round trip, safe with any number of replicas. The keys that span services — an instance
-id's owner, the index of services — are touched on their own: an id is claimed before its instance is
-written and released after it is removed (a claim left behind by a crash is taken over, see
-:meth:`RedisStore._claim_id`), and a service name, once indexed, stays (its revision and history outlive
-its instances).
+id's owner, the index of services — are touched on their own, always before the instance: an id is
+claimed and its service indexed before its instance is written, and the id released after the instance is
+removed (a claim left behind by a crash is taken over, see :meth:`RedisStore._claim_id`). A service name,
+once indexed, stays (its revision and history outlive its instances).
 """
 
 from __future__ import annotations
@@ -220,14 +220,14 @@ class RedisStore:
                 await self._epoch_ms()  # the history's start is recorded before its first event
             if self._names.get(iid) != name:
                 await self._claim_id(iid, name, now_ms)
-            reply = await self._register(
+            # The name is indexed before the instance is written, every time: a registry killed between
+            # the two steps leaves at worst an indexed service with no instance, never an instance that
+            # no listing or sweep can see; and a retried registration repairs what an older version left.
+            await self._client.sadd(k.services, name)
+            return await self._register(
                 keys=[k.instance(name, iid), k.leases(name), k.revision(name), k.counts(name), k.events(name)],
                 args=[iid, name, doc, registration.status.value, now_ms, now_ms + ttl_ms,
                       registration.lease_token_hash, self._event_history, _presented(lease_token_hash), k.channel])
-            if reply[0] == "ok" and reply[1]:
-                # A service stays in the index once known: its revision and history outlive its instances.
-                await self._client.sadd(k.services, name)
-            return reply
 
         reply = await self._run("register", call)
         if reply[0] == "forbidden":
