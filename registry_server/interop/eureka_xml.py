@@ -2,7 +2,8 @@
 
 The JSON codec's conventions carry over: a key ``@name`` is an XML attribute, ``$`` the element's text,
 a list is the element repeated. Metadata keys that are not valid XML names are left out of XML (JSON
-keeps them). Documents with a DTD are refused before parsing (no entity expansion).
+keeps them). Bodies are parsed with defusedxml, which refuses a DTD, entities and external references
+whatever the document's encoding, and nesting deeper than any Eureka body is refused before it is read.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
 _XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
+MAX_DEPTH = 16
+"""The deepest element nesting accepted (an instance's metadata sits at depth 3)."""
 
 
 class XmlInputError(ValueError):
@@ -59,12 +65,23 @@ def _read(element: ET.Element) -> Any:
     return out
 
 
+def _check_depth(root: ET.Element) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` without recursing (``_read`` recurses)."""
+    level: list[ET.Element] = [root]
+    for _ in range(MAX_DEPTH):
+        level = [child for element in level for child in element]
+        if not level:
+            return
+    raise XmlInputError(f"XML nested deeper than {MAX_DEPTH} elements")
+
+
 def from_xml(raw: bytes) -> dict[str, Any]:
     """An XML body as ``{root tag: content}`` in the JSON codec's shape."""
-    if b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper():
-        raise XmlInputError("XML with a DTD is not accepted")
     try:
-        root = ET.fromstring(raw)
-    except (ET.ParseError, ValueError, RecursionError) as exc:
+        root = fromstring(raw, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise XmlInputError(f"XML with a DTD or entities is not accepted ({type(exc).__name__})") from None
+    except (ET.ParseError, ValueError) as exc:
         raise XmlInputError(f"malformed XML: {exc}") from None
+    _check_depth(root)
     return {root.tag: _read(root)}
