@@ -27,6 +27,26 @@ class Answer:
     """Parsed JSON, or ``None`` for an empty body."""
 
 
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the origin it was sent to: urllib would carry the bearer token to
+    wherever a ``Location`` points. A redirect elsewhere ends the request as its 3xx answer."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.hostname, parts.port or (443 if parts.scheme.lower() == "https" else 80)
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_SameOriginRedirects)
+
+
 @dataclass(frozen=True)
 class RegistryClient:
     urls: tuple[str, ...]
@@ -35,7 +55,7 @@ class RegistryClient:
     """Bearer token: the write, read or admin token."""
     timeout_s: float = 10.0
     """Seconds to connect and to wait for an answer (a blocking query adds its wait to it)."""
-    _opener: urllib.request.OpenerDirector = field(default_factory=urllib.request.build_opener, repr=False)
+    _opener: urllib.request.OpenerDirector = field(default_factory=_opener, repr=False)
 
     def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, str] | None = None,
                 headers: Mapping[str, str] | None = None, timeout_s: float | None = None) -> Answer:
@@ -55,6 +75,10 @@ class RegistryClient:
                 with self._opener.open(req, timeout=timeout_s or self.timeout_s) as resp:
                     return Answer(resp.status, {k.lower(): v for k, v in resp.headers.items()}, _json(resp.read()))
             except urllib.error.HTTPError as exc:
+                if 300 <= exc.code < 400:
+                    raise RegistryApiError(exc.code, "redirect_not_followed", (
+                        f"{base} answered {exc.code} to {exc.headers.get('Location')!r}: a redirect to another "
+                        "origin is not followed, so that credentials stay with the registry")) from None
                 raise _api_error(exc.code, exc.read()) from None
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
