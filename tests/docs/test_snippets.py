@@ -6,7 +6,8 @@ standing in for what cannot run inside a test:
 
 - ``registry-server`` is started in the background and waited for until its port accepts connections; the
   block's process group, stopped at the end, takes it down;
-- ``curl`` fails on an HTTP error unless the block prints the status itself (``-w``);
+- ``curl`` fails on an HTTP error unless the block prints the status itself (``-w``); then the statuses
+  printed must be those its comments promise (``# 403``);
 - ``docker`` is checked by ``tests.docs.docker_check`` (no Docker engine is assumed);
 - ``pip install`` runs with ``--dry-run`` (it resolves against constraints.txt without changing the venv);
 - ``python3 -m pytest`` only collects, since running the suite from inside it would recurse.
@@ -59,7 +60,10 @@ registry-server() {
   echo "registry-server never listened on $REGISTRY_PORT" >&2; return 1
 }
 curl() {
-  case " $* " in *" -w "*|*" --write-out "*) command curl "$@";; *) command curl --fail-with-body "$@";; esac
+  case " $* " in
+    *" -w "*|*" --write-out "*) command curl "$@";;
+    *) local rc=0; command curl --fail-with-body "$@" || rc=$?; echo; return $rc;;
+  esac
 }
 docker() { python3 -m tests.docs.docker_check "$@"; }
 """
@@ -140,6 +144,13 @@ def _run(args: list[str], tmp_path: Path, env: dict[str, str], name: str) -> tup
     return returncode, proc.log_text()
 
 
+def _expected_statuses(script: str) -> list[str]:
+    """The statuses a block's comments promise (``# 403``) for the curl commands that print theirs (``-w``)."""
+    commands = re.sub(r"\\\n", " ", script).splitlines()
+    return [found[1] for command in commands
+            if "curl " in command and " -w " in command and (found := re.search(r"#\s*(\d{3})\b", command))]
+
+
 def _shell_script(block: FencedBlock) -> str:
     text = block.text
     for pattern, replacement in REWRITES:
@@ -180,6 +191,8 @@ def test_block_runs(block: FencedBlock, tmp_path: Path) -> None:
             script.write_text(_shell_script(block))
             returncode, output = _run(["bash", str(script)], tmp_path, env, "block")
         assert returncode == 0, f"{block.label(REPO)} failed ({returncode}):\n{output}"
+        if block.language in SHELL:
+            assert re.findall(r"^(\d{3})$", output, re.MULTILINE) == _expected_statuses(block.text), output
 
 
 def test_the_blocks_are_found() -> None:
