@@ -34,8 +34,6 @@ from tests.support.fenced import FencedBlock, fenced_blocks
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, RegistryProcess, free_port, start_registry
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHELL = {"sh", "bash", "shell", "console"}
@@ -158,6 +156,7 @@ def _shell_script(block: FencedBlock) -> str:
     return PRELUDE + text
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.label(REPO) for block in BLOCKS])
 def test_block_runs(block: FencedBlock, tmp_path: Path) -> None:
     with ExitStack() as stack:
