@@ -1,5 +1,5 @@
 """Tiny runs of the registry benchmarks, so they cannot rot (their figures are not checked here: they
-are measured by hand, as ratios within one run, and published in BENCHMARKS.md).
+are measured by hand, as ratios within one run, and published in docs/benchmarks.md).
 
 Each starts its own redis-server and registry processes on 127.0.0.1 and stops them by process group.
 """
