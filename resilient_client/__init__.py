@@ -22,7 +22,8 @@ from resilient_client.errors import (
     ServiceUnavailableError,
     TransportError,
 )
-from resilient_client.events import (
+from resilient_client.failover import PassPlanner
+from resilient_client.hooks import (
     BreakerRejected,
     BreakerRemoved,
     BreakerState,
@@ -31,25 +32,22 @@ from resilient_client.events import (
     DiscoveryProtected,
     DiscoveryResult,
     Event,
-    EventBus,
     FailedOver,
     HeartbeatOutcome,
     HeartbeatSent,
+    Hook,
     ProtectionOutcome,
     RegistrationAttempted,
     RegistrationOutcome,
     RequestFinished,
     RequestOutcome,
     Retried,
-    Subscriber,
     WatchState,
     WatchStateChanged,
 )
-from resilient_client.exposition import aiohttp_metrics_handler, make_aiohttp_metrics_handler
-from resilient_client.failover import PassPlanner
 from resilient_client.lifecycle import attach_to_aiohttp, install_signal_handlers, registry_lifespan, shut_down
 from resilient_client.manager import Registration, ServiceRegistryManager
-from resilient_client.metrics import ClientMetrics, client_metrics
+from resilient_client.metrics import ClientMetrics, aiohttp_metrics_handler, client_metrics
 from resilient_client.model import ServiceAnswer, ServiceInstance, Status
 from resilient_client.outcome import Verdict, classify_error, classify_status, is_idempotent
 from resilient_client.picker import Picker, RandomPicker, RoundRobinPicker
@@ -81,10 +79,10 @@ __all__ = [
     "DiscoveryProtected",
     "DiscoveryResult",
     "Event",
-    "EventBus",
     "FailedOver",
     "HeartbeatOutcome",
     "HeartbeatSent",
+    "Hook",
     "InstanceBreaker",
     "ManagerConfig",
     "OutgoingRequest",
@@ -111,7 +109,6 @@ __all__ = [
     "ServiceView",
     "ServiceWatches",
     "Status",
-    "Subscriber",
     "SystemClock",
     "Transport",
     "TransportError",
@@ -128,7 +125,6 @@ __all__ = [
     "client_metrics",
     "install_signal_handlers",
     "is_idempotent",
-    "make_aiohttp_metrics_handler",
     "parse_retry_after",
     "registry_lifespan",
     "shut_down",

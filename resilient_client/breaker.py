@@ -11,7 +11,7 @@ pybreaker knows nothing of asyncio, so the adapter
 * re-raises the original error when a failure trips the breaker (never a ``CircuitBreakerError``),
 * admits at most ``half_open_max_probes`` calls at once while half-open (pybreaker admits everyone),
 * counts the calls an open breaker turns away (pybreaker's listeners never see them), and
-* reports state changes through a pybreaker listener as :class:`~resilient_client.events.BreakerStateChanged`.
+* reports state changes (seen through a pybreaker listener) to its :class:`Reporter`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, cast
 
 import pybreaker
 
+from resilient_client._report import Reporter
 from resilient_client.config import BreakerConfig
 from resilient_client.errors import BreakerRejectedError, TransportError
-from resilient_client.events import BreakerRejected, BreakerRemoved, BreakerState, BreakerStateChanged, EventBus
+from resilient_client.hooks import BreakerState
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -108,7 +109,7 @@ class _StateListener(pybreaker.CircuitBreakerListener):
 class InstanceBreaker:
     """The breaker of one instance of one service."""
 
-    def __init__(self, service: str, instance: str, config: BreakerConfig, events: EventBus, *,
+    def __init__(self, service: str, instance: str, config: BreakerConfig, reporter: Reporter, *,
                  on_state: Callable[[InstanceBreaker, BreakerState], None] | None = None) -> None:
         """``on_state(breaker, state)`` is called on every change of state, until the breaker is retired."""
         self.service = service
@@ -116,7 +117,7 @@ class InstanceBreaker:
         self.rejections = 0
         """Calls turned away without I/O (open, or every half-open probe slot taken)."""
         self._config = config
-        self._events = events
+        self._reporter = reporter
         self._probes = 0
         self._retired = False
         self._on_state = on_state
@@ -130,7 +131,7 @@ class InstanceBreaker:
             name=f"{service}@{instance}",
             throw_new_error_on_trip=False,
         )
-        events.emit(BreakerStateChanged(service, instance, BreakerState.CLOSED, transition=False))
+        reporter.breaker_created(service, instance)
 
     @property
     def state(self) -> BreakerState:
@@ -262,7 +263,7 @@ class InstanceBreaker:
     def _reject(self) -> None:
         self.rejections += 1
         if not self._retired:
-            self._events.emit(BreakerRejected(self.service, self.instance))
+            self._reporter.breaker_rejected(self.service, self.instance)
 
     def _rejected(self, why: str) -> BreakerRejectedError:
         self._reject()
@@ -272,7 +273,7 @@ class InstanceBreaker:
         if not self._retired:
             if self._on_state is not None:
                 self._on_state(self, state)
-            self._events.emit(BreakerStateChanged(self.service, self.instance, state))
+            self._reporter.breaker_changed(self.service, self.instance, state)
 
     @property
     def retired(self) -> bool:
@@ -280,10 +281,10 @@ class InstanceBreaker:
         return self._retired
 
     def retire(self) -> None:
-        """Report this breaker gone (:class:`BreakerRemoved`); calls still holding it report nothing."""
+        """Report this breaker gone; calls still holding it report nothing."""
         if not self._retired:
             self._retired = True
-            self._events.emit(BreakerRemoved(self.service, self.instance))
+            self._reporter.breaker_removed(self.service, self.instance)
 
     def __repr__(self) -> str:
         return f"InstanceBreaker({self.service!r}, {self.instance!r}, state={self.state.label})"

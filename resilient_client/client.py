@@ -14,6 +14,7 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry
 
+from resilient_client._report import Reporter
 from resilient_client.backoff import Backoff, parse_retry_after
 from resilient_client.breaker_board import BreakerBoard
 from resilient_client.clock import Clock, SystemClock
@@ -25,16 +26,8 @@ from resilient_client.errors import (
     ServiceUnavailableError,
     TransportError,
 )
-from resilient_client.events import (
-    Channel,
-    EventBus,
-    FailedOver,
-    RequestFinished,
-    RequestOutcome,
-    Retried,
-    Subscriber,
-)
 from resilient_client.failover import PassPlanner
+from resilient_client.hooks import Hook, RequestOutcome
 from resilient_client.manager import ServiceRegistryManager
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance
@@ -80,19 +73,15 @@ class ResilientClient:
                  registry_url: str | Sequence[str] | None = None, config: ClientConfig | None = None,
                  picker: Picker | None = None, transport: Transport | None = None,
                  metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
-                 subscribers: Iterable[Subscriber] = (), clock: Clock | None = None,
+                 hooks: Iterable[Hook] = (), clock: Clock | None = None,
                  rng: random.Random | None = None) -> None:
         self._owns_manager = manager is None
         self.manager: Discovery = manager if manager is not None else ServiceRegistryManager(
             registry_url=registry_url, metrics_registry=metrics_registry, metrics=metrics)
         self._fresh = self.manager.fresh_services if isinstance(self.manager, FreshDiscovery) else None
         self.config = config or ClientConfig()
-        self.events = EventBus(subscribers)
-        if metrics:
-            self.events.subscribe(client_metrics(metrics_registry))
-        self.breakers = BreakerBoard(self.config.breaker, self.events)
-        self._channels: dict[tuple[str, RequestOutcome], Channel] = {}
-        """The :class:`RequestFinished` channel of each (service, outcome) reported."""
+        self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
+        self.breakers = BreakerBoard(self.config.breaker, self._reporter)
         self._picker = picker or RoundRobinPicker()
         self._transport = transport or AiohttpTransport()
         self._clock = clock or SystemClock()
@@ -176,33 +165,26 @@ class ResilientClient:
                             if hint is not None:
                                 retry_after = hint if retry_after is None else min(retry_after, hint)
                     if position + 1 < len(order):
-                        self.events.emit(FailedOver(service, inst.address))
+                        self._reporter.failed_over(service, inst.address)
                 passes += 1
                 delay = self._planner.next_delay(passes, remaining_s=deadline - clock.monotonic(),
                                                  retry_after_s=retry_after, rng=self._rng)
                 if delay is None:
                     return self._finished(service, started, self._end(service, last_response, last_error))
                 await clock.sleep(delay)
-                self.events.emit(Retried(service, delay))
+                self._reporter.retried(service, delay)
                 with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows
                     instances = await self._discover(service)
                     gates = breakers.lineup(service, instances)
         except _CallFailedError as failed:
-            self._report(service, failed.outcome, clock.monotonic() - started)
+            self._reporter.request_finished(service, failed.outcome, clock.monotonic() - started)
             raise failed.error from failed.error.last_error
 
     def _finished(self, service: str, started: float, response: Response) -> Response:
-        self._report(service, RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
-                     self._clock.monotonic() - started)
+        self._reporter.request_finished(
+            service, RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
+            self._clock.monotonic() - started)
         return response
-
-    def _report(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
-        """Report a :class:`RequestFinished` through its channel (with only the metrics listening, no event
-        is built), kept here by (service, outcome): one lookup, where the bus's ``channel`` builds a key."""
-        channel = self._channels.get((service, outcome))
-        if channel is None:
-            channel = self._channels[(service, outcome)] = self.events.channel(RequestFinished, service, outcome)
-        channel.fire(duration_s)
 
     # The verbs return :meth:`request`'s coroutine (await it) rather than awaiting it in a coroutine of
     # their own: one coroutine less to create, and to pass through at every resumption of a call.

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import random
 
+from resilient_client._report import Reporter
 from resilient_client.cache import DiscoveryCache
 from resilient_client.clock import Clock
 from resilient_client.config import ManagerConfig
-from resilient_client.events import DiscoveryProtected, EventBus, ProtectionOutcome
+from resilient_client.hooks import ProtectionOutcome
 from resilient_client.model import ServiceAnswer, ServiceInstance
 from resilient_client.protection import ServiceView, admit
 from resilient_client.registry_http import RegistryHttp
@@ -32,19 +33,19 @@ PROTECTED_TTL_S = 1.0
 class WatchedDiscovery:
     """The discovery cache of one manager, kept current by blocking queries while a service is in use."""
 
-    def __init__(self, http: RegistryHttp, config: ManagerConfig, *, clock: Clock, events: EventBus,
+    def __init__(self, http: RegistryHttp, config: ManagerConfig, *, clock: Clock, reporter: Reporter,
                  rng: random.Random) -> None:
         self._http = http
         self._config = config
         self._clock = clock
-        self._events = events
+        self._reporter = reporter
         ttl_s = config.cache_ttl_s
         self.cache: DiscoveryCache[DiscoveryKey, ServiceView] = DiscoveryCache(
-            self._fetch, ttl_s=ttl_s, max_stale_s=config.stale_max_age_s, clock=clock, events=events,
+            self._fetch, ttl_s=ttl_s, max_stale_s=config.stale_max_age_s, clock=clock, reporter=reporter,
             label=self.label, ttl_for=lambda view: min(ttl_s, PROTECTED_TTL_S) if view.protected else ttl_s,
             protected=lambda view: view.protected)
         self.watches: ServiceWatches[DiscoveryKey] = ServiceWatches(
-            self, config.watch, idle_s=config.watch_idle_s, clock=clock, rng=rng, events=events)
+            self, config.watch, idle_s=config.watch_idle_s, clock=clock, rng=rng, reporter=reporter)
 
     async def lookup(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...]:
         key: DiscoveryKey = (name, status)
@@ -86,7 +87,7 @@ class WatchedDiscovery:
                             len(view.instances), self._config.empty_grace_s)
             else:
                 log.info("%s: empty-set protection ended (%s)", service, outcome.value)
-            self._events.emit(DiscoveryProtected(service, outcome))
+            self._reporter.protected(service, outcome)
         return view
 
     # -- WatchSource -------------------------------------------------------------------------------------

@@ -15,19 +15,13 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from resilient_client._report import Reporter
 from resilient_client.backoff import Backoff
 from resilient_client.clock import Clock, SystemClock
 from resilient_client.config import BackoffConfig, ManagerConfig
 from resilient_client.discovery import WatchedDiscovery
 from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
-from resilient_client.events import (
-    EventBus,
-    HeartbeatOutcome,
-    HeartbeatSent,
-    RegistrationAttempted,
-    RegistrationOutcome,
-    Subscriber,
-)
+from resilient_client.hooks import HeartbeatOutcome, Hook, RegistrationOutcome
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance, Status
 from resilient_client.registry_http import RegistryHttp
@@ -70,7 +64,7 @@ class ServiceRegistryManager:
                  cache_ttl: float | None = None, auth_token: str | None = None, host: str | None = None,
                  port: int | None = None, *, watch: bool | None = None, config: ManagerConfig | None = None,
                  metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
-                 subscribers: Iterable[Subscriber] = (), clock: Clock | None = None,
+                 hooks: Iterable[Hook] = (), clock: Clock | None = None,
                  rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
         base = config if config is not None else ManagerConfig.from_env()
         self.config = base.with_overrides(
@@ -78,16 +72,14 @@ class ServiceRegistryManager:
             max_retries=max_retries, cache_ttl_ms=cache_ttl, auth_token=auth_token, host=host, port=port)
         if watch is not None:
             self.config = replace(self.config, watch=replace(self.config.watch, enabled=watch))
-        self.events = EventBus(subscribers)
-        if metrics:
-            self.events.subscribe(client_metrics(metrics_registry))
+        self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._backoff = Backoff(BackoffConfig(base_s=self.config.retry_delay_s, factor=2.0,
                                               max_s=max(self.config.retry_delay_s * 32, 1.0), jitter=0.5))
         self._http = RegistryHttp(self.config.registry_urls, auth_token=self.config.auth_token,
                                   timeout_s=self.config.request_timeout_s, session=session)
-        self.discovery = WatchedDiscovery(self._http, self.config, clock=self._clock, events=self.events,
+        self.discovery = WatchedDiscovery(self._http, self.config, clock=self._clock, reporter=self._reporter,
                                           rng=self._rng)
         self._registration: Registration | None = None
         self._status = Status.UP
@@ -192,14 +184,14 @@ class ServiceRegistryManager:
         try:
             answer = await self._http.register(registration.body(self._status), registration.lease_token)
         except (RegistryUnavailableError, RegistryRequestError):
-            self.events.emit(RegistrationAttempted(registration.name, RegistrationOutcome.FAILED))
+            self._reporter.registration_attempted(registration.name, RegistrationOutcome.FAILED)
             raise
         token = answer.get("lease_token")
         if isinstance(token, str) and token and token != registration.lease_token:
             self._registration = replace(registration, lease_token=token)
         self._registered = True
         self._deregistered_id = None
-        self.events.emit(RegistrationAttempted(registration.name, RegistrationOutcome.OK))
+        self._reporter.registration_attempted(registration.name, RegistrationOutcome.OK)
 
     async def _beat_once(self) -> HeartbeatOutcome:
         registration = self._registration
@@ -217,9 +209,9 @@ class ServiceRegistryManager:
             else:
                 outcome = HeartbeatOutcome.OK
         except (RegistryUnavailableError, RegistryRequestError):
-            self.events.emit(HeartbeatSent(registration.name, HeartbeatOutcome.FAILED))
+            self._reporter.heartbeat_sent(registration.name, HeartbeatOutcome.FAILED)
             raise
-        self.events.emit(HeartbeatSent(registration.name, outcome))
+        self._reporter.heartbeat_sent(registration.name, outcome)
         return outcome
 
     async def _heartbeat_loop(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from resilient_client.events import ProtectionOutcome
+from resilient_client.hooks import ProtectionOutcome
 from resilient_client.model import ServiceAnswer, ServiceInstance
 
 

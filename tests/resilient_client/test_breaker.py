@@ -13,17 +13,17 @@ from resilient_client import (
     BreakerStateChanged,
     ConnectError,
     Event,
-    EventBus,
     InstanceBreaker,
     ServiceInstance,
     client_metrics,
 )
+from resilient_client._report import Reporter
 
 
 def make(fail_max: int = 3, reset_timeout_s: float = 30.0, probes: int = 1) -> tuple[InstanceBreaker, list[Event]]:
     seen: list[Event] = []
     breaker = InstanceBreaker("User", "127.0.0.1:1", BreakerConfig(fail_max, reset_timeout_s, probes),
-                              EventBus([seen.append]))
+                              Reporter(hooks=[seen.append]))
     return breaker, seen
 
 
@@ -185,7 +185,7 @@ async def test_a_failed_probe_opens_the_breaker_again() -> None:
 async def test_state_changes_feed_the_state_gauge_and_transition_counter() -> None:
     registry = CollectorRegistry()
     metrics = client_metrics(registry)
-    breaker = InstanceBreaker("User", "h:1", BreakerConfig(fail_max=1), EventBus([metrics]))
+    breaker = InstanceBreaker("User", "h:1", BreakerConfig(fail_max=1), Reporter(metrics))
     assert registry.get_sample_value("resilient_client_circuit_breaker_state",
                                      {"service": "User", "instance": "h:1"}) == 0
     await trip(breaker, 1)
@@ -198,7 +198,7 @@ async def test_state_changes_feed_the_state_gauge_and_transition_counter() -> No
 async def test_the_state_gauge_series_stays_while_another_client_on_the_registry_still_has_the_breaker() -> None:
     registry = CollectorRegistry()
     metrics = client_metrics(registry)
-    boards = [BreakerBoard(BreakerConfig(), EventBus([metrics])) for _ in range(2)]
+    boards = [BreakerBoard(BreakerConfig(), Reporter(metrics)) for _ in range(2)]
     user = ServiceInstance(id="User-1", name="User", host="h", port=1)
     labels = {"service": "User", "instance": "h:1"}
     for board in boards:

@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
-from resilient_client import BreakerBoard, BreakerConfig, ConnectError, EventBus, InstanceBreaker
+from resilient_client import BreakerBoard, BreakerConfig, ConnectError, InstanceBreaker
+from resilient_client._report import Reporter
 from tests.support.client_fakes import instance
 
 INSTANCES = (instance("User", 7001), instance("User", 7002), instance("Other", 7003))
@@ -15,14 +16,14 @@ def elapse_reset_timeout(breaker: InstanceBreaker) -> None:
 
 
 def test_while_every_breaker_of_a_service_is_closed_admitting_hands_back_the_instances_themselves() -> None:
-    board = BreakerBoard(BreakerConfig(fail_max=1), EventBus())
+    board = BreakerBoard(BreakerConfig(fail_max=1), Reporter())
     users = INSTANCES[:2]
     gates = board.lineup("User", users)
     assert board.admitting("User", users, gates) is users
 
 
 def test_an_instance_whose_breaker_is_open_is_left_out_until_a_probe_closes_it() -> None:
-    board = BreakerBoard(BreakerConfig(fail_max=1), EventBus())
+    board = BreakerBoard(BreakerConfig(fail_max=1), Reporter())
     users = INSTANCES[:2]
     gates = board.lineup("User", users)
     first = gates[id(users[0])]
@@ -37,7 +38,7 @@ def test_an_instance_whose_breaker_is_open_is_left_out_until_a_probe_closes_it()
 
 
 def test_a_breaker_open_in_one_service_does_not_touch_another() -> None:
-    board = BreakerBoard(BreakerConfig(fail_max=1), EventBus())
+    board = BreakerBoard(BreakerConfig(fail_max=1), Reporter())
     users, others = INSTANCES[:2], INSTANCES[2:]
     trip(board.lineup("User", users)[id(users[0])])
     other_gates = board.lineup("Other", others)
@@ -45,7 +46,7 @@ def test_a_breaker_open_in_one_service_does_not_touch_another() -> None:
 
 
 def test_an_open_breaker_dropped_with_its_instance_no_longer_holds_the_service_back() -> None:
-    board = BreakerBoard(BreakerConfig(fail_max=1), EventBus())
+    board = BreakerBoard(BreakerConfig(fail_max=1), Reporter())
     users = INSTANCES[:2]
     dropped = board.lineup("User", users)[id(users[0])]
     trip(dropped)
@@ -58,7 +59,7 @@ def test_an_open_breaker_dropped_with_its_instance_no_longer_holds_the_service_b
 
 
 def test_a_breaker_taken_straight_from_the_board_is_followed_too() -> None:
-    board = BreakerBoard(BreakerConfig(fail_max=1), EventBus())
+    board = BreakerBoard(BreakerConfig(fail_max=1), Reporter())
     users = INSTANCES[:2]
     gates = board.lineup("User", users)
     trip(board.get("User", users[1].address))

@@ -76,8 +76,9 @@ async def test_a_heartbeat_follows_registration_at_once_and_carries_the_status(r
 
 async def test_heartbeats_repeat_every_interval(registry: FakeRegistry) -> None:
     async with manager_for(registry.url, heartbeat_ms=30) as manager:
-        await manager.register("Auth", 3001)
+        service_id = await manager.register("Auth", 3001)
         await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= 4), message="four heartbeats")
+        assert {beat.path for beat in registry.requests("PUT")} == {f"/instances/{service_id}/heartbeat"}
 
 
 async def test_a_404_heartbeat_re_registers_at_once_with_the_same_id(registry: FakeRegistry) -> None:
@@ -111,7 +112,9 @@ async def test_deregister_accepts_a_registry_that_already_forgot_the_instance(re
     async with manager_for(registry.url) as manager:
         await manager.register("Auth", 3001)
         registry.forget_all()
-        await manager.deregister()
+        await manager.deregister()  # a 404 is taken as done: no error, no retry
+        assert len(registry.requests("DELETE")) == 1
+        assert not manager.registered
 
 
 async def test_leaving_async_with_deregisters(registry: FakeRegistry) -> None:
