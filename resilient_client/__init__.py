@@ -22,7 +22,6 @@ from resilient_client.errors import (
     ServiceUnavailableError,
     TransportError,
 )
-from resilient_client.failover import PassPlanner
 from resilient_client.hooks import (
     BreakerRejected,
     BreakerRemoved,
@@ -49,7 +48,6 @@ from resilient_client.lifecycle import attach_to_aiohttp, install_signal_handler
 from resilient_client.manager import Registration, ServiceRegistryManager
 from resilient_client.metrics import ClientMetrics, aiohttp_metrics_handler, client_metrics
 from resilient_client.model import ServiceAnswer, ServiceInstance, Status
-from resilient_client.outcome import Verdict, classify_error, classify_status, is_idempotent
 from resilient_client.picker import Picker, RandomPicker, RoundRobinPicker
 from resilient_client.protection import ServiceView, admit
 from resilient_client.response import Response
@@ -86,7 +84,6 @@ __all__ = [
     "InstanceBreaker",
     "ManagerConfig",
     "OutgoingRequest",
-    "PassPlanner",
     "Picker",
     "ProtectionOutcome",
     "RandomPicker",
@@ -112,7 +109,6 @@ __all__ = [
     "SystemClock",
     "Transport",
     "TransportError",
-    "Verdict",
     "WatchConfig",
     "WatchState",
     "WatchStateChanged",
@@ -120,11 +116,8 @@ __all__ = [
     "admit",
     "aiohttp_metrics_handler",
     "attach_to_aiohttp",
-    "classify_error",
-    "classify_status",
     "client_metrics",
     "install_signal_handlers",
-    "is_idempotent",
     "parse_retry_after",
     "registry_lifespan",
     "shut_down",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from resilient_client._report import Reporter
 from resilient_client.breaker import InstanceBreaker
+from resilient_client.clock import Clock
 from resilient_client.config import BreakerConfig
 from resilient_client.hooks import BreakerState
 
@@ -24,9 +25,10 @@ class BreakerBoard:
     them a call may try.
     """
 
-    def __init__(self, config: BreakerConfig, reporter: Reporter) -> None:
+    def __init__(self, config: BreakerConfig, reporter: Reporter, clock: Clock) -> None:
         self._config = config
         self._reporter = reporter
+        self._clock = clock
         self._breakers: dict[tuple[str, str], InstanceBreaker] = {}
         self._lineups: dict[str, tuple[tuple[ServiceInstance, ...], dict[int, InstanceBreaker]]] = {}
         self._unclosed: dict[str, set[InstanceBreaker]] = {}
@@ -37,7 +39,7 @@ class BreakerBoard:
         breaker = self._breakers.get(key)
         if breaker is None:
             breaker = self._breakers[key] = InstanceBreaker(service, instance, self._config, self._reporter,
-                                                            on_state=self._state_changed)
+                                                            self._clock, on_state=self._state_changed)
         return breaker
 
     def lineup(self, service: str, instances: Sequence[ServiceInstance]) -> dict[int, InstanceBreaker]:

@@ -15,7 +15,16 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 from prometheus_client import CollectorRegistry
 
 from resilient_client._report import Reporter
+from resilient_client._retry import (
+    PassPlanner,
+    Verdict,
+    classify_error,
+    classify_status,
+    counts_against_instance,
+    is_idempotent,
+)
 from resilient_client.backoff import Backoff, parse_retry_after
+from resilient_client.breaker import InstanceBreaker
 from resilient_client.breaker_board import BreakerBoard
 from resilient_client.clock import Clock, SystemClock
 from resilient_client.config import ClientConfig
@@ -26,12 +35,10 @@ from resilient_client.errors import (
     ServiceUnavailableError,
     TransportError,
 )
-from resilient_client.failover import PassPlanner
 from resilient_client.hooks import Hook, RequestOutcome
 from resilient_client.manager import ServiceRegistryManager
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance
-from resilient_client.outcome import Verdict, classify_error, classify_status, counts_as_failure, is_idempotent
 from resilient_client.picker import Picker, RoundRobinPicker
 from resilient_client.response import Response
 from resilient_client.transport import AiohttpTransport, OutgoingRequest, Transport
@@ -43,6 +50,49 @@ class _CallFailedError(Exception):
     def __init__(self, outcome: RequestOutcome, error: ServiceUnavailableError) -> None:
         self.outcome = outcome
         self.error = error
+
+
+class _Tried:
+    """What the attempts of one call have left so far: the last 502/503/504, the last failure below HTTP,
+    and the shortest ``Retry-After`` of this pass's 503s."""
+
+    __slots__ = ("error", "response", "retry_after_s", "service")
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.response: Response | None = None
+        self.error: TransportError | None = None
+        self.retry_after_s: float | None = None
+
+    def answered(self, response: Response, *, repeatable: bool) -> Verdict:
+        verdict = classify_status(response.status, repeatable=repeatable)
+        if verdict is Verdict.FAILOVER:
+            self.response = response
+            if response.status == 503:
+                hint = parse_retry_after(response.headers.get("Retry-After"))
+                if hint is not None and (self.retry_after_s is None or hint < self.retry_after_s):
+                    self.retry_after_s = hint
+        return verdict
+
+    def failed(self, error: TransportError, *, repeatable: bool) -> Verdict:
+        self.error = error
+        return classify_error(error, repeatable=repeatable)
+
+    def take_retry_after(self) -> float | None:
+        """The pass's ``Retry-After`` hint, cleared for the next pass."""
+        hint, self.retry_after_s = self.retry_after_s, None
+        return hint
+
+    def deadline_passed(self) -> Response:
+        self.error = self.error or AttemptTimeoutError("the call's deadline passed", sent=False)
+        return self.last()
+
+    def last(self) -> Response:
+        """What the call ends with: the last 502/503/504, else :class:`ServiceUnavailableError`."""
+        if self.response is not None:
+            return self.response
+        raise _CallFailedError(RequestOutcome.FAILURE, ServiceUnavailableError(
+            self.service, "no instance gave an HTTP response", self.error))
 
 
 class Discovery(Protocol):
@@ -80,11 +130,11 @@ class ResilientClient:
             registry_url=registry_url, metrics_registry=metrics_registry, metrics=metrics)
         self._fresh = self.manager.fresh_services if isinstance(self.manager, FreshDiscovery) else None
         self.config = config or ClientConfig()
+        self._clock = clock or SystemClock()
         self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
-        self.breakers = BreakerBoard(self.config.breaker, self._reporter)
+        self.breakers = BreakerBoard(self.config.breaker, self._reporter, self._clock)
         self._picker = picker or RoundRobinPicker()
         self._transport = transport or AiohttpTransport()
-        self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._attempt_timeout_s = self.config.attempt_timeout_s
         self._total_timeout_s = self.config.total_timeout_s
@@ -108,81 +158,65 @@ class ResilientClient:
         started = clock.monotonic()
         deadline = started + (self._total_timeout_s if timeout is None else timeout)
         repeatable = is_idempotent(method, idempotent)
-        # The whole call runs in this one coroutine: every coroutine level between the caller and the
-        # transport costs again at each resumption of the call.
+        tried = _Tried(service)
+        # The whole call runs in this one coroutine (each attempt in its breaker's ``call``): every coroutine
+        # level between the caller and the transport costs again at each resumption of the call.
         try:
             instances = None if self._fresh is None else self._fresh(service)  # a fresh cached answer, no await
             if instances is None:
                 instances = await self._discover(service)
             elif not instances:
                 self._none_up(service)
-            breakers, send = self.breakers, self._transport.send
-            gates = breakers.lineup(service, instances)  # (only ever with the answer just discovered)
-            last_response: Response | None = None
-            last_error: TransportError | None = None
             passes = 0
             while True:
-                candidates = breakers.admitting(service, instances, gates)
-                if not candidates and passes == 0:
-                    for inst in instances:
-                        gates[id(inst)].turned_away()
-                    raise _CallFailedError(RequestOutcome.CIRCUIT_OPEN, CircuitOpenError(
-                        service, f"the circuit breakers of all {len(instances)} instances are open"))
-                order = self._picker.order(service, candidates)
-                retry_after: float | None = None
+                order, breakers = self._candidates(service, instances, first_pass=passes == 0)
                 for position, inst in enumerate(order):
+                    if position:
+                        self._reporter.failed_over(service, order[position - 1].address)
                     remaining = deadline - clock.monotonic()
                     if remaining <= 0:
-                        last_error = last_error or AttemptTimeoutError("the call's deadline passed", sent=False)
-                        return self._finished(service, started, self._end(service, last_response, last_error))
-                    gate = gates.get(id(inst)) or breakers.get(service, inst.address)
+                        return self._finished(service, started, tried.deadline_passed())
                     outgoing = OutgoingRequest(method, inst.base_url + path, params, headers, json, data, inst.id)
-                    timeout_s = self._attempt_timeout_s
-                    # The breaker is driven around this coroutine's own await (see InstanceBreaker.admit).
+                    breaker = breakers.get(id(inst)) or self.breakers.get(service, inst.address)
                     try:
-                        probe = gate.admit()  # BreakerRejectedError (a TransportError) when it turns us away
-                        try:
-                            response = await send(outgoing, timeout_s if timeout_s < remaining else remaining)
-                        except BaseException as exc:
-                            gate.raised(probe, exc)  # counted only if about the instance (not CancelledError)
-                            raise
+                        response = await breaker.call(self._transport.send, counts_against_instance, outgoing,
+                                                      min(self._attempt_timeout_s, remaining))
                     except TransportError as exc:
-                        last_error = exc
-                        if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
-                            return self._finished(service, started, self._end(service, last_response, last_error))
+                        if tried.failed(exc, repeatable=repeatable) is Verdict.STOP:
+                            return self._finished(service, started, tried.last())
                     else:
-                        status = response.status
-                        if counts_as_failure(status):
-                            gate.failed(probe, response)
-                        else:
-                            gate.succeeded(probe)
-                        verdict = classify_status(status, repeatable=repeatable)
-                        if verdict is not Verdict.FAILOVER:
+                        if tried.answered(response, repeatable=repeatable) is not Verdict.FAILOVER:
                             return self._finished(service, started, response)
-                        last_response = response
-                        if response.status == 503:
-                            hint = parse_retry_after(response.headers.get("Retry-After"))
-                            if hint is not None:
-                                retry_after = hint if retry_after is None else min(retry_after, hint)
-                    if position + 1 < len(order):
-                        self._reporter.failed_over(service, inst.address)
                 passes += 1
                 delay = self._planner.next_delay(passes, remaining_s=deadline - clock.monotonic(),
-                                                 retry_after_s=retry_after, rng=self._rng)
+                                                 retry_after_s=tried.take_retry_after(), rng=self._rng)
                 if delay is None:
-                    return self._finished(service, started, self._end(service, last_response, last_error))
+                    return self._finished(service, started, tried.last())
                 await clock.sleep(delay)
                 self._reporter.retried(service, delay)
                 with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows
                     instances = await self._discover(service)
-                    gates = breakers.lineup(service, instances)
         except _CallFailedError as failed:
             self._reporter.request_finished(service, failed.outcome, clock.monotonic() - started)
             raise failed.error from failed.error.last_error
 
+    def _candidates(self, service: str, instances: Sequence[ServiceInstance], *, first_pass: bool,
+                    ) -> tuple[Sequence[ServiceInstance], dict[int, InstanceBreaker]]:
+        """This pass's instances in the order to try them, and their breakers (by ``id(instance)``): those
+        whose breaker admits a call now. On the first pass, none admitting ends the call (``CIRCUIT_OPEN``)."""
+        breakers = self.breakers.lineup(service, instances)
+        candidates = self.breakers.admitting(service, instances, breakers)
+        if not candidates and first_pass:
+            for inst in instances:
+                breakers[id(inst)].turned_away()
+            raise _CallFailedError(RequestOutcome.CIRCUIT_OPEN, CircuitOpenError(
+                service, f"the circuit breakers of all {len(instances)} instances are open"))
+        return self._picker.order(service, candidates), breakers
+
     def _finished(self, service: str, started: float, response: Response) -> Response:
         self._reporter.request_finished(
-            service, RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
+            service,
+            RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
             self._clock.monotonic() - started)
         return response
 
@@ -221,13 +255,6 @@ class ResilientClient:
         self.breakers.lineup(service, ())  # the instances known before are gone
         raise _CallFailedError(RequestOutcome.NO_INSTANCES,
                                ServiceUnavailableError(service, "no UP instance is registered"))
-
-    @staticmethod
-    def _end(service: str, last_response: Response | None, last_error: TransportError | None) -> Response:
-        if last_response is not None:
-            return last_response
-        raise _CallFailedError(RequestOutcome.FAILURE,
-                      ServiceUnavailableError(service, "no instance gave an HTTP response", last_error))
 
     async def close(self) -> None:
         """Close the HTTP session (and the manager, when this client made it)."""
