@@ -67,16 +67,9 @@ class DiscoveryCache(Generic[K, V]):
         self._entries: dict[K, _Entry[V]] = {}
         self._inflight: dict[K, asyncio.Task[V]] = {}
 
-    def fresh(self, key: K) -> V | None:
-        """The cached value if it is fresh (reported as a hit, as :meth:`get` would), else ``None``:
-        the common case answered without an ``await``."""
-        entry = self._entries.get(key)
-        if entry is not None and (entry.watched or self._clock.monotonic() - entry.fetched_at < entry.ttl_s):
-            self._reporter.looked_up(entry.label, entry.hit_result)
-            return entry.value
-        return None
-
     async def get(self, key: K) -> V:
+        """The value of ``key``: cached while fresh, else fetched (stale if the registry cannot be reached).
+        The only place freshness is judged."""
         now = self._clock.monotonic()
         entry = self._entries.get(key)
         if entry is not None:

@@ -10,7 +10,7 @@ import contextlib
 import random
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -96,20 +96,12 @@ class _Tried:
 
 
 class Discovery(Protocol):
-    """Where a client finds instances: a :class:`ServiceRegistryManager`, or a stand-in in tests."""
+    """Where a client finds instances: a :class:`ServiceRegistryManager`, or a stand-in in tests.
+    ``discover_services(name)`` is the one way a client asks: the UP instances of ``name``."""
 
-    async def discover_services(self, name: str) -> list[ServiceInstance]: ...
+    async def discover_services(self, name: str) -> Sequence[ServiceInstance]: ...
 
     async def close(self) -> None: ...
-
-
-@runtime_checkable
-class FreshDiscovery(Discovery, Protocol):
-    """A :class:`Discovery` that can also answer from a fresh cache without an ``await`` (the manager)."""
-
-    def fresh_services(self, name: str) -> Sequence[ServiceInstance] | None:
-        """``discover_services(name)``'s answer if it is at hand (reported like that lookup), else ``None``."""
-        ...
 
 
 class ResilientClient:
@@ -128,7 +120,6 @@ class ResilientClient:
         self._owns_manager = manager is None
         self.manager: Discovery = manager if manager is not None else ServiceRegistryManager(
             registry_url=registry_url, metrics_registry=metrics_registry, metrics=metrics)
-        self._fresh = self.manager.fresh_services if isinstance(self.manager, FreshDiscovery) else None
         self.config = config or ClientConfig()
         self._clock = clock or SystemClock()
         self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
@@ -162,11 +153,7 @@ class ResilientClient:
         # The whole call runs in this one coroutine (each attempt in its breaker's ``call``): every coroutine
         # level between the caller and the transport costs again at each resumption of the call.
         try:
-            instances = None if self._fresh is None else self._fresh(service)  # a fresh cached answer, no await
-            if instances is None:
-                instances = await self._discover(service)
-            elif not instances:
-                self._none_up(service)
+            instances = await self._discover(service)
             passes = 0
             while True:
                 order, breakers = self._candidates(service, instances, first_pass=passes == 0)
@@ -242,19 +229,17 @@ class ResilientClient:
         return self.request("DELETE", service, path, **kwargs)
 
     async def _discover(self, service: str) -> Sequence[ServiceInstance]:
+        """The UP instances of ``service``, never empty (else the call fails with ``NO_INSTANCES``)."""
         try:
             instances = await self.manager.discover_services(service)
         except RegistryUnavailableError as exc:
             raise _CallFailedError(RequestOutcome.NO_INSTANCES, ServiceUnavailableError(
                 service, "the registry cannot be reached and nothing is cached", exc)) from exc
         if not instances:
-            self._none_up(service)
+            self.breakers.lineup(service, ())  # the instances known before are gone
+            raise _CallFailedError(RequestOutcome.NO_INSTANCES,
+                                   ServiceUnavailableError(service, "no UP instance is registered"))
         return instances
-
-    def _none_up(self, service: str) -> NoReturn:
-        self.breakers.lineup(service, ())  # the instances known before are gone
-        raise _CallFailedError(RequestOutcome.NO_INSTANCES,
-                               ServiceUnavailableError(service, "no UP instance is registered"))
 
     async def close(self) -> None:
         """Close the HTTP session (and the manager, when this client made it)."""

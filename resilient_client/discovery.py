@@ -48,18 +48,10 @@ class WatchedDiscovery:
             self, config.watch, idle_s=config.watch_idle_s, clock=clock, rng=rng, reporter=reporter)
 
     async def lookup(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...]:
+        """The instances of ``name`` (every service: ``None``) with ``status`` (any: ``None``), from the cache;
+        a single service looked up is watched from now on."""
         key: DiscoveryKey = (name, status)
         view = await self.cache.get(key)
-        if name is not None:
-            self.watches.touch(key)
-        return view.instances
-
-    def fresh(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...] | None:
-        """What :meth:`lookup` answers when the cache holds a fresh answer (no ``await``), else ``None``."""
-        key: DiscoveryKey = (name, status)
-        view = self.cache.fresh(key)
-        if view is None:
-            return None
         if name is not None:
             self.watches.touch(key)
         return view.instances

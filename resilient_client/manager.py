@@ -258,17 +258,7 @@ class ServiceRegistryManager:
         value = _STATUS_VALUES.get(status) if status is not None else None  # (Status(...) costs µs)
         if value is None and status is not None:
             value = Status(status).value
-        instances = self.discovery.fresh(name, value)  # a fresh answer: no coroutine below this one
-        if instances is None:
-            instances = await self.discovery.lookup(name, value)
-        return list(instances)
-
-    def fresh_services(self, name: str) -> tuple[ServiceInstance, ...] | None:
-        """What ``discover_services(name)`` answers (UP instances) when that answer is fresh in the cache
-        (reported as a hit, as that lookup would be), without an ``await`` and without a copy: the cached
-        tuple itself, the same object for as long as the cache serves the same answer. ``None`` when the
-        cache would have to ask the registry (call :meth:`discover_services` then)."""
-        return self.discovery.fresh(name, _UP)
+        return list(await self.discovery.lookup(name, value))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -296,7 +286,6 @@ class ServiceRegistryManager:
 _STATUS_VALUES: dict[str, str] = {status.value: status.value for status in Status}
 """A status, given as a member or as its value (a ``Status`` hashes and compares as its value)."""
 
-_UP = Status.UP.value
 
 
 def _new_id(name: str) -> str:

@@ -41,12 +41,12 @@ async def test_the_hit_series_starts_at_the_first_hit_and_counts_every_fresh_loo
         return registry.get_sample_value("resilient_client_discovery_total", {"service": "User", "result": "hit"})
 
     await cache.get("User")
-    assert hits() is None  # (no series at 0 before the first hit, as before channels)
-    assert cache.fresh("User") == ("User-1",)
+    assert hits() is None  # (no series at 0 before the first hit)
+    assert await cache.get("User") == ("User-1",)
     await cache.get("User")
     assert hits() == 2
     clock.advance(10)
-    assert cache.fresh("User") is None
+    assert await cache.get("User") == ("User-2",)  # no longer fresh: asked again, a miss
     assert hits() == 2
 
 

@@ -150,20 +150,20 @@ async def test_the_next_registry_replica_is_used_when_the_first_is_down(registry
         assert [inst.port for inst in await manager.discover_services("User")] == [7001]
 
 
-async def test_fresh_services_answers_a_fresh_cached_lookup_without_a_copy_and_counts_it_as_a_hit(
+async def test_a_fresh_cached_answer_is_served_without_asking_the_registry_and_counted_as_a_hit(
         registry: FakeRegistry) -> None:
     registry.add("User", 7001)
     registry.add("User", 7002, status="DOWN")
     metrics = CollectorRegistry()
     config = ManagerConfig(registry_urls=(registry.url,), host="127.0.0.1", port=4000)
     async with ServiceRegistryManager(config=config, metrics_registry=metrics, watch=False) as manager:
-        assert manager.fresh_services("User") is None  # nothing cached: discover_services asks the registry
         listed = await manager.discover_services("User")
-        fresh = manager.fresh_services("User")
-        assert fresh is not None
-        assert list(fresh) == listed  # UP instances only, as discover_services answers
-        assert manager.fresh_services("User") is fresh  # the cached tuple itself, every time
+        assert [inst.port for inst in listed] == [7001]  # UP instances only
+        assert await manager.discover_services("User") == listed
+        assert await manager.discover_services("User") == listed
         assert len(registry.requests("GET", "/services/User")) == 1
+        assert metrics.get_sample_value("resilient_client_discovery_total",
+                                        {"service": "User", "result": "miss"}) == 1
         assert metrics.get_sample_value("resilient_client_discovery_total",
                                         {"service": "User", "result": "hit"}) == 2
 
