@@ -40,15 +40,8 @@ from prometheus_client import CollectorRegistry
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from resilient_client import (  # noqa: E402
-    AiohttpTransport,
-    ClientConfig,
-    OutgoingRequest,
-    ResilientClient,
-    Response,
-    ServiceInstance,
-    ServiceRegistryManager,
-)
+from resilient_client import ClientConfig, ResilientClient, Response, ServiceInstance, ServiceRegistryManager  # noqa: E402
+from resilient_client._transport import AiohttpTransport, OutgoingRequest  # noqa: E402
 
 Call = Callable[[], Awaitable[int]]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from resilient_client.backoff import Backoff, RandomSource
+from resilient_client._backoff import Backoff, RandomSource
 from resilient_client.errors import TransportError
 from resilient_client.response import Response
 

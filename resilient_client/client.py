@@ -14,6 +14,10 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from resilient_client._backoff import Backoff, parse_retry_after
+from resilient_client._breaker import InstanceBreaker
+from resilient_client._breaker_board import BreakerBoard
+from resilient_client._clock import Clock, SystemClock
 from resilient_client._report import Reporter
 from resilient_client._retry import (
     PassPlanner,
@@ -23,10 +27,7 @@ from resilient_client._retry import (
     counts_against_instance,
     is_idempotent,
 )
-from resilient_client.backoff import Backoff, parse_retry_after
-from resilient_client.breaker import InstanceBreaker
-from resilient_client.breaker_board import BreakerBoard
-from resilient_client.clock import Clock, SystemClock
+from resilient_client._transport import AiohttpTransport, OutgoingRequest, Transport
 from resilient_client.config import ClientConfig
 from resilient_client.errors import (
     AttemptTimeoutError,
@@ -41,7 +42,6 @@ from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance
 from resilient_client.picker import Picker, RoundRobinPicker
 from resilient_client.response import Response
-from resilient_client.transport import AiohttpTransport, OutgoingRequest, Transport
 
 
 class _CallFailedError(Exception):

@@ -15,22 +15,22 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from resilient_client._backoff import Backoff
+from resilient_client._clock import Clock, SystemClock
+from resilient_client._discovery import WatchedDiscovery
+from resilient_client._registry_http import RegistryHttp
 from resilient_client._report import Reporter
-from resilient_client.backoff import Backoff
-from resilient_client.clock import Clock, SystemClock
 from resilient_client.config import BackoffConfig, ManagerConfig
-from resilient_client.discovery import WatchedDiscovery
 from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
 from resilient_client.hooks import HeartbeatOutcome, Hook, RegistrationOutcome
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance, Status
-from resilient_client.registry_http import RegistryHttp
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Registration:
+class _Registration:
     """What this service registers as; ``id`` and ``lease_token`` are chosen once, client-side."""
 
     id: str
@@ -54,7 +54,7 @@ class Registration:
 class ServiceRegistryManager:
     """Registers one service instance, heartbeats it, deregisters it, and discovers services (cached).
 
-    Every argument defaults from the environment (SPEC §2; intervals in milliseconds). ``config`` replaces
+    Every argument defaults from the environment (intervals in milliseconds). ``config`` replaces
     the environment entirely; the keyword arguments still override it. ``watch=False`` turns off the
     blocking queries that keep discovery current (TTL polling only).
     """
@@ -81,7 +81,7 @@ class ServiceRegistryManager:
                                   timeout_s=self.config.request_timeout_s, session=session)
         self.discovery = WatchedDiscovery(self._http, self.config, clock=self._clock, reporter=self._reporter,
                                           rng=self._rng)
-        self._registration: Registration | None = None
+        self._registration: _Registration | None = None
         self._status = Status.UP
         self._registered = False
         self._heartbeats: asyncio.Task[None] | None = None
@@ -120,7 +120,7 @@ class ServiceRegistryManager:
         self._status = Status(status)
         previous = self._registration
         reuse = previous is not None and previous.name == name and instance_id in (None, previous.id)
-        self._registration = Registration(
+        self._registration = _Registration(
             id=previous.id if reuse and previous is not None else instance_id or _new_id(name),
             name=name, host=host or self.config.host, port=self.config.port if port is None else port,
             version=version, description=description, health_endpoint=health_endpoint, scheme=scheme,

@@ -5,19 +5,11 @@ import pybreaker
 import pytest
 from prometheus_client import CollectorRegistry
 
-from resilient_client import (
-    BreakerBoard,
-    BreakerConfig,
-    BreakerRejectedError,
-    BreakerState,
-    BreakerStateChanged,
-    ConnectError,
-    Event,
-    InstanceBreaker,
-    ServiceInstance,
-    client_metrics,
-)
+from resilient_client import BreakerConfig, BreakerRejectedError, ConnectError, ServiceInstance, client_metrics
+from resilient_client._breaker import InstanceBreaker
+from resilient_client._breaker_board import BreakerBoard
 from resilient_client._report import Reporter
+from resilient_client.hooks import BreakerState, BreakerStateChanged, Event
 from tests.support.client_fakes import FakeClock
 
 RESET_S = 30.0

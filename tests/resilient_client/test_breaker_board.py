@@ -2,7 +2,9 @@ import asyncio
 
 import pytest
 
-from resilient_client import BreakerBoard, BreakerConfig, ConnectError, InstanceBreaker
+from resilient_client import BreakerConfig, ConnectError
+from resilient_client._breaker import InstanceBreaker
+from resilient_client._breaker_board import BreakerBoard
 from resilient_client._report import Reporter
 from tests.support.client_fakes import FakeClock, instance
 

@@ -3,8 +3,10 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from resilient_client import DiscoveryCache, DiscoveryLookedUp, RegistryUnavailableError, client_metrics
+from resilient_client import RegistryUnavailableError, client_metrics
+from resilient_client._cache import DiscoveryCache
 from resilient_client._report import Reporter
+from resilient_client.hooks import DiscoveryLookedUp
 from tests.support.client_fakes import FakeClock
 
 

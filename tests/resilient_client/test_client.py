@@ -10,15 +10,15 @@ from resilient_client import (
     BackoffConfig,
     BreakerConfig,
     BreakerRejectedError,
-    BreakerState,
     CircuitOpenError,
     ClientConfig,
     ConnectError,
     ConnectionLostError,
-    InstanceBreaker,
     ResilientClient,
     ServiceUnavailableError,
 )
+from resilient_client._breaker import InstanceBreaker
+from resilient_client.hooks import BreakerState
 from tests.support.client_fakes import FakeClock, ScriptedTransport, StaticDiscovery, fail, instance, respond
 
 PORTS = (7001, 7002, 7003)

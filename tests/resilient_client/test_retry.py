@@ -2,13 +2,13 @@ import pytest
 
 from resilient_client import (
     AttemptTimeoutError,
-    Backoff,
     BackoffConfig,
     BreakerRejectedError,
     ConnectError,
     ConnectionLostError,
     Response,
 )
+from resilient_client._backoff import Backoff
 from resilient_client._retry import (
     PassPlanner,
     Verdict,

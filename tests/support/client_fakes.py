@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from resilient_client import OutgoingRequest, Response, ServiceInstance, TransportError
+from resilient_client import Response, ServiceInstance, TransportError
+from resilient_client._transport import OutgoingRequest
 
 
 class FakeClock:

@@ -6,9 +6,9 @@ import operator
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from resilient_client._breaker import InstanceBreaker
+from resilient_client._clock import Clock
 from resilient_client._report import Reporter
-from resilient_client.breaker import InstanceBreaker
-from resilient_client.clock import Clock
 from resilient_client.config import BreakerConfig
 from resilient_client.hooks import BreakerState
 

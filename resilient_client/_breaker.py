@@ -23,8 +23,8 @@ from typing import Any, Generic, TypeVar, TypeVarTuple, cast
 
 import pybreaker
 
+from resilient_client._clock import Clock
 from resilient_client._report import Reporter
-from resilient_client.clock import Clock
 from resilient_client.config import BreakerConfig
 from resilient_client.errors import BreakerRejectedError, TransportError
 from resilient_client.hooks import BreakerState

@@ -17,9 +17,9 @@ import random
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
+from resilient_client._backoff import Backoff
+from resilient_client._clock import Clock, SystemClock
 from resilient_client._report import Reporter
-from resilient_client.backoff import Backoff
-from resilient_client.clock import Clock, SystemClock
 from resilient_client.config import WatchConfig
 from resilient_client.errors import RegistryUnavailableError
 from resilient_client.hooks import WatchState

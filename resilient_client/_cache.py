@@ -3,7 +3,7 @@
 Every lookup is reported once as ``hit`` (fresh), ``miss`` (asked the registry, alone or sharing another
 caller's request), ``stale`` (the registry could not be reached; an older answer was served), ``error``
 (it could not be reached and nothing young enough was cached) or ``protected`` (the value served says it
-stands in for an empty answer: see :mod:`resilient_client.protection`).
+stands in for an empty answer: see :mod:`resilient_client._empty_set`).
 
 A watcher may :meth:`~DiscoveryCache.put` answers as they arrive; a *watched* entry is fresh whatever its
 age until :meth:`~DiscoveryCache.unwatch`, then it ages from its last answer as usual.
@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from resilient_client._clock import Clock, SystemClock
 from resilient_client._report import Reporter
-from resilient_client.clock import Clock, SystemClock
 from resilient_client.errors import RegistryUnavailableError
 from resilient_client.hooks import DiscoveryResult
 
