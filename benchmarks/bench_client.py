@@ -122,7 +122,7 @@ class _OneInstance:
     def __init__(self) -> None:
         self._instances = [ServiceInstance(id="Bench-1", name="Bench", host="127.0.0.1", port=1)]
 
-    async def discover_services(self, name: str) -> list[ServiceInstance]:
+    async def instances(self, name: str) -> list[ServiceInstance]:
         return list(self._instances)
 
     async def close(self) -> None:

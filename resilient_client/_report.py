@@ -43,30 +43,26 @@ class Reporter:
         self._hooks = tuple(hooks)
 
     def request_finished(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
-        metrics = self._metrics
-        if metrics is not None:
-            count, duration = metrics.finished.get((service, outcome)) or metrics.finished_series(service, outcome)
-            count.inc()
-            duration.observe(duration_s)
+        if self._metrics is not None:
+            self._metrics.record_call(service, outcome, duration_s)
         if self._hooks:
             self._call_hooks(RequestFinished(service, outcome, duration_s))
 
     def looked_up(self, service: str, result: DiscoveryResult) -> None:
-        metrics = self._metrics
-        if metrics is not None:
-            (metrics.lookups.get((service, result)) or metrics.lookup_series(service, result)).inc()
+        if self._metrics is not None:
+            self._metrics.record_lookup(service, result)
         if self._hooks:
             self._call_hooks(DiscoveryLookedUp(service, result))
 
     def failed_over(self, service: str, from_instance: str) -> None:
         if self._metrics is not None:
-            self._metrics.failovers.labels(service).inc()
+            self._metrics.failovers.series(service)[0] += 1.0
         if self._hooks:
             self._call_hooks(FailedOver(service, from_instance))
 
     def retried(self, service: str, delay_s: float) -> None:
         if self._metrics is not None:
-            self._metrics.retries.labels(service).inc()
+            self._metrics.retries.series(service)[0] += 1.0
         if self._hooks:
             self._call_hooks(Retried(service, delay_s))
 
@@ -78,8 +74,8 @@ class Reporter:
 
     def breaker_changed(self, service: str, instance: str, state: BreakerState) -> None:
         if self._metrics is not None:
-            self._metrics.breaker_state.labels(service, instance).set(int(state))
-            self._metrics.breaker_transitions.labels(service, instance, state.label).inc()
+            self._metrics.breaker_state.series(service, instance)[0] = float(state)
+            self._metrics.breaker_transitions.series(service, instance, state.label)[0] += 1.0
         if self._hooks:
             self._call_hooks(BreakerStateChanged(service, instance, state))
 
@@ -95,25 +91,25 @@ class Reporter:
 
     def protected(self, service: str, outcome: ProtectionOutcome) -> None:
         if self._metrics is not None:
-            self._metrics.protections.labels(service, outcome.value).inc()
+            self._metrics.protections.series(service, outcome.value)[0] += 1.0
         if self._hooks:
             self._call_hooks(DiscoveryProtected(service, outcome))
 
     def watch_changed(self, service: str, state: WatchState) -> None:
         if self._metrics is not None:
-            self._metrics.watching.labels(service).set(1 if state is WatchState.WATCHING else 0)
+            self._metrics.watching.series(service)[0] = 1.0 if state is WatchState.WATCHING else 0.0
         if self._hooks:
             self._call_hooks(WatchStateChanged(service, state))
 
     def registration_attempted(self, service: str, outcome: RegistrationOutcome) -> None:
         if self._metrics is not None:
-            self._metrics.registrations.labels(service, outcome.value).inc()
+            self._metrics.registrations.series(service, outcome.value)[0] += 1.0
         if self._hooks:
             self._call_hooks(RegistrationAttempted(service, outcome))
 
     def heartbeat_sent(self, service: str, outcome: HeartbeatOutcome) -> None:
         if self._metrics is not None:
-            self._metrics.heartbeats.labels(service, outcome.value).inc()
+            self._metrics.heartbeats.series(service, outcome.value)[0] += 1.0
         if self._hooks:
             self._call_hooks(HeartbeatSent(service, outcome))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -96,10 +96,11 @@ class _Tried:
 
 
 class Discovery(Protocol):
-    """Where a client finds instances: a :class:`ServiceRegistryManager`, or a stand-in in tests.
-    ``discover_services(name)`` is the one way a client asks: the UP instances of ``name``."""
+    """Where a client finds instances: a :class:`ServiceRegistryManager`, or a stand-in in tests."""
 
-    async def discover_services(self, name: str) -> Sequence[ServiceInstance]: ...
+    def instances(self, service: str) -> Awaitable[Sequence[ServiceInstance]]:
+        """The UP instances of ``service``: the one way a client asks."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -231,7 +232,7 @@ class ResilientClient:
     async def _discover(self, service: str) -> Sequence[ServiceInstance]:
         """The UP instances of ``service``, never empty (else the call fails with ``NO_INSTANCES``)."""
         try:
-            instances = await self.manager.discover_services(service)
+            instances = await self.manager.instances(service)
         except RegistryUnavailableError as exc:
             raise _CallFailedError(RequestOutcome.NO_INSTANCES, ServiceUnavailableError(
                 service, "the registry cannot be reached and nothing is cached", exc)) from exc

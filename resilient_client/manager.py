@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
@@ -260,6 +260,12 @@ class ServiceRegistryManager:
             value = Status(status).value
         return list(await self.discovery.lookup(name, value))
 
+    def instances(self, service: str) -> Awaitable[tuple[ServiceInstance, ...]]:
+        """The UP instances of ``service`` as a :class:`~resilient_client.ResilientClient` asks for them: what
+        ``discover_services(service)`` lists, through the same cache, as the cached tuple itself (the same
+        object for as long as the cache serves the same answer, so the client sees at once that it did)."""
+        return self.discovery.lookup(service, _UP)  # (its coroutine: no coroutine of this method's own)
+
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -285,6 +291,7 @@ class ServiceRegistryManager:
 
 _STATUS_VALUES: dict[str, str] = {status.value: status.value for status in Status}
 """A status, given as a member or as its value (a ``Status`` hashes and compares as its value)."""
+_UP = Status.UP.value
 
 
 

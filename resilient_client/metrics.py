@@ -4,92 +4,169 @@ The metrics are created once per ``CollectorRegistry`` (the default one unless a
 shared by every client and manager in the process that reports to that registry, so several clients
 never raise ``Duplicated timeseries``. Expose them from a service with one line::
 
-    app.mount("/metrics", prometheus_client.make_asgi_app())                  # Starlette
+    app.mount("/metrics", prometheus_client.make_asgi_app())                    # Starlette
     app.router.add_get("/metrics", resilient_client.aiohttp_metrics_handler())  # aiohttp
+
+They are kept as plain numbers behind one prometheus_client collector, which builds the families at each
+scrape (with ``_created`` samples, as prometheus_client's own counters and histograms have by default).
+Every call updates three series: through prometheus_client's own metrics, which take a lock and several
+calls per update, that would be the largest part of the client's own work on a call.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
+import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from enum import Enum
 
 from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from resilient_client.hooks import DiscoveryResult, RequestOutcome
 
-_lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = weakref.WeakKeyDictionary()
+DURATION_BUCKETS: tuple[float, ...] = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                                       float("inf"))
+"""prometheus_client's default histogram buckets."""
+
+Series = list[float]
+"""One labelled series: ``[value, created]`` of a counter, ``[value]`` of a gauge, ``[count per bucket...,
+sum, created]`` of a histogram (counts per bucket, not cumulative). Updated in place, without a lock: under
+the GIL an update with no call inside it (``series[0] += 1.0``) is not interrupted."""
+
+SUM = -2
+"""Where a histogram series keeps its sum."""
 
 
-class ClientMetrics:
+class Kind(Enum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+class Family:
+    """One metric family: its series by label values, in order of first use."""
+
+    def __init__(self, kind: Kind, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.kind = kind
+        self.name = name.removesuffix("_total") if kind is Kind.COUNTER else name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], Series] = {}
+        self._lock = threading.Lock()
+
+    def series(self, *labelvalues: str) -> Series:
+        """The series of ``labelvalues``, made on first use. Keep it where it is used often."""
+        found = self._series.get(labelvalues)
+        if found is None:
+            if len(labelvalues) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {labelvalues}")
+            with self._lock:
+                found = self._series.setdefault(labelvalues, self._new())
+        return found
+
+    def remove(self, *labelvalues: str) -> None:
+        """Drop a series (no error if there is none); a later :meth:`series` starts it afresh."""
+        with self._lock:
+            self._series.pop(labelvalues, None)
+
+    def _new(self) -> Series:
+        if self.kind is Kind.GAUGE:
+            return [0.0]
+        zeros = [0.0] * (len(DURATION_BUCKETS) + 1) if self.kind is Kind.HISTOGRAM else [0.0]
+        return [*zeros, time.time()]
+
+    def collect(self) -> Metric:
+        with self._lock:
+            rows = [(labels, list(series)) for labels, series in self._series.items()]
+        if self.kind is Kind.GAUGE:
+            gauge = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for labels, (value,) in rows:
+                gauge.add_metric(labels, value)
+            return gauge
+        if self.kind is Kind.COUNTER:
+            counter = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for labels, (value, created) in rows:
+                counter.add_metric(labels, value, created=created)
+            return counter
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, series in rows:
+            cumulative, total = [], 0.0
+            for bound, count in zip(DURATION_BUCKETS, series, strict=False):
+                total += count
+                cumulative.append((floatToGoString(bound), total))  # type: ignore[no-untyped-call]
+            histogram.add_metric(list(labels), cumulative, series[SUM])
+            histogram.add_sample(self.name + "_created", dict(zip(self.labelnames, labels, strict=True)), series[-1])
+        return histogram
+
+
+class ClientMetrics(Collector):
     """The client's metric families on one registry (see :func:`client_metrics`)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("resilient_client_requests_total", "Calls by outcome", ["service", "outcome"],
-                                registry=registry)
-        self.request_duration = Histogram("resilient_client_request_duration_seconds",
-                                          "Duration of whole calls, failover and retries included", ["service"],
-                                          registry=registry)
-        self.failovers = Counter("resilient_client_failovers_total", "Moves from one instance to the next",
-                                 ["service"], registry=registry)
-        self.retries = Counter("resilient_client_retries_total",
-                               "Further passes over the instances after a backoff wait", ["service"],
-                               registry=registry)
-        self.breaker_state = Gauge("resilient_client_circuit_breaker_state",
-                                   "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["service", "instance"],
-                                   registry=registry)
-        self.breaker_transitions = Counter("resilient_client_circuit_breaker_transitions_total",
-                                           "Circuit breaker state changes, by the new state",
-                                           ["service", "instance", "state"], registry=registry)
-        self.discovery = Counter("resilient_client_discovery_total", "Discovery lookups by result",
-                                 ["service", "result"], registry=registry)
-        self.protections = Counter("resilient_client_discovery_protections_total",
-                                   "Empty-set protection: started (an empty answer not believed; the last known "
-                                   "instances kept), recovered, emptied", ["service", "outcome"], registry=registry)
-        self.watching = Gauge("resilient_client_discovery_watching",
-                              "1 while a blocking query keeps the service's discovery current, 0 while it falls "
-                              "back to TTL polling or is not watched", ["service"], registry=registry)
-        self.registrations = Counter("resilient_client_registrations_total", "Registration attempts",
-                                     ["service", "outcome"], registry=registry)
-        self.heartbeats = Counter("resilient_client_heartbeats_total", "Heartbeats by outcome",
-                                  ["service", "outcome"], registry=registry)
-        self.finished: dict[tuple[str, RequestOutcome], tuple[Counter, Histogram]] = {}
-        """The label children a finished call updates, by (service, outcome): ``labels()`` costs about as
-        much as the update, and every call makes one."""
-        self.lookups: dict[tuple[str, DiscoveryResult], Counter] = {}
-        """The discovery counter's children, by (service, result): every call looks up its instances."""
+    def __init__(self) -> None:
+        self.requests = Family(Kind.COUNTER, "resilient_client_requests_total", "Calls by outcome",
+                               ["service", "outcome"])
+        self.request_duration = Family(Kind.HISTOGRAM, "resilient_client_request_duration_seconds",
+                                       "Duration of whole calls, failover and retries included", ["service"])
+        self.failovers = Family(Kind.COUNTER, "resilient_client_failovers_total",
+                                "Moves from one instance to the next", ["service"])
+        self.retries = Family(Kind.COUNTER, "resilient_client_retries_total",
+                              "Further passes over the instances after a backoff wait", ["service"])
+        self.breaker_state = Family(Kind.GAUGE, "resilient_client_circuit_breaker_state",
+                                    "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["service", "instance"])
+        self.breaker_transitions = Family(Kind.COUNTER, "resilient_client_circuit_breaker_transitions_total",
+                                          "Circuit breaker state changes, by the new state",
+                                          ["service", "instance", "state"])
+        self.discovery = Family(Kind.COUNTER, "resilient_client_discovery_total", "Discovery lookups by result",
+                                ["service", "result"])
+        self.protections = Family(Kind.COUNTER, "resilient_client_discovery_protections_total",
+                                  "Empty-set protection: started (an empty answer not believed; the last known "
+                                  "instances kept), recovered, emptied", ["service", "outcome"])
+        self.watching = Family(Kind.GAUGE, "resilient_client_discovery_watching",
+                               "1 while a blocking query keeps the service's discovery current, 0 while it falls "
+                               "back to TTL polling or is not watched", ["service"])
+        self.registrations = Family(Kind.COUNTER, "resilient_client_registrations_total", "Registration attempts",
+                                    ["service", "outcome"])
+        self.heartbeats = Family(Kind.COUNTER, "resilient_client_heartbeats_total", "Heartbeats by outcome",
+                                 ["service", "outcome"])
+        self.families = (self.requests, self.request_duration, self.failovers, self.retries, self.breaker_state,
+                         self.breaker_transitions, self.discovery, self.protections, self.watching,
+                         self.registrations, self.heartbeats)
+        self.finished: dict[tuple[str, RequestOutcome], tuple[Series, Series]] = {}
+        """The series a finished call updates, by (service, outcome): every call ends with one."""
+        self.lookups: dict[tuple[str, DiscoveryResult], Series] = {}
+        """The discovery counter's series, by (service, result): every call looks up its instances."""
         self._breakers: dict[tuple[str, str], int] = {}
         """Breakers alive per (service, instance), over every client on this registry: the state gauge
         series goes when the last of them is removed."""
         self._breakers_lock = threading.Lock()
 
-    def finished_series(self, service: str, outcome: RequestOutcome) -> tuple[Counter, Histogram]:
-        """The children of a call of ``service`` that ended with ``outcome``, kept in :attr:`finished`."""
-        series = self.finished.get((service, outcome))
-        if series is None:
-            series = self.finished[(service, outcome)] = (self.requests.labels(service, outcome.value),
-                                                          self.request_duration.labels(service))
+    def record_call(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
+        """A call of ``service`` ended with ``outcome`` after ``duration_s``."""
+        count, duration = self.finished.get((service, outcome)) or self._finished_series(service, outcome)
+        count[0] += 1.0
+        duration[bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1.0  # (the first bound >= it: ``le``)
+        duration[SUM] += duration_s
+
+    def record_lookup(self, service: str, result: DiscoveryResult) -> None:
+        (self.lookups.get((service, result)) or self._lookup_series(service, result))[0] += 1.0
+
+    def _finished_series(self, service: str, outcome: RequestOutcome) -> tuple[Series, Series]:
+        series = self.finished[(service, outcome)] = (self.requests.series(service, outcome.value),
+                                                      self.request_duration.series(service))
         return series
 
-    def lookup_series(self, service: str, result: DiscoveryResult) -> Counter:
-        """The child of a lookup of ``service`` with ``result``, kept in :attr:`lookups`."""
-        series = self.lookups.get((service, result))
-        if series is None:
-            series = self.lookups[(service, result)] = self.discovery.labels(service, result.value)
+    def _lookup_series(self, service: str, result: DiscoveryResult) -> Series:
+        series = self.lookups[(service, result)] = self.discovery.series(service, result.value)
         return series
 
     def breaker_created(self, service: str, instance: str) -> None:
-        self.breaker_state.labels(service, instance).set(0)
+        self.breaker_state.series(service, instance)[0] = 0.0
         with self._breakers_lock:
             key = (service, instance)
             self._breakers[key] = self._breakers.get(key, 0) + 1
@@ -104,6 +181,17 @@ class ClientMetrics:
             self._breakers.pop(key, None)
             self.breaker_state.remove(service, instance)
 
+    def describe(self) -> Iterable[Metric]:
+        """What the registry checks for duplicate names when this collector is registered."""
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        return [family.collect() for family in self.families]
+
+
+_lock = threading.Lock()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = weakref.WeakKeyDictionary()
+
 
 def client_metrics(registry: CollectorRegistry | None = None) -> ClientMetrics:
     """The client metrics on ``registry`` (default: the process-wide one), created on first use only."""
@@ -111,7 +199,8 @@ def client_metrics(registry: CollectorRegistry | None = None) -> ClientMetrics:
     with _lock:
         metrics = _by_registry.get(target)
         if metrics is None:
-            metrics = _by_registry[target] = ClientMetrics(target)
+            metrics = _by_registry[target] = ClientMetrics()
+            target.register(metrics)
         return metrics
 
 

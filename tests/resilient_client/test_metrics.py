@@ -1,7 +1,14 @@
+import re
+import sys
+import threading
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry, Counter
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from resilient_client import aiohttp_metrics_handler, client_metrics
 from resilient_client._report import Reporter
@@ -93,12 +100,121 @@ def test_each_report_updates_its_series() -> None:
 
 def test_the_series_of_every_call_are_looked_up_once_and_kept() -> None:
     metrics = client_metrics(CollectorRegistry())
-    count, duration = metrics.finished_series("User", RequestOutcome.SUCCESS)
-    assert metrics.finished_series("User", RequestOutcome.SUCCESS) == (count, duration)
+    metrics.record_call("User", RequestOutcome.SUCCESS, 0.1)
+    count, duration = metrics.finished[("User", RequestOutcome.SUCCESS)]
+    assert count is metrics.requests.series("User", "success")
+    assert duration is metrics.request_duration.series("User")
+    metrics.record_call("User", RequestOutcome.SUCCESS, 0.2)
     assert metrics.finished[("User", RequestOutcome.SUCCESS)] == (count, duration)
-    assert count is metrics.requests.labels("User", "success")  # prometheus_client's own child
-    assert duration is metrics.request_duration.labels("User")
-    assert metrics.lookup_series("User", DiscoveryResult.HIT) is metrics.lookups[("User", DiscoveryResult.HIT)]
+    metrics.record_lookup("User", DiscoveryResult.HIT)
+    assert metrics.lookups[("User", DiscoveryResult.HIT)] is metrics.discovery.series("User", "hit")
+
+
+def reference_exposition(registry: CollectorRegistry) -> None:
+    """What prometheus_client's own metrics expose for the updates of :func:`report_one_of_each`."""
+    def counter(name: str, labels: list[str]) -> Counter:
+        return Counter(name, HELP[name], labels, registry=registry)
+
+    requests = counter("resilient_client_requests_total", ["service", "outcome"])
+    duration = Histogram("resilient_client_request_duration_seconds",
+                         HELP["resilient_client_request_duration_seconds"], ["service"], registry=registry)
+    failovers = counter("resilient_client_failovers_total", ["service"])
+    retries = counter("resilient_client_retries_total", ["service"])
+    state = Gauge("resilient_client_circuit_breaker_state", HELP["resilient_client_circuit_breaker_state"],
+                  ["service", "instance"], registry=registry)
+    transitions = counter("resilient_client_circuit_breaker_transitions_total", ["service", "instance", "state"])
+    discovery = counter("resilient_client_discovery_total", ["service", "result"])
+    protections = counter("resilient_client_discovery_protections_total", ["service", "outcome"])
+    watching = Gauge("resilient_client_discovery_watching", HELP["resilient_client_discovery_watching"],
+                     ["service"], registry=registry)
+    registrations = counter("resilient_client_registrations_total", ["service", "outcome"])
+    heartbeats = counter("resilient_client_heartbeats_total", ["service", "outcome"])
+    for service, outcome, seconds in (("User", "success", 0.003), ("User", "success", 0.005),
+                                      ("Auth", "failure", 12.0)):
+        requests.labels(service, outcome).inc()
+        duration.labels(service).observe(seconds)
+    failovers.labels("User").inc()
+    retries.labels("User").inc()
+    state.labels("User", "h:1").set(0)
+    state.labels("User", "h:2").set(0)
+    state.labels("User", "h:1").set(2)
+    transitions.labels("User", "h:1", "open").inc()
+    state.labels("User", "h:1").set(1)
+    transitions.labels("User", "h:1", "half-open").inc()
+    state.remove("User", "h:2")
+    discovery.labels("User", "hit").inc()
+    discovery.labels("User", "hit").inc()
+    discovery.labels("*", "miss").inc()
+    protections.labels("User", "started").inc()
+    watching.labels("User").set(1)
+    registrations.labels("User", "ok").inc()
+    heartbeats.labels("User", "reregistered").inc()
+
+
+HELP = {family.name + ("_total" if family.kind.value == "counter" else ""): family.documentation
+        for family in client_metrics(CollectorRegistry()).families}
+
+
+def without_created_values(text: str) -> str:
+    """Creation timestamps differ between two sets of metrics made a moment apart."""
+    return re.sub(r"(_created(\{[^}]*\})?) \S+", r"\1 <t>", text)
+
+
+def test_the_scrape_is_what_prometheus_client_metrics_fed_the_same_updates_expose() -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    report_one_of_each(Reporter(client_metrics(ours)))
+    reference_exposition(theirs)
+    for generate in (generate_latest, generate_openmetrics):  # help, type, samples, labels, order
+        assert without_created_values(generate(ours).decode()) == without_created_values(generate(theirs).decode())
+
+
+@given(st.lists(st.floats(min_value=0, max_value=20, allow_nan=False), max_size=40))
+def test_histogram_buckets_count_and_sum_match_prometheus_client(durations: list[float]) -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    metrics = client_metrics(ours)
+    reference = Histogram("h_seconds", "h", ["service"], registry=theirs)
+    for seconds in durations:
+        metrics.record_call("User", RequestOutcome.SUCCESS, seconds)
+        reference.labels("User").observe(seconds)
+    for le in ("0.005", "0.1", "1.0", "10.0", "+Inf"):
+        assert ours.get_sample_value("resilient_client_request_duration_seconds_bucket",
+                                     {"service": "User", "le": le}) == (
+            theirs.get_sample_value("h_seconds_bucket", {"service": "User", "le": le}) if durations else None)
+    if durations:
+        assert ours.get_sample_value("resilient_client_request_duration_seconds_sum", {"service": "User"}) == (
+            pytest.approx(theirs.get_sample_value("h_seconds_sum", {"service": "User"})))
+
+
+def test_updates_from_several_threads_are_all_counted() -> None:
+    # (no lock around an update: see metrics.Series; threads switched as often as CPython allows)
+    registry = CollectorRegistry()
+    metrics = client_metrics(registry)
+
+    def work() -> None:
+        for _ in range(20_000):
+            metrics.record_call("User", RequestOutcome.SUCCESS, 0.5)
+            metrics.record_lookup("User", DiscoveryResult.HIT)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    labels = {"service": "User"}
+    assert registry.get_sample_value("resilient_client_requests_total", {**labels, "outcome": "success"}) == 80_000
+    assert registry.get_sample_value("resilient_client_request_duration_seconds_count", labels) == 80_000
+    assert registry.get_sample_value("resilient_client_request_duration_seconds_sum", labels) == 40_000
+    assert registry.get_sample_value("resilient_client_discovery_total", {**labels, "result": "hit"}) == 80_000
+
+
+def test_a_series_needs_a_value_for_every_label() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        client_metrics(CollectorRegistry()).requests.series("User")
 
 
 def test_the_metrics_are_made_once_per_registry_and_a_second_set_on_one_registry_is_refused() -> None:
