@@ -131,7 +131,7 @@ class _OneInstance:
 
 async def client_code_per_call(registry_url: str, raw: Call, calls: int, concurrency: int) -> tuple[float, float]:
     """CPU µs per ``get`` of the client's own path (discovery cache, picker, breaker, classification,
-    events and metrics) with a transport that answers at once, the manager's cache being the real one:
+    hooks and metrics) with a transport that answers at once, the manager's cache being the real one:
     (in a tight loop, interleaved with real raw requests at ``concurrency``).
 
     The second figure is what the client's code costs where it runs in a real call: after every network

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterable
 
@@ -27,7 +28,7 @@ from resilient_client.hooks import (
     WatchState,
     WatchStateChanged,
 )
-from resilient_client.metrics import ClientMetrics
+from resilient_client.metrics import DURATION_BUCKETS, SUM, ClientMetrics
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,19 @@ class Reporter:
         self._hooks = tuple(hooks)
 
     def request_finished(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
-        if self._metrics is not None:
-            self._metrics.record_call(service, outcome, duration_s)
+        metrics = self._metrics
+        if metrics is not None:  # (once per call: the update written out here, one call less)
+            count, duration = metrics.finished.get((service, outcome)) or metrics.finished_series(service, outcome)
+            count[0] += 1.0
+            duration[bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1.0
+            duration[SUM] += duration_s
         if self._hooks:
             self._call_hooks(RequestFinished(service, outcome, duration_s))
 
     def looked_up(self, service: str, result: DiscoveryResult) -> None:
-        if self._metrics is not None:
-            self._metrics.record_lookup(service, result)
+        metrics = self._metrics
+        if metrics is not None:  # (once per call, as above)
+            (metrics.lookups.get((service, result)) or metrics.lookup_series(service, result))[0] += 1.0
         if self._hooks:
             self._call_hooks(DiscoveryLookedUp(service, result))
 

@@ -53,46 +53,36 @@ class _CallFailedError(Exception):
 
 
 class _Tried:
-    """What the attempts of one call have left so far: the last 502/503/504, the last failure below HTTP,
-    and the shortest ``Retry-After`` of this pass's 503s."""
+    """What the failed attempts of one call have left so far: the last 502/503/504, the last failure below
+    HTTP, and the shortest ``Retry-After`` of this pass's 503s. (No ``__init__``: the class attributes are the
+    defaults, so a call that succeeds at once pays for no more than the object.)"""
 
-    __slots__ = ("error", "response", "retry_after_s", "service")
+    response: Response | None = None
+    error: TransportError | None = None
+    retry_after_s: float | None = None
 
-    def __init__(self, service: str) -> None:
-        self.service = service
-        self.response: Response | None = None
-        self.error: TransportError | None = None
-        self.retry_after_s: float | None = None
-
-    def answered(self, response: Response, *, repeatable: bool) -> Verdict:
-        verdict = classify_status(response.status, repeatable=repeatable)
-        if verdict is Verdict.FAILOVER:
-            self.response = response
-            if response.status == 503:
-                hint = parse_retry_after(response.headers.get("Retry-After"))
-                if hint is not None and (self.retry_after_s is None or hint < self.retry_after_s):
-                    self.retry_after_s = hint
-        return verdict
-
-    def failed(self, error: TransportError, *, repeatable: bool) -> Verdict:
-        self.error = error
-        return classify_error(error, repeatable=repeatable)
+    def failed_over(self, response: Response) -> None:
+        """``response`` (a 502/503/504) made the call go on."""
+        self.response = response
+        if response.status == 503:
+            hint = parse_retry_after(response.headers.get("Retry-After"))
+            if hint is not None and (self.retry_after_s is None or hint < self.retry_after_s):
+                self.retry_after_s = hint
 
     def take_retry_after(self) -> float | None:
         """The pass's ``Retry-After`` hint, cleared for the next pass."""
         hint, self.retry_after_s = self.retry_after_s, None
         return hint
 
-    def deadline_passed(self) -> Response:
-        self.error = self.error or AttemptTimeoutError("the call's deadline passed", sent=False)
-        return self.last()
-
-    def last(self) -> Response:
+    def last(self, service: str, *, deadline_passed: bool = False) -> Response:
         """What the call ends with: the last 502/503/504, else :class:`ServiceUnavailableError`."""
         if self.response is not None:
             return self.response
+        error = self.error
+        if error is None and deadline_passed:
+            error = AttemptTimeoutError("the call's deadline passed", sent=False)
         raise _CallFailedError(RequestOutcome.FAILURE, ServiceUnavailableError(
-            self.service, "no instance gave an HTTP response", self.error))
+            service, "no instance gave an HTTP response", error))
 
 
 class Discovery(Protocol):
@@ -150,7 +140,7 @@ class ResilientClient:
         started = clock.monotonic()
         deadline = started + (self._total_timeout_s if timeout is None else timeout)
         repeatable = is_idempotent(method, idempotent)
-        tried = _Tried(service)
+        tried = _Tried()
         # The whole call runs in this one coroutine (each attempt in its breaker's ``call``): every coroutine
         # level between the caller and the transport costs again at each resumption of the call.
         try:
@@ -163,23 +153,26 @@ class ResilientClient:
                         self._reporter.failed_over(service, order[position - 1].address)
                     remaining = deadline - clock.monotonic()
                     if remaining <= 0:
-                        return self._finished(service, started, tried.deadline_passed())
+                        return self._finished(service, started, tried.last(service, deadline_passed=True))
                     outgoing = OutgoingRequest(method, inst.base_url + path, params, headers, json, data, inst.id)
                     breaker = breakers.get(id(inst)) or self.breakers.get(service, inst.address)
+                    timeout_s = self._attempt_timeout_s
                     try:
                         response = await breaker.call(self._transport.send, counts_against_instance, outgoing,
-                                                      min(self._attempt_timeout_s, remaining))
+                                                      timeout_s if timeout_s < remaining else remaining)
                     except TransportError as exc:
-                        if tried.failed(exc, repeatable=repeatable) is Verdict.STOP:
-                            return self._finished(service, started, tried.last())
+                        tried.error = exc
+                        if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
+                            return self._finished(service, started, tried.last(service))
                     else:
-                        if tried.answered(response, repeatable=repeatable) is not Verdict.FAILOVER:
+                        if classify_status(response.status, repeatable=repeatable) is not Verdict.FAILOVER:
                             return self._finished(service, started, response)
+                        tried.failed_over(response)
                 passes += 1
                 delay = self._planner.next_delay(passes, remaining_s=deadline - clock.monotonic(),
                                                  retry_after_s=tried.take_retry_after(), rng=self._rng)
                 if delay is None:
-                    return self._finished(service, started, tried.last())
+                    return self._finished(service, started, tried.last(service))
                 await clock.sleep(delay)
                 self._reporter.retried(service, delay)
                 with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows

@@ -15,7 +15,6 @@ calls per update, that would be the largest part of the client's own work on a c
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 import weakref
@@ -146,22 +145,16 @@ class ClientMetrics(Collector):
         series goes when the last of them is removed."""
         self._breakers_lock = threading.Lock()
 
-    def record_call(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
-        """A call of ``service`` ended with ``outcome`` after ``duration_s``."""
-        count, duration = self.finished.get((service, outcome)) or self._finished_series(service, outcome)
-        count[0] += 1.0
-        duration[bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1.0  # (the first bound >= it: ``le``)
-        duration[SUM] += duration_s
-
-    def record_lookup(self, service: str, result: DiscoveryResult) -> None:
-        (self.lookups.get((service, result)) or self._lookup_series(service, result))[0] += 1.0
-
-    def _finished_series(self, service: str, outcome: RequestOutcome) -> tuple[Series, Series]:
+    def finished_series(self, service: str, outcome: RequestOutcome) -> tuple[Series, Series]:
+        """The counter and histogram series of a call of ``service`` that ended with ``outcome``, kept in
+        :attr:`finished`. A duration goes to the first bucket whose bound is at least it (``le``), found with
+        ``bisect_left(DURATION_BUCKETS, duration_s)``, and to ``series[SUM]``."""
         series = self.finished[(service, outcome)] = (self.requests.series(service, outcome.value),
                                                       self.request_duration.series(service))
         return series
 
-    def _lookup_series(self, service: str, result: DiscoveryResult) -> Series:
+    def lookup_series(self, service: str, result: DiscoveryResult) -> Series:
+        """The discovery counter's series of ``service`` and ``result``, kept in :attr:`lookups`."""
         series = self.lookups[(service, result)] = self.discovery.series(service, result.value)
         return series
 

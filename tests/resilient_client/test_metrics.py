@@ -100,13 +100,15 @@ def test_each_report_updates_its_series() -> None:
 
 def test_the_series_of_every_call_are_looked_up_once_and_kept() -> None:
     metrics = client_metrics(CollectorRegistry())
-    metrics.record_call("User", RequestOutcome.SUCCESS, 0.1)
+    reporter = Reporter(metrics)
+    reporter.request_finished("User", RequestOutcome.SUCCESS, 0.1)
     count, duration = metrics.finished[("User", RequestOutcome.SUCCESS)]
     assert count is metrics.requests.series("User", "success")
     assert duration is metrics.request_duration.series("User")
-    metrics.record_call("User", RequestOutcome.SUCCESS, 0.2)
+    reporter.request_finished("User", RequestOutcome.SUCCESS, 0.2)
     assert metrics.finished[("User", RequestOutcome.SUCCESS)] == (count, duration)
-    metrics.record_lookup("User", DiscoveryResult.HIT)
+    assert count[0] == 2
+    reporter.looked_up("User", DiscoveryResult.HIT)
     assert metrics.lookups[("User", DiscoveryResult.HIT)] is metrics.discovery.series("User", "hit")
 
 
@@ -171,10 +173,10 @@ def test_the_scrape_is_what_prometheus_client_metrics_fed_the_same_updates_expos
 @given(st.lists(st.floats(min_value=0, max_value=20, allow_nan=False), max_size=40))
 def test_histogram_buckets_count_and_sum_match_prometheus_client(durations: list[float]) -> None:
     ours, theirs = CollectorRegistry(), CollectorRegistry()
-    metrics = client_metrics(ours)
+    reporter = Reporter(client_metrics(ours))
     reference = Histogram("h_seconds", "h", ["service"], registry=theirs)
     for seconds in durations:
-        metrics.record_call("User", RequestOutcome.SUCCESS, seconds)
+        reporter.request_finished("User", RequestOutcome.SUCCESS, seconds)
         reference.labels("User").observe(seconds)
     for le in ("0.005", "0.1", "1.0", "10.0", "+Inf"):
         assert ours.get_sample_value("resilient_client_request_duration_seconds_bucket",
@@ -188,12 +190,12 @@ def test_histogram_buckets_count_and_sum_match_prometheus_client(durations: list
 def test_updates_from_several_threads_are_all_counted() -> None:
     # (no lock around an update: see metrics.Series; threads switched as often as CPython allows)
     registry = CollectorRegistry()
-    metrics = client_metrics(registry)
+    reporter = Reporter(client_metrics(registry))
 
     def work() -> None:
         for _ in range(20_000):
-            metrics.record_call("User", RequestOutcome.SUCCESS, 0.5)
-            metrics.record_lookup("User", DiscoveryResult.HIT)
+            reporter.request_finished("User", RequestOutcome.SUCCESS, 0.5)
+            reporter.looked_up("User", DiscoveryResult.HIT)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     interval = sys.getswitchinterval()
