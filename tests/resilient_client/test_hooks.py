@@ -3,17 +3,32 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from resilient_client import BreakerConfig, ClientConfig, ConnectError, ResilientClient
+from resilient_client import (
+    BreakerConfig,
+    ClientConfig,
+    ConnectError,
+    ManagerConfig,
+    ResilientClient,
+    ServiceRegistryManager,
+)
 from resilient_client.hooks import (
     BreakerState,
     BreakerStateChanged,
+    DiscoveryLookedUp,
+    DiscoveryResult,
     Event,
     FailedOver,
+    HeartbeatOutcome,
+    HeartbeatSent,
+    RegistrationAttempted,
+    RegistrationOutcome,
     RequestFinished,
     RequestOutcome,
     Retried,
 )
+from tests.support.client_fake_registry import FakeRegistry
 from tests.support.client_fakes import FakeClock, ScriptedTransport, StaticDiscovery, fail, instance, respond
+from tests.support.polling import async_wait_until
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -79,3 +94,26 @@ async def test_hooks_see_failovers_retries_and_breaker_changes_as_frozen_events(
                                                                    ("127.0.0.1:7002", BreakerState.OPEN)]
     with pytest.raises(AttributeError):
         seen[0].service = "other"  # type: ignore[misc]
+
+
+async def test_a_managers_hooks_see_its_registrations_heartbeats_and_lookups() -> None:
+    seen: list[Event] = []
+    fake = await FakeRegistry().start()
+    try:
+        fake.add("User", 7001)
+        config = ManagerConfig(registry_urls=(fake.url,), host="127.0.0.1", port=4000, heartbeat_interval_ms=60_000)
+        async with ServiceRegistryManager(config=config, metrics=False, watch=False, hooks=[seen.append]) as manager:
+            await manager.register("Auth", 3001)
+            await async_wait_until(lambda: _any(seen, HeartbeatSent), message="first heartbeat")
+            await manager.discover_services("User")
+            await manager.discover_services("User")
+    finally:
+        await fake.stop()
+    assert RegistrationAttempted("Auth", RegistrationOutcome.OK) in seen
+    assert HeartbeatSent("Auth", HeartbeatOutcome.OK) in seen
+    assert [event for event in seen if isinstance(event, DiscoveryLookedUp)] == [
+        DiscoveryLookedUp("User", DiscoveryResult.MISS), DiscoveryLookedUp("User", DiscoveryResult.HIT)]
+
+
+async def _any(seen: list[Event], kind: type) -> bool:
+    return any(isinstance(event, kind) for event in seen)
