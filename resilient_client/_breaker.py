@@ -77,6 +77,7 @@ class _NeutralStorage(pybreaker.CircuitBreakerStorage):
     counter: int = 0
     success_counter: int = 0
     opened_at: datetime | None = None
+    """Written by pybreaker when it opens; unread: the adapter times the reset timeout on its own clock."""
 
     def __init__(self) -> None:
         super().__init__("memory")
