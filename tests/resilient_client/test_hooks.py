@@ -20,6 +20,7 @@ from resilient_client.hooks import (
     FailedOver,
     HeartbeatOutcome,
     HeartbeatSent,
+    Hook,
     RegistrationAttempted,
     RegistrationOutcome,
     RequestFinished,
@@ -35,12 +36,12 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
     return registry.get_sample_value(name, labels)
 
 
-async def _calls(hooks: list[object], registry: CollectorRegistry) -> None:
+async def _calls(hooks: list[Hook], registry: CollectorRegistry) -> None:
     transport = ScriptedTransport()
     transport.behaviours[7002] = respond(500)
     discovery = StaticDiscovery({"User": [instance("User", port) for port in (7001, 7002)]})
     client = ResilientClient(discovery, transport=transport, clock=FakeClock(), metrics_registry=registry,
-                             hooks=hooks)  # type: ignore[arg-type]
+                             hooks=hooks)
     for _ in range(4):
         await client.get("User", "/")
 
