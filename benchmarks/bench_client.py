@@ -40,15 +40,8 @@ from prometheus_client import CollectorRegistry
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from resilient_client import (  # noqa: E402
-    AiohttpTransport,
-    ClientConfig,
-    OutgoingRequest,
-    ResilientClient,
-    Response,
-    ServiceInstance,
-    ServiceRegistryManager,
-)
+from resilient_client import ClientConfig, ResilientClient, Response, ServiceRegistryManager  # noqa: E402
+from resilient_client._transport import AiohttpTransport, OutgoingRequest  # noqa: E402
 
 Call = Callable[[], Awaitable[int]]
 
@@ -125,20 +118,9 @@ class _InstantTransport:
         pass
 
 
-class _OneInstance:
-    def __init__(self) -> None:
-        self._instances = [ServiceInstance(id="Bench-1", name="Bench", host="127.0.0.1", port=1)]
-
-    async def discover_services(self, name: str) -> list[ServiceInstance]:
-        return list(self._instances)
-
-    async def close(self) -> None:
-        pass
-
-
 async def client_code_per_call(registry_url: str, raw: Call, calls: int, concurrency: int) -> tuple[float, float]:
     """CPU µs per ``get`` of the client's own path (discovery cache, picker, breaker, classification,
-    events and metrics) with a transport that answers at once, the manager's cache being the real one:
+    hooks and metrics) with a transport that answers at once, the manager's cache being the real one:
     (in a tight loop, interleaved with real raw requests at ``concurrency``).
 
     The second figure is what the client's code costs where it runs in a real call: after every network
@@ -169,6 +151,30 @@ async def client_code_per_call(registry_url: str, raw: Call, calls: int, concurr
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     await manager.close()
     return statistics.median(tight), statistics.median(interleaved)
+
+
+async def own_code(registry_url: str, calls: int) -> None:
+    """Only the client's own path, for an instruction count: ``calls`` GETs through a transport that answers
+    at once, the manager's cache being the real one (the instance is registered, never connected to).
+
+        valgrind --tool=callgrind python benchmarks/bench_client.py --own-code N
+
+    for two values of N: the difference of the two totals / the difference of the Ns is the instructions
+    per call, start-up and warm-up cancelled out."""
+    never = 3_600_000  # ms: no heartbeat and no cache refresh inside the run, however slow valgrind makes it
+    async with ServiceRegistryManager(registry_url=registry_url, metrics=False, watch=False,
+                                      heartbeat_interval=never) as backend:
+        await backend.register("Bench", 1, host="127.0.0.1")
+        async with ServiceRegistryManager(registry_url=registry_url, metrics_registry=CollectorRegistry(),
+                                          watch=False, cache_ttl=never) as manager, ResilientClient(
+                manager, transport=_InstantTransport(), metrics_registry=CollectorRegistry()) as client:
+            for _ in range(200):
+                await client.get("Bench", "/ping")
+            cpu = time.process_time()
+            for _ in range(calls):
+                await client.get("Bench", "/ping")
+            print(f"client code alone (instant transport): {(time.process_time() - cpu) / calls * 1e6:.1f} us "
+                  f"CPU/call over {calls} calls")
 
 
 async def bench(registry_url: str, backend_url: str, args: argparse.Namespace) -> None:
@@ -259,6 +265,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--burn-us", type=int, default=0,
                         help="also measure raw aiohttp after a busy loop of this many us of CPU (calibration)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every round")
+    parser.add_argument("--own-code", type=int, metavar="N", default=0,
+                        help="only N calls of the client's own path (no backend, no raw side): for callgrind")
     return parser.parse_args(argv)
 
 
@@ -277,6 +285,9 @@ def main() -> None:
     try:
         registry_url = f"http://127.0.0.1:{reg_port}"
         wait_http(registry_url + "/healthz")
+        if args.own_code:
+            asyncio.run(own_code(registry_url, args.own_code))
+            return
         backend_env = {**os.environ, "PYTHONPATH": str(REPO), "SERVICE_REGISTRY_URL": registry_url,
                        "HOST": "127.0.0.1", "PORT": str(backend_port)}
         backend = spawn([sys.executable, __file__, "backend"], backend_env)

@@ -43,7 +43,7 @@ def build_app() -> web.Application:
     app.router.add_get("/users/{user_id}", get_user)
     app.router.add_post("/users", create_user)
     app.router.add_get("/health", health)
-    app.router.add_get("/metrics", aiohttp_metrics_handler)
+    app.router.add_get("/metrics", aiohttp_metrics_handler())
     # register on start-up, report STOPPING + deregister on shutdown (SIGTERM/SIGINT via run_app)
     attach_to_aiohttp(app, ServiceRegistryManager(), "User", PORT, version="1.0.0",
                       description="User service")

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from resilient_client.backoff import Backoff, parse_retry_after
-from resilient_client.breaker_board import BreakerBoard
-from resilient_client.clock import Clock, SystemClock
+from resilient_client._backoff import Backoff, parse_retry_after
+from resilient_client._breaker import InstanceBreaker
+from resilient_client._breaker_board import BreakerBoard
+from resilient_client._clock import Clock, SystemClock
+from resilient_client._report import Reporter
+from resilient_client._retry import (
+    PassPlanner,
+    Verdict,
+    classify_error,
+    classify_status,
+    counts_against_instance,
+    is_idempotent,
+)
+from resilient_client._transport import AiohttpTransport, OutgoingRequest, Transport
 from resilient_client.config import ClientConfig
 from resilient_client.errors import (
     AttemptTimeoutError,
@@ -25,23 +36,12 @@ from resilient_client.errors import (
     ServiceUnavailableError,
     TransportError,
 )
-from resilient_client.events import (
-    Channel,
-    EventBus,
-    FailedOver,
-    RequestFinished,
-    RequestOutcome,
-    Retried,
-    Subscriber,
-)
-from resilient_client.failover import PassPlanner
+from resilient_client.hooks import Hook, RequestOutcome
 from resilient_client.manager import ServiceRegistryManager
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance
-from resilient_client.outcome import Verdict, classify_error, classify_status, counts_as_failure, is_idempotent
 from resilient_client.picker import Picker, RoundRobinPicker
 from resilient_client.response import Response
-from resilient_client.transport import AiohttpTransport, OutgoingRequest, Transport
 
 
 class _CallFailedError(Exception):
@@ -52,21 +52,47 @@ class _CallFailedError(Exception):
         self.error = error
 
 
+class _Tried:
+    """What the failed attempts of one call have left so far: the last 502/503/504, the last failure below
+    HTTP, and the shortest ``Retry-After`` of this pass's 503s. (No ``__init__``: the class attributes are the
+    defaults, so a call that succeeds at once pays for no more than the object.)"""
+
+    response: Response | None = None
+    error: TransportError | None = None
+    retry_after_s: float | None = None
+
+    def failed_over(self, response: Response) -> None:
+        """``response`` (a 502/503/504) made the call go on."""
+        self.response = response
+        if response.status == 503:
+            hint = parse_retry_after(response.headers.get("Retry-After"))
+            if hint is not None and (self.retry_after_s is None or hint < self.retry_after_s):
+                self.retry_after_s = hint
+
+    def take_retry_after(self) -> float | None:
+        """The pass's ``Retry-After`` hint, cleared for the next pass."""
+        hint, self.retry_after_s = self.retry_after_s, None
+        return hint
+
+    def last(self, service: str, *, deadline_passed: bool = False) -> Response:
+        """What the call ends with: the last 502/503/504, else :class:`ServiceUnavailableError`."""
+        if self.response is not None:
+            return self.response
+        error = self.error
+        if error is None and deadline_passed:
+            error = AttemptTimeoutError("the call's deadline passed", sent=False)
+        raise _CallFailedError(RequestOutcome.FAILURE, ServiceUnavailableError(
+            service, "no instance gave an HTTP response", error))
+
+
 class Discovery(Protocol):
     """Where a client finds instances: a :class:`ServiceRegistryManager`, or a stand-in in tests."""
 
-    async def discover_services(self, name: str) -> list[ServiceInstance]: ...
+    def instances(self, service: str) -> Awaitable[Sequence[ServiceInstance]]:
+        """The UP instances of ``service``: the one way a client asks."""
+        ...
 
     async def close(self) -> None: ...
-
-
-@runtime_checkable
-class FreshDiscovery(Discovery, Protocol):
-    """A :class:`Discovery` that can also answer from a fresh cache without an ``await`` (the manager)."""
-
-    def fresh_services(self, name: str) -> Sequence[ServiceInstance] | None:
-        """``discover_services(name)``'s answer if it is at hand (reported like that lookup), else ``None``."""
-        ...
 
 
 class ResilientClient:
@@ -80,22 +106,17 @@ class ResilientClient:
                  registry_url: str | Sequence[str] | None = None, config: ClientConfig | None = None,
                  picker: Picker | None = None, transport: Transport | None = None,
                  metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
-                 subscribers: Iterable[Subscriber] = (), clock: Clock | None = None,
+                 hooks: Iterable[Hook] = (), clock: Clock | None = None,
                  rng: random.Random | None = None) -> None:
         self._owns_manager = manager is None
         self.manager: Discovery = manager if manager is not None else ServiceRegistryManager(
             registry_url=registry_url, metrics_registry=metrics_registry, metrics=metrics)
-        self._fresh = self.manager.fresh_services if isinstance(self.manager, FreshDiscovery) else None
         self.config = config or ClientConfig()
-        self.events = EventBus(subscribers)
-        if metrics:
-            self.events.subscribe(client_metrics(metrics_registry))
-        self.breakers = BreakerBoard(self.config.breaker, self.events)
-        self._channels: dict[tuple[str, RequestOutcome], Channel] = {}
-        """The :class:`RequestFinished` channel of each (service, outcome) reported."""
+        self._clock = clock or SystemClock()
+        self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
+        self.breakers = BreakerBoard(self.config.breaker, self._reporter, self._clock)
         self._picker = picker or RoundRobinPicker()
         self._transport = transport or AiohttpTransport()
-        self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._attempt_timeout_s = self.config.attempt_timeout_s
         self._total_timeout_s = self.config.total_timeout_s
@@ -119,90 +140,66 @@ class ResilientClient:
         started = clock.monotonic()
         deadline = started + (self._total_timeout_s if timeout is None else timeout)
         repeatable = is_idempotent(method, idempotent)
-        # The whole call runs in this one coroutine: every coroutine level between the caller and the
-        # transport costs again at each resumption of the call.
+        tried = _Tried()
+        # The whole call runs in this one coroutine (each attempt in its breaker's ``call``): every coroutine
+        # level between the caller and the transport costs again at each resumption of the call.
         try:
-            instances = None if self._fresh is None else self._fresh(service)  # a fresh cached answer, no await
-            if instances is None:
-                instances = await self._discover(service)
-            elif not instances:
-                self._none_up(service)
-            breakers, send = self.breakers, self._transport.send
-            gates = breakers.lineup(service, instances)  # (only ever with the answer just discovered)
-            last_response: Response | None = None
-            last_error: TransportError | None = None
+            instances = await self._discover(service)
             passes = 0
             while True:
-                candidates = breakers.admitting(service, instances, gates)
-                if not candidates and passes == 0:
-                    for inst in instances:
-                        gates[id(inst)].turned_away()
-                    raise _CallFailedError(RequestOutcome.CIRCUIT_OPEN, CircuitOpenError(
-                        service, f"the circuit breakers of all {len(instances)} instances are open"))
-                order = self._picker.order(service, candidates)
-                retry_after: float | None = None
+                order, breakers = self._candidates(service, instances, first_pass=passes == 0)
                 for position, inst in enumerate(order):
+                    if position:
+                        self._reporter.failed_over(service, order[position - 1].address)
                     remaining = deadline - clock.monotonic()
                     if remaining <= 0:
-                        last_error = last_error or AttemptTimeoutError("the call's deadline passed", sent=False)
-                        return self._finished(service, started, self._end(service, last_response, last_error))
-                    gate = gates.get(id(inst)) or breakers.get(service, inst.address)
+                        return self._finished(service, started, tried.last(service, deadline_passed=True))
                     outgoing = OutgoingRequest(method, inst.base_url + path, params, headers, json, data, inst.id)
+                    breaker = breakers.get(id(inst)) or self.breakers.get(service, inst.address)
                     timeout_s = self._attempt_timeout_s
-                    # The breaker is driven around this coroutine's own await (see InstanceBreaker.admit).
                     try:
-                        probe = gate.admit()  # BreakerRejectedError (a TransportError) when it turns us away
-                        try:
-                            response = await send(outgoing, timeout_s if timeout_s < remaining else remaining)
-                        except BaseException as exc:
-                            gate.raised(probe, exc)  # counted only if about the instance (not CancelledError)
-                            raise
+                        response = await breaker.call(self._transport.send, counts_against_instance, outgoing,
+                                                      timeout_s if timeout_s < remaining else remaining)
                     except TransportError as exc:
-                        last_error = exc
+                        tried.error = exc
                         if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
-                            return self._finished(service, started, self._end(service, last_response, last_error))
+                            return self._finished(service, started, tried.last(service))
                     else:
-                        status = response.status
-                        if counts_as_failure(status):
-                            gate.failed(probe, response)
-                        else:
-                            gate.succeeded(probe)
-                        verdict = classify_status(status, repeatable=repeatable)
-                        if verdict is not Verdict.FAILOVER:
+                        if classify_status(response.status, repeatable=repeatable) is not Verdict.FAILOVER:
                             return self._finished(service, started, response)
-                        last_response = response
-                        if response.status == 503:
-                            hint = parse_retry_after(response.headers.get("Retry-After"))
-                            if hint is not None:
-                                retry_after = hint if retry_after is None else min(retry_after, hint)
-                    if position + 1 < len(order):
-                        self.events.emit(FailedOver(service, inst.address))
+                        tried.failed_over(response)
                 passes += 1
                 delay = self._planner.next_delay(passes, remaining_s=deadline - clock.monotonic(),
-                                                 retry_after_s=retry_after, rng=self._rng)
+                                                 retry_after_s=tried.take_retry_after(), rng=self._rng)
                 if delay is None:
-                    return self._finished(service, started, self._end(service, last_response, last_error))
+                    return self._finished(service, started, tried.last(service))
                 await clock.sleep(delay)
-                self.events.emit(Retried(service, delay))
+                self._reporter.retried(service, delay)
                 with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows
                     instances = await self._discover(service)
-                    gates = breakers.lineup(service, instances)
         except _CallFailedError as failed:
-            self._report(service, failed.outcome, clock.monotonic() - started)
+            self._reporter.request_finished(service, failed.outcome, clock.monotonic() - started)
             raise failed.error from failed.error.last_error
 
-    def _finished(self, service: str, started: float, response: Response) -> Response:
-        self._report(service, RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
-                     self._clock.monotonic() - started)
-        return response
+    def _candidates(self, service: str, instances: Sequence[ServiceInstance], *, first_pass: bool,
+                    ) -> tuple[Sequence[ServiceInstance], dict[int, InstanceBreaker]]:
+        """This pass's instances in the order to try them, and their breakers (by ``id(instance)``): those
+        whose breaker admits a call now. On the first pass, none admitting ends the call (``CIRCUIT_OPEN``)."""
+        breakers = self.breakers.lineup(service, instances)
+        candidates = self.breakers.admitting(service, instances, breakers)
+        if not candidates and first_pass:
+            for inst in instances:
+                breakers[id(inst)].turned_away()
+            raise _CallFailedError(RequestOutcome.CIRCUIT_OPEN, CircuitOpenError(
+                service, f"the circuit breakers of all {len(instances)} instances are open"))
+        return self._picker.order(service, candidates), breakers
 
-    def _report(self, service: str, outcome: RequestOutcome, duration_s: float) -> None:
-        """Report a :class:`RequestFinished` through its channel (with only the metrics listening, no event
-        is built), kept here by (service, outcome): one lookup, where the bus's ``channel`` builds a key."""
-        channel = self._channels.get((service, outcome))
-        if channel is None:
-            channel = self._channels[(service, outcome)] = self.events.channel(RequestFinished, service, outcome)
-        channel.fire(duration_s)
+    def _finished(self, service: str, started: float, response: Response) -> Response:
+        self._reporter.request_finished(
+            service,
+            RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
+            self._clock.monotonic() - started)
+        return response
 
     # The verbs return :meth:`request`'s coroutine (await it) rather than awaiting it in a coroutine of
     # their own: one coroutine less to create, and to pass through at every resumption of a call.
@@ -226,26 +223,17 @@ class ResilientClient:
         return self.request("DELETE", service, path, **kwargs)
 
     async def _discover(self, service: str) -> Sequence[ServiceInstance]:
+        """The UP instances of ``service``, never empty (else the call fails with ``NO_INSTANCES``)."""
         try:
-            instances = await self.manager.discover_services(service)
+            instances = await self.manager.instances(service)
         except RegistryUnavailableError as exc:
             raise _CallFailedError(RequestOutcome.NO_INSTANCES, ServiceUnavailableError(
                 service, "the registry cannot be reached and nothing is cached", exc)) from exc
         if not instances:
-            self._none_up(service)
+            self.breakers.lineup(service, ())  # the instances known before are gone
+            raise _CallFailedError(RequestOutcome.NO_INSTANCES,
+                                   ServiceUnavailableError(service, "no UP instance is registered"))
         return instances
-
-    def _none_up(self, service: str) -> NoReturn:
-        self.breakers.lineup(service, ())  # the instances known before are gone
-        raise _CallFailedError(RequestOutcome.NO_INSTANCES,
-                               ServiceUnavailableError(service, "no UP instance is registered"))
-
-    @staticmethod
-    def _end(service: str, last_response: Response | None, last_error: TransportError | None) -> Response:
-        if last_response is not None:
-            return last_response
-        raise _CallFailedError(RequestOutcome.FAILURE,
-                      ServiceUnavailableError(service, "no instance gave an HTTP response", last_error))
 
     async def close(self) -> None:
         """Close the HTTP session (and the manager, when this client made it)."""

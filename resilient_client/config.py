@@ -77,7 +77,7 @@ class WatchConfig:
     """How the discovery cache keeps the services it uses fresh with blocking queries."""
 
     enabled: bool = True
-    """``False``: discovery is refreshed by TTL polling only (the behaviour before watching)."""
+    """``False``: discovery is refreshed by TTL polling only (no blocking queries)."""
     wait_ms: float = 30_000
     """How long one blocking query may wait on the registry for a change (the registry adds up to 1/16)."""
     idle_ms: float | None = None
@@ -95,7 +95,7 @@ class WatchConfig:
 
 @dataclass(frozen=True, slots=True)
 class ManagerConfig:
-    """What a :class:`~resilient_client.ServiceRegistryManager` talks to and how often (SPEC §2 table)."""
+    """What a :class:`~resilient_client.ServiceRegistryManager` talks to and how often."""
 
     registry_urls: tuple[str, ...] = (DEFAULT_REGISTRY_URL,)
     """Registry replicas, tried in order."""
@@ -121,7 +121,8 @@ class ManagerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ManagerConfig:
-        """Read the SPEC environment table; ``overrides`` that are not ``None`` win."""
+        """Read the ``SERVICE_REGISTRY_*``, ``HOST`` and ``PORT`` environment variables; ``overrides`` that are not
+        ``None`` win."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         if "SERVICE_REGISTRY_URL" in env:

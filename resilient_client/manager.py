@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
@@ -15,28 +15,22 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from resilient_client.backoff import Backoff
-from resilient_client.clock import Clock, SystemClock
+from resilient_client._backoff import Backoff
+from resilient_client._clock import Clock, SystemClock
+from resilient_client._discovery import WatchedDiscovery
+from resilient_client._registry_http import RegistryHttp
+from resilient_client._report import Reporter
 from resilient_client.config import BackoffConfig, ManagerConfig
-from resilient_client.discovery import WatchedDiscovery
 from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
-from resilient_client.events import (
-    EventBus,
-    HeartbeatOutcome,
-    HeartbeatSent,
-    RegistrationAttempted,
-    RegistrationOutcome,
-    Subscriber,
-)
+from resilient_client.hooks import HeartbeatOutcome, Hook, RegistrationOutcome
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance, Status
-from resilient_client.registry_http import RegistryHttp
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Registration:
+class _Registration:
     """What this service registers as; ``id`` and ``lease_token`` are chosen once, client-side."""
 
     id: str
@@ -60,7 +54,7 @@ class Registration:
 class ServiceRegistryManager:
     """Registers one service instance, heartbeats it, deregisters it, and discovers services (cached).
 
-    Every argument defaults from the environment (SPEC §2; intervals in milliseconds). ``config`` replaces
+    Every argument defaults from the environment (intervals in milliseconds). ``config`` replaces
     the environment entirely; the keyword arguments still override it. ``watch=False`` turns off the
     blocking queries that keep discovery current (TTL polling only).
     """
@@ -70,7 +64,7 @@ class ServiceRegistryManager:
                  cache_ttl: float | None = None, auth_token: str | None = None, host: str | None = None,
                  port: int | None = None, *, watch: bool | None = None, config: ManagerConfig | None = None,
                  metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
-                 subscribers: Iterable[Subscriber] = (), clock: Clock | None = None,
+                 hooks: Iterable[Hook] = (), clock: Clock | None = None,
                  rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
         base = config if config is not None else ManagerConfig.from_env()
         self.config = base.with_overrides(
@@ -78,18 +72,16 @@ class ServiceRegistryManager:
             max_retries=max_retries, cache_ttl_ms=cache_ttl, auth_token=auth_token, host=host, port=port)
         if watch is not None:
             self.config = replace(self.config, watch=replace(self.config.watch, enabled=watch))
-        self.events = EventBus(subscribers)
-        if metrics:
-            self.events.subscribe(client_metrics(metrics_registry))
+        self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
         self._backoff = Backoff(BackoffConfig(base_s=self.config.retry_delay_s, factor=2.0,
                                               max_s=max(self.config.retry_delay_s * 32, 1.0), jitter=0.5))
         self._http = RegistryHttp(self.config.registry_urls, auth_token=self.config.auth_token,
                                   timeout_s=self.config.request_timeout_s, session=session)
-        self.discovery = WatchedDiscovery(self._http, self.config, clock=self._clock, events=self.events,
+        self.discovery = WatchedDiscovery(self._http, self.config, clock=self._clock, reporter=self._reporter,
                                           rng=self._rng)
-        self._registration: Registration | None = None
+        self._registration: _Registration | None = None
         self._status = Status.UP
         self._registered = False
         self._heartbeats: asyncio.Task[None] | None = None
@@ -128,7 +120,7 @@ class ServiceRegistryManager:
         self._status = Status(status)
         previous = self._registration
         reuse = previous is not None and previous.name == name and instance_id in (None, previous.id)
-        self._registration = Registration(
+        self._registration = _Registration(
             id=previous.id if reuse and previous is not None else instance_id or _new_id(name),
             name=name, host=host or self.config.host, port=self.config.port if port is None else port,
             version=version, description=description, health_endpoint=health_endpoint, scheme=scheme,
@@ -192,14 +184,14 @@ class ServiceRegistryManager:
         try:
             answer = await self._http.register(registration.body(self._status), registration.lease_token)
         except (RegistryUnavailableError, RegistryRequestError):
-            self.events.emit(RegistrationAttempted(registration.name, RegistrationOutcome.FAILED))
+            self._reporter.registration_attempted(registration.name, RegistrationOutcome.FAILED)
             raise
         token = answer.get("lease_token")
         if isinstance(token, str) and token and token != registration.lease_token:
             self._registration = replace(registration, lease_token=token)
         self._registered = True
         self._deregistered_id = None
-        self.events.emit(RegistrationAttempted(registration.name, RegistrationOutcome.OK))
+        self._reporter.registration_attempted(registration.name, RegistrationOutcome.OK)
 
     async def _beat_once(self) -> HeartbeatOutcome:
         registration = self._registration
@@ -217,9 +209,9 @@ class ServiceRegistryManager:
             else:
                 outcome = HeartbeatOutcome.OK
         except (RegistryUnavailableError, RegistryRequestError):
-            self.events.emit(HeartbeatSent(registration.name, HeartbeatOutcome.FAILED))
+            self._reporter.heartbeat_sent(registration.name, HeartbeatOutcome.FAILED)
             raise
-        self.events.emit(HeartbeatSent(registration.name, outcome))
+        self._reporter.heartbeat_sent(registration.name, outcome)
         return outcome
 
     async def _heartbeat_loop(self) -> None:
@@ -266,17 +258,13 @@ class ServiceRegistryManager:
         value = _STATUS_VALUES.get(status) if status is not None else None  # (Status(...) costs µs)
         if value is None and status is not None:
             value = Status(status).value
-        instances = self.discovery.fresh(name, value)  # a fresh answer: no coroutine below this one
-        if instances is None:
-            instances = await self.discovery.lookup(name, value)
-        return list(instances)
+        return list(await self.discovery.lookup(name, value))
 
-    def fresh_services(self, name: str) -> tuple[ServiceInstance, ...] | None:
-        """What ``discover_services(name)`` answers (UP instances) when that answer is fresh in the cache
-        (reported as a hit, as that lookup would be), without an ``await`` and without a copy: the cached
-        tuple itself, the same object for as long as the cache serves the same answer. ``None`` when the
-        cache would have to ask the registry (call :meth:`discover_services` then)."""
-        return self.discovery.fresh(name, _UP)
+    def instances(self, service: str) -> Awaitable[tuple[ServiceInstance, ...]]:
+        """The UP instances of ``service`` as a :class:`~resilient_client.ResilientClient` asks for them: what
+        ``discover_services(service)`` lists, through the same cache, as the cached tuple itself (the same
+        object for as long as the cache serves the same answer, so the client sees at once that it did)."""
+        return self.discovery.lookup(service, _UP)  # (its coroutine: no coroutine of this method's own)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -303,8 +291,8 @@ class ServiceRegistryManager:
 
 _STATUS_VALUES: dict[str, str] = {status.value: status.value for status in Status}
 """A status, given as a member or as its value (a ``Status`` hashes and compares as its value)."""
-
 _UP = Status.UP.value
+
 
 
 def _new_id(name: str) -> str:

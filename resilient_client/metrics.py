@@ -1,166 +1,189 @@
-"""Prometheus metrics of the client (SPEC §2 names and labels), fed by the core's events.
+"""The client's Prometheus metrics, and serving them from an aiohttp service.
 
 The metrics are created once per ``CollectorRegistry`` (the default one unless another is passed) and
-shared by every client and manager in the process, so several clients never raise
-``Duplicated timeseries``. Expose them from a service with one line::
+shared by every client and manager in the process that reports to that registry, so several clients
+never raise ``Duplicated timeseries``. Expose them from a service with one line::
 
-    app.mount("/metrics", prometheus_client.make_asgi_app())                  # Starlette
-    app.router.add_get("/metrics", resilient_client.aiohttp_metrics_handler)  # aiohttp
+    app.mount("/metrics", prometheus_client.make_asgi_app())                    # Starlette
+    app.router.add_get("/metrics", resilient_client.aiohttp_metrics_handler())  # aiohttp
+
+They are kept as plain numbers behind one prometheus_client collector, which builds the families at each
+scrape (with ``_created`` samples, as prometheus_client's own counters and histograms have by default).
+Every call updates three series: through prometheus_client's own metrics, which take a lock and several
+calls per update, that would be the largest part of the client's own work on a call.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from enum import Enum
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-from resilient_client.events import (
-    BreakerRemoved,
-    BreakerStateChanged,
-    DiscoveryLookedUp,
-    DiscoveryProtected,
-    DiscoveryResult,
-    Event,
-    FailedOver,
-    HeartbeatSent,
-    RegistrationAttempted,
-    RequestFinished,
-    RequestOutcome,
-    Retried,
-    WatchState,
-    WatchStateChanged,
-)
-from resilient_client.tallies import CountAndObserve, CounterSeries, HistogramSeries, Tallies
+from resilient_client.hooks import DiscoveryResult, RequestOutcome
 
-_lock = threading.Lock()
-_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = weakref.WeakKeyDictionary()
+DURATION_BUCKETS: tuple[float, ...] = (.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                                       float("inf"))
+"""prometheus_client's default histogram buckets."""
+
+Series = list[float]
+"""One labelled series: ``[value, created]`` of a counter, ``[value]`` of a gauge, ``[count per bucket...,
+sum, created]`` of a histogram (counts per bucket, not cumulative). Updated in place, without a lock: under
+the GIL an update with no call inside it (``series[0] += 1.0``) is not interrupted."""
+
+SUM = -2
+"""Where a histogram series keeps its sum."""
 
 
-class ClientMetrics:
-    """The metric families on one registry (one :class:`~resilient_client.tallies.Tallies` collector), and
-    the event subscriber that updates them."""
+class Kind(Enum):
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        tallies = self.tallies = Tallies()  # plain Python numbers: an update costs a fraction of prometheus_client's
-        self.requests = tallies.counter("resilient_client_requests_total", "Calls by outcome", ["service", "outcome"])
-        self.request_duration = tallies.histogram("resilient_client_request_duration_seconds",
-                                                  "Duration of whole calls, failover and retries included",
-                                                  ["service"])
-        self.failovers = tallies.counter("resilient_client_failovers_total", "Moves from one instance to the next",
-                                         ["service"])
-        self.retries = tallies.counter("resilient_client_retries_total",
-                                       "Further passes over the instances after a backoff wait", ["service"])
-        self.breaker_state = tallies.gauge("resilient_client_circuit_breaker_state",
-                                           "Circuit breaker state: 0 closed, 1 half-open, 2 open",
-                                           ["service", "instance"])
-        self.breaker_transitions = tallies.counter("resilient_client_circuit_breaker_transitions_total",
-                                                   "Circuit breaker state changes, by the new state",
-                                                   ["service", "instance", "state"])
-        self.discovery = tallies.counter("resilient_client_discovery_total", "Discovery lookups by result",
-                                         ["service", "result"])
-        self.protections = tallies.counter("resilient_client_discovery_protections_total",
-                                           "Empty-set protection: started (an empty answer not believed; the last "
-                                           "known instances kept), recovered, emptied", ["service", "outcome"])
-        self.watching = tallies.gauge("resilient_client_discovery_watching",
-                                      "1 while a blocking query keeps the service's discovery current, 0 while it "
-                                      "falls back to TTL polling or is not watched", ["service"])
-        self.registrations = tallies.counter("resilient_client_registrations_total", "Registration attempts",
-                                             ["service", "outcome"])
-        self.heartbeats = tallies.counter("resilient_client_heartbeats_total", "Heartbeats by outcome",
-                                          ["service", "outcome"])
-        registry.register(tallies)
 
-        self._finished: dict[tuple[str, str], tuple[CounterSeries, HistogramSeries]] = {}
-        self._lookups: dict[tuple[str, str], CounterSeries] = {}
+class Family:
+    """One metric family: its series by label values, in order of first use."""
+
+    def __init__(self, kind: Kind, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.kind = kind
+        self.name = name.removesuffix("_total") if kind is Kind.COUNTER else name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], Series] = {}
+        self._lock = threading.Lock()
+
+    def series(self, *labelvalues: str) -> Series:
+        """The series of ``labelvalues``, made on first use. Keep it where it is used often."""
+        found = self._series.get(labelvalues)
+        if found is None:
+            if len(labelvalues) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {labelvalues}")
+            with self._lock:
+                found = self._series.setdefault(labelvalues, self._new())
+        return found
+
+    def remove(self, *labelvalues: str) -> None:
+        """Drop a series (no error if there is none); a later :meth:`series` starts it afresh."""
+        with self._lock:
+            self._series.pop(labelvalues, None)
+
+    def _new(self) -> Series:
+        if self.kind is Kind.GAUGE:
+            return [0.0]
+        zeros = [0.0] * (len(DURATION_BUCKETS) + 1) if self.kind is Kind.HISTOGRAM else [0.0]
+        return [*zeros, time.time()]
+
+    def collect(self) -> Metric:
+        with self._lock:
+            rows = [(labels, list(series)) for labels, series in self._series.items()]
+        if self.kind is Kind.GAUGE:
+            gauge = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for labels, (value,) in rows:
+                gauge.add_metric(labels, value)
+            return gauge
+        if self.kind is Kind.COUNTER:
+            counter = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for labels, (value, created) in rows:
+                counter.add_metric(labels, value, created=created)
+            return counter
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, series in rows:
+            cumulative, total = [], 0.0
+            for bound, count in zip(DURATION_BUCKETS, series, strict=False):
+                total += count
+                cumulative.append((floatToGoString(bound), total))  # type: ignore[no-untyped-call]
+            histogram.add_metric(list(labels), cumulative, series[SUM])
+            histogram.add_sample(self.name + "_created", dict(zip(self.labelnames, labels, strict=True)), series[-1])
+        return histogram
+
+
+class ClientMetrics(Collector):
+    """The client's metric families on one registry (see :func:`client_metrics`)."""
+
+    def __init__(self) -> None:
+        self.requests = Family(Kind.COUNTER, "resilient_client_requests_total", "Calls by outcome",
+                               ["service", "outcome"])
+        self.request_duration = Family(Kind.HISTOGRAM, "resilient_client_request_duration_seconds",
+                                       "Duration of whole calls, failover and retries included", ["service"])
+        self.failovers = Family(Kind.COUNTER, "resilient_client_failovers_total",
+                                "Moves from one instance to the next", ["service"])
+        self.retries = Family(Kind.COUNTER, "resilient_client_retries_total",
+                              "Further passes over the instances after a backoff wait", ["service"])
+        self.breaker_state = Family(Kind.GAUGE, "resilient_client_circuit_breaker_state",
+                                    "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["service", "instance"])
+        self.breaker_transitions = Family(Kind.COUNTER, "resilient_client_circuit_breaker_transitions_total",
+                                          "Circuit breaker state changes, by the new state",
+                                          ["service", "instance", "state"])
+        self.discovery = Family(Kind.COUNTER, "resilient_client_discovery_total", "Discovery lookups by result",
+                                ["service", "result"])
+        self.protections = Family(Kind.COUNTER, "resilient_client_discovery_protections_total",
+                                  "Empty-set protection: started (an empty answer not believed; the last known "
+                                  "instances kept), recovered, emptied", ["service", "outcome"])
+        self.watching = Family(Kind.GAUGE, "resilient_client_discovery_watching",
+                               "1 while a blocking query keeps the service's discovery current, 0 while it falls "
+                               "back to TTL polling or is not watched", ["service"])
+        self.registrations = Family(Kind.COUNTER, "resilient_client_registrations_total", "Registration attempts",
+                                    ["service", "outcome"])
+        self.heartbeats = Family(Kind.COUNTER, "resilient_client_heartbeats_total", "Heartbeats by outcome",
+                                 ["service", "outcome"])
+        self.families = (self.requests, self.request_duration, self.failovers, self.retries, self.breaker_state,
+                         self.breaker_transitions, self.discovery, self.protections, self.watching,
+                         self.registrations, self.heartbeats)
+        self.finished: dict[tuple[str, RequestOutcome], tuple[Series, Series]] = {}
+        """The series a finished call updates, by (service, outcome): every call ends with one."""
+        self.lookups: dict[tuple[str, DiscoveryResult], Series] = {}
+        """The discovery counter's series, by (service, result): every call looks up its instances."""
         self._breakers: dict[tuple[str, str], int] = {}
         """Breakers alive per (service, instance), over every client on this registry: the state gauge
         series goes when the last of them is removed."""
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            RequestFinished: self._request_finished, FailedOver: self._failed_over, Retried: self._retried,
-            BreakerStateChanged: self._breaker_state_changed, BreakerRemoved: self._breaker_removed,
-            DiscoveryLookedUp: self._looked_up,
-            DiscoveryProtected: self._protected, WatchStateChanged: self._watch_state_changed,
-            RegistrationAttempted: self._registration_attempted, HeartbeatSent: self._heartbeat_sent}
+        self._breakers_lock = threading.Lock()
 
-    def __call__(self, event: Event) -> None:
-        """Subscriber for :class:`~resilient_client.events.EventBus`."""
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event)
+    def finished_series(self, service: str, outcome: RequestOutcome) -> tuple[Series, Series]:
+        """The counter and histogram series of a call of ``service`` that ended with ``outcome``, kept in
+        :attr:`finished`. A duration goes to the first bucket whose bound is at least it (``le``), found with
+        ``bisect_left(DURATION_BUCKETS, duration_s)``, and to ``series[SUM]``."""
+        series = self.finished[(service, outcome)] = (self.requests.series(service, outcome.value),
+                                                      self.request_duration.series(service))
+        return series
 
-    def handler_for(self, event_type: type) -> Callable[[Any], None] | None:
-        """What handles ``event_type`` (the bus calls it directly, skipping :meth:`__call__`)."""
-        return self._handlers.get(event_type)
+    def lookup_series(self, service: str, result: DiscoveryResult) -> Series:
+        """The discovery counter's series of ``service`` and ``result``, kept in :attr:`lookups`."""
+        series = self.lookups[(service, result)] = self.discovery.series(service, result.value)
+        return series
 
-    def recorder(self, event_type: type, *fixed: object) -> Callable[..., None] | None:
-        """For :meth:`EventBus.channel <resilient_client.events.EventBus.channel>`: what handling
-        ``event_type(*fixed, *rest)`` does, as a callable of ``rest`` bound to its series (no event built,
-        no lookup per event); ``None`` for the events handled only as events."""
-        if event_type is RequestFinished and len(fixed) == 2:
-            service, outcome = fixed
-            assert isinstance(service, str) and isinstance(outcome, RequestOutcome)
-            return CountAndObserve(self.requests.series(service, outcome.value),
-                                   self.request_duration.series(service)).record
-        if event_type is DiscoveryLookedUp and len(fixed) == 2:
-            service, result = fixed
-            assert isinstance(service, str) and isinstance(result, DiscoveryResult)
-            return self.discovery.series(service, result.value).inc
-        return None
-
-    def _request_finished(self, event: RequestFinished) -> None:
-        # once per call: the series are kept by (service, outcome) (outcomes are str enums)
-        key = (event.service, event.outcome)
-        series = self._finished.get(key)
-        if series is None:
-            series = self._finished[key] = (self.requests.series(event.service, event.outcome.value),
-                                            self.request_duration.series(event.service))
-        series[0].inc()
-        series[1].observe(event.duration_s)
-
-    def _failed_over(self, event: FailedOver) -> None:
-        self.failovers.series(event.service).inc()
-
-    def _retried(self, event: Retried) -> None:
-        self.retries.series(event.service).inc()
-
-    def _breaker_state_changed(self, event: BreakerStateChanged) -> None:
-        self.breaker_state.series(event.service, event.instance).set(int(event.state))
-        if event.transition:
-            self.breaker_transitions.series(event.service, event.instance, event.state.label).inc()
-        else:  # a breaker was created
-            key = (event.service, event.instance)
+    def breaker_created(self, service: str, instance: str) -> None:
+        self.breaker_state.series(service, instance)[0] = 0.0
+        with self._breakers_lock:
+            key = (service, instance)
             self._breakers[key] = self._breakers.get(key, 0) + 1
 
-    def _breaker_removed(self, event: BreakerRemoved) -> None:
-        key = (event.service, event.instance)
-        alive = self._breakers.get(key, 0) - 1
-        if alive > 0:  # another client on this registry still has a breaker for it
-            self._breakers[key] = alive
-            return
-        self._breakers.pop(key, None)
-        self.breaker_state.remove(*key)
+    def breaker_removed(self, service: str, instance: str) -> None:
+        key = (service, instance)
+        with self._breakers_lock:
+            alive = self._breakers.get(key, 0) - 1
+            if alive > 0:  # another client on this registry still has a breaker for it
+                self._breakers[key] = alive
+                return
+            self._breakers.pop(key, None)
+            self.breaker_state.remove(service, instance)
 
-    def _looked_up(self, event: DiscoveryLookedUp) -> None:
-        key = (event.service, event.result)
-        series = self._lookups.get(key)
-        if series is None:
-            series = self._lookups[key] = self.discovery.series(event.service, event.result.value)
-        series.inc()
+    def describe(self) -> Iterable[Metric]:
+        """What the registry checks for duplicate names when this collector is registered."""
+        return self.collect()
 
-    def _protected(self, event: DiscoveryProtected) -> None:
-        self.protections.series(event.service, event.outcome.value).inc()
+    def collect(self) -> Iterable[Metric]:
+        return [family.collect() for family in self.families]
 
-    def _watch_state_changed(self, event: WatchStateChanged) -> None:
-        self.watching.series(event.service).set(1 if event.state is WatchState.WATCHING else 0)
 
-    def _registration_attempted(self, event: RegistrationAttempted) -> None:
-        self.registrations.series(event.service, event.outcome.value).inc()
-
-    def _heartbeat_sent(self, event: HeartbeatSent) -> None:
-        self.heartbeats.series(event.service, event.outcome.value).inc()
+_lock = threading.Lock()
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, ClientMetrics] = weakref.WeakKeyDictionary()
 
 
 def client_metrics(registry: CollectorRegistry | None = None) -> ClientMetrics:
@@ -169,5 +192,17 @@ def client_metrics(registry: CollectorRegistry | None = None) -> ClientMetrics:
     with _lock:
         metrics = _by_registry.get(target)
         if metrics is None:
-            metrics = _by_registry[target] = ClientMetrics(target)
+            metrics = _by_registry[target] = ClientMetrics()
+            target.register(metrics)
         return metrics
+
+
+def aiohttp_metrics_handler(
+        registry: CollectorRegistry | None = None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """An aiohttp handler exposing ``registry`` (default: the process-wide one) in the text format."""
+    target = REGISTRY if registry is None else registry
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(target), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return handler

@@ -28,7 +28,7 @@ def parse_timestamp(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class ServiceInstance:
-    """One registered instance of a service (SPEC §1 instance JSON)."""
+    """One registered instance of a service, as the registry's JSON describes it."""
 
     id: str
     name: str

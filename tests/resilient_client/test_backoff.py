@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient_client import Backoff, BackoffConfig, parse_retry_after
+from resilient_client import BackoffConfig
+from resilient_client._backoff import Backoff, parse_retry_after
 
 configs = st.builds(BackoffConfig, base_s=st.floats(0.001, 10), factor=st.floats(1, 4),
                     max_s=st.floats(0.001, 100), jitter=st.floats(0, 1))

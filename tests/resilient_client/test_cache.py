@@ -3,7 +3,10 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from resilient_client import DiscoveryCache, DiscoveryLookedUp, EventBus, RegistryUnavailableError, client_metrics
+from resilient_client import RegistryUnavailableError, client_metrics
+from resilient_client._cache import DiscoveryCache
+from resilient_client._report import Reporter
+from resilient_client.hooks import DiscoveryLookedUp
 from tests.support.client_fakes import FakeClock
 
 
@@ -25,8 +28,8 @@ class Registry:
 def make(ttl: float = 10, max_stale: float = 60) -> tuple[DiscoveryCache[str, tuple[str, ...]], Registry,
                                                            FakeClock, list[str]]:
     registry, clock, results = Registry(), FakeClock(), []
-    events = EventBus([lambda e: results.append(e.result.value) if isinstance(e, DiscoveryLookedUp) else None])
-    cache = DiscoveryCache(registry.fetch, ttl_s=ttl, max_stale_s=max_stale, clock=clock, events=events)
+    reporter = Reporter(hooks=[lambda e: results.append(e.result.value) if isinstance(e, DiscoveryLookedUp) else None])
+    cache = DiscoveryCache(registry.fetch, ttl_s=ttl, max_stale_s=max_stale, clock=clock, reporter=reporter)
     return cache, registry, clock, results
 
 
@@ -34,18 +37,18 @@ async def test_the_hit_series_starts_at_the_first_hit_and_counts_every_fresh_loo
     registry = CollectorRegistry()
     clock = FakeClock()
     cache = DiscoveryCache(Registry().fetch, ttl_s=10, max_stale_s=60, clock=clock,
-                           events=EventBus([client_metrics(registry)]))
+                           reporter=Reporter(client_metrics(registry)))
 
     def hits() -> float | None:
         return registry.get_sample_value("resilient_client_discovery_total", {"service": "User", "result": "hit"})
 
     await cache.get("User")
-    assert hits() is None  # (no series at 0 before the first hit, as before channels)
-    assert cache.fresh("User") == ("User-1",)
+    assert hits() is None  # (no series at 0 before the first hit)
+    assert await cache.get("User") == ("User-1",)
     await cache.get("User")
     assert hits() == 2
     clock.advance(10)
-    assert cache.fresh("User") is None
+    assert await cache.get("User") == ("User-2",)  # no longer fresh: asked again, a miss
     assert hits() == 2
 
 
@@ -150,8 +153,8 @@ async def test_a_watched_entry_stays_fresh_past_the_ttl_until_unwatched() -> Non
 
 async def test_a_value_the_protected_hook_names_is_reported_as_protected() -> None:
     registry, results = Registry(), []
-    events = EventBus([lambda e: results.append(e.result.value) if isinstance(e, DiscoveryLookedUp) else None])
-    cache = DiscoveryCache(registry.fetch, ttl_s=10, max_stale_s=60, clock=FakeClock(), events=events,
+    reporter = Reporter(hooks=[lambda e: results.append(e.result.value) if isinstance(e, DiscoveryLookedUp) else None])
+    cache = DiscoveryCache(registry.fetch, ttl_s=10, max_stale_s=60, clock=FakeClock(), reporter=reporter,
                            protected=lambda value: value == ("kept",))
     cache.put("User", ("kept",))
     assert await cache.get("User") == ("kept",)

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 from resilient_client import (
     ManagerConfig,
     ServiceRegistryManager,
+    aiohttp_metrics_handler,
     attach_to_aiohttp,
     install_signal_handlers,
-    make_aiohttp_metrics_handler,
     registry_lifespan,
 )
 from tests.support.client_fake_registry import FakeRegistry
@@ -50,7 +50,7 @@ async def test_the_aiohttp_helper_registers_on_startup_and_deregisters_on_shutdo
         registry: FakeRegistry) -> None:
     app = web.Application()
     attach_to_aiohttp(app, manager_for(registry.url), "User", 3002)
-    app.router.add_get("/metrics", make_aiohttp_metrics_handler(CollectorRegistry()))
+    app.router.add_get("/metrics", aiohttp_metrics_handler(CollectorRegistry()))
     async with TestClient(TestServer(app)) as client:
         assert [inst["name"] for inst in registry.instances.values()] == ["User"]
         assert (await client.get("/metrics")).status == 200

@@ -76,8 +76,9 @@ async def test_a_heartbeat_follows_registration_at_once_and_carries_the_status(r
 
 async def test_heartbeats_repeat_every_interval(registry: FakeRegistry) -> None:
     async with manager_for(registry.url, heartbeat_ms=30) as manager:
-        await manager.register("Auth", 3001)
+        service_id = await manager.register("Auth", 3001)
         await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= 4), message="four heartbeats")
+        assert {beat.path for beat in registry.requests("PUT")} == {f"/instances/{service_id}/heartbeat"}
 
 
 async def test_a_404_heartbeat_re_registers_at_once_with_the_same_id(registry: FakeRegistry) -> None:
@@ -111,7 +112,9 @@ async def test_deregister_accepts_a_registry_that_already_forgot_the_instance(re
     async with manager_for(registry.url) as manager:
         await manager.register("Auth", 3001)
         registry.forget_all()
-        await manager.deregister()
+        await manager.deregister()  # a 404 is taken as done: no error, no retry
+        assert len(registry.requests("DELETE")) == 1
+        assert not manager.registered
 
 
 async def test_leaving_async_with_deregisters(registry: FakeRegistry) -> None:
@@ -147,20 +150,20 @@ async def test_the_next_registry_replica_is_used_when_the_first_is_down(registry
         assert [inst.port for inst in await manager.discover_services("User")] == [7001]
 
 
-async def test_fresh_services_answers_a_fresh_cached_lookup_without_a_copy_and_counts_it_as_a_hit(
+async def test_a_fresh_cached_answer_is_served_without_asking_the_registry_and_counted_as_a_hit(
         registry: FakeRegistry) -> None:
     registry.add("User", 7001)
     registry.add("User", 7002, status="DOWN")
     metrics = CollectorRegistry()
     config = ManagerConfig(registry_urls=(registry.url,), host="127.0.0.1", port=4000)
     async with ServiceRegistryManager(config=config, metrics_registry=metrics, watch=False) as manager:
-        assert manager.fresh_services("User") is None  # nothing cached: discover_services asks the registry
         listed = await manager.discover_services("User")
-        fresh = manager.fresh_services("User")
-        assert fresh is not None
-        assert list(fresh) == listed  # UP instances only, as discover_services answers
-        assert manager.fresh_services("User") is fresh  # the cached tuple itself, every time
+        assert [inst.port for inst in listed] == [7001]  # UP instances only
+        assert await manager.discover_services("User") == listed
+        assert await manager.discover_services("User") == listed
         assert len(registry.requests("GET", "/services/User")) == 1
+        assert metrics.get_sample_value("resilient_client_discovery_total",
+                                        {"service": "User", "result": "miss"}) == 1
         assert metrics.get_sample_value("resilient_client_discovery_total",
                                         {"service": "User", "result": "hit"}) == 2
 

@@ -1,20 +1,22 @@
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from resilient_client import ProtectionOutcome, ServiceAnswer, ServiceView, admit
+from resilient_client._empty_set import CachedAnswer, admit
+from resilient_client.hooks import ProtectionOutcome
+from resilient_client.model import ServiceAnswer
 from tests.support.client_fakes import instance
 
 A, B = instance("User", 4001), instance("User", 4002)
 GRACE = 30.0
 
 
-def view(*instances: object, revision: int = 10) -> ServiceView:
-    return ServiceView.of(ServiceAnswer(tuple(instances), revision))  # type: ignore[arg-type]
+def view(*instances: object, revision: int = 10) -> CachedAnswer:
+    return CachedAnswer.of(ServiceAnswer(tuple(instances), revision))  # type: ignore[arg-type]
 
 
 def test_an_empty_answer_whose_revision_moved_on_is_a_real_deregistration_and_empties_the_view() -> None:
     after, outcome = admit(view(A), ServiceAnswer((), 11), now=0, grace_s=GRACE)
-    assert after == ServiceView((), 11, 11)
+    assert after == CachedAnswer((), 11, 11)
     assert outcome is None
 
 
@@ -38,13 +40,13 @@ def test_protection_holds_until_the_grace_period_runs_out_then_the_empty_set_is_
     still, outcome = admit(protected, ServiceAnswer((), 0), now=129.9, grace_s=GRACE)
     assert (still.instances, still.protected_until, outcome) == ((A,), 130, None)
     emptied, outcome = admit(still, ServiceAnswer((), 0), now=130, grace_s=GRACE)
-    assert (emptied, outcome) == (ServiceView((), 0, 0), ProtectionOutcome.EMPTIED)
+    assert (emptied, outcome) == (CachedAnswer((), 0, 0), ProtectionOutcome.EMPTIED)
 
 
 def test_instances_that_come_back_end_the_protection() -> None:
     protected, _ = admit(view(A, B), ServiceAnswer((), 0), now=100, grace_s=GRACE)
     after, outcome = admit(protected, ServiceAnswer((B,), 1), now=101, grace_s=GRACE)
-    assert (after, outcome) == (ServiceView((B,), 1, 1), ProtectionOutcome.RECOVERED)
+    assert (after, outcome) == (CachedAnswer((B,), 1, 1), ProtectionOutcome.RECOVERED)
 
 
 def test_while_protecting_a_revision_past_the_kept_one_empties_at_once() -> None:
@@ -65,20 +67,20 @@ def test_a_grace_period_of_zero_turns_protection_off() -> None:
 
 revisions = st.one_of(st.none(), st.integers(0, 50))
 answers = st.builds(ServiceAnswer, st.sampled_from([(), (A,), (A, B)]), revisions)
-views = st.builds(ServiceView, st.sampled_from([(), (A,), (A, B)]), revisions, revisions,
+views = st.builds(CachedAnswer, st.sampled_from([(), (A,), (A, B)]), revisions, revisions,
                   st.one_of(st.none(), st.floats(0, 200)))
 
 
 @given(views, answers, st.floats(0, 200), st.floats(0, 60))
-def test_an_answer_with_instances_is_always_taken_as_it_is(previous: ServiceView, answer: ServiceAnswer,
+def test_an_answer_with_instances_is_always_taken_as_it_is(previous: CachedAnswer, answer: ServiceAnswer,
                                                            now: float, grace: float) -> None:
     after, _ = admit(previous, answer, now=now, grace_s=grace)
     if answer.instances:
-        assert after == ServiceView.of(answer)
+        assert after == CachedAnswer.of(answer)
 
 
 @given(views, answers, st.floats(0, 200), st.floats(0, 60))
-def test_kept_instances_never_outlive_the_grace_period(previous: ServiceView, answer: ServiceAnswer,
+def test_kept_instances_never_outlive_the_grace_period(previous: CachedAnswer, answer: ServiceAnswer,
                                                        now: float, grace: float) -> None:
     # a protection in force was started at an earlier ``now`` with the same grace period
     assume(previous.protected_until is None or previous.protected_until <= now + grace)

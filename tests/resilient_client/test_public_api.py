@@ -1,12 +1,46 @@
-import importlib
+import pathlib
 import subprocess
 import sys
 
 import resilient_client
+from resilient_client import errors, hooks
+
+PUBLIC_API = [
+    "AttemptTimeoutError",
+    "BackoffConfig",
+    "BreakerConfig",
+    "BreakerRejectedError",
+    "CircuitOpenError",
+    "ClientConfig",
+    "ConnectError",
+    "ConnectionLostError",
+    "ManagerConfig",
+    "Picker",
+    "RandomPicker",
+    "RegistryRequestError",
+    "RegistryUnavailableError",
+    "ResilientClient",
+    "ResilientClientError",
+    "Response",
+    "RoundRobinPicker",
+    "ServiceInstance",
+    "ServiceRegistryManager",
+    "ServiceUnavailableError",
+    "Status",
+    "TransportError",
+    "WatchConfig",
+    "aiohttp_metrics_handler",
+    "attach_to_aiohttp",
+    "client_metrics",
+    "install_signal_handlers",
+    "registry_lifespan",
+    "shut_down",
+]
 
 
-def test_all_is_sorted_and_every_name_is_importable() -> None:
-    assert resilient_client.__all__ == sorted(resilient_client.__all__)
+def test_the_public_api_is_these_names_sorted_and_every_one_is_importable() -> None:
+    assert resilient_client.__all__ == PUBLIC_API
+    assert sorted(PUBLIC_API) == PUBLIC_API
     for name in resilient_client.__all__:
         assert hasattr(resilient_client, name), name
 
@@ -17,11 +51,30 @@ def test_spec_names_are_exported() -> None:
         assert name in resilient_client.__all__
 
 
-def test_every_exception_has_the_package_root() -> None:
-    for name in resilient_client.__all__:
-        value = getattr(resilient_client, name)
-        if isinstance(value, type) and issubclass(value, BaseException):
-            assert issubclass(value, resilient_client.ResilientClientError), name
+def test_every_exception_has_the_package_root_and_is_in_the_documented_tree() -> None:
+    exceptions = [name for name in resilient_client.__all__
+                  if isinstance(getattr(resilient_client, name), type)
+                  and issubclass(getattr(resilient_client, name), BaseException)]
+    assert exceptions
+    for name in exceptions:
+        assert issubclass(getattr(resilient_client, name), resilient_client.ResilientClientError), name
+        assert name in (errors.__doc__ or ""), name
+
+
+def test_the_hook_events_are_frozen_and_named_in_the_event_union() -> None:
+    union = set(hooks.Event.__args__)
+    assert {cls.__name__ for cls in union} == {
+        "RequestFinished", "FailedOver", "Retried", "BreakerStateChanged", "BreakerRejected", "BreakerRemoved",
+        "DiscoveryLookedUp", "DiscoveryProtected", "WatchStateChanged", "RegistrationAttempted", "HeartbeatSent"}
+    for cls in union:
+        assert cls.__dataclass_params__.frozen, cls.__name__
+
+
+def test_modules_behind_the_api_are_private() -> None:
+    package = pathlib.Path(resilient_client.__file__).parent
+    public = sorted(path.stem for path in package.glob("*.py") if not path.stem.startswith("_"))
+    assert public == ["client", "config", "errors", "hooks", "lifecycle", "manager", "metrics", "model", "picker",
+                      "response"]
 
 
 def test_importing_creates_no_metrics_and_reads_no_environment() -> None:
@@ -29,11 +82,3 @@ def test_importing_creates_no_metrics_and_reads_no_environment() -> None:
             "import resilient_client;"
             "assert not [m for m in p.REGISTRY.collect() if m.name.startswith('resilient_client')]")
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_modules_stay_small() -> None:
-    import pathlib
-
-    for path in pathlib.Path(resilient_client.__file__).parent.glob("*.py"):
-        module = importlib.import_module(f"resilient_client.{path.stem}") if path.stem != "__init__" else None
-        assert module is None or len(path.read_text().splitlines()) < 320, path.name

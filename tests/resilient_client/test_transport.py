@@ -4,7 +4,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from resilient_client import AiohttpTransport, AttemptTimeoutError, ConnectError, ConnectionLostError, OutgoingRequest
+from resilient_client import AttemptTimeoutError, ConnectError, ConnectionLostError
+from resilient_client._transport import AiohttpTransport, OutgoingRequest
 from tests.support.processes import free_port
 
 

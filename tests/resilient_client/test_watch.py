@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 from prometheus_client import CollectorRegistry
 
-from resilient_client import BackoffConfig, ManagerConfig, ServiceRegistryManager, WatchConfig, WatchState
+from resilient_client import BackoffConfig, ManagerConfig, ServiceRegistryManager, WatchConfig
+from resilient_client.hooks import WatchState
 from tests.support.client_fake_registry import FakeRegistry
 from tests.support.polling import async_wait_until
 

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from resilient_client import OutgoingRequest, Response, ServiceInstance, TransportError
+from resilient_client import Response, ServiceInstance, TransportError
+from resilient_client._transport import OutgoingRequest
 
 
 class FakeClock:
@@ -35,12 +36,12 @@ def instance(name: str, port: int, *, host: str = "127.0.0.1", status: str = "UP
 
 @dataclass
 class StaticDiscovery:
-    """``discover_services`` answers from a dict; counts the lookups."""
+    """``instances`` answers from a dict; counts the lookups."""
 
     services: dict[str, list[ServiceInstance]] = field(default_factory=dict)
     lookups: int = 0
 
-    async def discover_services(self, name: str) -> list[ServiceInstance]:
+    async def instances(self, name: str) -> list[ServiceInstance]:
         self.lookups += 1
         return list(self.services.get(name, []))
 

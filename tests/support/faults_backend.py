@@ -36,7 +36,7 @@ def build_fault_app() -> web.Application:
 
     app.router.add_route("*", "/slow", slow)
     app.router.add_get("/arrivals", show_arrivals)
-    app.router.add_get("/metrics", aiohttp_metrics_handler)
+    app.router.add_get("/metrics", aiohttp_metrics_handler())
     return app
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from resilient_client.events import ProtectionOutcome
+from resilient_client.hooks import ProtectionOutcome
 from resilient_client.model import ServiceAnswer, ServiceInstance
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceView:
+class CachedAnswer:
     """What the discovery cache holds for one service and status filter."""
 
     instances: tuple[ServiceInstance, ...]
@@ -33,14 +33,14 @@ class ServiceView:
         return self.protected_until is not None
 
     @classmethod
-    def of(cls, answer: ServiceAnswer) -> ServiceView:
+    def of(cls, answer: ServiceAnswer) -> CachedAnswer:
         return cls(answer.instances, answer.revision, answer.revision)
 
 
-def admit(previous: ServiceView | None, answer: ServiceAnswer, *, now: float,
-          grace_s: float) -> tuple[ServiceView, ProtectionOutcome | None]:
+def admit(previous: CachedAnswer | None, answer: ServiceAnswer, *, now: float,
+          grace_s: float) -> tuple[CachedAnswer, ProtectionOutcome | None]:
     """The view after ``answer``, and what it did to protection (``None``: nothing)."""
-    fresh = ServiceView.of(answer)
+    fresh = CachedAnswer.of(answer)
     protecting = previous is not None and previous.protected
     if answer.instances:
         return fresh, ProtectionOutcome.RECOVERED if protecting else None

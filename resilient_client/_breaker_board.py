@@ -6,9 +6,11 @@ import operator
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from resilient_client.breaker import InstanceBreaker
+from resilient_client._breaker import InstanceBreaker
+from resilient_client._clock import Clock
+from resilient_client._report import Reporter
 from resilient_client.config import BreakerConfig
-from resilient_client.events import BreakerState, EventBus
+from resilient_client.hooks import BreakerState
 
 if TYPE_CHECKING:
     from resilient_client.model import ServiceInstance
@@ -23,9 +25,10 @@ class BreakerBoard:
     them a call may try.
     """
 
-    def __init__(self, config: BreakerConfig, events: EventBus) -> None:
+    def __init__(self, config: BreakerConfig, reporter: Reporter, clock: Clock) -> None:
         self._config = config
-        self._events = events
+        self._reporter = reporter
+        self._clock = clock
         self._breakers: dict[tuple[str, str], InstanceBreaker] = {}
         self._lineups: dict[str, tuple[tuple[ServiceInstance, ...], dict[int, InstanceBreaker]]] = {}
         self._unclosed: dict[str, set[InstanceBreaker]] = {}
@@ -35,8 +38,8 @@ class BreakerBoard:
         key = (service, instance)
         breaker = self._breakers.get(key)
         if breaker is None:
-            breaker = self._breakers[key] = InstanceBreaker(service, instance, self._config, self._events,
-                                                            on_state=self._state_changed)
+            breaker = self._breakers[key] = InstanceBreaker(service, instance, self._config, self._reporter,
+                                                            self._clock, on_state=self._state_changed)
         return breaker
 
     def lineup(self, service: str, instances: Sequence[ServiceInstance]) -> dict[int, InstanceBreaker]:

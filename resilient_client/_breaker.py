@@ -1,31 +1,33 @@
 """Our adapter around ``pybreaker.CircuitBreaker``: one breaker per instance, asyncio-correct.
 
-pybreaker knows nothing of asyncio, so the adapter
+pybreaker knows nothing of asyncio, so :meth:`InstanceBreaker.call`
 
-* hands outcomes to pybreaker through ``breaker.calling()`` (``breaker.call(coroutine_fn)`` would count
-  the coroutine object as a success), entered and left synchronously around the caller's own ``await``
-  (:meth:`InstanceBreaker.admit`, then the outcome), so no coroutine of ours stands between a call and
-  its transport,
+* hands the outcome of the awaited call to pybreaker through ``breaker.calling()``
+  (``breaker.call(coroutine_fn)`` would count the coroutine object as a success),
 * lets a ``CancelledError`` (or any error that is not about the instance) pass through unchanged and
   uncounted: neither a failure nor a success, in any state,
 * re-raises the original error when a failure trips the breaker (never a ``CircuitBreakerError``),
 * admits at most ``half_open_max_probes`` calls at once while half-open (pybreaker admits everyone),
+* times the reset timeout on the injected clock (pybreaker reads the wall clock), and moves the breaker
+  to half-open through pybreaker itself when it has run out,
 * counts the calls an open breaker turns away (pybreaker's listeners never see them), and
-* reports state changes through a pybreaker listener as :class:`~resilient_client.events.BreakerStateChanged`.
+* reports state changes (seen through a pybreaker listener) to its :class:`Reporter`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Generic, TypeVar, TypeVarTuple, cast
 
 import pybreaker
 
+from resilient_client._clock import Clock
+from resilient_client._report import Reporter
 from resilient_client.config import BreakerConfig
 from resilient_client.errors import BreakerRejectedError, TransportError
-from resilient_client.events import BreakerRejected, BreakerRemoved, BreakerState, BreakerStateChanged, EventBus
+from resilient_client.hooks import BreakerState
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -51,7 +53,7 @@ def _counts(exc: BaseException) -> bool:
 
 
 Probe = AbstractContextManager[Any]
-"""A half-open probe in flight: the entered ``calling()`` of its breaker (see :meth:`InstanceBreaker.admit`)."""
+"""A half-open probe in flight: the entered ``calling()`` of its breaker."""
 
 
 def _exit(calling: Probe, error: BaseException | None) -> None:
@@ -75,6 +77,7 @@ class _NeutralStorage(pybreaker.CircuitBreakerStorage):
     counter: int = 0
     success_counter: int = 0
     opened_at: datetime | None = None
+    """Written by pybreaker when it opens; unread: the adapter times the reset timeout on its own clock."""
 
     def __init__(self) -> None:
         super().__init__("memory")
@@ -106,9 +109,9 @@ class _StateListener(pybreaker.CircuitBreakerListener):
 
 
 class InstanceBreaker:
-    """The breaker of one instance of one service."""
+    """The breaker of one instance of one service; calls go through :meth:`call`."""
 
-    def __init__(self, service: str, instance: str, config: BreakerConfig, events: EventBus, *,
+    def __init__(self, service: str, instance: str, config: BreakerConfig, reporter: Reporter, clock: Clock, *,
                  on_state: Callable[[InstanceBreaker, BreakerState], None] | None = None) -> None:
         """``on_state(breaker, state)`` is called on every change of state, until the breaker is retired."""
         self.service = service
@@ -116,7 +119,10 @@ class InstanceBreaker:
         self.rejections = 0
         """Calls turned away without I/O (open, or every half-open probe slot taken)."""
         self._config = config
-        self._events = events
+        self._reporter = reporter
+        self._clock = clock
+        self._opened_at = 0.0
+        """When it last opened, on ``clock``."""
         self._probes = 0
         self._retired = False
         self._on_state = on_state
@@ -130,7 +136,7 @@ class InstanceBreaker:
             name=f"{service}@{instance}",
             throw_new_error_on_trip=False,
         )
-        events.emit(BreakerStateChanged(service, instance, BreakerState.CLOSED, transition=False))
+        reporter.breaker_created(service, instance)
 
     @property
     def state(self) -> BreakerState:
@@ -142,7 +148,7 @@ class InstanceBreaker:
 
     @property
     def pybreaker(self) -> pybreaker.CircuitBreaker:
-        """The wrapped breaker (read it; drive it only through :meth:`call` or :meth:`admit`)."""
+        """The wrapped breaker (read it, add listeners; drive it only through :meth:`call`)."""
         return self._breaker
 
     def available(self) -> bool:
@@ -155,71 +161,56 @@ class InstanceBreaker:
         return self._probes < self._config.half_open_max_probes
 
     async def call(self, send: Callable[[*Ts], Awaitable[T]], is_failure: Callable[[T], bool], *args: *Ts) -> T:
-        """Await ``send(*args)`` under the breaker; a result for which ``is_failure`` holds counts as a failure.
+        """Await ``send(*args)`` under the breaker; a result for which ``is_failure`` holds counts as a failure
+        (and is still returned).
 
         Raises :class:`BreakerRejectedError` without calling ``send`` when the breaker turns the call away.
-        The client does the same in its own coroutine (one coroutine level less at every resumption):
-        :meth:`admit`, await, then :meth:`succeeded`, :meth:`failed` or :meth:`raised`.
         """
-        probe = self.admit()
+        probe = self._admit()
         try:
             result = await send(*args)
         except BaseException as exc:
-            self.raised(probe, exc)
+            self._raised(probe, exc)
             raise
         if is_failure(result):
-            self.failed(probe, result)
-        else:
-            self.succeeded(probe)
+            self._raised(probe, _CountedFailureError(result))
+        elif probe is not None:
+            self._finish(probe, None)
+        elif self._storage.counter:  # a success after failures while closed: resets the count
+            self._record(None)
         return result
 
-    # A call under the breaker, driven synchronously: ``probe = admit()``, the caller awaits its call, then
-    # exactly one of ``succeeded(probe)``, ``failed(probe, result)`` or ``raised(probe, error)``.
-    #
     # While closed (the hot path) a closed breaker admits everyone, so nothing is held across the await:
-    # ``admit`` answers ``None`` and the outcome goes to pybreaker afterwards. While closed, a success through
+    # ``_admit`` answers ``None`` and the outcome goes to pybreaker afterwards. While closed, a success through
     # ``calling()`` only resets the failure count, so a success with nothing to reset is not handed to
-    # pybreaker at all (``calling()`` costs more than the rest of the client's work on a call); failures,
-    # and a success that ends a run of failures, are recorded through ``calling()``. An outcome that comes
-    # back after the breaker left the closed state (another call tripped it meanwhile) is dropped: the
-    # breaker has moved on, and its probes decide from there.
+    # pybreaker at all; failures, and a success that ends a run of failures, are recorded through
+    # ``calling()``. An outcome that comes back after the breaker left the closed state (another call tripped
+    # it meanwhile) is dropped: the breaker has moved on, and its probes decide from there.
     #
-    # Otherwise ``admit`` enters pybreaker's ``calling()`` (open → half-open when the reset timeout has
-    # passed, or ``CircuitBreakerError``) and answers it as the probe; the outcome exits it, so pybreaker
+    # Otherwise ``_admit`` enters pybreaker's ``calling()`` (once the reset timeout has passed on our clock,
+    # after moving pybreaker to half-open) and answers it as the probe; the outcome exits it, so pybreaker
     # judges the probe exactly as if the await had run inside ``with breaker.calling():``.
 
-    def admit(self) -> Probe | None:
+    def _admit(self) -> Probe | None:
         """Let one call through: ``None`` while closed, else the half-open probe to hand back with its outcome.
 
         Raises :class:`BreakerRejectedError` (counted as a rejection) when the breaker turns the call away.
         """
-        if self._storage.state == pybreaker.STATE_CLOSED:
+        state = self._storage.state
+        if state == pybreaker.STATE_CLOSED:
             return None
-        if self._storage.state == pybreaker.STATE_OPEN and not self._reset_elapsed():
-            raise self._rejected("open")
+        if state == pybreaker.STATE_OPEN:
+            if not self._reset_elapsed():
+                raise self._rejected("open")
+            self._breaker.half_open()  # (listeners told)
         if self._probes >= self._config.half_open_max_probes:
             raise self._rejected("half-open and probing")
         probe = self._breaker.calling()
-        try:
-            probe.__enter__()  # open → half-open (listeners told), or CircuitBreakerError
-        except pybreaker.CircuitBreakerError as exc:  # (the reset timeout had not passed after all)
-            raise self._rejected("open") from exc
+        probe.__enter__()  # half-open: admitted
         self._probes += 1
         return cast(Probe, probe)
 
-    def succeeded(self, probe: Probe | None) -> None:
-        """The admitted call succeeded."""
-        if probe is None:
-            if self._storage.counter:  # (the closed hot path: nothing to reset, nothing to do)
-                self._record(None)
-        else:
-            self._finish(probe, None)
-
-    def failed(self, probe: Probe | None, result: object = None) -> None:
-        """The admitted call returned a result that counts as a failure of the instance (a 503, say)."""
-        self.raised(probe, _CountedFailureError(result))
-
-    def raised(self, probe: Probe | None, error: BaseException) -> None:
+    def _raised(self, probe: Probe | None, error: BaseException) -> None:
         """The admitted call raised ``error`` (the caller re-raises it, also when this failure tripped the
         breaker): a failure when it is about the instance; otherwise (``CancelledError``, a bug) neither
         a failure nor a success."""
@@ -250,10 +241,7 @@ class InstanceBreaker:
             _exit(calling, error)
 
     def _reset_elapsed(self) -> bool:
-        opened_at = self._storage.opened_at
-        if opened_at is None:
-            return True
-        return datetime.now(UTC) >= opened_at + timedelta(seconds=self._breaker.reset_timeout)
+        return self._clock.monotonic() >= self._opened_at + self._config.reset_timeout_s
 
     def turned_away(self) -> None:
         """Count a call turned away because this breaker was found open before any attempt."""
@@ -262,17 +250,19 @@ class InstanceBreaker:
     def _reject(self) -> None:
         self.rejections += 1
         if not self._retired:
-            self._events.emit(BreakerRejected(self.service, self.instance))
+            self._reporter.breaker_rejected(self.service, self.instance)
 
     def _rejected(self, why: str) -> BreakerRejectedError:
         self._reject()
         return BreakerRejectedError(f"circuit breaker of {self.instance} is {why}", sent=False)
 
     def _state_changed(self, state: BreakerState) -> None:
+        if state is BreakerState.OPEN:
+            self._opened_at = self._clock.monotonic()
         if not self._retired:
             if self._on_state is not None:
                 self._on_state(self, state)
-            self._events.emit(BreakerStateChanged(self.service, self.instance, state))
+            self._reporter.breaker_changed(self.service, self.instance, state)
 
     @property
     def retired(self) -> bool:
@@ -280,10 +270,10 @@ class InstanceBreaker:
         return self._retired
 
     def retire(self) -> None:
-        """Report this breaker gone (:class:`BreakerRemoved`); calls still holding it report nothing."""
+        """Report this breaker gone; calls still holding it report nothing."""
         if not self._retired:
             self._retired = True
-            self._events.emit(BreakerRemoved(self.service, self.instance))
+            self._reporter.breaker_removed(self.service, self.instance)
 
     def __repr__(self) -> str:
         return f"InstanceBreaker({self.service!r}, {self.instance!r}, state={self.state.label})"

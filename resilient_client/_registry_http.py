@@ -1,4 +1,4 @@
-"""The registry's REST API (SPEC §1) as seen by a client, failing over between registry replicas."""
+"""The registry's REST API as seen by a client, failing over between registry replicas."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from resilient_client.backoff import parse_retry_after
+from resilient_client._backoff import parse_retry_after
 from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
 from resilient_client.model import ServiceAnswer, ServiceInstance
 

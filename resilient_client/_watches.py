@@ -17,11 +17,12 @@ import random
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
-from resilient_client.backoff import Backoff
-from resilient_client.clock import Clock, SystemClock
+from resilient_client._backoff import Backoff
+from resilient_client._clock import Clock, SystemClock
+from resilient_client._report import Reporter
 from resilient_client.config import WatchConfig
 from resilient_client.errors import RegistryUnavailableError
-from resilient_client.events import EventBus, WatchState, WatchStateChanged
+from resilient_client.hooks import WatchState
 from resilient_client.model import ServiceAnswer
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,13 @@ class ServiceWatches(Generic[K]):
 
     def __init__(self, source: WatchSource[K], config: WatchConfig, *, idle_s: float,
                  clock: Clock | None = None, rng: random.Random | None = None,
-                 events: EventBus | None = None) -> None:
+                 reporter: Reporter | None = None) -> None:
         self._source = source
         self._config = config
         self._idle_s = idle_s
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._events = events or EventBus()
+        self._reporter = reporter or Reporter()
         self._backoff = Backoff(config.retry)
         self._watches: dict[K, _Watch] = {}
         self._closed = False
@@ -167,7 +168,7 @@ class ServiceWatches(Generic[K]):
     def _set_state(self, key: K, watch: _Watch, state: WatchState) -> None:
         if watch.state is not state:
             watch.state = state
-            self._events.emit(WatchStateChanged(self._source.label(key), state))
+            self._reporter.watch_changed(self._source.label(key), state)
 
     def __repr__(self) -> str:
         return f"ServiceWatches(watching={len(self._watches)}, enabled={self._config.enabled})"

@@ -1,8 +1,8 @@
 """Discovery as the manager serves it: the cache, the watches that keep it current, empty-set protection.
 
-``lookup`` answers from :class:`~resilient_client.cache.DiscoveryCache` and marks the service as in use;
-:class:`~resilient_client.watch.ServiceWatches` keeps each service in use current with blocking queries.
-Every answer, polled or watched, goes through :func:`~resilient_client.protection.admit` before it
+``lookup`` answers from :class:`~resilient_client._cache.DiscoveryCache` and marks the service as in use;
+:class:`~resilient_client._watches.ServiceWatches` keeps each service in use current with blocking queries.
+Every answer, polled or watched, goes through :func:`~resilient_client._empty_set.admit` before it
 replaces what the cache holds.
 """
 
@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import random
 
-from resilient_client.cache import DiscoveryCache
-from resilient_client.clock import Clock
+from resilient_client._cache import DiscoveryCache
+from resilient_client._clock import Clock
+from resilient_client._empty_set import CachedAnswer, admit
+from resilient_client._registry_http import RegistryHttp
+from resilient_client._report import Reporter
+from resilient_client._watches import ServiceWatches
 from resilient_client.config import ManagerConfig
-from resilient_client.events import DiscoveryProtected, EventBus, ProtectionOutcome
+from resilient_client.hooks import ProtectionOutcome
 from resilient_client.model import ServiceAnswer, ServiceInstance
-from resilient_client.protection import ServiceView, admit
-from resilient_client.registry_http import RegistryHttp
-from resilient_client.watch import ServiceWatches
 
 log = logging.getLogger(__name__)
 
@@ -32,33 +33,25 @@ PROTECTED_TTL_S = 1.0
 class WatchedDiscovery:
     """The discovery cache of one manager, kept current by blocking queries while a service is in use."""
 
-    def __init__(self, http: RegistryHttp, config: ManagerConfig, *, clock: Clock, events: EventBus,
+    def __init__(self, http: RegistryHttp, config: ManagerConfig, *, clock: Clock, reporter: Reporter,
                  rng: random.Random) -> None:
         self._http = http
         self._config = config
         self._clock = clock
-        self._events = events
+        self._reporter = reporter
         ttl_s = config.cache_ttl_s
-        self.cache: DiscoveryCache[DiscoveryKey, ServiceView] = DiscoveryCache(
-            self._fetch, ttl_s=ttl_s, max_stale_s=config.stale_max_age_s, clock=clock, events=events,
+        self.cache: DiscoveryCache[DiscoveryKey, CachedAnswer] = DiscoveryCache(
+            self._fetch, ttl_s=ttl_s, max_stale_s=config.stale_max_age_s, clock=clock, reporter=reporter,
             label=self.label, ttl_for=lambda view: min(ttl_s, PROTECTED_TTL_S) if view.protected else ttl_s,
             protected=lambda view: view.protected)
         self.watches: ServiceWatches[DiscoveryKey] = ServiceWatches(
-            self, config.watch, idle_s=config.watch_idle_s, clock=clock, rng=rng, events=events)
+            self, config.watch, idle_s=config.watch_idle_s, clock=clock, rng=rng, reporter=reporter)
 
     async def lookup(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...]:
+        """The instances of ``name`` (every service: ``None``) with ``status`` (any: ``None``), from the cache;
+        a single service looked up is watched from now on."""
         key: DiscoveryKey = (name, status)
         view = await self.cache.get(key)
-        if name is not None:
-            self.watches.touch(key)
-        return view.instances
-
-    def fresh(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...] | None:
-        """What :meth:`lookup` answers when the cache holds a fresh answer (no ``await``), else ``None``."""
-        key: DiscoveryKey = (name, status)
-        view = self.cache.fresh(key)
-        if view is None:
-            return None
         if name is not None:
             self.watches.touch(key)
         return view.instances
@@ -69,13 +62,13 @@ class WatchedDiscovery:
 
     # -- the cache's fetch -------------------------------------------------------------------------------
 
-    async def _fetch(self, key: DiscoveryKey) -> ServiceView:
+    async def _fetch(self, key: DiscoveryKey) -> CachedAnswer:
         name, status = key
         if name is None:
-            return ServiceView(await self._http.all_instances(status))
+            return CachedAnswer(await self._http.all_instances(status))
         return self._admit(key, await self._http.service(name, status))
 
-    def _admit(self, key: DiscoveryKey, answer: ServiceAnswer) -> ServiceView:
+    def _admit(self, key: DiscoveryKey, answer: ServiceAnswer) -> CachedAnswer:
         view, outcome = admit(self.cache.peek(key), answer, now=self._clock.monotonic(),
                               grace_s=self._config.empty_grace_s)
         if outcome is not None:
@@ -86,7 +79,7 @@ class WatchedDiscovery:
                             len(view.instances), self._config.empty_grace_s)
             else:
                 log.info("%s: empty-set protection ended (%s)", service, outcome.value)
-            self._events.emit(DiscoveryProtected(service, outcome))
+            self._reporter.protected(service, outcome)
         return view
 
     # -- WatchSource -------------------------------------------------------------------------------------

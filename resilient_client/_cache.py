@@ -3,7 +3,7 @@
 Every lookup is reported once as ``hit`` (fresh), ``miss`` (asked the registry, alone or sharing another
 caller's request), ``stale`` (the registry could not be reached; an older answer was served), ``error``
 (it could not be reached and nothing young enough was cached) or ``protected`` (the value served says it
-stands in for an empty answer: see :mod:`resilient_client.protection`).
+stands in for an empty answer: see :mod:`resilient_client._empty_set`).
 
 A watcher may :meth:`~DiscoveryCache.put` answers as they arrive; a *watched* entry is fresh whatever its
 age until :meth:`~DiscoveryCache.unwatch`, then it ages from its last answer as usual.
@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from resilient_client.clock import Clock, SystemClock
+from resilient_client._clock import Clock, SystemClock
+from resilient_client._report import Reporter
 from resilient_client.errors import RegistryUnavailableError
-from resilient_client.events import Channel, DiscoveryLookedUp, DiscoveryResult, EventBus
+from resilient_client.hooks import DiscoveryResult
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -28,13 +29,13 @@ V = TypeVar("V")
 @dataclass(slots=True)
 class _Entry(Generic[V]):
     value: V
+    label: str
+    """The service the key stands for, as reported."""
     fetched_at: float
     ttl_s: float
     """How long ``value`` is fresh (``ttl_for(value)``)."""
     hit_result: DiscoveryResult
     """What a fresh lookup of this answer reports: ``hit``, or ``protected``."""
-    hit: Channel | None = None
-    """Where a fresh lookup reports, found at the first (the series of a hit starts at the first hit)."""
     quiet_until: float = 0.0
     """After a failed refresh, serve stale without asking the registry again until then."""
     watched: bool = False
@@ -51,7 +52,7 @@ class DiscoveryCache(Generic[K, V]):
     """
 
     def __init__(self, fetch: Callable[[K], Awaitable[V]], *, ttl_s: float, max_stale_s: float,
-                 error_backoff_s: float = 1.0, clock: Clock | None = None, events: EventBus | None = None,
+                 error_backoff_s: float = 1.0, clock: Clock | None = None, reporter: Reporter | None = None,
                  label: Callable[[K], str] = str, ttl_for: Callable[[V], float] | None = None,
                  protected: Callable[[V], bool] | None = None) -> None:
         self._fetch = fetch
@@ -61,27 +62,20 @@ class DiscoveryCache(Generic[K, V]):
         self._max_stale_s = max_stale_s
         self._error_backoff_s = min(error_backoff_s, ttl_s)
         self._clock = clock or SystemClock()
-        self._events = events or EventBus()
+        self._reporter = reporter or Reporter()
         self._label = label
         self._entries: dict[K, _Entry[V]] = {}
         self._inflight: dict[K, asyncio.Task[V]] = {}
 
-    def fresh(self, key: K) -> V | None:
-        """The cached value if it is fresh (reported as a hit, as :meth:`get` would), else ``None``:
-        the common case answered without an ``await``."""
-        entry = self._entries.get(key)
-        if entry is not None and (entry.watched or self._clock.monotonic() - entry.fetched_at < entry.ttl_s):
-            (entry.hit or self._hit_channel(key, entry)).fire()
-            return entry.value
-        return None
-
     async def get(self, key: K) -> V:
+        """The value of ``key``: cached while fresh, else fetched (stale if the registry cannot be reached).
+        The only place freshness is judged."""
         now = self._clock.monotonic()
         entry = self._entries.get(key)
         if entry is not None:
             age = now - entry.fetched_at
             if entry.watched or age < entry.ttl_s:
-                (entry.hit or self._hit_channel(key, entry)).fire()
+                self._reporter.looked_up(entry.label, entry.hit_result)
                 return entry.value
             if now < entry.quiet_until and age <= self._max_stale_s:
                 self._report(key, DiscoveryResult.STALE, entry.value)
@@ -152,12 +146,9 @@ class DiscoveryCache(Generic[K, V]):
         return value
 
     def _entry(self, key: K, value: V, watched: bool) -> _Entry[V]:
-        return _Entry(value, self._clock.monotonic(), self._ttl_for(value), self._result(DiscoveryResult.HIT, value),
+        return _Entry(value, self._label(key), self._clock.monotonic(), self._ttl_for(value),
+                      self._result(DiscoveryResult.HIT, value),
                       watched=watched)
-
-    def _hit_channel(self, key: K, entry: _Entry[V]) -> Channel:
-        entry.hit = self._events.channel(DiscoveryLookedUp, self._label(key), entry.hit_result)
-        return entry.hit
 
     def _forget(self, key: K, task: asyncio.Task[V]) -> None:
         if self._inflight.get(key) is task:
@@ -169,7 +160,7 @@ class DiscoveryCache(Generic[K, V]):
         return DiscoveryResult.PROTECTED if value is not None and self._protected(value) else result
 
     def _report(self, key: K, result: DiscoveryResult, value: V | None = None) -> None:
-        self._events.emit(DiscoveryLookedUp(self._label(key), self._result(result, value)))
+        self._reporter.looked_up(self._label(key), self._result(result, value))
 
     def __repr__(self) -> str:
         return f"DiscoveryCache(ttl_s={self._ttl_s}, max_stale_s={self._max_stale_s}, keys={len(self._entries)})"
