@@ -1,16 +1,77 @@
-"""Fixtures shared by every suite: a real Redis (fail, never skip, under CI) and per-test Redis servers."""
+"""Fixtures shared by every suite: a real Redis (fail, never skip, under CI) and per-test Redis servers.
+
+And the hooks that keep the ``integration`` marker true (see ``tests/support/process_guard.py``).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.process_guard import ProcessGuard, is_integration
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, RedisUnavailableError, redis_url_for_session
+from tests.support.store_backend import StoreBackend
+
+# Fixtures (defined here) that start a process whenever they are set up: every test that uses one is an
+# integration test, wherever it lives, without each module having to say so.
+PROCESS_FIXTURES = frozenset({"redis_url", "redis_server", "redis_cluster", "redis_cluster_url", "store_backend"})
+
+_GUARD = pytest.StashKey[ProcessGuard]()
+_STARTED_BEFORE_SETUP = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    guard = ProcessGuard()
+    guard.install()
+    config.stash[_GUARD] = guard
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _GUARD in config.stash:
+        config.stash[_GUARD].uninstall()
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    guard = item.config.stash[_GUARD]
+    if is_integration(item):
+        item.stash[_STARTED_BEFORE_SETUP] = guard.started
+        return (yield)
+    with guard.refusing(item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    guard = item.config.stash[_GUARD]
+    if not is_integration(item):
+        with guard.refusing(item.nodeid):
+            return (yield)
+    result = yield
+    started_itself = guard.started > item.stash[_STARTED_BEFORE_SETUP]
+    uses_processes = guard.fixtures_that_start_processes.intersection(getattr(item, "fixturenames", ()))
+    if not (started_itself or uses_processes):
+        pytest.fail(f"{item.nodeid} is marked integration but starts no process, itself or through a fixture: "
+                    "drop the marker so that the fast run (-m 'not integration') runs it", pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> Generator[
+        None, object, object]:
+    with request.config.stash[_GUARD].learning(fixturedef.argname):
+        return (yield)
 
 
 def _no_redis(reason: str) -> None:
@@ -62,15 +123,6 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 def redis_cluster_url(redis_cluster: RedisCluster) -> str:
     """The session cluster's ``redis+cluster://`` URL."""
     return redis_cluster.url
-
-
-@dataclass(frozen=True)
-class StoreBackend:
-    """Where a test's registry keeps its data: a Redis of the test's own, or the session's (flushed) Cluster."""
-
-    kind: str
-    url: str
-    flushall: Callable[[], None]
 
 
 @pytest.fixture(params=["redis", "cluster"])

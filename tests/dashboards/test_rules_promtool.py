@@ -10,6 +10,8 @@ import yaml
 from tests.support.dashboards_exprs import RULES, RULES_TEST, load_rules
 from tests.support.dashboards_prometheus import require_binary
 
+pytestmark = pytest.mark.integration
+
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([require_binary("promtool"), *args], capture_output=True, text=True, timeout=60,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StoreBackend
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, RegistryProcess, free_port, start_registry
+from tests.support.store_backend import StoreBackend
 
 REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT_S = 0.3

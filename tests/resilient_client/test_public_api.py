@@ -2,6 +2,8 @@ import importlib
 import subprocess
 import sys
 
+import pytest
+
 import resilient_client
 
 
@@ -24,6 +26,7 @@ def test_every_exception_has_the_package_root() -> None:
             assert issubclass(value, resilient_client.ResilientClientError), name
 
 
+@pytest.mark.integration
 def test_importing_creates_no_metrics_and_reads_no_environment() -> None:
     code = ("import os, prometheus_client as p; os.environ['SERVICE_REGISTRY_HEARTBEAT_INTERVAL']='oops';"
             "import resilient_client;"
