@@ -6,12 +6,12 @@ And the hooks that keep the ``integration`` marker true (see ``tests/support/pro
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.process_guard import ProcessGuard, is_integration
+from tests.support.process_guard import IntegrationMarker
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, RedisUnavailableError, redis_url_for_session
 from tests.support.store_backend import StoreBackend
@@ -20,58 +20,21 @@ from tests.support.store_backend import StoreBackend
 # integration test, wherever it lives, without each module having to say so.
 PROCESS_FIXTURES = frozenset({"redis_url", "redis_server", "redis_cluster", "redis_cluster_url", "store_backend"})
 
-_GUARD = pytest.StashKey[ProcessGuard]()
-_STARTED_BEFORE_SETUP = pytest.StashKey[int]()
+_REQUEST = pytest.StashKey[pytest.FixtureRequest]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    guard = ProcessGuard()
-    guard.install()
-    config.stash[_GUARD] = guard
+    config.pluginmanager.register(IntegrationMarker(PROCESS_FIXTURES, _fixtures_in_use), "integration-marker")
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _GUARD in config.stash:
-        config.stash[_GUARD].uninstall()
+@pytest.fixture(autouse=True)
+def _record_the_request(request: pytest.FixtureRequest) -> None:
+    """Keep the test's request: once the test has run, it names every fixture used, dynamic ones too."""
+    request.node.stash[_REQUEST] = request
 
 
-@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.integration)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    guard = item.config.stash[_GUARD]
-    if is_integration(item):
-        item.stash[_STARTED_BEFORE_SETUP] = guard.started
-        return (yield)
-    with guard.refusing(item.nodeid):
-        return (yield)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    guard = item.config.stash[_GUARD]
-    if not is_integration(item):
-        with guard.refusing(item.nodeid):
-            return (yield)
-    result = yield
-    started_itself = guard.started > item.stash[_STARTED_BEFORE_SETUP]
-    uses_processes = guard.fixtures_that_start_processes.intersection(getattr(item, "fixturenames", ()))
-    if not (started_itself or uses_processes):
-        pytest.fail(f"{item.nodeid} is marked integration but starts no process, itself or through a fixture: "
-                    "drop the marker so that the fast run (-m 'not integration') runs it", pytrace=False)
-    return result
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> Generator[
-        None, object, object]:
-    with request.config.stash[_GUARD].learning(fixturedef.argname):
-        return (yield)
+def _fixtures_in_use(item: pytest.Item) -> list[str]:
+    return item.stash[_REQUEST].fixturenames if _REQUEST in item.stash else list(getattr(item, "fixturenames", ()))
 
 
 def _no_redis(reason: str) -> None:

@@ -1,9 +1,10 @@
 """Keeps the ``integration`` marker honest: a test so marked starts processes, and no other test does.
 
 ``pytest -m "not integration"`` is the run a contributor makes after each change, so it must start no
-process. The hooks in ``tests/conftest.py`` keep the marker true with a :class:`ProcessGuard`: every way
-of starting a process is wrapped for the whole session, refused while an unmarked test is set up or run,
-and counted otherwise, so that a marked test that starts none (itself or through its fixtures) fails too.
+process. :class:`IntegrationMarker` (registered by ``tests/conftest.py``) keeps the marker true with a
+:class:`ProcessGuard`: every way of starting a process is wrapped for the whole session, refused while an
+unmarked test is set up or run, and counted otherwise, so that a marked test that starts none, itself or
+through any fixture it uses, fails too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import functools
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -105,3 +106,60 @@ class ProcessGuard:
 
 def is_integration(item: pytest.Item) -> bool:
     return item.get_closest_marker("integration") is not None
+
+
+_STARTED_BEFORE_SETUP = pytest.StashKey[int]()
+
+
+class IntegrationMarker:
+    """The pytest hooks that mark, refuse and check.
+
+    A plugin registered on the plugin manager, not conftest hooks: those are called only for the nodes
+    under their directory, and session-scoped fixtures are set up for the session, which is not.
+    """
+
+    def __init__(self, process_fixtures: Iterable[str], fixtures_in_use: Callable[[pytest.Item], Iterable[str]]):
+        """``process_fixtures`` always start a process; ``fixtures_in_use`` names every fixture a test has
+        used once it has run, those it requested while running included."""
+        self.process_fixtures = frozenset(process_fixtures)
+        self.fixtures_in_use = fixtures_in_use
+        self.guard = ProcessGuard()
+
+    def pytest_configure(self) -> None:
+        self.guard.install()
+
+    def pytest_unconfigure(self) -> None:
+        self.guard.uninstall()
+
+    @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if self.process_fixtures.intersection(getattr(item, "fixturenames", ())):
+                item.add_marker(pytest.mark.integration)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        if is_integration(item):
+            item.stash[_STARTED_BEFORE_SETUP] = self.guard.started
+            return (yield)
+        with self.guard.refusing(item.nodeid):
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        if not is_integration(item):
+            with self.guard.refusing(item.nodeid):
+                return (yield)
+        result = yield
+        started_itself = self.guard.started > item.stash[_STARTED_BEFORE_SETUP]
+        uses_processes = self.guard.fixtures_that_start_processes.intersection(self.fixtures_in_use(item))
+        if not (started_itself or uses_processes):
+            pytest.fail(f"{item.nodeid} is marked integration but starts no process, itself or through a "
+                        "fixture: drop the marker so that the fast run (-m 'not integration') runs it",
+                        pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[object]) -> Generator[None, object, object]:
+        with self.guard.learning(fixturedef.argname):
+            return (yield)
