@@ -2,10 +2,10 @@
 
 The check reads the suite's source with ``ast``. A test asserts when its body (nested functions included)
 has an ``assert``, a ``raise AssertionError``, a ``pytest.raises``/``pytest.warns``/``pytest.fail``, a
-Playwright ``expect(...)``, or calls a function of the suite that does (``wait_until`` raises when its
-condition never holds, for instance), however deep. A method call counts only when no function of the
-code under test has its name: ``manager.register(...)`` is the client's, not the interop tests' asserting
-``register``.
+schemathesis ``case.call_and_validate()``, or calls a function of the suite that does, however deep
+(``wait_until`` raises when its condition never holds, for instance). A method call counts only when no
+function of the code under test has its name: ``manager.register(...)`` is the client's, not the interop
+tests' asserting ``register``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ REPO = TESTS.parent
 PACKAGES = ("registry_server", "resilient_client", "registryctl")
 
 # Calls that assert by themselves, from pytest and the libraries the tests drive.
-ASSERTING_CALLS = frozenset({"raises", "warns", "fail", "expect", "call_and_validate", "validate_response"})
+ASSERTING_CALLS = frozenset({"raises", "warns", "fail", "call_and_validate"})
 
 # Tests of the client package that assert nothing yet, by path and name. The client's own rework gives
 # each its assertion (or removes it); from then on this set is empty, and must stay so.
@@ -52,16 +52,19 @@ def _function_names(modules: list[tuple[str, ast.Module]]) -> set[str]:
 PROJECT_FUNCTIONS = frozenset(_function_names([m for package in PACKAGES for m in _modules(REPO / package)]))
 
 
-def _called_names(node: ast.AST) -> set[str]:
-    """The functions ``node`` calls by name, and the methods it calls that the code under test has not."""
-    names: set[str] = set()
+def _call_names(node: ast.AST) -> Iterator[tuple[str, bool]]:
+    """The name of every call in ``node``, and whether it is a method's (``x.name(...)``)."""
     for call in ast.walk(node):
         if isinstance(call, ast.Call):
             if isinstance(call.func, ast.Name):
-                names.add(call.func.id)
-            elif isinstance(call.func, ast.Attribute) and call.func.attr not in PROJECT_FUNCTIONS:
-                names.add(call.func.attr)
-    return names
+                yield call.func.id, False
+            elif isinstance(call.func, ast.Attribute):
+                yield call.func.attr, True
+
+
+def _called_names(node: ast.AST) -> set[str]:
+    """The functions ``node`` calls, and the methods it calls that the code under test has none of."""
+    return {name for name, method in _call_names(node) if not (method and name in PROJECT_FUNCTIONS)}
 
 
 def _asserts_directly(node: ast.AST) -> bool:
@@ -72,7 +75,7 @@ def _asserts_directly(node: ast.AST) -> bool:
             raised = child.exc.func if isinstance(child.exc, ast.Call) else child.exc
             if isinstance(raised, ast.Name) and raised.id == "AssertionError":
                 return True
-    return bool(_called_names(node) & ASSERTING_CALLS)
+    return any(name in ASSERTING_CALLS for name, _method in _call_names(node))
 
 
 def asserting_functions(modules: list[tuple[str, ast.Module]]) -> set[str]:
