@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.support.e2e_backends import REPO
 from tests.support.process_guard import ProcessGuard, ProcessStartedError
 
 pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 SAMPLE_TESTS = """
 import subprocess
