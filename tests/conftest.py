@@ -1,16 +1,40 @@
-"""Fixtures shared by every suite: a real Redis (fail, never skip, under CI) and per-test Redis servers."""
+"""Fixtures shared by every suite: a real Redis (fail, never skip, under CI) and per-test Redis servers.
+
+And the hooks that keep the ``integration`` marker true (see ``tests/support/process_guard.py``).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.process_guard import IntegrationMarker
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, RedisUnavailableError, redis_url_for_session
+from tests.support.store_backend import StoreBackend
+
+# Fixtures (defined here) that start a process whenever they are set up: every test that uses one is an
+# integration test, wherever it lives, without each module having to say so.
+PROCESS_FIXTURES = frozenset({"redis_url", "redis_server", "redis_cluster", "redis_cluster_url", "store_backend"})
+
+_REQUEST = pytest.StashKey[pytest.FixtureRequest]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(IntegrationMarker(PROCESS_FIXTURES, _fixtures_in_use), "integration-marker")
+
+
+@pytest.fixture(autouse=True)
+def _record_the_request(request: pytest.FixtureRequest) -> None:
+    """Keep the test's request: once the test has run, it names every fixture used, dynamic ones too."""
+    request.node.stash[_REQUEST] = request
+
+
+def _fixtures_in_use(item: pytest.Item) -> list[str]:
+    return item.stash[_REQUEST].fixturenames if _REQUEST in item.stash else list(getattr(item, "fixturenames", ()))
 
 
 def _no_redis(reason: str) -> None:
@@ -62,15 +86,6 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
 def redis_cluster_url(redis_cluster: RedisCluster) -> str:
     """The session cluster's ``redis+cluster://`` URL."""
     return redis_cluster.url
-
-
-@dataclass(frozen=True)
-class StoreBackend:
-    """Where a test's registry keeps its data: a Redis of the test's own, or the session's (flushed) Cluster."""
-
-    kind: str
-    url: str
-    flushall: Callable[[], None]
 
 
 @pytest.fixture(params=["redis", "cluster"])

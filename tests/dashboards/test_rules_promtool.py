@@ -16,12 +16,14 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False, cwd=RULES.parent)
 
 
+@pytest.mark.integration
 def test_promtool_check_rules_accepts_every_rule() -> None:
     done = _promtool("check", "rules", RULES.name)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(load_rules())} rules found" in done.stdout
 
 
+@pytest.mark.integration
 def test_promtool_unit_tests_of_the_rules_pass() -> None:
     done = _promtool("test", "rules", RULES_TEST.name)
     assert done.returncode == 0, done.stdout + done.stderr

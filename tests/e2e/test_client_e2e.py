@@ -16,10 +16,10 @@ from resilient_client import (
     ServiceRegistryManager,
     ServiceUnavailableError,
 )
-from tests.conftest import StoreBackend
-from tests.e2e.conftest import HEARTBEAT_S, SERVICE, Backend, registered
+from tests.support.e2e_backends import HEARTBEAT_S, SERVICE, Backend, registered
 from tests.support.polling import async_wait_until, wait_until
 from tests.support.processes import RegistryProcess
+from tests.support.store_backend import StoreBackend
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from resilient_client import ServiceRegistryManager
-from tests.conftest import StoreBackend
-from tests.e2e.conftest import SERVICE, start_backend
+from tests.support.e2e_backends import SERVICE, start_backend
 from tests.support.polling import async_wait_until
 from tests.support.processes import RegistryProcess, running_registry
+from tests.support.store_backend import StoreBackend
 
 pytestmark = pytest.mark.integration
 

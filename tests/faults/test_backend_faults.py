@@ -17,9 +17,9 @@ import pytest
 from resilient_client import ServiceUnavailableError
 from resilient_client.errors import AttemptTimeoutError, ConnectionLostError
 from resilient_client.response import Response
-from tests.e2e.conftest import SERVICE, Backend
-from tests.faults.conftest import ATTEMPT_TIMEOUT_S, Spawned, client_for, wait_registered
-from tests.support.faults_processes import arrivals, start_blackhole, start_fault_backend
+from tests.support.e2e_backends import SERVICE, Backend
+from tests.support.faults_client import ATTEMPT_TIMEOUT_S, client_for
+from tests.support.faults_processes import Spawned, arrivals, start_blackhole, start_fault_backend, wait_registered
 from tests.support.polling import async_wait_until
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.load_heartbeats import run_load
-from tests.faults.conftest import Spawned
+from tests.support.faults_processes import Spawned
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.faults.conftest import Spawned
 from tests.support.faults_probe import ProbeLog, probe_once
+from tests.support.faults_processes import Spawned
 
 pytestmark = pytest.mark.integration
 

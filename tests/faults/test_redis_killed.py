@@ -14,10 +14,10 @@ import time
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import SERVICE, registered
-from tests.faults.conftest import Spawned, client_for, value, wait_registered
+from tests.support.e2e_backends import SERVICE, registered
+from tests.support.faults_client import client_for, value
 from tests.support.faults_probe import ProbeLog, probe_once
-from tests.support.faults_processes import metric_total, start_fault_backend
+from tests.support.faults_processes import Spawned, metric_total, start_fault_backend, wait_registered
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration

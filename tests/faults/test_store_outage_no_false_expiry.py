@@ -21,9 +21,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import SERVICE
-from tests.faults.conftest import Spawned, wait_registered
-from tests.support.faults_processes import metric_total, start_fault_backend
+from tests.support.e2e_backends import SERVICE
+from tests.support.faults_processes import Spawned, metric_total, start_fault_backend, wait_registered
 from tests.support.processes import RegistryProcess
 
 pytestmark = pytest.mark.integration

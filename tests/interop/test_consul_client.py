@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.peers import call, instance_ids, register
+from tests.support.interop_peers import call, instance_ids, register
 from tests.support.polling import wait_until
 from tests.support.processes import RegistryProcess, running_registry
 from tests.support.redis_server import RedisServer

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from resilient_client import ServiceRegistryManager
-from tests.interop.peers import instance_ids, start_backend
+from tests.support.interop_peers import instance_ids, start_backend
 from tests.support.polling import async_wait_until
 from tests.support.processes import ManagedProcess, RegistryProcess, free_port, running_registry
 from tests.support.redis_server import RedisServer
@@ -44,7 +44,7 @@ async def test_py_eureka_client_registers_renews_discovers_our_client_service_an
     manager = ServiceRegistryManager(registry_url=registry.url, host="127.0.0.1", port=user_port,
                                      heartbeat_interval=1000)
     orders_port = free_port()
-    orders = ManagedProcess(args=[sys.executable, "-m", "tests.interop.eureka_app", registry.url + "/eureka/",
+    orders = ManagedProcess(args=[sys.executable, "-m", "tests.support.interop_eureka_app", registry.url + "/eureka/",
                                   str(orders_port)], env={**os.environ, "PYTHONPATH": str(REPO)},
                             log_path=tmp_path / "eureka-app.log")
     try:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.interop.peers import call, register, start_backend
 from tests.support.dashboards_prometheus import PrometheusServer, require_binary, start_prometheus
+from tests.support.interop_peers import call, register, start_backend
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, RegistryProcess, running_registry
 from tests.support.redis_server import RedisServer

@@ -12,15 +12,18 @@ from registry_server.store.redis_store import RedisStore, connect
 from registry_server.store.redis_url import parse_redis_url
 
 StoreFactory = Callable[[], InstanceStore]
+# The memory store runs in-process; the Redis ones start (or use) a redis-server.
+STORE_KINDS = ["memory", pytest.param("redis", marks=pytest.mark.integration),
+               pytest.param("cluster", marks=pytest.mark.integration)]
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=STORE_KINDS)
 async def store_factory(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
     async for factory in _factory(request, event_history=10_000):
         yield factory
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=STORE_KINDS)
 async def small_history_store(request: pytest.FixtureRequest) -> AsyncIterator[InstanceStore]:
     """A store that keeps only a short event history."""
     async for factory in _factory(request, event_history=5):

@@ -2,6 +2,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import resilient_client
 from resilient_client import errors, hooks
 
@@ -77,6 +79,7 @@ def test_modules_behind_the_api_are_private() -> None:
                       "response"]
 
 
+@pytest.mark.integration
 def test_importing_creates_no_metrics_and_reads_no_environment() -> None:
     code = ("import os, prometheus_client as p; os.environ['SERVICE_REGISTRY_HEARTBEAT_INTERVAL']='oops';"
             "import resilient_client;"

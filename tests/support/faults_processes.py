@@ -15,9 +15,49 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import REPO, SERVICE, Backend
+from tests.support.e2e_backends import REPO, SERVICE, Backend, registered
 from tests.support.polling import wait_until
-from tests.support.processes import ManagedProcess, free_port
+from tests.support.processes import ManagedProcess, RegistryProcess, free_port, start_registry
+from tests.support.redis_server import RedisServer
+
+
+class Spawned:
+    """Everything a test started; stopped (process group) at the end of the test, newest first."""
+
+    def __init__(self, tmp_path: Path, redis_server: RedisServer) -> None:
+        self.tmp_path = tmp_path
+        self.redis = redis_server
+        self.processes: list[ManagedProcess] = []
+
+    def registry(self, *, ttl: float, sweep: float = 0.2, name: str = "registry") -> RegistryProcess:
+        proc = start_registry(self.tmp_path, redis_url=self.redis.url, ttl=ttl, sweep=sweep, name=name)
+        self.processes.append(proc)
+        proc.wait_healthy()
+        return proc
+
+    def add(self, process: ManagedProcess) -> ManagedProcess:
+        self.processes.append(process)
+        return process
+
+    def backends(self, backends: Sequence[Backend]) -> list[Backend]:
+        for backend in backends:
+            self.add(backend.process)
+        return list(backends)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop(timeout=5)
+
+
+def wait_registered(registry_url: str, count: int, *, timeout: float = 30.0) -> list[dict[str, object]]:
+    """Wait until exactly ``count`` UP instances of the backends' service are listed; those instances."""
+    def listed() -> list[dict[str, object]] | None:
+        found = registered(registry_url)
+        return found if len(found) == count else None
+
+    found = wait_until(listed, timeout=timeout, message=f"{count} backends registered")
+    assert found is not None
+    return found
 
 
 def start_fault_backend(tmp_path: Path, registry_urls: str | Sequence[str], *, heartbeat_ms: int,

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.polling import wait_until
 from tests.support.processes import RegistryProcess, running_registry
-from tests.ui.conftest import ADMIN_TOKEN, ARTIFACTS, REGISTRY_ENV, ConsolePage, Heartbeats
+from tests.support.ui_console import ADMIN_TOKEN, ARTIFACTS, REGISTRY_ENV, ConsolePage, Heartbeats
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ LEASE_TOKEN = "interop-test-lease-token"
 
 
 def start_backend(tmp_path: Path, name: str) -> tuple[ManagedProcess, int]:
-    """``tests/interop/metrics_backend.py`` on a free port, answering before this returns."""
+    """``tests/support/interop_metrics_backend.py`` on a free port, answering before this returns."""
     port = free_port()
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    proc = ManagedProcess(args=[sys.executable, "-m", "tests.interop.metrics_backend", str(port), name],
+    proc = ManagedProcess(args=[sys.executable, "-m", "tests.support.interop_metrics_backend", str(port), name],
                           env=env, log_path=tmp_path / f"backend-{name}-{port}.log").start()
     wait_until(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200 or not proc.alive(),
                timeout=15, message=f"backend {name} to answer")

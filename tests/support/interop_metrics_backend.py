@@ -1,5 +1,5 @@
 """A scrape target for the interop tests, run as its own process: ``/metrics`` (Prometheus text),
-``/hello`` (names itself) and ``/health``. Run: ``python -m tests.interop.metrics_backend <port> <name>``.
+``/hello`` (names itself) and ``/health``. Run: ``python -m tests.support.interop_metrics_backend <port> <name>``.
 """
 
 from __future__ import annotations

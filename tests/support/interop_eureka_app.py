@@ -3,7 +3,7 @@
 It registers as ``orders`` with the registry's Eureka API (renewing every second), discovers ``USER``
 and calls its ``/hello`` until that works, prints ``CALLED <json>``, and on SIGTERM stops the Eureka
 client (which reports DOWN and cancels its registration) and exits.
-Run: ``python -m tests.interop.eureka_app <eureka url> <port>``.
+Run: ``python -m tests.support.interop_eureka_app <eureka url> <port>``.
 """
 
 from __future__ import annotations

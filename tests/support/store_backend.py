@@ -1,0 +1,15 @@
+"""Where a test's registry keeps its data, as the ``store_backend`` fixture hands it out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """A Redis of the test's own, or the session's (flushed) Cluster."""
+
+    kind: str
+    url: str
+    flushall: Callable[[], None]
