@@ -22,15 +22,6 @@ PACKAGES = ("registry_server", "resilient_client", "registryctl")
 # Calls that assert by themselves, from pytest and the libraries the tests drive.
 ASSERTING_CALLS = frozenset({"raises", "warns", "fail", "call_and_validate"})
 
-# Tests of the client package that assert nothing yet, by path and name. The client's own rework gives
-# each its assertion (or removes it); from then on this set is empty, and must stay so.
-NOT_YET_ASSERTING: frozenset[tuple[str, str]] = frozenset({
-    ("tests/resilient_client/test_events.py", "test_a_failing_subscriber_on_a_channel_is_logged_not_raised"),
-    ("tests/resilient_client/test_manager.py", "test_deregister_accepts_a_registry_that_already_forgot_the_instance"),
-    # Its assertion runs in the child interpreter; the test itself only checks the exit status.
-    ("tests/resilient_client/test_public_api.py", "test_importing_creates_no_metrics_and_reads_no_environment"),
-})
-
 
 @dataclass(frozen=True)
 class DefinedTest:
@@ -116,8 +107,7 @@ def silent_tests(modules: list[tuple[str, ast.Module]]) -> list[tuple[str, str]]
 
 def test_every_test_function_asserts_something() -> None:
     silent = set(silent_tests(list(_modules(TESTS))))
-    assert sorted(silent - NOT_YET_ASSERTING) == [], "these assert nothing: give each the assertion its name promises"
-    assert sorted(NOT_YET_ASSERTING - silent) == [], "these assert now: take them off NOT_YET_ASSERTING"
+    assert sorted(silent) == [], "these assert nothing: give each the assertion its name promises"
 
 
 def test_the_check_tells_a_silent_test_from_an_asserting_one() -> None:

@@ -84,4 +84,5 @@ def test_importing_creates_no_metrics_and_reads_no_environment() -> None:
     code = ("import os, prometheus_client as p; os.environ['SERVICE_REGISTRY_HEARTBEAT_INTERVAL']='oops';"
             "import resilient_client;"
             "assert not [m for m in p.REGISTRY.collect() if m.name.startswith('resilient_client')]")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
