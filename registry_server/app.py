@@ -29,7 +29,8 @@ from registry_server.api.middleware import MetricsMiddleware
 from registry_server.api.routes import RegistryApi
 from registry_server.api.ui import ui_routes
 from registry_server.api.watching import WatchApi
-from registry_server.clock import Clock, SystemClock
+from registry_server.change_hub import ChangeHub
+from registry_server.clock import SystemWallClock, WallClock
 from registry_server.errors import LeaseTokenError, StoreError
 from registry_server.interop import interop_routes
 from registry_server.metrics import RegistryMetrics
@@ -39,7 +40,6 @@ from registry_server.store.base import InstanceStore
 from registry_server.store.memory import MemoryStore
 from registry_server.store.redis_store import RedisStore, connect
 from registry_server.sweeper import Sweeper
-from registry_server.watch import ChangeHub
 
 log = logging.getLogger("registry_server")
 
@@ -84,12 +84,12 @@ class RegistryApp(Starlette):
         await self._heartbeat.handle(instance_id, scope, receive, send)
 
 
-def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: Clock | None = None,
+def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
                metrics_registry: CollectorRegistry | None = None) -> Starlette:
     """Build the registry app. Every I/O dependency can be injected; nothing starts until the lifespan."""
     store = store if store is not None else build_store(settings)
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
-    registry = Registry(store, clock or SystemClock(), settings.ttl_ms, metrics)
+    registry = Registry(store, clock or SystemWallClock(), settings.ttl_ms, metrics)
     access = Access(settings)
     api = RegistryApi(registry, settings, metrics, access)
     hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count)

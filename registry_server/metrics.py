@@ -12,7 +12,7 @@ from registry_server.model import Instance, ServiceSummary
 class RegistryMetrics:
     """Every registry metric, created on one explicit :class:`CollectorRegistry`.
 
-    Implements :class:`registry_server.events.RegistryObserver`.
+    Implements :class:`registry_server.registry_observer.RegistryObserver`.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:

@@ -7,11 +7,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from registry_server.clock import Clock
+from registry_server.clock import WallClock
 from registry_server.errors import StoreError, StoreUnavailableError
-from registry_server.events import RegistryObserver
-from registry_server.model import Expired, Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
-from registry_server.protection import ExpiryProtection
+from registry_server.expiry_protection import ExpiryProtection
+from registry_server.model import (
+    Expired,
+    Instance,
+    InstanceRegistration,
+    InstanceStatus,
+    RegisterResult,
+    ServiceSnapshot,
+    ServiceSummary,
+)
+from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
 T = TypeVar("T")
@@ -19,7 +27,7 @@ log = logging.getLogger("registry_server.registry")
 
 
 class Registry:
-    def __init__(self, store: InstanceStore, clock: Clock, ttl_ms: int, observer: RegistryObserver) -> None:
+    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver) -> None:
         self.store = store
         self.clock = clock
         self.ttl_ms = ttl_ms
@@ -51,7 +59,8 @@ class Registry:
         self.protection.reached()
         return result
 
-    async def register(self, registration: Registration, *, lease_token_hash: str | None = None) -> RegisterResult:
+    async def register(self, registration: InstanceRegistration, *,
+                       lease_token_hash: str | None = None) -> RegisterResult:
         """``lease_token_hash``: what the caller presented, ``None`` for the admin (see InstanceStore)."""
         result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms,
                                                                    lease_token_hash=lease_token_hash))
@@ -66,7 +75,7 @@ class Registry:
             log.info("registered %s (%s at %s:%d)", inst.id, inst.name, inst.host, inst.port)
         return result
 
-    async def heartbeat(self, instance_id: str, status: Status | None, *,
+    async def heartbeat(self, instance_id: str, status: InstanceStatus | None, *,
                         lease_token_hash: str | None = None) -> Instance | None:
         renewal = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms,
                                                                      lease_token_hash=lease_token_hash))
@@ -91,7 +100,7 @@ class Registry:
     async def get(self, instance_id: str) -> Instance | None:
         return await self._store(lambda now: self.store.get(instance_id, now))
 
-    async def service(self, name: str) -> ServiceView:
+    async def service(self, name: str) -> ServiceSnapshot:
         return await self._store(lambda now: self.store.service(name, now))
 
     async def all_instances(self) -> list[Instance]:

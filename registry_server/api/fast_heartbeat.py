@@ -29,7 +29,7 @@ from registry_server.api.body import body_expected, check_content_type, too_larg
 from registry_server.api.deadlines import ReadDeadlines
 from registry_server.api.errors import instance_not_found
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import Status, lease_token_hash
+from registry_server.model import InstanceStatus, lease_token_hash
 from registry_server.registry import Registry
 from registry_server.schemas import HeartbeatRequest
 from registry_server.settings import Settings
@@ -112,7 +112,7 @@ class HeartbeatEndpoint:
             raise instance_not_found(instance_id)
         return pydantic_core.to_json(inst.to_json())
 
-    async def _status(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Status | None:
+    async def _status(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> InstanceStatus | None:
         """The status the optional body asks for; the body is bounded in size and in time."""
         limit = self.settings.max_body_bytes
         length = headers.get(b"content-length")
@@ -131,7 +131,7 @@ class HeartbeatEndpoint:
             body = HeartbeatRequest.model_validate_json(raw)
         except ValidationError as exc:
             raise validation_failure(exc) from None
-        return Status(body.status) if body.status else None
+        return InstanceStatus(body.status) if body.status else None
 
     async def _read(self, receive: Receive, limit: int) -> bytes:
         timeout_s = self.settings.read_timeout_s
@@ -161,7 +161,7 @@ class HeartbeatEndpoint:
             self._deadlines.unwatch(task)
 
 
-_COMMON_BODIES = {body.encode(): status for status in Status
+_COMMON_BODIES = {body.encode(): status for status in InstanceStatus
                   for body in (f'{{"status": "{status.value}"}}', f'{{"status":"{status.value}"}}')}
 """The bodies clients send nearly every time (``ServiceRegistryManager`` the first form), known without
 parsing; any other body is validated by the schema."""

@@ -18,7 +18,7 @@ from registry_server.api.query import NAME, filtered, status_filter
 from registry_server.api.responses import JSONResponse
 from registry_server.errors import InstanceConflictError, StoreError
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import Registration, Status, lease_token_hash
+from registry_server.model import InstanceRegistration, InstanceStatus, lease_token_hash
 from registry_server.registry import Registry
 from registry_server.schemas import RegisterRequest
 from registry_server.settings import Settings
@@ -63,10 +63,10 @@ class RegistryApi:
                            details=[{"field": "host", "message": "no host given and no peer address known",
                                      "type": "missing"}])
         lease_token = body.lease_token or secrets.token_urlsafe(24)
-        registration = Registration(
+        registration = InstanceRegistration(
             id=body.id or f"{body.name}-{secrets.token_hex(8)}", name=body.name, host=host, port=body.port,
             scheme=body.scheme, health_endpoint=body.health_endpoint, version=body.version,
-            description=body.description, status=Status(body.status), metadata=body.metadata,
+            description=body.description, status=InstanceStatus(body.status), metadata=body.metadata,
             lease_token_hash=lease_token_hash(lease_token))
         try:
             result = await self.registry.register(registration, lease_token_hash=self._lease(request))

@@ -17,11 +17,11 @@ from registry_server.api.access import Access
 from registry_server.api.errors import ApiError
 from registry_server.api.query import blocking_index, filtered, service_name, status_filter, wait_seconds
 from registry_server.api.rendered import Rendered, RenderedAnswers
+from registry_server.change_hub import CLOSED, GAP, OVERFLOW, ChangeHub, Subscription, WatchLimitError
 from registry_server.errors import StoreError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import ChangeEvent, event_id_order
 from registry_server.registry import Registry
-from registry_server.watch import CLOSED, GAP, OVERFLOW, ChangeHub, Subscription, WatchLimitError
 
 _REPLAY_BATCH = 500
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from registry_server.api.access import Access
+from registry_server.change_hub import ChangeHub
 from registry_server.interop.consul_api import ConsulApi
 from registry_server.interop.credentials import InteropAccess
 from registry_server.interop.eureka_api import EurekaApi
 from registry_server.interop.prometheus_api import PrometheusSdApi
 from registry_server.registry import Registry
 from registry_server.settings import Settings
-from registry_server.watch import ChangeHub
 
 __all__ = ["ConsulApi", "EurekaApi", "InteropAccess", "PrometheusSdApi", "interop_routes"]
 

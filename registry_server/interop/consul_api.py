@@ -13,16 +13,16 @@ from starlette.routing import Route
 
 from registry_server.api.body import read_body
 from registry_server.api.responses import JSONResponse
+from registry_server.change_hub import ChangeHub, WatchLimitError
 from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.interop import consul
 from registry_server.interop.blocking import wait_for_any_change, wait_unless_gone
 from registry_server.interop.credentials import InteropAccess, interop_lease_hash
 from registry_server.interop.negotiation import BodyError, decode_body, text
-from registry_server.model import Instance, Status
+from registry_server.model import Instance, InstanceStatus
 from registry_server.registry import Registry
 from registry_server.schemas import NAME_PATTERN
 from registry_server.settings import Settings
-from registry_server.watch import ChangeHub, WatchLimitError
 
 _DENIED = "Permission denied: this registry needs its token (X-Consul-Token, ?token= or a bearer token)"
 _NAME = re.compile(NAME_PATTERN)
@@ -129,7 +129,7 @@ class ConsulApi:
             return found
         instances, index = found
         if raw is not None and _BOOL[raw.lower()]:
-            instances = [inst for inst in instances if inst.status is Status.UP]
+            instances = [inst for inst in instances if inst.status is InstanceStatus.UP]
         return _json([consul.health_entry(inst, index) for inst in instances], index)
 
     async def agent_services(self, request: Request) -> Response:
@@ -188,7 +188,7 @@ class ConsulApi:
                              "service name.")
         return Response(status_code=200)
 
-    async def _check(self, request: Request, status: Status) -> Response:
+    async def _check(self, request: Request, status: InstanceStatus) -> Response:
         if not self.access.may_write(request):
             return text(403, _DENIED)
         check = request.path_params["check_id"]
@@ -203,13 +203,13 @@ class ConsulApi:
         return Response(status_code=200)
 
     async def check_pass(self, request: Request) -> Response:
-        return await self._check(request, Status.UP)
+        return await self._check(request, InstanceStatus.UP)
 
     async def check_warn(self, request: Request) -> Response:
-        return await self._check(request, Status.STARTING)
+        return await self._check(request, InstanceStatus.STARTING)
 
     async def check_fail(self, request: Request) -> Response:
-        return await self._check(request, Status.DOWN)
+        return await self._check(request, InstanceStatus.DOWN)
 
     async def check_update(self, request: Request) -> Response:
         raw = await read_body(request, self.settings.max_body_bytes, self.settings.read_timeout_s)

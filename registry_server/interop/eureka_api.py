@@ -18,7 +18,7 @@ from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.interop import eureka
 from registry_server.interop.credentials import InteropAccess, interop_lease_hash
 from registry_server.interop.negotiation import BodyError, decode_body, render, text
-from registry_server.model import EventType, Instance, Status, event_id_order
+from registry_server.model import EventType, Instance, InstanceStatus, event_id_order
 from registry_server.registry import Registry
 from registry_server.settings import Settings
 
@@ -171,7 +171,7 @@ class EurekaApi:
         return text(403, f"instance {instance_id!r} was registered through the registry's own API with a lease "
                          "token: it cannot be changed through Eureka")
 
-    async def _heartbeat(self, request: Request, status: Status | None) -> Response:
+    async def _heartbeat(self, request: Request, status: InstanceStatus | None) -> Response:
         if not self.access.may_write(request):
             return _unauthorized()
         instance_id = request.path_params["instance_id"]

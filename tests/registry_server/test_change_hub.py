@@ -3,14 +3,14 @@ instance parsed) is built only when a change stream of that service, or of all, 
 
 from __future__ import annotations
 
-from registry_server.model import ChangeEvent, ChangeNotice, EventType, Instance, Status
+from registry_server.change_hub import ChangeHub
+from registry_server.model import ChangeEvent, ChangeNotice, EventType, Instance, InstanceStatus
 from registry_server.store.memory import MemoryStore
-from registry_server.watch import ChangeHub
 
 
 def event(service: str) -> ChangeEvent:
     inst = Instance(id="i-1", name=service, host="h", port=1, scheme="http", health_endpoint="/health",
-                    version="", description="", status=Status.UP, metadata={}, registered_at_ms=1,
+                    version="", description="", status=InstanceStatus.UP, metadata={}, registered_at_ms=1,
                     last_heartbeat_ms=1, expires_at_ms=2)
     return ChangeEvent("1-0/" + service, EventType.EXPIRED, service, 3, inst)
 

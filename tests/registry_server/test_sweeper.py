@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from registry_server.errors import StoreUnavailableError
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import Registration
+from registry_server.model import InstanceRegistration
 from registry_server.registry import Registry
 from registry_server.store.base import InstanceStore
 from registry_server.sweeper import Sweeper
@@ -33,9 +33,9 @@ async def test_with_no_lease_the_pause_is_what_is_left_of_the_interval(
 
 async def test_the_next_sweep_comes_when_the_earliest_lease_ends(setup: tuple[Registry, Sweeper, FakeClock]) -> None:
     registry, sweeper, clock = setup
-    await registry.register(Registration(id="a", name="Svc", host="h", port=1))
+    await registry.register(InstanceRegistration(id="a", name="Svc", host="h", port=1))
     clock.advance(0.5)
-    await registry.register(Registration(id="b", name="Other", host="h", port=2))
+    await registry.register(InstanceRegistration(id="b", name="Other", host="h", port=2))
     await sweeper.sweep_once()
     assert sweeper.pause_s(0.0) == pytest.approx(1.5), "a's lease ends 1.5 s from now"
     clock.advance(1.5)
@@ -48,7 +48,7 @@ async def test_the_next_sweep_comes_when_the_earliest_lease_ends(setup: tuple[Re
 async def test_after_a_failed_sweep_the_next_waits_the_interval(setup: tuple[Registry, Sweeper, FakeClock],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     registry, sweeper, clock = setup
-    await registry.register(Registration(id="a", name="Svc", host="h", port=1))
+    await registry.register(InstanceRegistration(id="a", name="Svc", host="h", port=1))
     clock.advance(5.0)  # a's lease is over
 
     async def unavailable(now_ms: int, limit: int) -> list[object]:

@@ -17,7 +17,7 @@ from registry_server.errors import RegistryError, StoreError
 from registry_server.model import ChangeEvent, ChangeNotice
 from registry_server.store.base import InstanceStore
 
-log = logging.getLogger("registry_server.watch")
+log = logging.getLogger("registry_server.change_hub")
 
 
 class WatchLimitError(RegistryError):
