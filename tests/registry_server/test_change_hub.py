@@ -29,9 +29,8 @@ class Counted:
 
 
 async def test_a_change_nobody_streams_wakes_its_listeners_without_building_the_event() -> None:
-    hub = ChangeHub(MemoryStore(), max_watchers=10)
-    heard: list[str] = []
-    hub.change_listeners.append(heard.append)
+    heard: list[str | None] = []
+    hub = ChangeHub(MemoryStore(), max_watchers=10, on_change=heard.append)
     other = hub.subscribe("Other")
     counted = Counted()
     hub.dispatch(counted.notice("Auth"))

@@ -9,6 +9,7 @@ from registry_server.errors import StoreUnavailableError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceRegistration
 from registry_server.registry import Registry
+from registry_server.registry_observer import RegistryObservers
 from registry_server.store.base import InstanceStore
 from registry_server.sweeper import Sweeper
 from tests.support.clock import FakeClock
@@ -19,14 +20,15 @@ TTL_MS = 2000
 @pytest.fixture
 def setup(store: InstanceStore) -> tuple[Registry, Sweeper, FakeClock]:
     clock = FakeClock()
-    registry = Registry(store, clock, TTL_MS, RegistryMetrics(CollectorRegistry()))
-    return registry, Sweeper(registry, 10.0), clock
+    sweeper = Sweeper(store, clock, 10.0)
+    registry = Registry(store, clock, TTL_MS, RegistryObservers(RegistryMetrics(CollectorRegistry()), sweeper))
+    return registry, sweeper, clock
 
 
 async def test_with_no_lease_the_pause_is_what_is_left_of_the_interval(
         setup: tuple[Registry, Sweeper, FakeClock]) -> None:
-    _registry, sweeper, _clock = setup
-    await sweeper.sweep_once()
+    registry, sweeper, _clock = setup
+    await sweeper.sweep_once(registry)
     assert sweeper.pause_s(0.0) == 10.0
     assert sweeper.pause_s(3.0) == 7.0
 
@@ -36,10 +38,10 @@ async def test_the_next_sweep_comes_when_the_earliest_lease_ends(setup: tuple[Re
     await registry.register(InstanceRegistration(id="a", name="Svc", host="h", port=1))
     clock.advance(0.5)
     await registry.register(InstanceRegistration(id="b", name="Other", host="h", port=2))
-    await sweeper.sweep_once()
+    await sweeper.sweep_once(registry)
     assert sweeper.pause_s(0.0) == pytest.approx(1.5), "a's lease ends 1.5 s from now"
     clock.advance(1.5)
-    assert await sweeper.sweep_once() == 1, "a is swept as its lease ends"
+    assert await sweeper.sweep_once(registry) == 1, "a is swept as its lease ends"
     assert sweeper.pause_s(0.0) == pytest.approx(0.5), "then b's, 0.5 s later"
     clock.advance(5.0)
     assert sweeper.pause_s(0.0) == 0.02, "a lease already over: soon, never in a tight loop"
@@ -55,5 +57,5 @@ async def test_after_a_failed_sweep_the_next_waits_the_interval(setup: tuple[Reg
         raise StoreUnavailableError("expire", "down")
 
     monkeypatch.setattr(registry.store, "expire", unavailable)
-    assert await sweeper.sweep_once() == 0
+    assert await sweeper.sweep_once(registry) == 0
     assert sweeper.pause_s(0.0) == 10.0, "no tight retry loop against a store that is down"
