@@ -10,7 +10,6 @@ router's table with this same endpoint, so other methods on the path still answe
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable
 
 import pydantic_core
@@ -25,7 +24,6 @@ from registry_server.model import InstanceStatus
 from registry_server.registry import Registry
 from registry_server.schemas import HeartbeatRequest
 
-_PATH = re.compile(r"/instances/([^/]+)/heartbeat")
 _JSON_HEADERS = (b"content-type", b"application/json")
 _WRITE = Role.WRITE  # a global read: cheaper than through the enum class, on every heartbeat
 
@@ -84,6 +82,7 @@ class HeartbeatShortcut:
     def __init__(self, app: ASGIApp, endpoint: HeartbeatEndpoint) -> None:
         self.app = app
         self.endpoint = endpoint
+        self._match = endpoint.route.path_regex.match  # the route's own pattern: one definition of the path
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Hands on the awaitable rather than awaiting it: no coroutine of its own for every request.
@@ -92,11 +91,11 @@ class HeartbeatShortcut:
             root: str = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root):]
-            match = _PATH.fullmatch(path)
+            match = self._match(path)
             if match is not None:
                 endpoint = self.endpoint
                 scope["route"] = endpoint.route
-                scope["path_params"] = {"id": match.group(1)}
+                scope["path_params"] = match.groupdict()  # {"id": ...}: a str parameter needs no conversion
                 return endpoint(scope, receive, send)
         return self.app(scope, receive, send)
 
