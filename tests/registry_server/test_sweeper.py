@@ -10,8 +10,10 @@ from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceRegistration
 from registry_server.registry import Registry
 from registry_server.registry_observer import RegistryObservers
+from registry_server.settings import Settings
 from registry_server.store.base import InstanceStore
 from registry_server.sweeper import Sweeper
+from tests.registry_server.test_api import make_api
 from tests.support.clock import FakeClock
 
 TTL_MS = 2000
@@ -59,3 +61,22 @@ async def test_after_a_failed_sweep_the_next_waits_the_interval(setup: tuple[Reg
     monkeypatch.setattr(registry.store, "expire", unavailable)
     assert await sweeper.sweep_once(registry) == 0
     assert sweeper.pause_s(0.0) == 10.0, "no tight retry loop against a store that is down"
+
+
+async def test_a_lease_registered_after_a_sweep_brings_the_next_sweep_forward(
+        setup: tuple[Registry, Sweeper, FakeClock]) -> None:
+    registry, sweeper, _clock = setup
+    await sweeper.sweep_once(registry)
+    assert sweeper.pause_s(0.0) == 10.0, "no lease: the whole interval"
+    await registry.register(InstanceRegistration(id="a", name="Svc", host="h", port=1))
+    assert sweeper.pause_s(0.0) == pytest.approx(2.0), "the registry announced a lease ending 2 s from now"
+
+
+async def test_the_app_wires_its_sweeper_to_hear_the_registrations() -> None:
+    app, _clock, _metrics = make_api(Settings(instance_ttl_s=2.0, sweep_interval_s=10.0))
+    registry: Registry = app.state.registry
+    sweeper: Sweeper = app.state.sweeper
+    await sweeper.sweep_once(registry)
+    assert sweeper.pause_s(0.0) == 10.0
+    await registry.register(InstanceRegistration(id="a", name="Svc", host="h", port=1))
+    assert sweeper.pause_s(0.0) == pytest.approx(2.0)
