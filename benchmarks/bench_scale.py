@@ -56,7 +56,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.bench_registry import HEARTBEAT_BODY, LEASE_TOKEN, heartbeat_lua, hey, wrk
-from registry_server.model import Registration, lease_token_hash
+from registry_server.model import InstanceRegistration, lease_token_hash
 from registry_server.store.redis_store import RedisStore, connect
 from registry_server.store.redis_url import parse_redis_url
 from tests.support.processes import RegistryProcess, start_registry
@@ -97,7 +97,7 @@ async def _seed(url: str, prefix: str, first: int, stop: int, now_ms: int, ttl_m
     token_hash = lease_token_hash(LEASE_TOKEN)
 
     def one(n: int) -> Awaitable[object]:
-        return store.register(Registration(id=f"{prefix}-{n}", name=f"svc{n % SERVICES}", host="10.0.0.1",
+        return store.register(InstanceRegistration(id=f"{prefix}-{n}", name=f"svc{n % SERVICES}", host="10.0.0.1",
                                            port=1000 + n % 60000, lease_token_hash=token_hash), now_ms, ttl_ms)
 
     try:

@@ -1,33 +1,25 @@
 """A service registry: a Starlette app on hypercorn with Redis (or embedded) storage and lease expiry."""
 
 from registry_server.app import create_app
-from registry_server.clock import Clock, SystemClock
-from registry_server.errors import (
-    ConfigError,
-    InstanceConflictError,
-    RegistryError,
-    StoreError,
-    StoreUnavailableError,
-)
-from registry_server.model import Instance, Registration, Status
+from registry_server.clock import SystemWallClock, WallClock
+from registry_server.errors import ConfigError, RegistryError, StoreError
+from registry_server.model import Instance, InstanceRegistration, InstanceStatus
 from registry_server.settings import Settings, load_settings
 from registry_server.store import InstanceStore, MemoryStore, RedisStore
 
 __all__ = [
-    "Clock",
     "ConfigError",
     "Instance",
-    "InstanceConflictError",
+    "InstanceRegistration",
+    "InstanceStatus",
     "InstanceStore",
     "MemoryStore",
     "RedisStore",
-    "Registration",
     "RegistryError",
     "Settings",
-    "Status",
     "StoreError",
-    "StoreUnavailableError",
-    "SystemClock",
+    "SystemWallClock",
+    "WallClock",
     "create_app",
     "load_settings",
 ]

@@ -1,45 +1,47 @@
-"""The Starlette application: routes, error handlers, metrics middleware and the lifespan."""
+"""The Starlette application, and the one place its parts are wired together."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from registry_server.api.access import Access
+from registry_server.api.access import Access, UnauthorizedError
+from registry_server.api.body import BodyReader
 from registry_server.api.errors import (
     ApiError,
     on_api_error,
     on_http_exception,
     on_lease_error,
     on_store_error,
+    on_unauthorized,
     on_unexpected,
 )
-from registry_server.api.fast_heartbeat import HeartbeatEndpoint
-from registry_server.api.middleware import MetricsMiddleware
+from registry_server.api.heartbeat import HeartbeatEndpoint, HeartbeatShortcut
+from registry_server.api.middleware import ErrorAnswers, ExceptionHandler, MetricsMiddleware
+from registry_server.api.rendered import RenderedAnswers
 from registry_server.api.routes import RegistryApi
 from registry_server.api.ui import ui_routes
 from registry_server.api.watching import WatchApi
-from registry_server.clock import Clock, SystemClock
+from registry_server.change_hub import ChangeHub
+from registry_server.clock import SystemWallClock, WallClock
 from registry_server.errors import LeaseTokenError, StoreError
 from registry_server.interop import interop_routes
 from registry_server.metrics import RegistryMetrics
 from registry_server.registry import Registry
+from registry_server.registry_observer import RegistryObservers
 from registry_server.settings import Settings
 from registry_server.store.base import InstanceStore
 from registry_server.store.memory import MemoryStore
 from registry_server.store.redis_store import RedisStore, connect
 from registry_server.sweeper import Sweeper
-from registry_server.watch import ChangeHub
 
 log = logging.getLogger("registry_server")
 
@@ -68,37 +70,45 @@ async def _await_store(store: InstanceStore) -> None:
 
 
 class RegistryApp(Starlette):
-    """The registry's Starlette application, with heartbeats answered ahead of its routing (see
-    :mod:`registry_server.api.fast_heartbeat`)."""
+    """The registry's Starlette application. Every request passes, in this order: the request metrics,
+    the error answers, the heartbeat shortcut, the router."""
 
-    def __init__(self, heartbeat: HeartbeatEndpoint, **options: Any) -> None:
-        super().__init__(exception_handlers=heartbeat.handlers, **options)
+    def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
+                 heartbeat: HeartbeatEndpoint, **options: Any) -> None:
+        super().__init__(**options)
+        self._metrics = metrics
+        self._handlers = handlers
         self._heartbeat = heartbeat
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        instance_id = self._heartbeat.instance_id(scope)
-        if instance_id is None:
-            await super().__call__(scope, receive, send)
-            return
-        scope["app"] = self
-        await self._heartbeat.handle(instance_id, scope, receive, send)
+    def build_middleware_stack(self) -> ASGIApp:
+        # In place of Starlette's own stack (server errors, user middleware, exceptions): ErrorAnswers
+        # answers every exception with these handlers, inside the metrics, so that each answer is counted.
+        shortcut = HeartbeatShortcut(self.router, self._heartbeat)
+        return MetricsMiddleware(ErrorAnswers(shortcut, self._handlers), self._metrics)
 
 
-def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: Clock | None = None,
+def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
                metrics_registry: CollectorRegistry | None = None) -> Starlette:
-    """Build the registry app. Every I/O dependency can be injected; nothing starts until the lifespan."""
+    """Build the registry app. Every I/O dependency can be injected; nothing starts until the lifespan.
+
+    All the wiring is here: who tells whom of changes, and which parts share the access rule and the body
+    reader."""
     store = store if store is not None else build_store(settings)
+    clock = clock or SystemWallClock()
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
-    registry = Registry(store, clock or SystemClock(), settings.ttl_ms, metrics)
+    rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
+    sweeper = Sweeper(store, clock, settings.sweep_interval_s)  # sweeps sooner when a lease ends sooner
+    registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper))
+    hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count,
+                    on_change=rendered.forget)  # changes made through other replicas too
     access = Access(settings)
-    api = RegistryApi(registry, settings, metrics, access)
-    hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count)
-    sweeper = Sweeper(registry, settings.sweep_interval_s)
+    body = BodyReader(settings.max_body_bytes, settings.read_timeout_s)
+    heartbeat = HeartbeatEndpoint(registry, access, body)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         waiter = asyncio.create_task(_await_store(store), name="registry-store-wait")
-        sweeper.start()
+        sweeper.start(registry)
         hub.start()
         log.info("registry serving with the %s store, ttl %.3gs, sweep every %.3gs", store.kind,
                  settings.instance_ttl_s, settings.sweep_interval_s)
@@ -113,15 +123,14 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             await store.close()
             log.info("registry stopped: watchers released, sweeper stopped, store closed")
 
-    handlers = {ApiError: on_api_error, HTTPException: on_http_exception, LeaseTokenError: on_lease_error,
-                StoreError: on_store_error, Exception: on_unexpected}
-    heartbeat = HeartbeatEndpoint(registry, settings, metrics, access, handlers)
     app = RegistryApp(
-        heartbeat,
-        routes=[Route("/instances/{id}/heartbeat", heartbeat, methods=["PUT"]), *api.routes(),
-                *WatchApi(registry, hub, metrics, access).routes(), *ui_routes(),
-                *interop_routes(registry, hub, settings, access)],
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        metrics=metrics,
+        handlers={ApiError: on_api_error, HTTPException: on_http_exception, UnauthorizedError: on_unauthorized,
+                  LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
+        heartbeat=heartbeat,
+        routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
+                *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),
+                *interop_routes(registry, hub, settings, access, body)],
         lifespan=lifespan,
     )
     app.state.registry = registry

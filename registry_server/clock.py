@@ -12,13 +12,13 @@ import time
 from typing import Protocol
 
 
-class Clock(Protocol):
+class WallClock(Protocol):
     def now_ms(self) -> int:
         """Milliseconds since the Unix epoch."""
         ...
 
 
-class SystemClock:
+class SystemWallClock:
     """The wall clock of this process."""
 
     def now_ms(self) -> int:

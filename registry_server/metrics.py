@@ -7,13 +7,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from registry_server.model import Instance, ServiceSummary
+from registry_server.registry_observer import RegistryObserver
 
 
-class RegistryMetrics:
-    """Every registry metric, created on one explicit :class:`CollectorRegistry`.
-
-    Implements :class:`registry_server.events.RegistryObserver`.
-    """
+class RegistryMetrics(RegistryObserver):
+    """Every registry metric, created on one explicit :class:`CollectorRegistry`; counts what the registry
+    announces."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -73,7 +72,7 @@ class RegistryMetrics:
     def expired(self, service: str, count: int = 1) -> None:
         self._child(self.expirations, service).inc(count)
 
-    def heartbeat(self, instance: Instance) -> None:
+    def heartbeat(self, instance: Instance, status_changed: bool) -> None:
         self._child(self.heartbeats, instance.name).inc()
 
     def unknown_heartbeat(self, instance_id: str) -> None:

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 
-class Status(enum.StrEnum):
+class InstanceStatus(enum.StrEnum):
     UP = "UP"
     DOWN = "DOWN"
     STARTING = "STARTING"
     STOPPING = "STOPPING"
 
 
-STATUSES: dict[str, Status] = {s.value: s for s in Status}
-"""Each status by its name: a dict lookup, where ``Status(name)`` costs an enum call."""
+STATUSES: dict[str, InstanceStatus] = {s.value: s for s in InstanceStatus}
+"""Each status by its name: a dict lookup, where ``InstanceStatus(name)`` costs an enum call."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -66,7 +66,7 @@ def base_url(scheme: str, host: str, port: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Registration:
+class InstanceRegistration:
     """What a service asks to be registered as (already validated)."""
 
     id: str
@@ -77,7 +77,7 @@ class Registration:
     health_endpoint: str = "/health"
     version: str = ""
     description: str = ""
-    status: Status = Status.UP
+    status: InstanceStatus = InstanceStatus.UP
     metadata: dict[str, str] = field(default_factory=dict)
     lease_token_hash: str = ""
     """:func:`lease_token_hash` of the instance's lease token; the token itself is never stored."""
@@ -103,7 +103,7 @@ class Instance:
     health_endpoint: str
     version: str
     description: str
-    status: Status
+    status: InstanceStatus
     metadata: dict[str, str]
     registered_at_ms: int
     last_heartbeat_ms: int
@@ -173,7 +173,7 @@ class ServiceSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceView:
+class ServiceSnapshot:
     """A service's live instances (sorted by id) and its revision."""
 
     name: str

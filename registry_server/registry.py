@@ -1,4 +1,4 @@
-"""The registry's core: leases over a store, with every outcome reported to an observer. No HTTP here."""
+"""The registry's core: leases over a store, with every outcome announced to its observer. No HTTP here."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from registry_server.clock import Clock
+from registry_server.clock import WallClock
 from registry_server.errors import StoreError, StoreUnavailableError
-from registry_server.events import RegistryObserver
-from registry_server.model import Expired, Instance, RegisterResult, Registration, ServiceSummary, ServiceView, Status
-from registry_server.protection import ExpiryProtection
+from registry_server.expiry_protection import ExpiryProtection
+from registry_server.model import (
+    Expired,
+    Instance,
+    InstanceRegistration,
+    InstanceStatus,
+    RegisterResult,
+    ServiceSnapshot,
+    ServiceSummary,
+)
+from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
 T = TypeVar("T")
@@ -19,20 +27,12 @@ log = logging.getLogger("registry_server.registry")
 
 
 class Registry:
-    def __init__(self, store: InstanceStore, clock: Clock, ttl_ms: int, observer: RegistryObserver) -> None:
+    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver) -> None:
         self.store = store
         self.clock = clock
         self.ttl_ms = ttl_ms
         self.observer = observer
         self.protection = ExpiryProtection(store, clock, ttl_ms, observer)
-        self.change_listeners: list[Callable[[str], None]] = []
-        """Told the service's name, synchronously, after each change made through this replica."""
-        self.lease_listeners: list[Callable[[int], None]] = []
-        """Told when (ms) the lease of each instance registered through this replica ends."""
-
-    def _changed(self, service: str) -> None:
-        for listener in self.change_listeners:
-            listener(service)
 
     def __repr__(self) -> str:
         return f"Registry(store={self.store!r}, ttl_ms={self.ttl_ms})"
@@ -51,13 +51,11 @@ class Registry:
         self.protection.reached()
         return result
 
-    async def register(self, registration: Registration, *, lease_token_hash: str | None = None) -> RegisterResult:
+    async def register(self, registration: InstanceRegistration, *,
+                       lease_token_hash: str | None = None) -> RegisterResult:
         """``lease_token_hash``: what the caller presented, ``None`` for the admin (see InstanceStore)."""
         result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms,
                                                                    lease_token_hash=lease_token_hash))
-        self._changed(registration.name)
-        for listener in self.lease_listeners:
-            listener(result.instance.expires_at_ms)
         if result.replaced_expired:
             self.observer.expired(result.instance.name)
         self.observer.registered(result.instance, result.created)
@@ -66,7 +64,7 @@ class Registry:
             log.info("registered %s (%s at %s:%d)", inst.id, inst.name, inst.host, inst.port)
         return result
 
-    async def heartbeat(self, instance_id: str, status: Status | None, *,
+    async def heartbeat(self, instance_id: str, status: InstanceStatus | None, *,
                         lease_token_hash: str | None = None) -> Instance | None:
         renewal = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms,
                                                                      lease_token_hash=lease_token_hash))
@@ -74,16 +72,13 @@ class Registry:
             self.observer.unknown_heartbeat(instance_id)
             return None
         inst = renewal.instance
-        self.observer.heartbeat(inst)
-        if renewal.status_changed:  # a client repeating its status with every heartbeat changes nothing
-            self._changed(inst.name)
+        self.observer.heartbeat(inst, renewal.status_changed)
         return inst
 
     async def deregister(self, instance_id: str, *, lease_token_hash: str | None = None) -> Instance | None:
         inst = await self._store(lambda now: self.store.deregister(instance_id, now,
                                                                    lease_token_hash=lease_token_hash))
         if inst is not None:
-            self._changed(inst.name)
             self.observer.deregistered(inst)
             log.info("deregistered %s (%s)", inst.id, inst.name)
         return inst
@@ -91,7 +86,7 @@ class Registry:
     async def get(self, instance_id: str) -> Instance | None:
         return await self._store(lambda now: self.store.get(instance_id, now))
 
-    async def service(self, name: str) -> ServiceView:
+    async def service(self, name: str) -> ServiceSnapshot:
         return await self._store(lambda now: self.store.service(name, now))
 
     async def all_instances(self) -> list[Instance]:
@@ -109,7 +104,6 @@ class Registry:
         while True:
             batch = await self._store(lambda now: self.store.expire(now, limit))
             for service, count in collections.Counter(gone.name for gone in batch).items():
-                self._changed(service)
                 self.observer.expired(service, count)
             removed.extend(batch)
             if len(batch) < limit:

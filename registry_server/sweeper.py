@@ -6,18 +6,25 @@ import asyncio
 import contextlib
 import logging
 
+from registry_server.clock import WallClock
 from registry_server.errors import StoreError
+from registry_server.model import Instance
 from registry_server.registry import Registry
+from registry_server.registry_observer import RegistryObserver
+from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.sweeper")
 _MIN_PAUSE_S = 0.02
 
 
-class Sweeper:
-    """Calls :meth:`Registry.sweep` every ``interval_s`` seconds until stopped."""
+class Sweeper(RegistryObserver):
+    """Calls :meth:`Registry.sweep` every ``interval_s`` seconds until stopped, sooner when a lease ends
+    sooner. It hears the leases registered as one of the registry's observers, so it exists before the
+    registry it sweeps: that registry is handed to :meth:`start` and :meth:`sweep_once`."""
 
-    def __init__(self, registry: Registry, interval_s: float, *, batch: int = 1000) -> None:
-        self._registry = registry
+    def __init__(self, store: InstanceStore, clock: WallClock, interval_s: float, *, batch: int = 1000) -> None:
+        self._store = store
+        self._clock = clock
         self._interval_s = interval_s
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
@@ -25,14 +32,13 @@ class Sweeper:
         self._soonest_ms: int | None = None
         """The earliest lease end registered through this replica since the last sweep began."""
         self._nudge = asyncio.Event()
-        registry.lease_listeners.append(self.lease_ends)
 
     def __repr__(self) -> str:
         return f"Sweeper(interval_s={self._interval_s}, running={self._task is not None})"
 
-    def start(self) -> None:
+    def start(self, registry: Registry) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="registry-sweeper")
+            self._task = asyncio.create_task(self._run(registry), name="registry-sweeper")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -41,10 +47,10 @@ class Sweeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def sweep_once(self) -> int:
+    async def sweep_once(self, registry: Registry) -> int:
         self._soonest_ms = None  # this sweep sees every lease registered so far
         try:
-            removed = await self._registry.sweep(self._batch)
+            removed = await registry.sweep(self._batch)
         except StoreError as exc:
             if not self._failing:
                 log.warning("expiry sweep failed, will retry every %.3gs: %s", self._interval_s, exc)
@@ -55,17 +61,18 @@ class Sweeper:
         self._failing = False
         return len(removed)
 
-    def lease_ends(self, at_ms: int) -> None:
-        """A lease ending at ``at_ms`` was registered: sweep by then if that is sooner than planned."""
+    def registered(self, instance: Instance, created: bool) -> None:
+        """A lease ending at ``expires_at_ms`` was registered: sweep by then if that is sooner than planned."""
+        at_ms = instance.expires_at_ms
         if self._soonest_ms is None or at_ms < self._soonest_ms:
             self._soonest_ms = at_ms
             self._nudge.set()
 
-    async def _run(self) -> None:
+    async def _run(self, registry: Registry) -> None:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            await self.sweep_once()
+            await self.sweep_once(registry)
             while True:  # until the pause is over; a lease registered meanwhile may shorten it
                 self._nudge.clear()
                 try:
@@ -82,8 +89,8 @@ class Sweeper:
         pause = max(0.0, self._interval_s - took_s)
         if self._failing:
             return pause  # the store failed: retry at the interval, whatever the leases say
-        ends = [ms for ms in (self._registry.store.next_expiry_ms, self._soonest_ms) if ms is not None]
+        ends = [ms for ms in (self._store.next_expiry_ms, self._soonest_ms) if ms is not None]
         if ends:
-            until_s = (min(ends) - self._registry.clock.now_ms()) / 1000
+            until_s = (min(ends) - self._clock.now_ms()) / 1000
             pause = min(pause, max(_MIN_PAUSE_S, until_s))
         return pause

@@ -1,4 +1,5 @@
-"""Reading request bodies: bounded in size, JSON only, validated by a schema."""
+"""Reading request bodies, the same way for every endpoint and dialect: bounded in size and in time,
+JSON only where a schema validates them."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
+from registry_server.api.deadlines import ReadDeadlines
 from registry_server.api.errors import ApiError
 from registry_server.schemas import error_details
 
@@ -23,32 +26,66 @@ def too_slow(timeout_s: float) -> ApiError:
                     headers={"Connection": "close"})
 
 
-def body_expected(content_length: str | None, chunked: bool, http_version: str, limit: int) -> bool:
-    """Whether a body is coming; 413 at once when its declared length is over ``limit``."""
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise too_large(limit)
-    # HTTP/1.x without a length or a chunked encoding says there is no body: nothing to wait for
-    return content_length != "0" and (content_length is not None or chunked or not http_version.startswith("1"))
+class BodyReader:
+    """Reads a request's body, refused with 413 as soon as it passes ``limit`` bytes (never read whole into
+    memory; at once when its declared length is over) and with 408 when it takes over ``timeout_s`` seconds
+    to arrive. A client that leaves first raises :class:`ClientDisconnect`: nobody is left to answer."""
 
+    def __init__(self, limit: int, timeout_s: float) -> None:
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self._deadlines = ReadDeadlines()
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (never read whole into memory),
-    and with 408 when it takes over ``timeout_s`` seconds to arrive."""
-    if not body_expected(request.headers.get("content-length"), "transfer-encoding" in request.headers,
-                         request.scope.get("http_version", "1.1"), limit):
-        return b""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
+    def __repr__(self) -> str:
+        return f"BodyReader(limit={self.limit}, timeout_s={self.timeout_s:g})"
+
+    async def read(self, scope: Scope, receive: Receive) -> bytes:
+        """The body, ``b""`` when none is coming."""
+        return await self.receive(receive) if self.coming(scope) else b""
+
+    def coming(self, scope: Scope) -> bool:
+        """Whether a body is coming; 413 at once when its declared length is over the limit. (The heartbeat
+        asks this first, so that a heartbeat without a body, the usual one, awaits nothing for it.)"""
+        length: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:  # lower-case names (ASGI)
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            raise too_large(self.limit)
+        # HTTP/1.x without a length or a chunked encoding says there is no body: nothing to wait for
+        return length != b"0" and (length is not None or chunked
+                                   or not scope.get("http_version", "1.1").startswith("1"))
+
+    async def receive(self, receive: Receive) -> bytes:
+        """The body that is :meth:`coming`."""
+        limit = self.limit
+        task: asyncio.Task[object] | None = asyncio.current_task()
+        assert task is not None
+        self._deadlines.watch(task, self.timeout_s)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise too_large(limit)
                 chunks.append(chunk)
-    except TimeoutError:
-        raise too_slow(timeout_s) from None
-    return b"".join(chunks)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        except asyncio.CancelledError:
+            if not self._deadlines.unwatch(task):
+                raise
+            task.uncancel()
+            raise too_slow(self.timeout_s) from None
+        finally:
+            self._deadlines.unwatch(task)
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -60,10 +97,9 @@ def check_content_type(content_type: str | None) -> None:
                        f"content type must be application/json, not {media or 'empty'!r}")
 
 
-async def parse_body(request: Request, model: type[M], limit: int, timeout_s: float, *,
-                     optional: bool = False) -> M:
+async def parse_body(request: Request, model: type[M], body: BodyReader, *, optional: bool = False) -> M:
     """Validate the JSON body against ``model``: 400 for malformed JSON, 422 naming each bad field."""
-    raw = await read_body(request, limit, timeout_s)
+    raw = await body.read(request.scope, request.receive)
     if optional and not raw.strip():
         return model()
     check_content_type(request.headers.get("content-type"))

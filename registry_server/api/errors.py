@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from registry_server.api.access import UnauthorizedError
 from registry_server.api.responses import JSONResponse
 from registry_server.errors import StoreError, StoreUnavailableError
 
@@ -54,6 +55,12 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if exc.status_code != 404 else f"no route for {request.method} {request.url.path}"
     return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+
+async def on_unauthorized(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UnauthorizedError)
+    return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
+                          headers={"WWW-Authenticate": 'Bearer realm="registry"'})
 
 
 async def on_lease_error(request: Request, exc: Exception) -> Response:

@@ -8,11 +8,11 @@ from typing import Any
 from starlette.requests import Request
 
 from registry_server.api.errors import ApiError
-from registry_server.model import Instance, Status
+from registry_server.model import Instance, InstanceStatus
 from registry_server.schemas import NAME_PATTERN
 
 NAME = re.compile(NAME_PATTERN)
-_STATUSES = {s.value for s in Status}
+_STATUSES = {s.value for s in InstanceStatus}
 _WAIT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 MAX_WAIT_S = 300.0
 DEFAULT_WAIT_S = 60.0

@@ -3,7 +3,7 @@
 An answer is kept for at most ``max_age_ms`` (its heartbeat timestamps may lag that much), never past
 the first lease in it to run out (so an expired instance is still never returned), and dropped the
 moment its service changes: at once for changes made through this replica, and as soon as a change
-made elsewhere is announced.
+made elsewhere is announced (the registry's observer and the change hub both tell it).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from registry_server.model import Instance
+from registry_server.registry_observer import RegistryObserver
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class Rendered:
     valid_until_ms: int
 
 
-class RenderedAnswers:
+class RenderedAnswers(RegistryObserver):
     def __init__(self, *, max_age_ms: int = 500, max_entries: int = 10_000) -> None:
         self._max_age_ms = max_age_ms
         self._max_entries = max_entries
@@ -52,11 +53,25 @@ class RenderedAnswers:
         entries[query] = Rendered(revision, etag, rendered_body,
                                   min(now_ms + self._max_age_ms, first_expiry))
 
-    def forget(self, service: str) -> None:
+    def forget(self, service: str | None) -> None:
+        """Drop the answers of ``service``; of every service when ``None``."""
+        if service is None:
+            self._by_service.clear()
+            self._count = 0
+            return
         dropped = self._by_service.pop(service, None)
         if dropped:
             self._count -= len(dropped)
 
-    def forget_all(self) -> None:
-        self._by_service.clear()
-        self._count = 0
+    def registered(self, instance: Instance, created: bool) -> None:
+        self.forget(instance.name)
+
+    def deregistered(self, instance: Instance) -> None:
+        self.forget(instance.name)
+
+    def expired(self, service: str, count: int = 1) -> None:
+        self.forget(service)
+
+    def heartbeat(self, instance: Instance, status_changed: bool) -> None:
+        if status_changed:  # a client repeating its status with every heartbeat changes nothing shown
+            self.forget(instance.name)

@@ -10,26 +10,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from registry_server.api.access import Access
-from registry_server.api.body import parse_body
+from registry_server.api.access import Access, Role, presented
+from registry_server.api.body import BodyReader, parse_body
 from registry_server.api.errors import ApiError, instance_not_found
 from registry_server.api.openapi import openapi_document
 from registry_server.api.query import NAME, filtered, status_filter
 from registry_server.api.responses import JSONResponse
 from registry_server.errors import InstanceConflictError, StoreError
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import Registration, Status, lease_token_hash
+from registry_server.model import InstanceRegistration, InstanceStatus, lease_token_hash
 from registry_server.registry import Registry
 from registry_server.schemas import RegisterRequest
 from registry_server.settings import Settings
 
 
 class RegistryApi:
-    def __init__(self, registry: Registry, settings: Settings, metrics: RegistryMetrics, access: Access) -> None:
+    def __init__(self, registry: Registry, settings: Settings, metrics: RegistryMetrics, access: Access,
+                 body: BodyReader) -> None:
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
         self.access = access
+        self.body = body
 
     def routes(self) -> list[Route]:
         return [
@@ -43,33 +45,23 @@ class RegistryApi:
             Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
 
-    def _authorize_write(self, request: Request) -> None:
-        self.access.authorize(request, self.access.writers)
-
-    def _lease(self, request: Request) -> str | None:
-        """The presented lease token's hash, ``""`` for none, ``None`` for the admin (who needs none)."""
-        if self.access.is_admin(request):
-            return None
-        given = request.headers.get("x-lease-token")
-        return lease_token_hash(given) if given else ""
-
     async def register(self, request: Request) -> Response:
-        self._authorize_write(request)
-        body = await parse_body(request, RegisterRequest, self.settings.max_body_bytes,
-                                self.settings.read_timeout_s)
+        grant = self.access.authorize(presented(request), Role.WRITE)
+        body = await parse_body(request, RegisterRequest, self.body)
         host = body.host or (request.client.host if request.client else None)
         if not host:
             raise ApiError(422, "validation_error", "request body failed validation",
                            details=[{"field": "host", "message": "no host given and no peer address known",
                                      "type": "missing"}])
         lease_token = body.lease_token or secrets.token_urlsafe(24)
-        registration = Registration(
+        registration = InstanceRegistration(
             id=body.id or f"{body.name}-{secrets.token_hex(8)}", name=body.name, host=host, port=body.port,
             scheme=body.scheme, health_endpoint=body.health_endpoint, version=body.version,
-            description=body.description, status=Status(body.status), metadata=body.metadata,
+            description=body.description, status=InstanceStatus(body.status), metadata=body.metadata,
             lease_token_hash=lease_token_hash(lease_token))
         try:
-            result = await self.registry.register(registration, lease_token_hash=self._lease(request))
+            result = await self.registry.register(
+                registration, lease_token_hash=grant.lease_hash(request.headers.get("x-lease-token")))
         except InstanceConflictError as exc:
             raise ApiError(409, "instance_id_conflict", str(exc)) from None
         payload = result.instance.to_json()
@@ -79,14 +71,15 @@ class RegistryApi:
         return JSONResponse(payload)
 
     async def deregister(self, request: Request) -> Response:
-        self._authorize_write(request)
+        grant = self.access.authorize(presented(request), Role.WRITE)
         instance_id = request.path_params["id"]
-        if await self.registry.deregister(instance_id, lease_token_hash=self._lease(request)) is None:
+        lease = grant.lease_hash(request.headers.get("x-lease-token"))
+        if await self.registry.deregister(instance_id, lease_token_hash=lease) is None:
             raise instance_not_found(instance_id)
         return Response(status_code=204)
 
     async def get_instance(self, request: Request) -> Response:
-        self.access.authorize_read(request)
+        self.access.authorize(presented(request), Role.READ)
         instance_id = request.path_params["id"]
         inst = await self.registry.get(instance_id)
         if inst is None:
@@ -94,7 +87,7 @@ class RegistryApi:
         return JSONResponse(inst.to_json())
 
     async def list_instances(self, request: Request) -> Response:
-        self.access.authorize_read(request)
+        self.access.authorize(presented(request), Role.READ)
         statuses = status_filter(request)  # bad filters answer 422 before any store work
         name = request.query_params.get("name")
         if name:
@@ -104,7 +97,7 @@ class RegistryApi:
         return JSONResponse({"instances": filtered(instances, statuses, request.query_params.get("version"))})
 
     async def list_services(self, request: Request) -> Response:
-        self.access.authorize_read(request)
+        self.access.authorize(presented(request), Role.READ)
         summaries = await self.registry.services()
         return JSONResponse({"services": [s.to_json() for s in summaries]})
 

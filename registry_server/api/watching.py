@@ -13,15 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from registry_server.api.access import Access
+from registry_server.api.access import Access, Role, presented
 from registry_server.api.errors import ApiError
 from registry_server.api.query import blocking_index, filtered, service_name, status_filter, wait_seconds
 from registry_server.api.rendered import Rendered, RenderedAnswers
+from registry_server.change_hub import CLOSED, GAP, OVERFLOW, ChangeHub, Subscription, WatchLimitError
 from registry_server.errors import StoreError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import ChangeEvent, event_id_order
 from registry_server.registry import Registry
-from registry_server.watch import CLOSED, GAP, OVERFLOW, ChangeHub, Subscription, WatchLimitError
 
 _REPLAY_BATCH = 500
 
@@ -51,27 +51,20 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 class WatchApi:
     def __init__(self, registry: Registry, hub: ChangeHub, metrics: RegistryMetrics, access: Access,
-                 rendered: RenderedAnswers | None = None) -> None:
+                 rendered: RenderedAnswers) -> None:
+        """``rendered`` must hear of every change (``create_app`` has the registry and the hub tell it)."""
         self.registry = registry
         self.hub = hub
         self.metrics = metrics
         self.access = access
-        self.rendered = rendered or RenderedAnswers()
-        registry.change_listeners.append(self._forget)
-        hub.change_listeners.append(self._forget)
-
-    def _forget(self, service: str) -> None:
-        if service:
-            self.rendered.forget(service)
-        else:
-            self.rendered.forget_all()
+        self.rendered = rendered
 
     def routes(self) -> list[Route]:
         return [Route("/services/{name}", self.discover, methods=["GET"]),
                 Route("/events", self.events, methods=["GET"])]
 
     async def discover(self, request: Request) -> Response:
-        self.access.authorize_read(request)
+        self.access.authorize(presented(request), Role.READ)
         name = service_name(request.path_params["name"])
         statuses = status_filter(request)
         version = request.query_params.get("version")
@@ -118,7 +111,7 @@ class WatchApi:
         return None
 
     async def events(self, request: Request) -> Response:
-        self.access.authorize_read(request)
+        self.access.authorize(presented(request), Role.READ)
         raw_service = request.query_params.get("service")
         service = service_name(raw_service, "service") if raw_service else None
         last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")

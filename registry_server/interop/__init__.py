@@ -6,20 +6,20 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from registry_server.api.access import Access
+from registry_server.api.body import BodyReader
+from registry_server.change_hub import ChangeHub
 from registry_server.interop.consul_api import ConsulApi
-from registry_server.interop.credentials import InteropAccess
 from registry_server.interop.eureka_api import EurekaApi
 from registry_server.interop.prometheus_api import PrometheusSdApi
 from registry_server.registry import Registry
 from registry_server.settings import Settings
-from registry_server.watch import ChangeHub
 
-__all__ = ["ConsulApi", "EurekaApi", "InteropAccess", "PrometheusSdApi", "interop_routes"]
+__all__ = ["ConsulApi", "EurekaApi", "PrometheusSdApi", "interop_routes"]
 
 
-def interop_routes(registry: Registry, hub: ChangeHub, settings: Settings, access: Access) -> list[Route]:
+def interop_routes(registry: Registry, hub: ChangeHub, settings: Settings, access: Access,
+                   body: BodyReader) -> list[Route]:
     """Every interop route, for the app's route list."""
-    interop_access = InteropAccess(access, settings.admin_token)
-    return [*PrometheusSdApi(registry, interop_access).routes(),
-            *EurekaApi(registry, settings, interop_access).routes(),
-            *ConsulApi(registry, hub, settings, interop_access).routes()]
+    return [*PrometheusSdApi(registry, access).routes(),
+            *EurekaApi(registry, settings, access, body).routes(),
+            *ConsulApi(registry, hub, settings, access, body).routes()]

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from registry_server.watch import ChangeHub
+from registry_server.change_hub import ChangeHub
 
 
 async def _disconnected(request: Request) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry_server.interop.eureka import INSTANCE_ID
-from registry_server.model import Instance, Registration, Status
+from registry_server.model import Instance, InstanceRegistration, InstanceStatus
 from registry_server.schemas import NAME_PATTERN, valid_host
 
 DATACENTER = "dc1"
@@ -27,20 +27,20 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)?$")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 MAX_WAIT_S = 300.0
 DEFAULT_WAIT_S = 300.0
-_TO_CHECK = {Status.UP: "passing", Status.STARTING: "warning", Status.DOWN: "critical",
-             Status.STOPPING: "critical"}
-_FROM_CHECK = {"passing": Status.UP, "warning": Status.STARTING, "critical": Status.DOWN}
+_TO_CHECK = {InstanceStatus.UP: "passing", InstanceStatus.STARTING: "warning", InstanceStatus.DOWN: "critical",
+             InstanceStatus.STOPPING: "critical"}
+_FROM_CHECK = {"passing": InstanceStatus.UP, "warning": InstanceStatus.STARTING, "critical": InstanceStatus.DOWN}
 
 
 class ConsulInputError(ValueError):
     """A Consul request that cannot be mapped (answered ``400``)."""
 
 
-def check_status(status: Status) -> str:
+def check_status(status: InstanceStatus) -> str:
     return _TO_CHECK[status]
 
 
-def status_from_check(value: str) -> Status:
+def status_from_check(value: str) -> InstanceStatus:
     try:
         return _FROM_CHECK[value.strip().lower()]
     except KeyError:
@@ -151,11 +151,11 @@ class ConsulRegistration:
     name: str
     host: str | None
     port: int
-    status: Status
+    status: InstanceStatus
     metadata: dict[str, str]
 
-    def registration(self, host: str, lease_token_hash: str) -> Registration:
-        return Registration(id=self.id, name=self.name, host=host, port=self.port,
+    def registration(self, host: str, lease_token_hash: str) -> InstanceRegistration:
+        return InstanceRegistration(id=self.id, name=self.name, host=host, port=self.port,
                             version=self.metadata.get("version", ""), status=self.status,
                             metadata=self.metadata, lease_token_hash=lease_token_hash)
 
@@ -165,11 +165,11 @@ def _keys(body: dict[str, Any]) -> dict[str, Any]:
     return {str(key).lower(): value for key, value in body.items()}
 
 
-def _initial_status(checks: list[Any], service_id: str) -> Status:
+def _initial_status(checks: list[Any], service_id: str) -> InstanceStatus:
     """No check: passing. A TTL check starts critical unless it says otherwise (as in Consul)."""
     if not checks:
-        return Status.UP
-    status = Status.UP
+        return InstanceStatus.UP
+    status = InstanceStatus.UP
     for raw in checks:
         if not isinstance(raw, dict):
             raise ConsulInputError("Check must be an object")
@@ -184,7 +184,7 @@ def _initial_status(checks: list[Any], service_id: str) -> Status:
         given_id = chk.get("checkid") or chk.get("id")
         if given_id and given_id != check_id(service_id):
             raise ConsulInputError(f"check ids other than {check_id(service_id)!r} are not supported")
-        status = Status.DOWN if not chk.get("status") else status_from_check(str(chk["status"]))
+        status = InstanceStatus.DOWN if not chk.get("status") else status_from_check(str(chk["status"]))
     return status
 
 

@@ -11,18 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from registry_server.api.body import read_body
+from registry_server.api.access import Access, Role
+from registry_server.api.body import BodyReader
 from registry_server.api.responses import JSONResponse
+from registry_server.change_hub import ChangeHub, WatchLimitError
 from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.interop import consul
 from registry_server.interop.blocking import wait_for_any_change, wait_unless_gone
-from registry_server.interop.credentials import InteropAccess, interop_lease_hash
+from registry_server.interop.credentials import authorized, interop_lease_hash, interop_lease_token
 from registry_server.interop.negotiation import BodyError, decode_body, text
-from registry_server.model import Instance, Status
+from registry_server.model import Instance, InstanceStatus
 from registry_server.registry import Registry
 from registry_server.schemas import NAME_PATTERN
 from registry_server.settings import Settings
-from registry_server.watch import ChangeHub, WatchLimitError
 
 _DENIED = "Permission denied: this registry needs its token (X-Consul-Token, ?token= or a bearer token)"
 _NAME = re.compile(NAME_PATTERN)
@@ -37,11 +38,13 @@ def _json(payload: Any, index: int | None = None) -> Response:
 
 
 class ConsulApi:
-    def __init__(self, registry: Registry, hub: ChangeHub, settings: Settings, access: InteropAccess) -> None:
+    def __init__(self, registry: Registry, hub: ChangeHub, settings: Settings, access: Access,
+                 body: BodyReader) -> None:
         self.registry = registry
         self.hub = hub
         self.settings = settings
         self.access = access
+        self.body = body
 
     def routes(self) -> list[Route]:
         return [
@@ -82,7 +85,7 @@ class ConsulApi:
         return index, wait + random.uniform(0, wait / 16)
 
     async def catalog_services(self, request: Request) -> Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return text(403, _DENIED)
         try:
             index, wait = self._blocking_args(request)
@@ -97,7 +100,7 @@ class ConsulApi:
         return _json({s.name: [] for s in services}, current)
 
     async def _service(self, request: Request) -> tuple[list[Instance], int] | Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return text(403, _DENIED)
         name = request.path_params["name"]
         try:
@@ -129,17 +132,17 @@ class ConsulApi:
             return found
         instances, index = found
         if raw is not None and _BOOL[raw.lower()]:
-            instances = [inst for inst in instances if inst.status is Status.UP]
+            instances = [inst for inst in instances if inst.status is InstanceStatus.UP]
         return _json([consul.health_entry(inst, index) for inst in instances], index)
 
     async def agent_services(self, request: Request) -> Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return text(403, _DENIED)
         instances = await self.registry.all_instances()
         return _json({inst.id: consul.agent_service(inst, 1) for inst in instances})
 
     async def agent_self(self, request: Request) -> Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return text(403, _DENIED)
         return _json(consul.agent_self())
 
@@ -149,9 +152,10 @@ class ConsulApi:
     # ------------------------------------------------------------------------------ writes
 
     async def register(self, request: Request) -> Response:
-        if not self.access.may_write(request):
+        grant = authorized(self.access, request, Role.WRITE)
+        if grant is None:
             return text(403, _DENIED)
-        raw = await read_body(request, self.settings.max_body_bytes, self.settings.read_timeout_s)
+        raw = await self.body.read(request.scope, request.receive)
         try:
             parsed = consul.parse_registration(decode_body(raw, request.headers.get("content-type") or
                                                            "application/json"))
@@ -162,7 +166,7 @@ class ConsulApi:
             return text(400, "Address is required (no peer address known)")
         try:
             await self.registry.register(parsed.registration(host, interop_lease_hash(parsed.id)),
-                                         lease_token_hash=self.access.lease_hash(request, parsed.id))
+                                         lease_token_hash=grant.lease_hash(interop_lease_token(parsed.id)))
         except InstanceConflictError as exc:
             return text(400, str(exc))
         except LeaseTokenError:
@@ -175,12 +179,13 @@ class ConsulApi:
                          "API with a lease token and cannot be changed through the Consul API")
 
     async def deregister(self, request: Request) -> Response:
-        if not self.access.may_write(request):
+        grant = authorized(self.access, request, Role.WRITE)
+        if grant is None:
             return text(403, _DENIED)
         instance_id = request.path_params["id"]
         try:
             removed = await self.registry.deregister(instance_id,
-                                                     lease_token_hash=self.access.lease_hash(request, instance_id))
+                                                     lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
         except LeaseTokenError:
             return self._foreign(instance_id)
         if removed is None:
@@ -188,14 +193,15 @@ class ConsulApi:
                              "service name.")
         return Response(status_code=200)
 
-    async def _check(self, request: Request, status: Status) -> Response:
-        if not self.access.may_write(request):
+    async def _check(self, request: Request, status: InstanceStatus) -> Response:
+        grant = authorized(self.access, request, Role.WRITE)
+        if grant is None:
             return text(403, _DENIED)
         check = request.path_params["check_id"]
         instance_id = consul.instance_of_check(check)
         try:
             inst = await self.registry.heartbeat(instance_id, status,
-                                                 lease_token_hash=self.access.lease_hash(request, instance_id))
+                                                 lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
         except LeaseTokenError:
             return self._foreign(instance_id)
         if inst is None:
@@ -203,16 +209,16 @@ class ConsulApi:
         return Response(status_code=200)
 
     async def check_pass(self, request: Request) -> Response:
-        return await self._check(request, Status.UP)
+        return await self._check(request, InstanceStatus.UP)
 
     async def check_warn(self, request: Request) -> Response:
-        return await self._check(request, Status.STARTING)
+        return await self._check(request, InstanceStatus.STARTING)
 
     async def check_fail(self, request: Request) -> Response:
-        return await self._check(request, Status.DOWN)
+        return await self._check(request, InstanceStatus.DOWN)
 
     async def check_update(self, request: Request) -> Response:
-        raw = await read_body(request, self.settings.max_body_bytes, self.settings.read_timeout_s)
+        raw = await self.body.read(request.scope, request.receive)
         try:
             body = decode_body(raw, "application/json")
             if not isinstance(body, dict):

@@ -6,21 +6,20 @@ accepted as HTTP Basic credentials (the password; Eureka clients put them in the
 
 Lease tokens: these protocols have no per-instance secret to send back. An instance registered through
 Eureka or Consul gets the lease token :func:`interop_lease_token` derives from its id, and the
-Eureka/Consul endpoints present that token for it. So such an instance can be renewed, changed or
-removed by anyone who may write and knows its id (as with Eureka and Consul themselves), while an
-instance registered through our own API keeps its secret lease token: the Eureka and Consul endpoints
-cannot renew, override or remove it (``403``).
+Eureka/Consul endpoints present that token for it (``grant.lease_hash(interop_lease_token(id))``). So
+such an instance can be renewed, changed or removed by anyone who may write and knows its id (as with
+Eureka and Consul themselves), while an instance registered through our own API keeps its secret lease
+token: the Eureka and Consul endpoints cannot renew, override or remove it (``403``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 
 from starlette.requests import Request
 
-from registry_server.api.access import Access
+from registry_server.api.access import Access, Grant, Role, UnauthorizedError
 from registry_server.model import lease_token_hash
 
 _LEASE_PREFIX = "interop-lease:"
@@ -56,31 +55,10 @@ def presented_tokens(request: Request) -> list[str]:
     return found
 
 
-def _any_matches(given: list[str], allowed: tuple[str, ...]) -> bool:
-    found = False
-    for token in given:
-        for candidate in allowed:  # no early exit: the time taken does not say which token matched
-            found |= hmac.compare_digest(token.encode(), candidate.encode())
-    return found
-
-
-class InteropAccess:
-    """The registry's :class:`Access` rules, with the credentials these protocols can send."""
-
-    def __init__(self, access: Access, admin_token: str | None) -> None:
-        self._access = access
-        self._admin = (admin_token,) if admin_token else ()
-
-    def may_read(self, request: Request) -> bool:
-        allowed = self._access.readers
-        return allowed is None or _any_matches(presented_tokens(request), allowed)
-
-    def may_write(self, request: Request) -> bool:
-        allowed = self._access.writers
-        return allowed is None or _any_matches(presented_tokens(request), allowed)
-
-    def lease_hash(self, request: Request, instance_id: str) -> str | None:
-        """What to present for ``instance_id``: ``None`` for the admin, else its derived lease token."""
-        if self._admin and _any_matches(presented_tokens(request), self._admin):
-            return None
-        return interop_lease_hash(instance_id)
+def authorized(access: Access, request: Request, role: Role) -> Grant | None:
+    """The registry's one rule (:meth:`Access.authorize`) on the credentials these protocols send;
+    ``None`` when they may not act in ``role`` (each dialect words its own refusal)."""
+    try:
+        return access.authorize(presented_tokens(request), role)
+    except UnauthorizedError:
+        return None

@@ -17,29 +17,30 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from registry_server.model import Instance, Registration, Status
+from registry_server.model import Instance, InstanceRegistration, InstanceStatus
 from registry_server.schemas import NAME_PATTERN, valid_host
 
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,255}$")
 _NAME = re.compile(NAME_PATTERN)
 DATA_CENTER_CLASS = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo"
-_STATUS_IN = {"UP": Status.UP, "DOWN": Status.DOWN, "STARTING": Status.STARTING,
-              "OUT_OF_SERVICE": Status.DOWN, "UNKNOWN": Status.DOWN}
-_STATUS_OUT = {Status.UP: "UP", Status.DOWN: "DOWN", Status.STARTING: "STARTING", Status.STOPPING: "DOWN"}
+_STATUS_IN = {"UP": InstanceStatus.UP, "DOWN": InstanceStatus.DOWN, "STARTING": InstanceStatus.STARTING,
+              "OUT_OF_SERVICE": InstanceStatus.DOWN, "UNKNOWN": InstanceStatus.DOWN}
+_STATUS_OUT = {InstanceStatus.UP: "UP", InstanceStatus.DOWN: "DOWN", InstanceStatus.STARTING: "STARTING",
+               InstanceStatus.STOPPING: "DOWN"}
 
 
 class EurekaInputError(ValueError):
     """A Eureka request that cannot be mapped (answered ``400``)."""
 
 
-def status_from_eureka(value: str) -> Status:
+def status_from_eureka(value: str) -> InstanceStatus:
     try:
         return _STATUS_IN[value.strip().upper()]
     except KeyError:
         raise EurekaInputError(f"unknown status {value!r}; expected one of {', '.join(_STATUS_IN)}") from None
 
 
-def status_to_eureka(status: Status) -> str:
+def status_to_eureka(status: InstanceStatus) -> str:
     return _STATUS_OUT[status]
 
 
@@ -138,11 +139,11 @@ class EurekaRegistration:
     port: int
     scheme: str
     health_endpoint: str
-    status: Status
+    status: InstanceStatus
     metadata: dict[str, str]
 
-    def registration(self, service: str, lease_token_hash: str) -> Registration:
-        return Registration(id=self.id, name=service, host=self.host, port=self.port, scheme=self.scheme,
+    def registration(self, service: str, lease_token_hash: str) -> InstanceRegistration:
+        return InstanceRegistration(id=self.id, name=service, host=self.host, port=self.port, scheme=self.scheme,
                             health_endpoint=self.health_endpoint, version=self.metadata.get("version", ""),
                             status=self.status, metadata=self.metadata, lease_token_hash=lease_token_hash)
 

@@ -13,12 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from registry_server.api.body import read_body
+from registry_server.api.access import Access, Role
+from registry_server.api.body import BodyReader
 from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.interop import eureka
-from registry_server.interop.credentials import InteropAccess, interop_lease_hash
+from registry_server.interop.credentials import authorized, interop_lease_hash, interop_lease_token
 from registry_server.interop.negotiation import BodyError, decode_body, render, text
-from registry_server.model import EventType, Instance, Status, event_id_order
+from registry_server.model import EventType, Instance, InstanceStatus, event_id_order
 from registry_server.registry import Registry
 from registry_server.settings import Settings
 
@@ -40,10 +41,11 @@ def _unauthorized() -> Response:
 
 
 class EurekaApi:
-    def __init__(self, registry: Registry, settings: Settings, access: InteropAccess) -> None:
+    def __init__(self, registry: Registry, settings: Settings, access: Access, body: BodyReader) -> None:
         self.registry = registry
         self.settings = settings
         self.access = access
+        self.body = body
         self.ttl_s = max(1, round(settings.instance_ttl_s))
 
     def routes(self) -> list[Route]:
@@ -67,13 +69,13 @@ class EurekaApi:
     # ------------------------------------------------------------------------------- reads
 
     async def get_apps(self, request: Request) -> Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return _unauthorized()
         instances = await self.registry.all_instances()
         return render(request, eureka.applications(instances, self.ttl_s, registry_version(instances)))
 
     async def get_delta(self, request: Request) -> Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return _unauthorized()
         events = await self.registry.store.read_events(await self._delta_start(), count=10_000)
         live = await self.registry.all_instances()
@@ -110,7 +112,7 @@ class EurekaApi:
         return instances
 
     async def get_app(self, request: Request) -> Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return _unauthorized()
         app = request.path_params["app"]
         instances = await self._application(app)
@@ -120,7 +122,7 @@ class EurekaApi:
         return render(request, {"application": document})
 
     async def get_instance(self, request: Request) -> Response:
-        if not self.access.may_read(request):
+        if authorized(self.access, request, Role.READ) is None:
             return _unauthorized()
         inst = await self._owned(request)
         if inst is None:
@@ -143,9 +145,10 @@ class EurekaApi:
     # ------------------------------------------------------------------------------ writes
 
     async def register(self, request: Request) -> Response:
-        if not self.access.may_write(request):
+        grant = authorized(self.access, request, Role.WRITE)
+        if grant is None:
             return _unauthorized()
-        raw = await read_body(request, self.settings.max_body_bytes, self.settings.read_timeout_s)
+        raw = await self.body.read(request.scope, request.receive)
         try:
             body: Any = decode_body(raw, request.headers.get("content-type"))
             parsed = eureka.parse_instance(body, request.path_params["app"])
@@ -156,7 +159,7 @@ class EurekaApi:
             service = existing.name
         else:
             service = eureka.resolve_service_name(parsed.app, [s.name for s in await self.registry.services()])
-        lease = self.access.lease_hash(request, parsed.id)
+        lease = grant.lease_hash(interop_lease_token(parsed.id))
         registration = parsed.registration(service, interop_lease_hash(parsed.id))
         try:
             await self.registry.register(registration, lease_token_hash=lease)
@@ -171,13 +174,14 @@ class EurekaApi:
         return text(403, f"instance {instance_id!r} was registered through the registry's own API with a lease "
                          "token: it cannot be changed through Eureka")
 
-    async def _heartbeat(self, request: Request, status: Status | None) -> Response:
-        if not self.access.may_write(request):
+    async def _heartbeat(self, request: Request, status: InstanceStatus | None) -> Response:
+        grant = authorized(self.access, request, Role.WRITE)
+        if grant is None:
             return _unauthorized()
         instance_id = request.path_params["instance_id"]
         try:
             inst = await self.registry.heartbeat(instance_id, status,
-                                                 lease_token_hash=self.access.lease_hash(request, instance_id))
+                                                 lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
         except LeaseTokenError:
             return self._foreign(instance_id)
         if inst is None or inst.name.upper() != request.path_params["app"].upper():
@@ -205,14 +209,15 @@ class EurekaApi:
         return await self._heartbeat(request, status)
 
     async def cancel(self, request: Request) -> Response:
-        if not self.access.may_write(request):
+        grant = authorized(self.access, request, Role.WRITE)
+        if grant is None:
             return _unauthorized()
         if await self._owned(request) is None:
             return self._not_found(request)
         instance_id = request.path_params["instance_id"]
         try:
             removed = await self.registry.deregister(instance_id,
-                                                     lease_token_hash=self.access.lease_hash(request, instance_id))
+                                                     lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
         except LeaseTokenError:
             return self._foreign(instance_id)
         return Response(status_code=200) if removed is not None else self._not_found(request)

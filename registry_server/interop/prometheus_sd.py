@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from registry_server.interop.labels import metadata_labels
-from registry_server.model import Instance, Status
+from registry_server.model import Instance, InstanceStatus
 
 PREFIX = "__meta_registry_"
 
@@ -35,4 +35,4 @@ def target_group(instance: Instance) -> dict[str, Any]:
 
 def targets(instances: list[Instance]) -> list[dict[str, Any]]:
     """One group per ``UP`` instance, in the order given (the registry's: by id)."""
-    return [target_group(inst) for inst in instances if inst.status is Status.UP]
+    return [target_group(inst) for inst in instances if inst.status is InstanceStatus.UP]

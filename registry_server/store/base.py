@@ -33,12 +33,12 @@ from registry_server.model import (
     ChangeNotice,
     Expired,
     Instance,
+    InstanceRegistration,
+    InstanceStatus,
     RegisterResult,
-    Registration,
     Renewal,
+    ServiceSnapshot,
     ServiceSummary,
-    ServiceView,
-    Status,
 )
 
 
@@ -46,10 +46,10 @@ class InstanceStore(Protocol):
     kind: str
     """``"redis"`` or ``"memory"``, reported by ``/healthz``."""
 
-    async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
+    async def register(self, registration: InstanceRegistration, now_ms: int, ttl_ms: int, *,
                        lease_token_hash: str | None = None) -> RegisterResult: ...
 
-    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
+    async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
                         lease_token_hash: str | None = None) -> Renewal | None: ...
 
     async def deregister(self, instance_id: str, now_ms: int, *,
@@ -57,7 +57,7 @@ class InstanceStore(Protocol):
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None: ...
 
-    async def service(self, name: str, now_ms: int) -> ServiceView: ...
+    async def service(self, name: str, now_ms: int) -> ServiceSnapshot: ...
 
     async def all_instances(self, now_ms: int) -> list[Instance]: ...
 

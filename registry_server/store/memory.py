@@ -14,12 +14,12 @@ from registry_server.model import (
     EventType,
     Expired,
     Instance,
+    InstanceRegistration,
+    InstanceStatus,
     RegisterResult,
-    Registration,
     Renewal,
+    ServiceSnapshot,
     ServiceSummary,
-    ServiceView,
-    Status,
     event_id_order,
 )
 
@@ -76,7 +76,7 @@ class MemoryStore:
         if presented is not None and (not presented or presented != self._tokens.get(instance_id)):
             raise LeaseTokenError(instance_id)
 
-    async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
+    async def register(self, registration: InstanceRegistration, now_ms: int, ttl_ms: int, *,
                        lease_token_hash: str | None = None) -> RegisterResult:
         owner = self._owners.get(registration.id)
         if owner is not None and owner != registration.name:
@@ -108,7 +108,7 @@ class MemoryStore:
             self._emit(kind, svc, inst)
         return RegisterResult(inst, created, svc.revision, replaced_expired)
 
-    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
+    async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
                         lease_token_hash: str | None = None) -> Renewal | None:
         found = self._live(instance_id, now_ms)
         if found is None:
@@ -144,12 +144,12 @@ class MemoryStore:
         found = self._live(instance_id, now_ms)
         return None if found is None else found[1]
 
-    async def service(self, name: str, now_ms: int) -> ServiceView:
+    async def service(self, name: str, now_ms: int) -> ServiceSnapshot:
         svc = self._services.get(name)
         if svc is None:
-            return ServiceView(name, 0, [])
+            return ServiceSnapshot(name, 0, [])
         live = [i for i in svc.members.values() if i.is_live(now_ms)]
-        return ServiceView(name, svc.revision, sorted(live, key=lambda i: i.id))
+        return ServiceSnapshot(name, svc.revision, sorted(live, key=lambda i: i.id))
 
     async def all_instances(self, now_ms: int) -> list[Instance]:
         live = [i for svc in self._services.values() for i in svc.members.values() if i.is_live(now_ms)]

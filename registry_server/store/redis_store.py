@@ -32,12 +32,12 @@ from registry_server.model import (
     EventType,
     Expired,
     Instance,
+    InstanceRegistration,
+    InstanceStatus,
     RegisterResult,
-    Registration,
     Renewal,
+    ServiceSnapshot,
     ServiceSummary,
-    ServiceView,
-    Status,
     compact_document,
     event_id_order,
     parse_document,
@@ -210,7 +210,7 @@ class RedisStore:
 
     # -- changes ------------------------------------------------------------------------------------
 
-    async def register(self, registration: Registration, now_ms: int, ttl_ms: int, *,
+    async def register(self, registration: InstanceRegistration, now_ms: int, ttl_ms: int, *,
                        lease_token_hash: str | None = None) -> RegisterResult:
         name, iid, k = registration.name, registration.id, self._keys
         doc = compact_document(registration.document())
@@ -238,7 +238,7 @@ class RedisStore:
                                       now_ms, now_ms + ttl_ms)
         return RegisterResult(inst, bool(created), int(revision), bool(expired))
 
-    async def heartbeat(self, instance_id: str, status: Status | None, now_ms: int, ttl_ms: int, *,
+    async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
                         lease_token_hash: str | None = None) -> Renewal | None:
         k = self._keys
 
@@ -403,12 +403,12 @@ class RedisStore:
                           client=client)
 
     @staticmethod
-    def _view(name: str, reply: Sequence[Any]) -> ServiceView:
+    def _view(name: str, reply: Sequence[Any]) -> ServiceSnapshot:
         rows = [_instance(reply[i], reply[i + 1:i + 6]) for i in range(1, len(reply), 6)]
         rows.sort(key=lambda inst: inst.id)
-        return ServiceView(name, int(reply[0]), rows)
+        return ServiceSnapshot(name, int(reply[0]), rows)
 
-    async def service(self, name: str, now_ms: int) -> ServiceView:
+    async def service(self, name: str, now_ms: int) -> ServiceSnapshot:
         reply = await self._run("service", lambda: self._list_call(name, now_ms))
         return self._view(name, reply)
 

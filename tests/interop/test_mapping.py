@@ -13,12 +13,12 @@ from registry_server.interop.eureka_xml import XmlInputError, from_xml, to_xml
 from registry_server.interop.labels import metadata_labels, sanitize_label_name
 from registry_server.interop.negotiation import wants_json
 from registry_server.interop.prometheus_sd import targets
-from registry_server.model import Instance, Status
+from registry_server.model import Instance, InstanceStatus
 
 LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-def make(id_: str = "user-1", name: str = "User", status: Status = Status.UP, scheme: str = "http",
+def make(id_: str = "user-1", name: str = "User", status: InstanceStatus = InstanceStatus.UP, scheme: str = "http",
          metadata: dict[str, str] | None = None, version: str = "1.0.0", host: str = "10.0.0.5") -> Instance:
     return Instance(id=id_, name=name, host=host, port=4001, scheme=scheme, health_endpoint="/health",
                     version=version, description="", status=status, metadata=metadata or {},
@@ -47,7 +47,7 @@ def test_colliding_metadata_keys_keep_the_first_in_sorted_order() -> None:
 
 def test_prometheus_targets_list_only_up_instances_with_meta_labels() -> None:
     groups = targets([make(metadata={"zone": "eu-1", "team.name": "core"}),
-                      make(id_="user-2", status=Status.DOWN)])
+                      make(id_="user-2", status=InstanceStatus.DOWN)])
     assert groups == [{"targets": ["10.0.0.5:4001"], "labels": {
         "__scheme__": "http", "__meta_registry_service": "User", "__meta_registry_instance_id": "user-1",
         "__meta_registry_version": "1.0.0", "__meta_registry_status": "UP", "__meta_registry_scheme": "http",
@@ -78,16 +78,16 @@ def test_eureka_view_of_an_https_instance_enables_the_secure_port_only() -> None
     assert view["securePort"] == {"$": 4001, "@enabled": "true"}
 
 
-@pytest.mark.parametrize(("ours", "theirs"), [(Status.UP, "UP"), (Status.DOWN, "DOWN"),
-                                              (Status.STARTING, "STARTING"), (Status.STOPPING, "DOWN")])
-def test_our_statuses_map_to_eureka_statuses(ours: Status, theirs: str) -> None:
+@pytest.mark.parametrize(("ours", "theirs"), [(InstanceStatus.UP, "UP"), (InstanceStatus.DOWN, "DOWN"),
+                                              (InstanceStatus.STARTING, "STARTING"), (InstanceStatus.STOPPING, "DOWN")])
+def test_our_statuses_map_to_eureka_statuses(ours: InstanceStatus, theirs: str) -> None:
     assert eureka.status_to_eureka(ours) == theirs
 
 
-@pytest.mark.parametrize(("theirs", "ours"), [("UP", Status.UP), ("down", Status.DOWN),
-                                              ("STARTING", Status.STARTING), ("OUT_OF_SERVICE", Status.DOWN),
-                                              ("UNKNOWN", Status.DOWN)])
-def test_eureka_statuses_map_to_ours(theirs: str, ours: Status) -> None:
+@pytest.mark.parametrize(("theirs", "ours"), [
+    ("UP", InstanceStatus.UP), ("down", InstanceStatus.DOWN), ("STARTING", InstanceStatus.STARTING),
+    ("OUT_OF_SERVICE", InstanceStatus.DOWN), ("UNKNOWN", InstanceStatus.DOWN)])
+def test_eureka_statuses_map_to_ours(theirs: str, ours: InstanceStatus) -> None:
     assert eureka.status_from_eureka(theirs) is ours
 
 
@@ -128,7 +128,7 @@ def test_a_eureka_json_registration_maps_to_our_registration() -> None:
     reg = parsed.registration("ORDERS", "hash")
     assert (reg.id, reg.name, reg.host, reg.port, reg.scheme) == ("10.0.0.7:orders:9090", "ORDERS", "orders.local",
                                                                   9090, "http")
-    assert reg.status is Status.STARTING and reg.version == "2.1"
+    assert reg.status is InstanceStatus.STARTING and reg.version == "2.1"
     assert reg.health_endpoint == "/actuator/health"
     assert reg.metadata == {"version": "2.1", "zone": "b"}
 
@@ -182,19 +182,19 @@ def test_eureka_answers_xml_unless_json_is_preferred(accept: str | None, json_wa
 # ------------------------------------------------------------------------------- consul
 
 
-@pytest.mark.parametrize(("ours", "check"), [(Status.UP, "passing"), (Status.STARTING, "warning"),
-                                             (Status.DOWN, "critical"), (Status.STOPPING, "critical")])
-def test_our_statuses_map_to_consul_check_statuses(ours: Status, check: str) -> None:
+@pytest.mark.parametrize(("ours", "check"), [(InstanceStatus.UP, "passing"), (InstanceStatus.STARTING, "warning"),
+                                             (InstanceStatus.DOWN, "critical"), (InstanceStatus.STOPPING, "critical")])
+def test_our_statuses_map_to_consul_check_statuses(ours: InstanceStatus, check: str) -> None:
     assert consul.check_status(ours) == check
 
 
-@pytest.mark.parametrize("status", [Status.UP, Status.STARTING, Status.DOWN])
-def test_consul_check_statuses_map_back_to_the_same_status(status: Status) -> None:
+@pytest.mark.parametrize("status", [InstanceStatus.UP, InstanceStatus.STARTING, InstanceStatus.DOWN])
+def test_consul_check_statuses_map_back_to_the_same_status(status: InstanceStatus) -> None:
     assert consul.status_from_check(consul.check_status(status)) is status
 
 
 def test_a_consul_health_entry_carries_node_service_and_check() -> None:
-    entry = consul.health_entry(make(status=Status.DOWN, metadata={"zone": "a"}), index=5)
+    entry = consul.health_entry(make(status=InstanceStatus.DOWN, metadata={"zone": "a"}), index=5)
     assert entry["Service"] == {**entry["Service"], "ID": "user-1", "Service": "User", "Address": "10.0.0.5",
                                 "Port": 4001, "Meta": {"zone": "a", "version": "1.0.0"}}
     assert entry["Node"]["Address"] == "10.0.0.5"
@@ -232,18 +232,18 @@ def test_a_consul_registration_with_a_ttl_check_starts_critical() -> None:
     parsed = consul.parse_registration({"ID": "pay-1", "Name": "Pay", "Port": 5000, "Address": "10.0.0.9",
                                         "Meta": {"version": "3"}, "Check": {"TTL": "10s"}})
     assert (parsed.id, parsed.name, parsed.host, parsed.port, parsed.status) == ("pay-1", "Pay", "10.0.0.9", 5000,
-                                                                                Status.DOWN)
+                                                                                InstanceStatus.DOWN)
     assert parsed.registration("10.0.0.9", "h").version == "3"
 
 
 def test_a_consul_registration_without_checks_is_passing_and_its_id_defaults_to_the_name() -> None:
     parsed = consul.parse_registration({"name": "Pay", "port": 5000})
-    assert (parsed.id, parsed.status, parsed.host) == ("Pay", Status.UP, None)
+    assert (parsed.id, parsed.status, parsed.host) == ("Pay", InstanceStatus.UP, None)
 
 
 def test_a_ttl_check_may_start_passing() -> None:
     parsed = consul.parse_registration({"Name": "Pay", "Port": 1, "Checks": [{"TTL": "5s", "Status": "passing"}]})
-    assert parsed.status is Status.UP
+    assert parsed.status is InstanceStatus.UP
 
 
 @pytest.mark.parametrize(("body", "message"), [

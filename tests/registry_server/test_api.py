@@ -185,13 +185,13 @@ async def test_an_expired_instance_is_never_returned_even_before_the_sweep(api: 
 async def test_the_sweep_counts_expiries_and_refreshes_the_instance_gauge(api: Api) -> None:
     await api.register(name="Auth", port=1, id="a1")
     await api.register(name="Auth", port=2, id="a2", status="DOWN")
-    await api.sweeper.sweep_once()
+    await api.sweeper.sweep_once(api.app.state.registry)
     assert api.metric("registry_instances", service="Auth", status="UP") == 1
     assert api.metric("registry_instances", service="Auth", status="DOWN") == 1
     api.clock.advance(5)
     await api.http.put("/instances/a1/heartbeat")
     api.clock.advance(5)
-    assert await api.sweeper.sweep_once() == 1
+    assert await api.sweeper.sweep_once(api.app.state.registry) == 1
     assert api.metric("registry_expirations_total", service="Auth") == 1
     assert api.metric("registry_instances", service="Auth", status="UP") == 1
     assert api.metric("registry_instances", service="Auth", status="DOWN") is None, "gone labels are dropped"
@@ -301,7 +301,7 @@ async def test_http_metrics_label_the_route_template_not_the_raw_path(api: Api) 
 async def test_every_spec_metric_is_exposed(api: Api) -> None:
     iid = (await api.register(name="Auth", port=1)).json()["id"]
     await api.http.put(f"/instances/{iid}/heartbeat")
-    await api.sweeper.sweep_once()
+    await api.sweeper.sweep_once(api.app.state.registry)
     text = (await api.http.get("/metrics")).text
     for name in ["registry_registrations_total", "registry_deregistrations_total", "registry_expirations_total",
                  "registry_heartbeats_total", "registry_unknown_heartbeats_total", "registry_instances",

@@ -3,14 +3,14 @@ instance parsed) is built only when a change stream of that service, or of all, 
 
 from __future__ import annotations
 
-from registry_server.model import ChangeEvent, ChangeNotice, EventType, Instance, Status
+from registry_server.change_hub import ChangeHub
+from registry_server.model import ChangeEvent, ChangeNotice, EventType, Instance, InstanceStatus
 from registry_server.store.memory import MemoryStore
-from registry_server.watch import ChangeHub
 
 
 def event(service: str) -> ChangeEvent:
     inst = Instance(id="i-1", name=service, host="h", port=1, scheme="http", health_endpoint="/health",
-                    version="", description="", status=Status.UP, metadata={}, registered_at_ms=1,
+                    version="", description="", status=InstanceStatus.UP, metadata={}, registered_at_ms=1,
                     last_heartbeat_ms=1, expires_at_ms=2)
     return ChangeEvent("1-0/" + service, EventType.EXPIRED, service, 3, inst)
 
@@ -29,9 +29,8 @@ class Counted:
 
 
 async def test_a_change_nobody_streams_wakes_its_listeners_without_building_the_event() -> None:
-    hub = ChangeHub(MemoryStore(), max_watchers=10)
-    heard: list[str] = []
-    hub.change_listeners.append(heard.append)
+    heard: list[str | None] = []
+    hub = ChangeHub(MemoryStore(), max_watchers=10, on_change=heard.append)
     other = hub.subscribe("Other")
     counted = Counted()
     hub.dispatch(counted.notice("Auth"))

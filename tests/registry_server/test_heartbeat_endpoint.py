@@ -1,5 +1,6 @@
-"""``PUT /instances/{id}/heartbeat``, answered ahead of Starlette's routing: every body form, every error
-answered as the other endpoints answer them, and its requests counted like the others."""
+"""``PUT /instances/{id}/heartbeat``, taken to its endpoint ahead of the router but inside every other layer:
+every body form, every error answered as the other endpoints answer them, and its requests counted like
+the others."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
+from registry_server.errors import StoreUnavailableError
+from registry_server.model import Instance, InstanceStatus
 from registry_server.settings import Settings
+from registry_server.store.memory import MemoryStore
 from tests.registry_server.test_api import TOKEN, Api, make_api
 
 ROUTE = "/instances/{id}/heartbeat"
 
 
-async def _api(settings: Settings | None = None) -> AsyncIterator[Api]:
-    app, clock, metrics = make_api(settings)
+async def _api(settings: Settings | None = None, store: MemoryStore | None = None) -> AsyncIterator[Api]:
+    app, clock, metrics = make_api(settings, store)
     transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
     async with httpx.AsyncClient(transport=transport, base_url="http://registry",
                                  headers={"X-Lease-Token": TOKEN}) as http:
@@ -171,3 +175,71 @@ async def test_a_client_that_leaves_before_its_body_gets_no_answer_and_changes_n
     sent = await _call(api, [{"type": "http.request", "body": b'{"status": ', "more_body": True}], hang=False)
     assert sent == []
     assert (await api.http.get("/instances/hb-1")).json()["status"] == "UP"
+
+
+class FailingStore(MemoryStore):
+    """A memory store whose reads and heartbeats fail as ``failure`` says, once it is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure: Exception | None = None
+
+    def _fail(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
+                        lease_token_hash: str | None = None) -> Any:
+        self._fail()
+        return await super().heartbeat(instance_id, status, now_ms, ttl_ms, lease_token_hash=lease_token_hash)
+
+    async def get(self, instance_id: str, now_ms: int) -> Instance | None:
+        self._fail()
+        return await super().get(instance_id, now_ms)
+
+
+@pytest.mark.parametrize(("failure", "status", "code"), [
+    (StoreUnavailableError("heartbeat", "connection refused"), 503, "store_unavailable"),
+    (RuntimeError("a bug"), 500, "internal_error"),
+])
+async def test_a_failing_heartbeat_is_answered_and_counted_by_the_same_layers_as_a_routed_request(
+        failure: Exception, status: int, code: str) -> None:
+    store = FailingStore()
+    async for api in _api(Settings(instance_ttl_s=10.0), store):
+        await _registered(api)
+        store.failure = failure
+        heartbeat = await api.http.put("/instances/hb-1/heartbeat")
+        read = await api.http.get("/instances/hb-1")
+        assert heartbeat.status_code == read.status_code == status, heartbeat.text
+        assert heartbeat.json()["error"]["code"] == read.json()["error"]["code"] == code
+        assert heartbeat.headers.get("retry-after") == read.headers.get("retry-after")
+        assert api.metric("registry_http_requests_total", method="PUT", route=ROUTE, status=str(status)) == 1.0
+        assert api.metric("registry_http_requests_total", method="GET", route="/instances/{id}",
+                          status=str(status)) == 1.0
+
+
+async def test_a_refused_heartbeat_is_answered_byte_for_byte_as_a_refused_registration(guarded: Api) -> None:
+    heartbeat = await guarded.http.put("/instances/hb-1/heartbeat")
+    registration = await guarded.http.post("/instances", json={"name": "Hb", "port": 80})
+    assert heartbeat.status_code == registration.status_code == 401
+    assert heartbeat.content == registration.content
+    assert heartbeat.headers["www-authenticate"] == registration.headers["www-authenticate"]
+    assert guarded.metric("registry_http_requests_total", method="PUT", route=ROUTE, status="401") == 1.0
+
+
+async def test_a_body_over_the_limit_is_refused_as_on_a_registration(api: Api) -> None:
+    """The heartbeat and the routes share one body reader: the same limit, the same answer."""
+    await _registered(api)
+    padded = b'{"pad": "' + b"x" * 300 + b'"}'
+    headers = {"content-type": "application/json"}
+    heartbeat = await api.http.put("/instances/hb-1/heartbeat", content=padded, headers=headers)
+    registration = await api.http.post("/instances", content=padded, headers=headers)
+    assert heartbeat.status_code == registration.status_code == 413
+    assert heartbeat.content == registration.content
+    assert api.metric("registry_http_requests_total", method="PUT", route=ROUTE, status="413") == 1.0
+
+
+async def test_a_client_that_leaves_before_its_body_is_counted_as_gone(api: Api) -> None:
+    await _registered(api)
+    await _call(api, [{"type": "http.request", "body": b'{"status": ', "more_body": True}], hang=False)
+    assert api.metric("registry_http_requests_total", method="PUT", route=ROUTE, status="499") == 1.0

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import registry_server
-from registry_server.model import Instance, Status, base_url, format_timestamp
+from registry_server.model import Instance, InstanceStatus, base_url, format_timestamp
 
 
 def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
@@ -24,7 +24,7 @@ def test_timestamps_round_trip_to_the_millisecond(ms: int) -> None:
 
 def make(expires_at_ms: int) -> Instance:
     return Instance(id="a", name="A", host="h", port=1, scheme="http", health_endpoint="/health", version="",
-                    description="", status=Status.UP, metadata={}, registered_at_ms=0, last_heartbeat_ms=0,
+                    description="", status=InstanceStatus.UP, metadata={}, registered_at_ms=0, last_heartbeat_ms=0,
                     expires_at_ms=expires_at_ms)
 
 

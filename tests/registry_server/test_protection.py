@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from registry_server.errors import StoreUnavailableError
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import Registration
+from registry_server.model import InstanceRegistration
 from registry_server.registry import Registry
 from registry_server.store.memory import MemoryStore
 from tests.support.clock import FakeClock
@@ -42,7 +42,7 @@ def setup() -> tuple[Registry, FlakyStore, FakeClock, CollectorRegistry]:
 async def test_an_outage_longer_than_the_ttl_expires_nobody() -> None:
     registry, store, clock, metrics = setup()
     for n in range(3):
-        await registry.register(Registration(id=f"i{n}", name="Auth", host="h", port=1))
+        await registry.register(InstanceRegistration(id=f"i{n}", name="Auth", host="h", port=1))
     clock.advance(5)
     await registry.heartbeat("i0", None)  # the last contact before the outage
     store.down = True
@@ -66,7 +66,7 @@ async def test_an_outage_longer_than_the_ttl_expires_nobody() -> None:
 async def test_the_first_operation_after_an_outage_sees_protected_leases() -> None:
     """A heartbeat arriving before the next sweep must find its lease, not a 404 that forces re-registration."""
     registry, store, clock, _metrics = setup()
-    await registry.register(Registration(id="i", name="Auth", host="h", port=1))
+    await registry.register(InstanceRegistration(id="i", name="Auth", host="h", port=1))
     store.down = True
     with contextlib.suppress(StoreUnavailableError):
         await registry.heartbeat("i", None)
@@ -82,7 +82,7 @@ async def test_concurrent_requests_share_one_recovery_attempt_instead_of_queuein
     import asyncio
 
     registry, store, _clock, _metrics = setup()
-    await registry.register(Registration(id="i", name="Auth", host="h", port=1))
+    await registry.register(InstanceRegistration(id="i", name="Auth", host="h", port=1))
     registry.protection.unreachable()
     attempts = 0
     release = asyncio.Event()

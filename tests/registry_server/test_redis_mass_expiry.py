@@ -7,7 +7,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from registry_server.model import Registration
+from registry_server.model import InstanceRegistration
 from registry_server.store.keys import KeyLayout
 from registry_server.store.redis_connect import connect
 from registry_server.store.redis_store import RedisStore
@@ -24,7 +24,7 @@ async def test_two_thousand_leases_running_out_at_once_are_all_removed_and_their
     raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
         for start in range(0, 2000, 50):  # well inside the pool: it is the expiry that must not exhaust it
-            await asyncio.gather(*(store.register(Registration(id=f"i-{n}", name=f"s{n % 4}", host="h", port=1),
+            await asyncio.gather(*(store.register(InstanceRegistration(id=f"i-{n}", name=f"s{n % 4}", host="h", port=1),
                                                   NOW, TTL) for n in range(start, start + 50)))
         removed = []
         while batch := await store.expire(NOW + TTL, 1000):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from registry_server.errors import InstanceConflictError
-from registry_server.model import Registration, Status
+from registry_server.model import InstanceRegistration, InstanceStatus
 from registry_server.store.base import InstanceStore
 from tests.registry_server.conftest import StoreFactory
 
@@ -15,22 +15,22 @@ NOW = 1_795_000_000_000
 TTL = 10_000
 
 
-def reg(instance_id: str = "Auth-1", name: str = "Auth", **fields: object) -> Registration:
+def reg(instance_id: str = "Auth-1", name: str = "Auth", **fields: object) -> InstanceRegistration:
     values: dict[str, object] = {"id": instance_id, "name": name, "host": "10.0.0.5", "port": 3001}
     values.update(fields)
-    return Registration(**values)  # type: ignore[arg-type]
+    return InstanceRegistration(**values)  # type: ignore[arg-type]
 
 
 async def test_register_creates_an_instance_that_reads_back_with_every_field(store: InstanceStore) -> None:
     result = await store.register(reg(version="1.0.0", description="d", metadata={"zone": "eu-1"},
-                                      status=Status.STARTING, scheme="https", health_endpoint="/hc"), NOW, TTL)
+                                      status=InstanceStatus.STARTING, scheme="https", health_endpoint="/hc"), NOW, TTL)
     assert result.created and not result.replaced_expired
     got = await store.get("Auth-1", NOW + 1)
     assert got == result.instance
     assert got is not None
     assert (got.name, got.host, got.port, got.scheme, got.health_endpoint, got.version, got.description,
             got.metadata, got.status) == ("Auth", "10.0.0.5", 3001, "https", "/hc", "1.0.0", "d",
-                                          {"zone": "eu-1"}, Status.STARTING)
+                                          {"zone": "eu-1"}, InstanceStatus.STARTING)
     assert (got.registered_at_ms, got.last_heartbeat_ms, got.expires_at_ms) == (NOW, NOW, NOW + TTL)
 
 
@@ -50,9 +50,9 @@ async def test_revision_moves_on_membership_and_status_changes_only(store: Insta
     assert same == r1, "an identical re-registration is not a change"
     plain = await store.heartbeat("Auth-1", None, NOW + 2, TTL)
     assert await store.revision("Auth") == r1, "a plain heartbeat is not a change"
-    repeated = await store.heartbeat("Auth-1", Status.UP, NOW + 3, TTL)
+    repeated = await store.heartbeat("Auth-1", InstanceStatus.UP, NOW + 3, TTL)
     assert await store.revision("Auth") == r1, "a heartbeat repeating the status is not a change"
-    changed = await store.heartbeat("Auth-1", Status.DOWN, NOW + 4, TTL)
+    changed = await store.heartbeat("Auth-1", InstanceStatus.DOWN, NOW + 4, TTL)
     assert plain is not None and repeated is not None and changed is not None
     assert (plain.status_changed, repeated.status_changed, changed.status_changed) == (False, False, True)
     r2 = await store.revision("Auth")
@@ -86,10 +86,11 @@ async def test_a_deregistered_id_may_be_registered_under_another_name(store: Ins
 
 async def test_heartbeat_renews_the_lease_and_can_change_status(store: InstanceStore) -> None:
     await store.register(reg(), NOW, TTL)
-    renewal = await store.heartbeat("Auth-1", Status.DOWN, NOW + 4000, TTL)
+    renewal = await store.heartbeat("Auth-1", InstanceStatus.DOWN, NOW + 4000, TTL)
     assert renewal is not None
     inst = renewal.instance
-    assert (inst.status, inst.last_heartbeat_ms, inst.expires_at_ms) == (Status.DOWN, NOW + 4000, NOW + 4000 + TTL)
+    assert (inst.status, inst.last_heartbeat_ms, inst.expires_at_ms) == (
+        InstanceStatus.DOWN, NOW + 4000, NOW + 4000 + TTL)
     assert inst.registered_at_ms == NOW
     assert await store.get("Auth-1", NOW + TTL + 1000) is not None, "renewed past the first lease"
 
@@ -136,10 +137,10 @@ async def test_lists_are_sorted_by_id(store: InstanceStore) -> None:
 
 
 async def test_service_summaries_count_instances_by_status(store: InstanceStore) -> None:
-    await store.register(reg("a", status=Status.UP), NOW, TTL)
-    await store.register(reg("b", status=Status.UP), NOW, TTL)
-    await store.register(reg("c", status=Status.DOWN), NOW, TTL)
-    await store.heartbeat("b", Status.STOPPING, NOW + 1, TTL)
+    await store.register(reg("a", status=InstanceStatus.UP), NOW, TTL)
+    await store.register(reg("b", status=InstanceStatus.UP), NOW, TTL)
+    await store.register(reg("c", status=InstanceStatus.DOWN), NOW, TTL)
+    await store.heartbeat("b", InstanceStatus.STOPPING, NOW + 1, TTL)
     [summary] = await store.services(NOW + 2)
     assert summary.instances == 3
     assert summary.statuses == {"DOWN": 1, "STOPPING": 1, "UP": 1}
@@ -188,9 +189,9 @@ async def test_reregistering_after_an_unswept_expiry_reports_it(store: InstanceS
 async def test_replicas_see_each_others_writes(store_factory: StoreFactory) -> None:
     a, b = store_factory(), store_factory()
     await a.register(reg(), NOW, TTL)
-    assert await b.heartbeat("Auth-1", Status.DOWN, NOW + 1, TTL) is not None
+    assert await b.heartbeat("Auth-1", InstanceStatus.DOWN, NOW + 1, TTL) is not None
     got = await a.get("Auth-1", NOW + 2)
-    assert got is not None and got.status is Status.DOWN
+    assert got is not None and got.status is InstanceStatus.DOWN
     assert await b.deregister("Auth-1", NOW + 3) is not None
     assert await a.get("Auth-1", NOW + 4) is None
 
@@ -200,9 +201,9 @@ async def test_each_change_appends_one_event_in_order_and_heartbeats_append_none
     await store.register(reg("a"), NOW, TTL)
     await store.register(reg("a"), NOW + 1, TTL)  # no change: no event
     await store.heartbeat("a", None, NOW + 2, TTL)  # plain heartbeat: no event
-    await store.heartbeat("a", Status.DOWN, NOW + 3, TTL)
-    await store.register(reg("a", version="2", status=Status.DOWN), NOW + 4, TTL)
-    await store.register(reg("a", version="2", status=Status.UP), NOW + 5, TTL)
+    await store.heartbeat("a", InstanceStatus.DOWN, NOW + 3, TTL)
+    await store.register(reg("a", version="2", status=InstanceStatus.DOWN), NOW + 4, TTL)
+    await store.register(reg("a", version="2", status=InstanceStatus.UP), NOW + 5, TTL)
     await store.deregister("a", NOW + 6)
     await store.register(reg("b"), NOW + 7, TTL)
     await store.expire(NOW + 7 + TTL, 100)
@@ -214,7 +215,7 @@ async def test_each_change_appends_one_event_in_order_and_heartbeats_append_none
     assert revisions == sorted(revisions)
     assert len(set(revisions)) == len(revisions), "each of these changes moved the revision"
     assert events[-1].revision == await store.revision("Auth")
-    assert events[1].instance.status is Status.DOWN
+    assert events[1].instance.status is InstanceStatus.DOWN
     assert events[2].instance.version == "2"
     assert all(e.service == "Auth" for e in events)
     assert await store.last_event_id() == events[-1].id
@@ -226,7 +227,7 @@ async def test_every_replica_follows_changes_made_through_another(store_factory:
     changes = follower.changes()
     assert await asyncio.wait_for(anext(changes), 5) is None, "first: subscribed"
     await writer.register(reg("w"), NOW, TTL)
-    await writer.heartbeat("w", Status.DOWN, NOW + 1, TTL)
+    await writer.heartbeat("w", InstanceStatus.DOWN, NOW + 1, TTL)
     first_notice = await asyncio.wait_for(anext(changes), 5)
     second_notice = await asyncio.wait_for(anext(changes), 5)
     assert first_notice is not None
@@ -234,7 +235,7 @@ async def test_every_replica_follows_changes_made_through_another(store_factory:
     assert (first_notice.service, second_notice.service) == ("Auth", "Auth"), "the service, before any event is built"
     first, second = first_notice.event, second_notice.event
     assert [(first.type.value, first.instance.id), (second.type.value, second.instance.status)] == [
-        ("registered", "w"), ("status_changed", Status.DOWN)]
+        ("registered", "w"), ("status_changed", InstanceStatus.DOWN)]
     assert await follower.read_events(first.id) == [second], "the live feed and the history agree"
     await changes.aclose()
 

@@ -10,9 +10,9 @@ import pytest
 from starlette.applications import Starlette
 
 from registry_server.app import create_app
+from registry_server.change_hub import ChangeHub
 from registry_server.settings import Settings
 from registry_server.store.memory import MemoryStore
-from registry_server.watch import ChangeHub
 from tests.support.clock import FakeClock
 
 TOKEN = "lease-token-of-the-test-0001"

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from registry_server.clock import Clock
-from registry_server.events import RegistryObserver
+from registry_server.clock import WallClock
+from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
-log = logging.getLogger("registry_server.protection")
+log = logging.getLogger("registry_server.expiry_protection")
 
 
 class ExpiryProtection:
-    def __init__(self, store: InstanceStore, clock: Clock, ttl_ms: int, observer: RegistryObserver) -> None:
+    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver) -> None:
         self._store = store
         self._clock = clock
         self._ttl_ms = ttl_ms

@@ -17,7 +17,7 @@ from registry_server.errors import RegistryError, StoreError
 from registry_server.model import ChangeEvent, ChangeNotice
 from registry_server.store.base import InstanceStore
 
-log = logging.getLogger("registry_server.watch")
+log = logging.getLogger("registry_server.change_hub")
 
 
 class WatchLimitError(RegistryError):
@@ -58,17 +58,20 @@ class Subscription:
 
 class ChangeHub:
     def __init__(self, store: InstanceStore, *, max_watchers: int,
-                 on_count: Callable[[str, int], None] | None = None) -> None:
+                 on_count: Callable[[str, int], None] | None = None,
+                 on_change: Callable[[str | None], None] | None = None) -> None:
+        """``on_count(kind, n)``: this replica now holds ``n`` watchers of ``kind``. ``on_change(service)``:
+        a change of ``service`` was announced, made through any replica (``None``: of any service, after
+        the live feed was lost for a while)."""
         self._store = store
         self.max_watchers = max_watchers
         self._on_count = on_count or (lambda kind, n: None)
+        self._on_change = on_change or (lambda service: None)
         self._counts: dict[str, int] = {"blocking": 0, "stream": 0}
         self._changed: dict[str, asyncio.Event] = {}
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
-        self.change_listeners: list[Callable[[str], None]] = []
-        """Told the service's name of every change announced, made through any replica."""
 
     def __repr__(self) -> str:
         return f"ChangeHub(watchers={self._counts}, max={self.max_watchers})"
@@ -150,8 +153,7 @@ class ChangeHub:
 
     def dispatch(self, notice: ChangeNotice) -> None:
         service = notice.service
-        for listener in self.change_listeners:
-            listener(service)
+        self._on_change(service)
         changed = self._changed.pop(service, None)
         if changed is not None:
             changed.set()
@@ -160,8 +162,7 @@ class ChangeHub:
                 sub.offer(notice.event)  # built here, once, only when someone streams this service
 
     def _wake_all(self) -> None:
-        for listener in self.change_listeners:
-            listener("")  # "" : every service
+        self._on_change(None)
         for event in self._changed.values():
             event.set()
         self._changed.clear()
