@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -10,8 +10,8 @@ from registry_server.store.keys import KeyLayout
 from registry_server.store.memory import MemoryStore
 from registry_server.store.redis_store import RedisStore, connect
 from registry_server.store.redis_url import parse_redis_url
+from tests.support.store_backend import StoreFactory
 
-StoreFactory = Callable[[], InstanceStore]
 # The memory store runs in-process; the Redis ones start (or use) a redis-server.
 STORE_KINDS = ["memory", pytest.param("redis", marks=pytest.mark.integration),
                pytest.param("cluster", marks=pytest.mark.integration)]

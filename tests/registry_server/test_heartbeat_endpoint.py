@@ -15,7 +15,7 @@ from registry_server.errors import StoreUnavailableError
 from registry_server.model import Instance, InstanceStatus
 from registry_server.settings import Settings
 from registry_server.store.memory import MemoryStore
-from tests.registry_server.test_api import TOKEN, Api, make_api
+from tests.support.registry_api import TOKEN, Api, make_api
 
 ROUTE = "/instances/{id}/heartbeat"
 

@@ -9,7 +9,7 @@ import pytest
 from registry_server.errors import InstanceConflictError
 from registry_server.model import InstanceRegistration, InstanceStatus
 from registry_server.store.base import InstanceStore
-from tests.registry_server.conftest import StoreFactory
+from tests.support.store_backend import StoreFactory
 
 NOW = 1_795_000_000_000
 TTL = 10_000

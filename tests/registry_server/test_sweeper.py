@@ -13,8 +13,8 @@ from registry_server.registry_observer import RegistryObservers
 from registry_server.settings import Settings
 from registry_server.store.base import InstanceStore
 from registry_server.sweeper import Sweeper
-from tests.registry_server.test_api import make_api
 from tests.support.clock import FakeClock
+from tests.support.registry_api import make_api
 
 TTL_MS = 2000
 

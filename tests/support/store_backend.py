@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from registry_server.store.base import InstanceStore
+
+StoreFactory = Callable[[], InstanceStore]
+"""Makes stores that share one backing state: several stand for several replicas on one store."""
+
 
 @dataclass(frozen=True)
 class StoreBackend:
