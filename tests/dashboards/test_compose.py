@@ -121,7 +121,7 @@ def test_registry_image_is_slim_non_root_healthchecked_and_runs_the_console_scri
     assert healthcheck and "/healthz" in healthcheck.group(0)
     assert re.search(r'^ENTRYPOINT \["registry-server"\]$', registry, flags=re.MULTILINE)
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["registry-server"] == "registry_server.cli:main"
+    assert scripts["registry-server"] == "registry_server.__main__:main"
     exposed = {int(port) for port in re.findall(r"^EXPOSE\s+(\d+)", registry, flags=re.MULTILINE)}
     assert exposed == {Settings().port} == {3011}
 
