@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from registry_server.model import Instance, ServiceSummary
 from registry_server.registry_observer import RegistryObserver
 
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
+"""HTTP methods counted under their own name; any other is counted as ``other``, so that a client cannot
+grow the label set."""
+
 
 class RegistryMetrics(RegistryObserver):
     """Every registry metric, created on one explicit :class:`CollectorRegistry`; counts what the registry
-    announces."""
+    announces. The standard ``process_*`` and ``python_*`` collectors sit on the same registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
         self.registrations = Counter("registry_registrations_total", "Registrations, new or renewed",
                                      ["service"], registry=registry)
         self.deregistrations = Counter("registry_deregistrations_total", "Deregistrations", ["service"],
@@ -35,6 +50,13 @@ class RegistryMetrics(RegistryObserver):
                                        ["method", "route"], registry=registry,
                                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                 1.0, 2.5, 5.0))
+        # Long polls and change streams last as long as their wait, by design: a histogram of their own keeps
+        # them out of the request latencies above.
+        self.watch_duration = Histogram("registry_watch_duration_seconds",
+                                        "How long blocking discovery queries and change streams stayed open",
+                                        ["kind"], registry=registry,
+                                        buckets=(0.1, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                                                 3600.0))
         self.watchers = Gauge("registry_watchers", "Open blocking discovery queries and change streams",
                               ["kind"], registry=registry)
         self.watch_wakeups = Counter("registry_watch_wakeups_total",
@@ -96,9 +118,18 @@ class RegistryMetrics(RegistryObserver):
         self.watchers.labels(kind).set(count)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in STANDARD_METHODS:
+            method = "other"
         children = self._request_children.get((method, route, status))
         if children is None:
             children = self._request_children[method, route, status] = (
                 self.http_requests.labels(method, route, str(status)), self.http_duration.labels(method, route))
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_watch(self, kind: str, method: str, route: str, status: int, seconds: float) -> None:
+        """A watch (``kind``: ``blocking`` or ``stream``) is counted as a request, timed as a watch."""
+        if method not in STANDARD_METHODS:
+            method = "other"
+        self._child(self.http_requests, method, route, str(status)).inc()
+        self._child(self.watch_duration, kind).observe(seconds)

@@ -20,6 +20,14 @@ ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 CLIENT_GONE = 499
 """The status counted for a request whose client left before it was answered (nginx's code)."""
 
+_WATCH = "registry.watch"
+
+
+def watching(scope: Scope, kind: str) -> None:
+    """Mark the request as a watch (``blocking`` or ``stream``): :class:`MetricsMiddleware` times it in
+    ``registry_watch_duration_seconds``, not with the requests that answer at once."""
+    scope[_WATCH] = kind
+
 
 class MetricsMiddleware:
     """HTTP metrics labelled by route template (``scope["route"]``, set by the router or the heartbeat
@@ -50,7 +58,11 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe_request(scope["method"], template, status, time.perf_counter() - started)
+            watch = scope.get(_WATCH)
+            if watch is None:
+                self.metrics.observe_request(scope["method"], template, status, time.perf_counter() - started)
+            else:
+                self.metrics.observe_watch(watch, scope["method"], template, status, time.perf_counter() - started)
 
 
 class ErrorAnswers:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from registry_server.api.access import Access, Role, presented
 from registry_server.api.errors import ApiError
+from registry_server.api.middleware import watching
 from registry_server.api.query import blocking_index, filtered, service_name, status_filter, wait_seconds
 from registry_server.api.rendered import Rendered, RenderedAnswers
 from registry_server.change_hub import CLOSED, GAP, OVERFLOW, ChangeHub, Subscription, WatchLimitError
@@ -71,6 +72,7 @@ class WatchApi:
         index = blocking_index(request)
         wait = wait_seconds(request)
         if index is not None:
+            watching(request.scope, "blocking")
             wait += random.uniform(0, wait / 16)  # so that watchers do not wake in step
             try:
                 async with self.hub.slot("blocking"):
@@ -112,6 +114,7 @@ class WatchApi:
 
     async def events(self, request: Request) -> Response:
         self.access.authorize(presented(request), Role.READ)
+        watching(request.scope, "stream")
         raw_service = request.query_params.get("service")
         service = service_name(raw_service, "service") if raw_service else None
         last_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")

@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from registry_server.api.access import Access, Role
 from registry_server.api.body import BodyReader
+from registry_server.api.middleware import watching
 from registry_server.api.responses import JSONResponse
 from registry_server.change_hub import ChangeHub, WatchLimitError
 from registry_server.errors import InstanceConflictError, LeaseTokenError
@@ -70,6 +71,7 @@ class ConsulApi:
 
     async def _block(self, request: Request, waiting: Any) -> Response | None:
         """Hold a watcher slot while ``waiting``; an answer when none is free or the client left."""
+        watching(request.scope, "blocking")
         try:
             async with self.hub.slot("blocking"):
                 if not await wait_unless_gone(request, waiting):
