@@ -6,10 +6,15 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import CollectorRegistry
+
+from registry_server.metrics import RegistryMetrics
+from resilient_client.metrics import client_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "dashboards"
@@ -164,3 +169,15 @@ def exposed_names(table: dict[str, str]) -> set[str]:
         else:
             names.add(name)
     return names
+
+
+@cache
+def code_metrics() -> dict[str, str]:
+    """``{name: type}`` of every metric family the registry and the client export, read from the code's own
+    registries (the registry's with its standard process_* and python_* collectors), each name as users write
+    it (a counter with its ``_total``)."""
+    registry = CollectorRegistry()
+    RegistryMetrics(registry)
+    client_metrics(registry)
+    return {f"{family.name}_total" if family.type == "counter" else family.name: family.type
+            for family in registry.collect()}
