@@ -178,9 +178,14 @@ def test_prometheus_scrapes_every_registry_replica_at_its_port() -> None:
     assert _targets("registry") == expected
 
 
-def test_prometheus_scrapes_every_example_service_at_the_port_it_listens_on() -> None:
-    expected = {f"{name}:{ManagerConfig.from_env(_env(svc)).port}" for name, svc in _example_services().items()}
-    assert _targets("services") == expected
+def test_prometheus_finds_the_example_services_through_every_registry_replicas_http_sd() -> None:
+    (config,) = [cfg for cfg in PROMETHEUS["scrape_configs"] if cfg["job_name"] == "services"]
+    assert "static_configs" not in config, "the services are found through the registry, not listed"
+    replicas = {f"{name}:{_registry_settings(svc).port}" for name, svc in _registry_services().items()}
+    assert {sd["url"] for sd in config["http_sd_configs"]} == {f"http://{r}/prometheus/targets" for r in replicas}
+    # each example registers the host:port it listens on (see the test of the client environment above)
+    listening = {name: ManagerConfig.from_env(_env(svc)) for name, svc in _example_services().items()}
+    assert all(manager.host == name for name, manager in listening.items())
 
 
 def test_prometheus_jobs_are_exactly_registry_and_services() -> None:

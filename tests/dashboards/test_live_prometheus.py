@@ -76,6 +76,10 @@ def prometheus_config(targets: dict[str, list[str]]) -> dict[str, Any]:
     config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
     config["rule_files"] = [str(RULES)]
     for job in config["scrape_configs"]:
+        # The test's own processes, listed: the registry's HTTP SD would drop a service the moment it
+        # expires, and this test needs each process's series whether or not it is registered.
+        job.pop("http_sd_configs", None)
+        job.pop("relabel_configs", None)
         job["static_configs"] = [{"targets": targets[job["job_name"]]}]
     return config
 
@@ -106,6 +110,35 @@ class Traffic:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=15)
+
+
+class EventStream:
+    """A change-stream consumer of one registry (``GET /events``), reconnecting until stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lines = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as resp:
+                    for _line in resp:
+                        self.lines += 1
+                        if self._stop.is_set():
+                            return
+            except OSError:
+                self._stop.wait(0.2)
+
+    def start(self) -> EventStream:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
 
 
 class ExpressionWatch:
@@ -214,6 +247,8 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_live_registry_and_cl
                    message="two User and one Auth instance registered")
         traffic = Traffic(f"http://127.0.0.1:{auth_port}/login/42").start()
         stack.callback(traffic.stop)
+        stream = EventStream(f"{reg1.url}/events").start()  # change-stream events for the watch panels
+        stack.callback(stream.stop)
 
         def seen(expr: str) -> bool:
             return bool(prometheus.query(expr))
