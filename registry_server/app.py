@@ -34,6 +34,7 @@ from registry_server.change_hub import ChangeHub
 from registry_server.clock import SystemWallClock, WallClock
 from registry_server.errors import LeaseTokenError, StoreError
 from registry_server.interop import interop_routes
+from registry_server.logs import configure_logging
 from registry_server.metrics import RegistryMetrics
 from registry_server.registry import Registry
 from registry_server.registry_observer import RegistryObservers
@@ -93,6 +94,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
 
     All the wiring is here: who tells whom of changes, and which parts share the access rule and the body
     reader."""
+    configure_logging(settings.log_level_number, settings.log_format)
     store = store if store is not None else build_store(settings)
     clock = clock or SystemWallClock()
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())

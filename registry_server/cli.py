@@ -15,6 +15,7 @@ from hypercorn.config import Config
 
 from registry_server.app import create_app
 from registry_server.errors import ConfigError, StoreError
+from registry_server.logs import configure_logging
 from registry_server.settings import Settings, load_settings
 
 log = logging.getLogger("registry_server")
@@ -75,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"registry-server: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(level=settings.log_level_number,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level_number, settings.log_format, logger="")  # hypercorn's lines too
     if settings.redis is None:
         log.warning("REDIS_URL is not set: using the embedded in-memory store; nothing persists across "
                     "restarts and replicas do not share it")

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from registry_server.errors import ConfigError
+from registry_server.logs import LogFormat
 from registry_server.store.redis_url import RedisTarget, parse_redis_url
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -33,6 +34,8 @@ class Settings:
     read_token: str | None = None
     """When set, read endpoints need a bearer token: this one, the auth token or the admin token."""
     log_level: str = "info"
+    log_format: LogFormat = LogFormat.TEXT
+    """``text``, or ``json``: one JSON object per line."""
     max_watchers: int = 4096
     """Blocking queries and change streams one replica serves at once; beyond it: 503 + Retry-After."""
     max_body_bytes: int = 64 * 1024
@@ -75,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
                                           "REGISTRY_MAX_WATCHERS, default 4096)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
+    p.add_argument("--log-format", help="text or json (env REGISTRY_LOG_FORMAT, default text)")
     return p
 
 
@@ -138,6 +142,10 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
+    log_format = (pick(args.log_format, "REGISTRY_LOG_FORMAT") or LogFormat.TEXT.value).lower()
+    if log_format not in set(LogFormat):
+        raise ConfigError(f"REGISTRY_LOG_FORMAT/--log-format: {log_format!r} is not one of "
+                          f"{', '.join(LogFormat)}")
     defaults = Settings()
     return Settings(
         host=_host(host) if host is not None else defaults.host,
@@ -151,6 +159,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         admin_token=admin_token,
         read_token=read_token,
         log_level=level,
+        log_format=LogFormat(log_format),
         certfile=certfile,
         keyfile=keyfile,
         max_watchers=int(max_watchers) if max_watchers is not None else defaults.max_watchers,

@@ -76,7 +76,8 @@ class RegistryHttp:
                 log.debug("registry %s unreachable: %r", self.urls[index], exc)
                 last_error = exc
         raise RegistryUnavailableError(
-            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): {last_error!r}",
+            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): "
+            f"{str(last_error) or type(last_error).__name__}",
             retry_after_s=retry_after) from last_error
 
     async def register(self, body: Mapping[str, Any], lease_token: str | None) -> dict[str, Any]:

@@ -224,7 +224,9 @@ class ServiceRegistryManager:
             try:
                 await self._beat_once()
             except RegistryUnavailableError as exc:
-                log.warning("heartbeat of %s failed: %s", self.instance_id, exc)
+                if failures == 0:  # once per outage; the metrics count every failed heartbeat
+                    log.warning("registry unreachable; heartbeats of %s fail until it answers: %s",
+                                self.instance_id, exc)
                 delay = min(interval, self._backoff.delay(failures, self._rng)) if self._registered \
                     else interval
                 failures += 1
@@ -235,6 +237,9 @@ class ServiceRegistryManager:
                 log.exception("heartbeat of %s failed unexpectedly", self.instance_id)
                 delay = interval
             else:
+                if failures:
+                    log.info("registry reachable again: heartbeat of %s delivered after %d failed", self.instance_id,
+                             failures)
                 failures = 0
                 delay = interval
 

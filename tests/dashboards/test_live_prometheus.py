@@ -289,6 +289,13 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_live_registry_and_cl
         redis_server.start()
         reg1.wait_healthy()
 
+        # The store wiped under running callers: Auth refuses an empty answer for User (empty-set protection).
+        def wiped_and_protected() -> bool:
+            redis_server.flushall()
+            return seen('resilient_client_discovery_protections_total{outcome="started"}')
+
+        wait_until(wiped_and_protected, timeout=20, interval=0.3, message="Auth to protect User from a wiped store")
+
         # Every User backend gone: calls fail, retry, meet open breakers, then find no instance at all.
         user_b.kill()
         user_c.kill()

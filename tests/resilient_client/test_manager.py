@@ -1,3 +1,4 @@
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -197,3 +198,33 @@ async def test_discovery_serves_stale_when_every_registry_answers_5xx(registry: 
 
 async def _stale_served(manager: ServiceRegistryManager) -> bool:
     return [inst.port for inst in await manager.discover_services("User")] == [7001]
+
+
+def _lines(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.getMessage().startswith(start)]
+
+
+async def test_an_unreachable_registry_is_logged_once_in_one_short_line_and_once_when_back(
+        registry: FakeRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="resilient_client")
+    metrics = CollectorRegistry()
+    config = ManagerConfig(registry_urls=(registry.url,), heartbeat_interval_ms=30, retry_delay_ms=5, max_retries=2,
+                           host="127.0.0.1", port=4000, request_timeout_ms=2000)
+
+    def failed() -> float:
+        return metrics.get_sample_value("resilient_client_heartbeats_total",
+                                        {"service": "Auth", "outcome": "failed"}) or 0.0
+
+    async with ServiceRegistryManager(config=config, metrics_registry=metrics) as manager:
+        assert await manager.register("Auth", 3001) is not None
+        await async_wait_until(lambda: _true(bool(registry.requests("PUT"))), message="first heartbeat")
+        await registry.stop()  # connections refused from now on
+        await async_wait_until(lambda: _true(failed() >= 3), message="three failed heartbeats")
+        (down,) = _lines(caplog, "registry unreachable")
+        assert "ConnectionKey" not in down and len(down) < 300 and registry.url in down, down
+        assert _lines(caplog, "registry reachable again") == []
+
+        await registry.start()
+        await async_wait_until(lambda: _true(bool(_lines(caplog, "registry reachable again"))), message="back")
+        assert len(_lines(caplog, "registry unreachable")) == 1
+        assert len(_lines(caplog, "registry reachable again")) == 1
