@@ -65,19 +65,27 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="registry-server", description="Service registry (REST API on Starlette/hypercorn).")
     p.add_argument("--host", help="bind address (env REGISTRY_HOST, default 0.0.0.0)")
     p.add_argument("--port", help="bind port (env REGISTRY_PORT, default 3011)")
-    p.add_argument("--redis-url", help="Redis URL (env REDIS_URL); unset: embedded in-memory store")
-    p.add_argument("--instance-ttl", help="seconds without heartbeat before expiry (env REGISTRY_INSTANCE_TTL)")
-    p.add_argument("--sweep-interval", help="seconds between expiry sweeps (env REGISTRY_SWEEP_INTERVAL)")
-    p.add_argument("--auth-token", help="bearer token required by write endpoints (env REGISTRY_AUTH_TOKEN)")
-    p.add_argument("--admin-token", help="operators' bearer token: needs no lease tokens (env REGISTRY_ADMIN_TOKEN)")
-    p.add_argument("--read-token", help="bearer token required by read endpoints (env REGISTRY_READ_TOKEN)")
-    p.add_argument("--certfile", help="PEM certificate for HTTPS (env REGISTRY_CERTFILE); needs --keyfile")
-    p.add_argument("--keyfile", help="PEM private key for HTTPS (env REGISTRY_KEYFILE); needs --certfile")
+    p.add_argument("--redis-url", help="Redis URL (env REDIS_URL, default unset: the embedded in-memory store)")
+    p.add_argument("--instance-ttl", help="seconds without heartbeat before expiry (env REGISTRY_INSTANCE_TTL, "
+                                           "default 90)")
+    p.add_argument("--sweep-interval", help="seconds between expiry sweeps (env REGISTRY_SWEEP_INTERVAL, "
+                                             "default 1)")
+    p.add_argument("--auth-token", help="bearer token required by write endpoints (env REGISTRY_AUTH_TOKEN, "
+                                          "default unset: writes are open)")
+    p.add_argument("--admin-token", help="operators' bearer token: needs no lease tokens (env "
+                                           "REGISTRY_ADMIN_TOKEN, default unset)")
+    p.add_argument("--read-token", help="bearer token required by read endpoints (env REGISTRY_READ_TOKEN, "
+                                          "default unset: reads are open)")
+    p.add_argument("--certfile", help="PEM certificate for HTTPS (env REGISTRY_CERTFILE, default unset: "
+                                        "HTTP); needs --keyfile")
+    p.add_argument("--keyfile", help="PEM private key for HTTPS (env REGISTRY_KEYFILE, default unset); "
+                                       "needs --certfile")
     p.add_argument("--read-timeout", help="seconds a request body may take to arrive (env "
                                           "REGISTRY_READ_TIMEOUT, default 10)")
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
                                           "REGISTRY_MAX_WATCHERS, default 4096)")
-    p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
+    p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL, "
+                                         "default info)")
     p.add_argument("--log-format", help="text or json (env REGISTRY_LOG_FORMAT, default text)")
     return p
 

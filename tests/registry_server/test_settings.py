@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from registry_server.errors import ConfigError
@@ -69,3 +71,20 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_help_shows_every_settings_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        load_settings(["--help"], {})
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    options = re.findall(r"(--[a-z-]+) [A-Z_]+ (.*?)(?= --[a-z-]+ [A-Z_]+ |$)", text.split(" options: ", 1)[1])
+    assert len(options) >= 13
+    for flag, help_text in options:
+        assert "default" in help_text, f"{flag}: {help_text}"
+    defaults = Settings()
+    for shown in (f"default {defaults.port}", f"default {defaults.host}", f"default {defaults.instance_ttl_s:g}",
+                  f"default {defaults.sweep_interval_s:g}", f"default {defaults.max_watchers}",
+                  f"default {defaults.read_timeout_s:g}", f"default {defaults.log_level}",
+                  f"default {defaults.log_format}"):
+        assert shown in text, shown
