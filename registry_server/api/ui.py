@@ -1,4 +1,5 @@
-"""The web console: static HTML/CSS/JS shipped in the package, served at ``/ui/`` with strict headers.
+"""The web console: static HTML/CSS/JS shipped in the package, served at ``/ui/`` with strict headers;
+``/`` leads there, and ``/docs`` is an interactive page of the OpenAPI document (no asset from the internet).
 
 The page reads the same REST API and change stream as every other client; it holds no server state, so
 any replica can serve it. Assets are public (they hold no data); the data they fetch is guarded as usual.
@@ -6,8 +7,10 @@ any replica can serve it. Assets are public (they hold no data); the data they f
 
 from __future__ import annotations
 
+from importlib import resources
+
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,8 +45,18 @@ async def _to_console(request: Request) -> RedirectResponse:
     return RedirectResponse("ui/", status_code=308)  # relative: works behind a path prefix too
 
 
+def _api_page() -> Route:
+    page = resources.files("registry_server").joinpath("ui/docs.html").read_text(encoding="utf-8")
+
+    async def api_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(page, headers=_HEADERS)  # its assets are the console's, under ui/
+
+    return Route("/docs", api_page, methods=["GET", "HEAD"])
+
+
 def ui_routes() -> list[Route | Mount]:
-    """``/ui`` redirects to ``/ui/``, which serves ``index.html``; the other assets sit beside it."""
+    """``/`` and ``/ui`` redirect to ``/ui/``, which serves ``index.html``; the other assets sit beside it.
+    ``/docs`` is the API page."""
     assets = StaticFiles(packages=[("registry_server", "ui/static")], html=True)
-    return [Route("/ui", _to_console, methods=["GET", "HEAD"]),
-            Mount("/ui", app=_WithHeaders(assets, _HEADERS), name="ui")]
+    return [Route("/", _to_console, methods=["GET", "HEAD"]), Route("/ui", _to_console, methods=["GET", "HEAD"]),
+            _api_page(), Mount("/ui", app=_WithHeaders(assets, _HEADERS), name="ui")]

@@ -229,3 +229,57 @@ def test_the_console_is_served_with_a_strict_content_security_policy(registry: R
     assert resp.headers["x-content-type-options"] == "nosniff"
     assert httpx.get(registry.url + "/ui/app.js").headers["content-type"].split(";")[0] in (
         "text/javascript", "application/javascript")
+
+
+def test_while_the_first_answer_loads_the_page_says_loading_not_no_services(
+        console_page: ConsolePage, registry: RegistryProcess, heartbeats: Heartbeats) -> None:
+    heartbeats.register("load-1", "Loadcheck")
+    page = console_page.page
+    held: list[Any] = []
+    page.route("**/instances", lambda route: held.append(route))  # held until the test lets it through
+    page.goto(registry.url + "/ui/", wait_until="domcontentloaded")
+    wait_until(lambda: page.evaluate("1") == 1 and bool(held), timeout=10, message="the snapshot request")
+    assert page.locator("#services-empty").inner_text() == "Loading…"
+    assert page.locator("#instances-empty").inner_text() == "Loading…"
+    assert "No services registered" not in page.locator("main").inner_text()
+
+    for route in held:
+        route.continue_()
+    page.unroute("**/instances")
+    wait_until(lambda: row(page, "load-1").count() == 1, timeout=10, message="the instance listed")
+    assert page.locator("#services-empty").is_hidden()
+    assert console_page.errors == []
+
+
+def test_the_root_leads_to_the_console(registry: RegistryProcess) -> None:
+    resp = httpx.get(registry.url + "/")
+    assert resp.status_code == 308 and resp.headers["location"] == "ui/"
+    followed = httpx.get(registry.url + "/", follow_redirects=True)
+    assert followed.status_code == 200 and str(followed.url) == registry.url + "/ui/"
+    assert "<h1>Service registry</h1>" in followed.text
+
+
+def test_the_api_page_lists_every_operation_and_sends_one(console_page: ConsolePage, registry: RegistryProcess,
+                                                         heartbeats: Heartbeats) -> None:
+    heartbeats.register("docs-1", "Docscheck", version="3.1.0")
+    resp = httpx.get(registry.url + "/docs")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in resp.headers["content-security-policy"]
+    assert "https://" not in resp.text and "http://" not in resp.text  # nothing from the internet
+
+    page = console_page.page
+    page.goto(registry.url + "/docs")
+    spec = httpx.get(registry.url + "/openapi.json").json()
+    expected = [f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item]
+    wait_until(lambda: page.locator("#operations details").count() == len(expected), timeout=10,
+               message="every operation listed")
+    assert sorted(page.locator("#operations details summary code").all_inner_texts()) == sorted(expected)
+
+    operation = page.locator("details", has=page.locator("code", has_text="GET /services/{name}"))
+    operation.locator("summary").click()
+    operation.get_by_label("name (path, required)").fill("Docscheck")
+    operation.get_by_role("button", name="Send").click()
+    answer = operation.locator("pre.answer")
+    wait_until(lambda: answer.inner_text().startswith("200"), timeout=10, message="the answer shown")
+    assert '"id": "docs-1"' in answer.inner_text() and '"version": "3.1.0"' in answer.inner_text()
+    assert console_page.errors == []

@@ -25,11 +25,14 @@ const live = new LiveInstances(api, {
 function render() {
   const all = live.list();
   renderServices($("services-body"), countsByService(all), pickService);
+  const loading = !live.loaded;
   $("services-empty").hidden = all.length > 0;
+  $("services-empty").textContent = loading ? "Loading…" : "No services registered.";
   const shown = filterInstances(all, filters).sort(byServiceThenId);
   renderInstances($("instances-body"), shown, api.now());
   $("instances-empty").hidden = shown.length > 0;
-  $("instances-empty").textContent = all.length ? "No instance matches the filters." : "No instances registered.";
+  $("instances-empty").textContent = loading ? "Loading…"
+    : all.length ? "No instance matches the filters." : "No instances registered.";
   $("shown-count").textContent = `Showing ${shown.length} of ${all.length} instance${all.length === 1 ? "" : "s"}.`;
 }
 

@@ -52,6 +52,11 @@ export class LiveInstances {
     return [...this.instances.values()];
   }
 
+  /** Whether the first snapshot of this run has arrived: before it, an empty list means "not known yet". */
+  get loaded() {
+    return Boolean(this.run && this.run.loaded);
+  }
+
   setState(state, detail = "") {
     this.state = state;
     this.hooks.onState(state, detail);
