@@ -17,8 +17,8 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from resilient_client import ResilientClient, ServiceRegistryManager, ServiceUnavailableError, registry_lifespan
 
@@ -41,9 +41,13 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"status": "UP"})
 
 
+async def metrics(request: Request) -> Response:
+    # A route, not a mount: a mount at /metrics answers GET /metrics with a redirect to /metrics/.
+    return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
 app = Starlette(
-    routes=[Route("/login/{user_id}", login), Route("/health", health),
-            Mount("/metrics", prometheus_client.make_asgi_app())],
+    routes=[Route("/login/{user_id}", login), Route("/health", health), Route("/metrics", metrics)],
     lifespan=registry_lifespan(manager, "Auth", PORT, version="1.0.0", description="Authentication service",
                                also_close=[users]),
 )
