@@ -340,7 +340,11 @@ class ServiceRegistryManager:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
-            await self.deregister()
+            async with asyncio.timeout(self.config.shutdown_timeout_s):
+                await self.deregister()
+        except TimeoutError:
+            log.warning("the registry did not take the deregistration of %s within %.3gs; its lease will expire",
+                        self.instance_id, self.config.shutdown_timeout_s)
         finally:
             await self.close()
 
