@@ -85,8 +85,9 @@ class RegistryHttp:
             except _UnreadableAnswerError as exc:
                 log.debug("registry %s: %s", self.urls[index], exc)
                 last_error = RegistryUnavailableError(f"{method} {url}: {exc}")
+        reason = f"{type(last_error).__name__}: {last_error}" if last_error is not None else "no answer"
         raise RegistryUnavailableError(
-            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): {last_error!r}",
+            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): {reason}",
             retry_after_s=retry_after) from last_error
 
     async def register(self, body: Mapping[str, Any], lease_token: str | None) -> dict[str, Any]:

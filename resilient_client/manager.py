@@ -284,7 +284,8 @@ class ServiceRegistryManager:
             try:
                 await self._beat_once()
             except RegistryUnavailableError as exc:
-                log.warning("heartbeat of %s failed: %s", self.instance_id, exc)
+                if failures == 0:  # one line when the registry goes away, one when it is back
+                    log.warning("registry unreachable: heartbeats of %s fail (%s); retrying", self.instance_id, exc)
                 delay = min(interval, self._backoff.delay(failures, self._rng)) if self.registered \
                     else interval
                 failures += 1
@@ -295,6 +296,9 @@ class ServiceRegistryManager:
                 log.exception("heartbeat of %s failed unexpectedly", self.instance_id)
                 delay = interval
             else:
+                if failures:
+                    log.info("registry reachable again: heartbeats of %s go through after %d failed",
+                             self.instance_id, failures)
                 failures = 0
                 delay = interval
 

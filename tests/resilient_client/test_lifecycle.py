@@ -156,3 +156,11 @@ async def test_a_registration_never_accepted_is_not_deregistered(registry: FakeR
     await manager.close()
     assert registry.requests("DELETE") == []
     assert "host" not in registry.requests("POST")[0].body
+
+
+async def test_async_with_a_manager_registering_in_the_background_enters_and_leaves_at_once() -> None:
+    started = time.monotonic()
+    async with manager_without_registry() as manager:
+        await manager.register_in_background("Worker", 3003)
+        assert manager.registration_state is RegistrationState.REGISTERING
+    assert time.monotonic() - started < 1.0

@@ -1,3 +1,4 @@
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -197,3 +198,18 @@ async def test_discovery_serves_stale_when_every_registry_answers_5xx(registry: 
 
 async def _stale_served(manager: ServiceRegistryManager) -> bool:
     return [inst.port for inst in await manager.discover_services("User")] == [7001]
+
+
+async def test_an_unreachable_registry_is_logged_once_when_it_goes_and_once_when_it_is_back(
+        registry: FakeRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="resilient_client.manager")
+    async with manager_for(registry.url, heartbeat_ms=20) as manager:
+        await manager.register("Auth", 3001)
+        registry.fail_everything = True
+        await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= 6), message="failing heartbeats")
+        registry.fail_everything = False
+        await async_wait_until(lambda: _true("reachable again" in caplog.text), message="the registry back")
+    lines = [record.getMessage() for record in caplog.records if "heartbeats of" in record.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("registry unreachable") and lines[1].startswith("registry reachable again")
+    assert all(len(line) < 300 for line in lines), lines
