@@ -171,7 +171,7 @@ class ServiceRegistryManager:
             version=version, description=description, health_endpoint=health_endpoint, scheme=scheme,
             metadata=dict(metadata or {}),
             **({"lease_token": previous.lease_token} if reuse and previous is not None else {}))
-        self._accepted = False
+        self._accepted = self._accepted and reuse  # the same id again: the registry may still hold it
         self._deregistered_id = None
         self._set_state(RegistrationState.REGISTERING)
 
@@ -205,7 +205,8 @@ class ServiceRegistryManager:
     async def set_status(self, status: Status | str) -> bool:
         """Change the reported status and send it at once; it also goes with every later heartbeat.
 
-        ``False`` when it could not be delivered now (the next heartbeat carries it).
+        ``False`` when it could not be delivered now: the next heartbeat carries it (or the registration,
+        while the registry has not accepted one yet).
         """
         self._status = Status(status)
         if self._registration is None or self._heartbeats is None or not self.registered:

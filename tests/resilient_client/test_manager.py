@@ -213,3 +213,14 @@ async def test_an_unreachable_registry_is_logged_once_when_it_goes_and_once_when
     assert len(lines) == 2, lines
     assert lines[0].startswith("registry unreachable") and lines[1].startswith("registry reachable again")
     assert all(len(line) < 300 for line in lines), lines
+
+
+async def test_registering_the_same_instance_again_still_deregisters_it_when_the_new_attempt_fails(
+        registry: FakeRegistry) -> None:
+    manager = manager_for(registry.url, retries=0)
+    service_id = await manager.register("Auth", 3001)
+    registry.fail_registrations = 1
+    assert await manager.register("Auth", 3001) is None  # same id, and the registry still holds it
+    await manager.deregister()
+    await manager.close()
+    assert [seen.path for seen in registry.requests("DELETE")] == [f"/instances/{service_id}"]
