@@ -19,12 +19,18 @@ MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
 
 
 def valid_host(value: str) -> str:
-    """An IP literal or a DNS hostname (labels of letters, digits, ``-`` and ``_``)."""
+    """An IP literal or a DNS hostname (labels of letters, digits, ``-`` and ``_``).
+
+    An unspecified address (``0.0.0.0``, ``::``) is a bind address, reachable by nobody: refused.
+    """
     try:
-        ipaddress.ip_address(value)
-        return value
+        address = ipaddress.ip_address(value)
     except ValueError:
         pass
+    else:
+        if address.is_unspecified:
+            raise ValueError("must be an address others can reach, not an unspecified (bind) address")
+        return value
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
     if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
         raise ValueError("must be a hostname or an IP address")

@@ -2,7 +2,8 @@
 name with round-robin, failover, retries and one circuit breaker per instance.
 
 Register a service with :class:`ServiceRegistryManager`, call others with :class:`ResilientClient`. The
-events a client and a manager report are in :mod:`resilient_client.hooks`.
+events a client and a manager report are in :mod:`resilient_client.hooks`; the same classes for
+synchronous code are in :mod:`resilient_client.sync`.
 """
 
 from resilient_client.client import ResilientClient

@@ -27,17 +27,24 @@ class RegistryAnswer:
 
 class RegistryHttp:
     """HTTP calls to the registry. Replicas are tried in order, starting with the last one that answered;
-    a connection error, a timeout or a 5xx moves on to the next. When none answers:
+    a connection error, a timeout, a 5xx or an answer the client will not read (larger than
+    ``max_answer_bytes``, or JSON nested too deep) moves on to the next. When none answers:
     :class:`RegistryUnavailableError`.
+
+    Redirects are never followed: the bearer token, the lease token and the registration body (which
+    holds the lease token) go to the configured registry URLs only. A redirect is an error
+    (:class:`RegistryRequestError` with the code ``redirect_not_followed``).
     """
 
     def __init__(self, urls: Sequence[str], *, auth_token: str | None = None, timeout_s: float = 5.0,
+                 max_answer_bytes: int = 32 * 1024 * 1024,
                  session: aiohttp.ClientSession | None = None) -> None:
         if not urls:
             raise ValueError("at least one registry URL is needed")
         self.urls = tuple(url.rstrip("/") for url in urls)
         self._headers = {"Authorization": f"Bearer {auth_token}"} if auth_token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_answer_bytes = max_answer_bytes
         self._session = session
         self._owns_session = session is None
         self._preferred = 0
@@ -61,8 +68,8 @@ class RegistryHttp:
             url = self.urls[index] + path
             try:
                 async with session.request(method, url, json=body, params=params, headers=merged,
-                                           timeout=timeout) as resp:
-                    answer_body = await _read_body(resp)
+                                           timeout=timeout, allow_redirects=False) as resp:
+                    answer_body = await _read_body(resp, self._max_answer_bytes)
                     if resp.status >= 500:
                         hint = parse_retry_after(resp.headers.get("Retry-After"))
                         if hint is not None:
@@ -75,15 +82,18 @@ class RegistryHttp:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 log.debug("registry %s unreachable: %r", self.urls[index], exc)
                 last_error = exc
+            except _UnreadableAnswerError as exc:
+                log.debug("registry %s: %s", self.urls[index], exc)
+                last_error = RegistryUnavailableError(f"{method} {url}: {exc}")
+        reason = f"{type(last_error).__name__}: {last_error}" if last_error is not None else "no answer"
         raise RegistryUnavailableError(
-            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): "
-            f"{str(last_error) or type(last_error).__name__}",
+            f"no registry answered {method} {path} (tried {', '.join(self.urls)}): {reason}",
             retry_after_s=retry_after) from last_error
 
     async def register(self, body: Mapping[str, Any], lease_token: str | None) -> dict[str, Any]:
         answer = await self.request("POST", "/instances", body=body, headers=_lease(lease_token))
         if answer.status in (200, 201):
-            return dict(answer.body)
+            return _object(answer)
         raise _refused(answer)
 
     async def heartbeat(self, instance_id: str, status: str, lease_token: str | None) -> dict[str, Any] | None:
@@ -91,7 +101,7 @@ class RegistryHttp:
         answer = await self.request("PUT", f"/instances/{quote(instance_id, safe='')}/heartbeat",
                                     body={"status": status}, headers=_lease(lease_token))
         if answer.status == 200:
-            return dict(answer.body)
+            return _object(answer)
         if answer.status == 404:
             return None
         raise _refused(answer)
@@ -120,15 +130,14 @@ class RegistryHttp:
                                     timeout_s=timeout_s)
         if answer.status != 200:
             raise _refused(answer)
-        instances = tuple(ServiceInstance.from_json(item) for item in answer.body.get("instances", []))
-        return ServiceAnswer(instances, _revision(answer.headers))
+        return ServiceAnswer(_instances(answer), _revision(answer.headers))
 
     async def all_instances(self, status: str | None) -> tuple[ServiceInstance, ...]:
         params = {"status": status} if status else None
         answer = await self.request("GET", "/instances", params=params)
         if answer.status != 200:
             raise _refused(answer)
-        return tuple(ServiceInstance.from_json(item) for item in answer.body.get("instances", []))
+        return _instances(answer)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -148,14 +157,45 @@ def _lease(token: str | None) -> dict[str, str]:
     return {"X-Lease-Token": token} if token else {}
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> Any:
-    raw = await resp.read()
+class _UnreadableAnswerError(Exception):
+    """A replica's answer the client will not read: larger than the cap, or JSON nested too deep."""
+
+
+async def _read_body(resp: aiohttp.ClientResponse, max_bytes: int) -> Any:
+    if resp.content_length is not None and resp.content_length > max_bytes:
+        raise _UnreadableAnswerError(f"answer of {resp.content_length} bytes, over the cap of {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise _UnreadableAnswerError(f"answer of more than {max_bytes} bytes, over the cap")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw:
         return None
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise _UnreadableAnswerError("answer nested too deep to read") from None
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def _object(answer: RegistryAnswer) -> dict[str, Any]:
+    if not isinstance(answer.body, dict):
+        raise RegistryUnavailableError(f"the registry answered {answer.status} without a JSON object")
+    return answer.body
+
+
+def _instances(answer: RegistryAnswer) -> tuple[ServiceInstance, ...]:
+    """The instances of a listing; an answer that does not describe instances is the registry's failure."""
+    items = _object(answer).get("instances", [])
+    try:
+        return tuple(ServiceInstance.from_json(item) for item in items)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise RegistryUnavailableError(
+            f"the registry answered an instance the client cannot read: {type(exc).__name__}: {exc}") from None
 
 
 def _code(body: Any) -> str:
@@ -165,10 +205,20 @@ def _code(body: Any) -> str:
 
 def _revision(headers: Mapping[str, str]) -> int | None:
     raw = headers.get("X-Registry-Index")
-    return int(raw) if raw is not None and raw.strip().isdigit() else None
+    value = None if raw is None else raw.strip()
+    return int(value) if value and value.isascii() and value.isdigit() else None
 
 
 def _refused(answer: RegistryAnswer) -> RegistryRequestError:
+    if 300 <= answer.status < 400:
+        return RegistryRequestError(answer.status, "redirect_not_followed",
+                                    f"the registry redirected to {answer.headers.get('Location', '?')!r}; "
+                                    "registry calls are not redirected (configure the registry's own URL)")
     error = answer.body.get("error", {}) if isinstance(answer.body, dict) else {}
-    return RegistryRequestError(answer.status, str(error.get("code", "unexpected_status")),
-                                str(error.get("message", answer.body)))
+    if not isinstance(error, dict):
+        error = {}
+    details = error.get("details")
+    return RegistryRequestError(
+        answer.status, str(error.get("code", "unexpected_status")), str(error.get("message", answer.body)),
+        tuple({str(k): str(v) for k, v in item.items()} for item in details if isinstance(item, dict))
+        if isinstance(details, list) else ())

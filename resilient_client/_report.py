@@ -22,6 +22,8 @@ from resilient_client.hooks import (
     ProtectionOutcome,
     RegistrationAttempted,
     RegistrationOutcome,
+    RegistrationState,
+    RegistrationStateChanged,
     RequestFinished,
     RequestOutcome,
     Retried,
@@ -112,6 +114,12 @@ class Reporter:
             self._metrics.registrations.series(service, outcome.value)[0] += 1.0
         if self._hooks:
             self._call_hooks(RegistrationAttempted(service, outcome))
+
+    def registration_changed(self, service: str, state: RegistrationState) -> None:
+        if self._metrics is not None:
+            self._metrics.registered.series(service)[0] = 1.0 if state is RegistrationState.REGISTERED else 0.0
+        if self._hooks:
+            self._call_hooks(RegistrationStateChanged(service, state))
 
     def heartbeat_sent(self, service: str, outcome: HeartbeatOutcome) -> None:
         if self._metrics is not None:

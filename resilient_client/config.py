@@ -5,6 +5,7 @@ Only :meth:`ManagerConfig.from_env` reads the environment, and only when called.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -109,10 +110,18 @@ class ManagerConfig:
     stale_max_age_ms: float = 300_000
     """How old a cached answer may be and still be served while the registry cannot be reached."""
     auth_token: str | None = None
-    host: str = "localhost"
+    host: str | None = None
+    """Where others reach this service. ``None``: none is sent, and the registry records the address the
+    registration came from. ``HOST`` set to an unspecified (bind) address such as ``0.0.0.0`` counts as
+    unset."""
     port: int = 3000
     request_timeout_ms: float = 5_000
     """Timeout of one request to one registry replica."""
+    shutdown_timeout_ms: float = 1_000
+    """How long shutting down (the lifespan, the aiohttp helper, the signal handlers) waits for the registry
+    to take ``STOPPING`` and the deregistration; past it the service exits and its lease expires."""
+    max_answer_bytes: int = 32 * 1024 * 1024
+    """The largest registry answer the client reads; a larger one counts as that replica's failure."""
     watch: WatchConfig = field(default_factory=WatchConfig)
     """Blocking queries that keep the discovery cache fresh (``SERVICE_REGISTRY_WATCH``)."""
     empty_grace_ms: float = 30_000
@@ -147,7 +156,7 @@ class ManagerConfig:
         if "SERVICE_REGISTRY_EMPTY_GRACE" in env:
             values["empty_grace_ms"] = _non_negative_ms("SERVICE_REGISTRY_EMPTY_GRACE",
                                                         env["SERVICE_REGISTRY_EMPTY_GRACE"])
-        if env.get("HOST"):
+        if env.get("HOST") and not _unspecified(env["HOST"]):
             values["host"] = env["HOST"]
         if "PORT" in env:
             values["port"] = _non_negative_int("PORT", env["PORT"])
@@ -184,6 +193,10 @@ class ManagerConfig:
         return self.request_timeout_ms / 1000
 
     @property
+    def shutdown_timeout_s(self) -> float:
+        return self.shutdown_timeout_ms / 1000
+
+    @property
     def empty_grace_s(self) -> float:
         return self.empty_grace_ms / 1000
 
@@ -192,6 +205,14 @@ class ManagerConfig:
         """A watched service not looked up for this long stops being watched."""
         idle_ms = self.watch.idle_ms if self.watch.idle_ms is not None else 5 * self.cache_ttl_ms
         return idle_ms / 1000
+
+
+def _unspecified(host: str) -> bool:
+    """``0.0.0.0``, ``::`` and the like: where a server binds, not where anyone reaches it."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 def _non_negative_ms(name: str, raw: str) -> float:

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class ResilientClientError(Exception):
     """Root of every exception this package raises on purpose."""
@@ -49,13 +51,21 @@ class RegistryUnavailableError(ResilientClientError):
 
 
 class RegistryRequestError(ResilientClientError):
-    """The registry answered with an error the client cannot fix by retrying (400, 401, 403, 409, 422)."""
+    """The registry answered with an error the client cannot fix by retrying (400, 401, 403, 409, 422), or
+    with a redirect, which registry calls never follow (credentials stay with the registry's origin).
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``details``: the registry's validation details, one ``{"field", "message", "type"}`` per invalid field
+    of a 422 (empty otherwise).
+    """
+
+    def __init__(self, status: int, code: str, message: str,
+                 details: tuple[Mapping[str, str], ...] = ()) -> None:
         self.status = status
         self.code = code
         self.message = message
-        super().__init__(f"registry answered {status} {code}: {message}")
+        self.details = details
+        fields = "; ".join(f"{d.get('field', '?')}: {d.get('message', '')}" for d in details)
+        super().__init__(f"registry answered {status} {code}: {message}" + (f" ({fields})" if fields else ""))
 
 
 class TransportError(ResilientClientError):

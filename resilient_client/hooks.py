@@ -78,6 +78,17 @@ class RegistrationOutcome(StrEnum):
     FAILED = "failed"
 
 
+class RegistrationState(StrEnum):
+    """Where a manager's registration stands (:attr:`ServiceRegistryManager.registration_state`)."""
+
+    UNREGISTERED = "unregistered"
+    """Nothing registered: before the first registration, or after deregistering."""
+    REGISTERING = "registering"
+    """Trying to register, with backoff: the registry has not answered yet, or forgot the instance."""
+    REGISTERED = "registered"
+    """The registry accepted the registration; heartbeats keep the lease."""
+
+
 class HeartbeatOutcome(StrEnum):
     OK = "ok"
     REREGISTERED = "reregistered"
@@ -162,11 +173,20 @@ class RegistrationAttempted:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrationStateChanged:
+    """A manager's registration moved to ``state``."""
+
+    service: str
+    state: RegistrationState
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatSent:
     service: str
     outcome: HeartbeatOutcome
 
 
 Event = (RequestFinished | FailedOver | Retried | BreakerStateChanged | BreakerRejected | BreakerRemoved
-         | DiscoveryLookedUp | DiscoveryProtected | WatchStateChanged | RegistrationAttempted | HeartbeatSent)
+         | DiscoveryLookedUp | DiscoveryProtected | WatchStateChanged | RegistrationAttempted | RegistrationStateChanged
+         | HeartbeatSent)
 Hook = Callable[[Event], None]

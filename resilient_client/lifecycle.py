@@ -1,4 +1,9 @@
-"""Wiring a manager into a service's life: signals, a Starlette lifespan, an aiohttp application."""
+"""Wiring a manager into a service's life: signals, a Starlette lifespan, an aiohttp application.
+
+A service starts whatever the registry's state: the lifespan and the aiohttp helper start registration in
+the background (:meth:`ServiceRegistryManager.register_in_background`) and return at once, and shutting
+down waits for the registry at most ``shutdown_timeout_ms``.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +27,24 @@ class _Closable(Protocol):
     async def close(self) -> None: ...
 
 
+async def _leave(manager: ServiceRegistryManager) -> None:
+    """Report ``STOPPING`` and deregister, giving up after the shutdown timeout: a registry that cannot be
+    reached must not hold a service's exit, and the lease then expires on its own."""
+    timeout_s = manager.config.shutdown_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            await manager.set_status(Status.STOPPING)
+            await manager.deregister()
+    except TimeoutError:
+        log.warning("the registry did not take the deregistration of %s within %.3gs; its lease will expire",
+                    manager.instance_id, timeout_s)
+        await manager.close()
+
+
 async def shut_down(manager: ServiceRegistryManager, also_close: Iterable[_Closable] = ()) -> None:
-    """Report ``STOPPING``, deregister, then close the clients and the manager."""
-    await manager.set_status(Status.STOPPING)
-    await manager.deregister()
+    """Report ``STOPPING``, deregister (for at most ``shutdown_timeout_ms``), then close the clients and the
+    manager."""
+    await _leave(manager)
     for closable in also_close:
         await closable.close()
     await manager.close()
@@ -50,8 +69,7 @@ def install_signal_handlers(manager: ServiceRegistryManager, *,
 
     async def stop(sig: signal.Signals) -> None:
         try:
-            await manager.set_status(Status.STOPPING)
-            await manager.deregister()
+            await _leave(manager)
         except Exception:
             log.exception("deregistration on %s failed", sig.name)
         finally:
@@ -72,11 +90,12 @@ def install_signal_handlers(manager: ServiceRegistryManager, *,
 def registry_lifespan(manager: ServiceRegistryManager, name: str, port: int | None = None, *,
                       also_close: Iterable[_Closable] = (),
                       **register_kwargs: Any) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A Starlette ``lifespan=``: register at start-up; report STOPPING, deregister and close at shutdown."""
+    """A Starlette ``lifespan=``: start registering at start-up, in the background (the service starts at once,
+    whatever the registry's state); report STOPPING, deregister and close at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        await manager.register(name, port, **register_kwargs)
+        await manager.register_in_background(name, port, **register_kwargs)
         try:
             yield
         finally:
@@ -88,18 +107,18 @@ def registry_lifespan(manager: ServiceRegistryManager, name: str, port: int | No
 def attach_to_aiohttp(app: web.Application, manager: ServiceRegistryManager, name: str,
                       port: int | None = None, *, also_close: Iterable[_Closable] = (),
                       **register_kwargs: Any) -> None:
-    """Register on ``on_startup``; report STOPPING and deregister on ``on_shutdown``; close on ``on_cleanup``."""
+    """Start registering in the background on ``on_startup`` (the application starts at once, whatever the
+    registry's state); report STOPPING and deregister on ``on_shutdown``; close on ``on_cleanup``."""
     closables = tuple(also_close)
 
     async def on_startup(_: web.Application) -> None:
-        await manager.register(name, port, **register_kwargs)
+        await manager.register_in_background(name, port, **register_kwargs)
 
     async def on_shutdown(_: web.Application) -> None:
-        await manager.set_status(Status.STOPPING)
-        await manager.deregister()
+        await _leave(manager)
 
     async def on_cleanup(_: web.Application) -> None:
-        await manager.deregister()
+        await _leave(manager)  # (nothing left to do after on_shutdown; it did not run if start-up failed)
         for closable in closables:
             await closable.close()
         await manager.close()

@@ -22,7 +22,7 @@ from resilient_client._registry_http import RegistryHttp
 from resilient_client._report import Reporter
 from resilient_client.config import BackoffConfig, ManagerConfig
 from resilient_client.errors import RegistryRequestError, RegistryUnavailableError
-from resilient_client.hooks import HeartbeatOutcome, Hook, RegistrationOutcome
+from resilient_client.hooks import HeartbeatOutcome, Hook, RegistrationOutcome, RegistrationState
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance, Status
 
@@ -35,7 +35,7 @@ class _Registration:
 
     id: str
     name: str
-    host: str
+    host: str | None
     port: int
     version: str = ""
     description: str = ""
@@ -45,8 +45,9 @@ class _Registration:
     lease_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
     def body(self, status: Status) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "host": self.host, "port": self.port,
-                "scheme": self.scheme, "health_endpoint": self.health_endpoint, "version": self.version,
+        host = {} if self.host is None else {"host": self.host}  # none: the registry records the peer address
+        return {"id": self.id, "name": self.name, **host, "port": self.port, "scheme": self.scheme,
+                "health_endpoint": self.health_endpoint, "version": self.version,
                 "description": self.description, "status": status.value, "metadata": dict(self.metadata),
                 "lease_token": self.lease_token}
 
@@ -78,12 +79,15 @@ class ServiceRegistryManager:
         self._backoff = Backoff(BackoffConfig(base_s=self.config.retry_delay_s, factor=2.0,
                                               max_s=max(self.config.retry_delay_s * 32, 1.0), jitter=0.5))
         self._http = RegistryHttp(self.config.registry_urls, auth_token=self.config.auth_token,
-                                  timeout_s=self.config.request_timeout_s, session=session)
+                                  timeout_s=self.config.request_timeout_s,
+                                  max_answer_bytes=self.config.max_answer_bytes, session=session)
         self.discovery = WatchedDiscovery(self._http, self.config, clock=self._clock, reporter=self._reporter,
                                           rng=self._rng)
         self._registration: _Registration | None = None
         self._status = Status.UP
-        self._registered = False
+        self._state = RegistrationState.UNREGISTERED
+        self._accepted = False
+        """Whether the registry accepted the current registration at least once (else nothing to take back)."""
         self._heartbeats: asyncio.Task[None] | None = None
         self._deregistered_id: str | None = None
 
@@ -96,7 +100,19 @@ class ServiceRegistryManager:
     @property
     def registered(self) -> bool:
         """Whether the registry accepted the registration (and no heartbeat has been refused since)."""
-        return self._registered
+        return self._state is RegistrationState.REGISTERED
+
+    @property
+    def registration_state(self) -> RegistrationState:
+        """Where registration stands; each change is also a hook event and the ``resilient_client_registered``
+        gauge."""
+        return self._state
+
+    def _set_state(self, state: RegistrationState) -> None:
+        if state is not self._state:
+            self._state = state
+            if self._registration is not None:
+                self._reporter.registration_changed(self._registration.name, state)
 
     @property
     def status(self) -> Status:
@@ -114,8 +130,37 @@ class ServiceRegistryManager:
 
         After ``None`` the heartbeat loop keeps registering at the heartbeat interval. The id is chosen
         once per name and reused by every retry and re-registration. A refusal the registry will repeat
-        (400/401/403/409/422) raises :class:`RegistryRequestError` at once.
+        (400/401/403/409/422) raises :class:`RegistryRequestError` at once. A service that must start
+        whatever the registry's state uses :meth:`register_in_background`.
         """
+        await self._prepare(name, port, host=host, version=version, description=description,
+                            health_endpoint=health_endpoint, scheme=scheme, metadata=metadata, status=status,
+                            instance_id=instance_id)
+        await self._register_with_retries()
+        self._heartbeats = asyncio.get_running_loop().create_task(
+            self._heartbeat_loop(), name=f"heartbeats:{self.instance_id}")
+        return self.instance_id if self.registered else None
+
+    async def register_in_background(self, name: str, port: int | None = None, *, host: str | None = None,
+                                     version: str = "", description: str = "", health_endpoint: str = "/health",
+                                     scheme: str = "http", metadata: Mapping[str, str] | None = None,
+                                     status: Status | str = Status.UP, instance_id: str | None = None) -> str:
+        """Like :meth:`register` (same arguments, same retries and backoff, then heartbeats), but returns at
+        once with the instance id the registration will have; :attr:`registration_state` says how it goes.
+
+        A refusal the registry will repeat is logged, and retried at the heartbeat interval.
+        """
+        await self._prepare(name, port, host=host, version=version, description=description,
+                            health_endpoint=health_endpoint, scheme=scheme, metadata=metadata, status=status,
+                            instance_id=instance_id)
+        self._heartbeats = asyncio.get_running_loop().create_task(
+            self._register_then_beat(), name=f"registration:{self.instance_id}")
+        assert self._registration is not None
+        return self._registration.id
+
+    async def _prepare(self, name: str, port: int | None, *, host: str | None, version: str, description: str,
+                       health_endpoint: str, scheme: str, metadata: Mapping[str, str] | None,
+                       status: Status | str, instance_id: str | None) -> None:
         await self._stop_heartbeats()
         self._status = Status(status)
         previous = self._registration
@@ -126,8 +171,13 @@ class ServiceRegistryManager:
             version=version, description=description, health_endpoint=health_endpoint, scheme=scheme,
             metadata=dict(metadata or {}),
             **({"lease_token": previous.lease_token} if reuse and previous is not None else {}))
-        self._registered = False
+        self._accepted = self._accepted and reuse  # the same id again: the registry may still hold it
         self._deregistered_id = None
+        self._set_state(RegistrationState.REGISTERING)
+
+    async def _register_with_retries(self) -> None:
+        assert self._registration is not None
+        name = self._registration.name
         retries = self.config.max_retries
         for attempt in range(retries + 1):
             try:
@@ -144,17 +194,22 @@ class ServiceRegistryManager:
             else:
                 log.info("registered %s as %s", name, self.instance_id)
                 break
-        self._heartbeats = asyncio.get_running_loop().create_task(
-            self._heartbeat_loop(), name=f"heartbeats:{self.instance_id}")
-        return self.instance_id if self._registered else None
+
+    async def _register_then_beat(self) -> None:
+        try:
+            await self._register_with_retries()
+        except RegistryRequestError as exc:
+            log.error("registry refused the registration of %s: %s", self.instance_id, exc)
+        await self._heartbeat_loop()
 
     async def set_status(self, status: Status | str) -> bool:
         """Change the reported status and send it at once; it also goes with every later heartbeat.
 
-        ``False`` when it could not be delivered now (the next heartbeat carries it).
+        ``False`` when it could not be delivered now: the next heartbeat carries it (or the registration,
+        while the registry has not accepted one yet).
         """
         self._status = Status(status)
-        if self._registration is None or self._heartbeats is None:
+        if self._registration is None or self._heartbeats is None or not self.registered:
             return False
         try:
             await self._beat_once()
@@ -164,10 +219,15 @@ class ServiceRegistryManager:
         return True
 
     async def deregister(self) -> None:
-        """Stop heartbeats and remove the instance from the registry; safe to call any number of times."""
+        """Stop heartbeats (and registration attempts) and remove the instance from the registry; safe to call
+        any number of times. Nothing is sent when the registry never accepted the registration."""
         await self._stop_heartbeats()
         registration = self._registration
         if registration is None or self._deregistered_id == registration.id:
+            return
+        if not self._accepted:
+            self._deregistered_id = registration.id
+            self._set_state(RegistrationState.UNREGISTERED)
             return
         try:
             await self._http.deregister(registration.id, registration.lease_token)
@@ -176,7 +236,7 @@ class ServiceRegistryManager:
         else:
             log.info("deregistered %s", registration.id)
         self._deregistered_id = registration.id
-        self._registered = False
+        self._set_state(RegistrationState.UNREGISTERED)
 
     async def _register_once(self) -> None:
         registration = self._registration
@@ -189,21 +249,22 @@ class ServiceRegistryManager:
         token = answer.get("lease_token")
         if isinstance(token, str) and token and token != registration.lease_token:
             self._registration = replace(registration, lease_token=token)
-        self._registered = True
+        self._accepted = True
         self._deregistered_id = None
         self._reporter.registration_attempted(registration.name, RegistrationOutcome.OK)
+        self._set_state(RegistrationState.REGISTERED)
 
     async def _beat_once(self) -> HeartbeatOutcome:
         registration = self._registration
         assert registration is not None
         try:
-            if not self._registered:
+            if not self.registered:
                 await self._register_once()
                 return HeartbeatOutcome.REREGISTERED
             renewed = await self._http.heartbeat(registration.id, self._status.value, registration.lease_token)
             if renewed is None:
                 log.warning("registry forgot %s; registering again", registration.id)
-                self._registered = False
+                self._set_state(RegistrationState.REGISTERING)
                 await self._register_once()
                 outcome = HeartbeatOutcome.REREGISTERED
             else:
@@ -218,16 +279,15 @@ class ServiceRegistryManager:
         """One heartbeat right away (or a registration, while unregistered), then one per interval."""
         interval = self.config.heartbeat_interval_s
         failures = 0
-        delay = 0.0 if self._registered else interval
+        delay = 0.0 if self.registered else interval
         while True:
             await self._clock.sleep(delay)
             try:
                 await self._beat_once()
             except RegistryUnavailableError as exc:
-                if failures == 0:  # once per outage; the metrics count every failed heartbeat
-                    log.warning("registry unreachable; heartbeats of %s fail until it answers: %s",
-                                self.instance_id, exc)
-                delay = min(interval, self._backoff.delay(failures, self._rng)) if self._registered \
+                if failures == 0:  # one line when the registry goes away, one when it is back
+                    log.warning("registry unreachable: heartbeats of %s fail (%s); retrying", self.instance_id, exc)
+                delay = min(interval, self._backoff.delay(failures, self._rng)) if self.registered \
                     else interval
                 failures += 1
             except RegistryRequestError as exc:
@@ -238,8 +298,8 @@ class ServiceRegistryManager:
                 delay = interval
             else:
                 if failures:
-                    log.info("registry reachable again: heartbeat of %s delivered after %d failed", self.instance_id,
-                             failures)
+                    log.info("registry reachable again: heartbeats of %s go through after %d failed",
+                             self.instance_id, failures)
                 failures = 0
                 delay = interval
 
@@ -285,13 +345,17 @@ class ServiceRegistryManager:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
-            await self.deregister()
+            async with asyncio.timeout(self.config.shutdown_timeout_s):
+                await self.deregister()
+        except TimeoutError:
+            log.warning("the registry did not take the deregistration of %s within %.3gs; its lease will expire",
+                        self.instance_id, self.config.shutdown_timeout_s)
         finally:
             await self.close()
 
     def __repr__(self) -> str:
         return (f"ServiceRegistryManager(registry={','.join(self.config.registry_urls)}, "
-                f"instance_id={self.instance_id!r}, registered={self._registered}, status={self._status})")
+                f"instance_id={self.instance_id!r}, registration={self._state}, status={self._status})")
 
 
 _STATUS_VALUES: dict[str, str] = {status.value: status.value for status in Status}

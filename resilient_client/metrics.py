@@ -133,9 +133,13 @@ class ClientMetrics(Collector):
                                     ["service", "outcome"])
         self.heartbeats = Family(Kind.COUNTER, "resilient_client_heartbeats_total", "Heartbeats by outcome",
                                  ["service", "outcome"])
+        self.registered = Family(Kind.GAUGE, "resilient_client_registered",
+                                 "1 while the registry holds this service's registration, 0 while registering "
+                                 "(registry unreachable at start-up, or it forgot the instance) or deregistered",
+                                 ["service"])
         self.families = (self.requests, self.request_duration, self.failovers, self.retries, self.breaker_state,
                          self.breaker_transitions, self.discovery, self.protections, self.watching,
-                         self.registrations, self.heartbeats)
+                         self.registrations, self.heartbeats, self.registered)
         self.finished: dict[tuple[str, RequestOutcome], tuple[Series, Series]] = {}
         """The series a finished call updates, by (service, outcome): every call ends with one."""
         self.lookups: dict[tuple[str, DiscoveryResult], Series] = {}

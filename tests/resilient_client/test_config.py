@@ -8,7 +8,12 @@ def test_defaults_follow_the_spec_table() -> None:
     assert config.registry_urls == ("http://localhost:3011",)
     assert (config.heartbeat_interval_ms, config.retry_delay_ms, config.max_retries, config.cache_ttl_ms) == (
         30_000, 10_000, 5, 30_000)
-    assert (config.auth_token, config.host, config.port) == (None, "localhost", 3000)
+    assert (config.auth_token, config.host, config.port) == (None, None, 3000)
+
+
+@pytest.mark.parametrize("bind_address", ["0.0.0.0", "::", "[::]", "0:0:0:0:0:0:0:0"])
+def test_a_host_that_is_a_bind_address_counts_as_no_host(bind_address: str) -> None:
+    assert ManagerConfig.from_env({"HOST": bind_address}).host is None
 
 
 def test_environment_values_are_milliseconds_and_a_comma_list_of_registries() -> None:

@@ -228,3 +228,14 @@ async def test_an_unreachable_registry_is_logged_once_in_one_short_line_and_once
         await async_wait_until(lambda: _true(bool(_lines(caplog, "registry reachable again"))), message="back")
         assert len(_lines(caplog, "registry unreachable")) == 1
         assert len(_lines(caplog, "registry reachable again")) == 1
+
+
+async def test_registering_the_same_instance_again_still_deregisters_it_when_the_new_attempt_fails(
+        registry: FakeRegistry) -> None:
+    manager = manager_for(registry.url, retries=0)
+    service_id = await manager.register("Auth", 3001)
+    registry.fail_registrations = 1
+    assert await manager.register("Auth", 3001) is None  # same id, and the registry still holds it
+    await manager.deregister()
+    await manager.close()
+    assert [seen.path for seen in registry.requests("DELETE")] == [f"/instances/{service_id}"]

@@ -18,6 +18,7 @@ from resilient_client.hooks import (
     HeartbeatOutcome,
     ProtectionOutcome,
     RegistrationOutcome,
+    RegistrationState,
     RequestOutcome,
     WatchState,
 )
@@ -34,6 +35,7 @@ SPEC_FAMILIES = [  # SPEC §2 and the README: (name as exposed, type, label name
     ("resilient_client_discovery_watching", "gauge", ("service",)),
     ("resilient_client_registrations", "counter", ("service", "outcome")),
     ("resilient_client_heartbeats", "counter", ("service", "outcome")),
+    ("resilient_client_registered", "gauge", ("service",)),
 ]
 
 
@@ -56,6 +58,8 @@ def report_one_of_each(reporter: Reporter) -> None:
     reporter.watch_changed("User", WatchState.WATCHING)
     reporter.registration_attempted("User", RegistrationOutcome.OK)
     reporter.heartbeat_sent("User", HeartbeatOutcome.REREGISTERED)
+    reporter.registration_changed("User", RegistrationState.REGISTERING)
+    reporter.registration_changed("User", RegistrationState.REGISTERED)
 
 
 def test_the_client_metrics_are_the_spec_families_with_their_types_and_labels() -> None:
@@ -151,6 +155,10 @@ def reference_exposition(registry: CollectorRegistry) -> None:
     watching.labels("User").set(1)
     registrations.labels("User", "ok").inc()
     heartbeats.labels("User", "reregistered").inc()
+    registered = Gauge("resilient_client_registered", HELP["resilient_client_registered"], ["service"],
+                       registry=registry)
+    registered.labels("User").set(0)
+    registered.labels("User").set(1)
 
 
 HELP = {family.name + ("_total" if family.kind.value == "counter" else ""): family.documentation

@@ -1,3 +1,4 @@
+import inspect
 import pathlib
 import subprocess
 import sys
@@ -5,7 +6,7 @@ import sys
 import pytest
 
 import resilient_client
-from resilient_client import errors, hooks
+from resilient_client import errors, hooks, sync
 
 PUBLIC_API = [
     "AttemptTimeoutError",
@@ -67,7 +68,8 @@ def test_the_hook_events_are_frozen_and_named_in_the_event_union() -> None:
     union = set(hooks.Event.__args__)
     assert {cls.__name__ for cls in union} == {
         "RequestFinished", "FailedOver", "Retried", "BreakerStateChanged", "BreakerRejected", "BreakerRemoved",
-        "DiscoveryLookedUp", "DiscoveryProtected", "WatchStateChanged", "RegistrationAttempted", "HeartbeatSent"}
+        "DiscoveryLookedUp", "DiscoveryProtected", "WatchStateChanged", "RegistrationAttempted",
+        "RegistrationStateChanged", "HeartbeatSent"}
     for cls in union:
         assert cls.__dataclass_params__.frozen, cls.__name__
 
@@ -76,7 +78,7 @@ def test_modules_behind_the_api_are_private() -> None:
     package = pathlib.Path(resilient_client.__file__).parent
     public = sorted(path.stem for path in package.glob("*.py") if not path.stem.startswith("_"))
     assert public == ["client", "config", "errors", "hooks", "lifecycle", "manager", "metrics", "model", "picker",
-                      "response"]
+                      "response", "sync"]
 
 
 @pytest.mark.integration
@@ -86,3 +88,13 @@ def test_importing_creates_no_metrics_and_reads_no_environment() -> None:
             "assert not [m for m in p.REGISTRY.collect() if m.name.startswith('resilient_client')]")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_synchronous_manager_takes_the_arguments_of_the_asynchronous_one() -> None:
+    for name in ("__init__", "register", "register_in_background", "set_status", "deregister",
+                 "discover_services", "close"):
+        ours = inspect.signature(getattr(sync.ServiceRegistryManager, name))
+        theirs = inspect.signature(getattr(resilient_client.ServiceRegistryManager, name))
+        assert list(ours.parameters.values()) == list(theirs.parameters.values()), name
+    for name in ("request", "get", "head", "post", "put", "patch", "delete", "close"):
+        assert callable(getattr(sync.ResilientClient, name)), name

@@ -57,6 +57,8 @@ class FakeRegistry:
     held: dict[str, int] = field(default_factory=dict)
     """Blocking queries waiting right now, per service."""
     _changed: dict[str, asyncio.Event] = field(default_factory=dict)
+    stall: asyncio.Event | None = None
+    """When set, every request waits for this event before it is answered (a registry that hangs)."""
     _stopping: bool = False
 
     @property
@@ -120,6 +122,8 @@ class FakeRegistry:
         raw = await request.read()
         body = json.loads(raw) if raw else None
         self.seen.append(Seen(request.method, request.path, dict(request.headers), body, dict(request.query)))
+        if self.stall is not None:
+            await self.stall.wait()
         if self.fail_everything:
             return _error(503, "unavailable", "told to fail")
         return await handler(request)  # type: ignore[no-any-return]
