@@ -102,6 +102,10 @@ class RegistryMetrics(RegistryObserver):
                 self.instances.labels(summary.name, status).set(count)
 
     def health_checked(self, service: str, passed: bool, seconds: float) -> None:
+        if (id(self.health_transitions), service, "critical") not in self._children:  # present at 0 from the start
+            for to in ("critical", "passing"):
+                self._child(self.health_transitions, service, to)
+            self._child(self.health_deregistrations, service)
         self._child(self.health_checks, service, "passed" if passed else "failed").inc()
         self.health_check_duration.observe(seconds)
 
