@@ -10,7 +10,7 @@
 (b) Cost. One registry with ``--instances`` instances: heartbeat p50/p99 with ``hey`` at ``--rate`` per s,
     first with the instances registered without checks, then with every one of them checked each interval
     (all pointing at one backend), in one run; and the checks per second that replica ran meanwhile.
-(c) Two replicas on one Redis, ``--instances`` checked instances at a 1 s interval for ``--seconds``: checks
+(c) Two replicas on one Redis, ``--instances`` instances checked every ``--interval`` for ``--seconds``: checks
     run by each replica, and checks per instance per interval in all (goal: about 1, not 2).
 """
 
@@ -148,7 +148,7 @@ def cost(tmp: Path, redis: RedisServer, instances: int, interval: float, seconds
         backend.stop()
 
 
-def two_replicas(tmp: Path, redis: RedisServer, instances: int, seconds: int) -> dict[str, float]:
+def two_replicas(tmp: Path, redis: RedisServer, instances: int, interval: float, seconds: int) -> dict[str, float]:
     backend_port = free_port()
     backend = start_backend(tmp, backend_port)
     a = start_registry(tmp, redis_url=redis.url, ttl=3600, extra_env=QUIET, name="replica-a")
@@ -157,14 +157,14 @@ def two_replicas(tmp: Path, redis: RedisServer, instances: int, seconds: int) ->
         a.wait_healthy()
         b.wait_healthy()
         for n in range(instances):
-            register(a if n % 2 else b, "Pair", f"pair-{n}", backend_port, checks={"interval": 1})
-        time.sleep(3)  # a warm-up of a set length: every instance past its first check
+            register(a if n % 2 else b, "Pair", f"pair-{n}", backend_port, checks={"interval": interval})
+        time.sleep(interval + 1)  # a warm-up of a set length: every instance past its first check
         a0, b0, began = checks_run(a), checks_run(b), time.monotonic()
         time.sleep(seconds)  # a measuring window of a set length, not a wait for an outcome
         took = time.monotonic() - began
         ran_a, ran_b = checks_run(a) - a0, checks_run(b) - b0
         return {"replica_a": ran_a, "replica_b": ran_b, "seconds": took,
-                "checks_per_instance_per_interval": (ran_a + ran_b) / instances / took}
+                "checks_per_instance_per_interval": (ran_a + ran_b) / instances / (took / interval)}
     finally:
         a.stop()
         b.stop()
@@ -195,7 +195,8 @@ def main() -> None:
                     print(f"heartbeat {label}:", json.dumps(figures))
             flush(redis)
             if "replicas" in parts:
-                print("two replicas:", json.dumps(two_replicas(tmp, redis, args.instances, args.seconds)))
+                pair = two_replicas(tmp, redis, args.instances, args.interval, args.seconds)
+                print("two replicas:", json.dumps(pair))
         finally:
             redis.stop()
 

@@ -228,6 +228,10 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_live_registry_and_cl
         assert _request("POST", f"{reg1.url}/instances", {"name": "Batch", "port": 9, "id": "batch-gone"}) == 201
         assert _request("DELETE", f"{reg1.url}/instances/batch-gone") == 204
         assert _request("PUT", f"{reg1.url}/instances/nobody/heartbeat") == 404
+        # An instance whose health endpoint nobody answers: failed checks, critical, then deregistered.
+        assert _request("POST", f"{reg1.url}/instances", {
+            "name": "Sick", "port": free_port(), "host": "127.0.0.1", "id": "sick-0",
+            "health_check": {"interval": 0.2, "timeout": 0.2, "failures": 1, "deregister_after": 0.5}}) == 201
         # Prometheus only sees a counter's increase from its first scrape on: let it see Batch's first expiry.
         wait_until(lambda: seen('registry_expirations_total{service="Batch"}'), timeout=15,
                    message="Prometheus to see the first Batch expiry")
