@@ -23,7 +23,7 @@ from starlette.routing import Route
 from resilient_client import ResilientClient, ServiceRegistryManager, ServiceUnavailableError, registry_lifespan
 
 PORT = int(os.environ.get("PORT", "3001"))
-manager = ServiceRegistryManager()
+manager = ServiceRegistryManager(health_check_interval=5000)  # the registry GETs /health every 5 s
 users = ResilientClient(manager)
 
 

@@ -45,7 +45,8 @@ def build_app() -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", aiohttp_metrics_handler())
     # register on start-up, report STOPPING + deregister on shutdown (SIGTERM/SIGINT via run_app)
-    attach_to_aiohttp(app, ServiceRegistryManager(), "User", PORT, version="1.0.0",
+    # the registry also GETs /health every 5 s: a hung or dead instance leaves discovery in seconds
+    attach_to_aiohttp(app, ServiceRegistryManager(health_check_interval=5000), "User", PORT, version="1.0.0",
                       description="User service")
     return app
 

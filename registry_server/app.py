@@ -33,6 +33,7 @@ from registry_server.api.watching import WatchApi
 from registry_server.change_hub import ChangeHub
 from registry_server.clock import SystemWallClock, WallClock
 from registry_server.errors import LeaseTokenError, StoreError
+from registry_server.health_checker import HealthChecker
 from registry_server.interop import interop_routes
 from registry_server.logs import configure_logging
 from registry_server.metrics import RegistryMetrics
@@ -100,7 +101,9 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
     rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
     sweeper = Sweeper(store, clock, settings.sweep_interval_s)  # sweeps sooner when a lease ends sooner
-    registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper))
+    registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper),
+                        health_default=settings.health_check)
+    checker = HealthChecker(clock)  # runs what instances ask for, even when the registry's default is off
     hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count,
                     on_change=rendered.forget)  # changes made through other replicas too
     access = Access(settings)
@@ -111,6 +114,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         waiter = asyncio.create_task(_await_store(store), name="registry-store-wait")
         sweeper.start(registry)
+        checker.start(registry)
         hub.start()
         log.info("registry serving with the %s store, ttl %.3gs, sweep every %.3gs", store.kind,
                  settings.instance_ttl_s, settings.sweep_interval_s)
@@ -121,6 +125,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
             await hub.stop()
+            await checker.stop()
             await sweeper.stop()
             await store.close()
             log.info("registry stopped: watchers released, sweeper stopped, store closed")
@@ -138,5 +143,6 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.sweeper = sweeper
+    app.state.health_checker = checker
     app.state.hub = hub
     return app

@@ -14,7 +14,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from registry_server.model import Instance, ServiceSummary
+from registry_server.model import HealthStatus, Instance, ServiceSummary
 from registry_server.registry_observer import RegistryObserver
 
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
@@ -71,6 +71,19 @@ class RegistryMetrics(RegistryObserver):
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 
+        self.health_checks = Counter("registry_health_checks_total", "Active health checks run by this replica",
+                                     ["service", "result"], registry=registry)
+        self.health_check_duration = Histogram("registry_health_check_duration_seconds",
+                                               "Duration of one active health check", registry=registry,
+                                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                                                        5.0, 10.0))
+        self.health_transitions = Counter("registry_health_check_transitions_total",
+                                          "Instances whose checks moved them to critical or back to passing",
+                                          ["service", "to"], registry=registry)
+        self.health_deregistrations = Counter("registry_health_check_deregistrations_total",
+                                              "Instances removed for having been critical too long (not "
+                                              "counted as expirations)", ["service"], registry=registry)
+
         self._children: dict[tuple[Any, ...], Any] = {}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
@@ -109,6 +122,20 @@ class RegistryMetrics(RegistryObserver):
         for summary in summaries:
             for status, count in summary.statuses.items():
                 self.instances.labels(summary.name, status).set(count)
+
+    def health_checked(self, service: str, passed: bool, seconds: float) -> None:
+        if (id(self.health_transitions), service, "critical") not in self._children:  # present at 0 from the start
+            for to in ("critical", "passing"):
+                self._child(self.health_transitions, service, to)
+            self._child(self.health_deregistrations, service)
+        self._child(self.health_checks, service, "passed" if passed else "failed").inc()
+        self.health_check_duration.observe(seconds)
+
+    def health_transition(self, instance: Instance, to: HealthStatus) -> None:
+        self._child(self.health_transitions, instance.name, to.value).inc()
+
+    def health_deregistered(self, instance: Instance) -> None:
+        self._child(self.health_deregistrations, instance.name).inc()
 
     def protection(self, active: bool, extended: int = 0) -> None:
         self.protection_active.set(1 if active else 0)

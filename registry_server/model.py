@@ -49,7 +49,7 @@ def parse_document(doc: str) -> dict[str, Any]:
 
 
 DOCUMENT_DEFAULTS: dict[str, Any] = {"scheme": "http", "health_endpoint": "/health", "version": "",
-                                     "description": "", "metadata": {}}
+                                     "description": "", "metadata": {}, "health_check": None}
 """Fields a stored document leaves out when they hold these values (a registry holds millions)."""
 
 
@@ -63,6 +63,78 @@ def compact_document(document: dict[str, Any]) -> str:
 def base_url(scheme: str, host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host  # IPv6 literals need brackets in a URL
     return f"{scheme}://{shown}:{port}"
+
+
+class HealthStatus(enum.StrEnum):
+    """What the registry's own checks of an instance found."""
+
+    UNCHECKED = "unchecked"
+    PASSING = "passing"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckSpec:
+    """How often and how strictly one instance is checked (``deregister_after_s`` 0: never removed)."""
+
+    interval_s: float
+    timeout_s: float
+    failures: int
+    deregister_after_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"interval": self.interval_s, "timeout": self.timeout_s, "failures": self.failures,
+                "deregister_after": self.deregister_after_s}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> HealthCheckSpec:
+        return cls(float(raw["interval"]), float(raw["timeout"]), int(raw["failures"]),
+                   float(raw.get("deregister_after", 0.0)))
+
+
+HealthCheckRequest = HealthCheckSpec | bool | None
+"""A registration's wish: its own spec, ``False`` to opt out, ``None`` (or ``True``) for the registry's
+default."""
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The outcome of the registry's checks of one instance, as every answer shows it."""
+
+    status: HealthStatus = HealthStatus.UNCHECKED
+    checked_at_ms: int | None = None
+    output: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status.value,
+                "checked_at": None if self.checked_at_ms is None else format_timestamp(self.checked_at_ms),
+                "output": self.output}
+
+
+UNCHECKED = Health()
+
+
+def effective_health_check(request: HealthCheckRequest, default: HealthCheckSpec) -> HealthCheckSpec | None:
+    """The checks an instance gets: its own spec, none when it opted out, else the registry's default
+    (``interval_s`` 0: none)."""
+    if isinstance(request, HealthCheckSpec):
+        return request
+    if request is False or default.interval_s <= 0:
+        return None
+    return default
+
+
+def health_check_document(request: HealthCheckRequest) -> Any:
+    """A registration's ``health_check`` as stored in its document (``None``: the registry's default)."""
+    if isinstance(request, HealthCheckSpec):
+        return request.to_json()
+    return False if request is False else None
+
+
+def health_check_request(stored: Any) -> HealthCheckRequest:
+    if isinstance(stored, dict):
+        return HealthCheckSpec.from_json(stored)
+    return False if stored is False else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +153,14 @@ class InstanceRegistration:
     metadata: dict[str, str] = field(default_factory=dict)
     lease_token_hash: str = ""
     """:func:`lease_token_hash` of the instance's lease token; the token itself is never stored."""
+    health_check: HealthCheckRequest = None
 
     def document(self) -> dict[str, Any]:
         """The fields that change only on (re-)registration, as stored."""
         return {"name": self.name, "host": self.host, "port": self.port, "scheme": self.scheme,
                 "health_endpoint": self.health_endpoint, "version": self.version,
-                "description": self.description, "metadata": self.metadata}
+                "description": self.description, "metadata": self.metadata,
+                "health_check": health_check_document(self.health_check)}
 
 
 @dataclass(slots=True)
@@ -108,15 +182,19 @@ class Instance:
     registered_at_ms: int
     last_heartbeat_ms: int
     expires_at_ms: int
+    health: Health = UNCHECKED
+    health_check: HealthCheckRequest = None
+    """What the registration asked for (see :data:`HealthCheckRequest`)."""
 
     @classmethod
     def from_document(cls, instance_id: str, doc: dict[str, Any], status: str, registered_at_ms: int,
-                      last_heartbeat_ms: int, expires_at_ms: int) -> Instance:
+                      last_heartbeat_ms: int, expires_at_ms: int, health: Health = UNCHECKED) -> Instance:
         return cls(id=instance_id, name=doc["name"], host=doc["host"], port=int(doc["port"]),
                    scheme=doc["scheme"], health_endpoint=doc["health_endpoint"], version=doc["version"],
                    description=doc["description"], status=STATUSES[status], metadata=doc["metadata"],
                    registered_at_ms=registered_at_ms, last_heartbeat_ms=last_heartbeat_ms,
-                   expires_at_ms=expires_at_ms)
+                   expires_at_ms=expires_at_ms, health=health,
+                   health_check=health_check_request(doc["health_check"]))
 
     @property
     def url(self) -> str:
@@ -134,7 +212,7 @@ class Instance:
                 "description": self.description, "status": self.status.value, "metadata": self.metadata,
                 "registered_at": format_timestamp(self.registered_at_ms),
                 "last_heartbeat": format_timestamp(self.last_heartbeat_ms),
-                "expires_at": format_timestamp(self.expires_at_ms)}
+                "expires_at": format_timestamp(self.expires_at_ms), "health": self.health.to_json()}
 
 
 class Expired(NamedTuple):
@@ -151,6 +229,15 @@ class Renewal(NamedTuple):
 
     instance: Instance
     status_changed: bool
+
+
+class HealthRecord(NamedTuple):
+    """A check's outcome as recorded: the instance after it, the health status it moved to (``None``:
+    no move), and whether it was deregistered for having been critical too long."""
+
+    instance: Instance
+    transition: HealthStatus | None
+    deregistered: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -12,12 +13,15 @@ from registry_server.errors import StoreError, StoreUnavailableError
 from registry_server.expiry_protection import ExpiryProtection
 from registry_server.model import (
     Expired,
+    HealthCheckSpec,
+    HealthRecord,
     Instance,
     InstanceRegistration,
     InstanceStatus,
     RegisterResult,
     ServiceSnapshot,
     ServiceSummary,
+    effective_health_check,
 )
 from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
@@ -27,11 +31,14 @@ log = logging.getLogger("registry_server.registry")
 
 
 class Registry:
-    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver) -> None:
+    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver, *,
+                 health_default: HealthCheckSpec | None = None) -> None:
         self.store = store
         self.clock = clock
         self.ttl_ms = ttl_ms
         self.observer = observer
+        self.health_default = health_default or HealthCheckSpec(0.0, 2.0, 2)
+        """The checks of instances that ask for none of their own (``interval_s`` 0: none)."""
         self.protection = ExpiryProtection(store, clock, ttl_ms, observer)
 
     def __repr__(self) -> str:
@@ -54,6 +61,13 @@ class Registry:
     async def register(self, registration: InstanceRegistration, *,
                        lease_token_hash: str | None = None) -> RegisterResult:
         """``lease_token_hash``: what the caller presented, ``None`` for the admin (see InstanceStore)."""
+        checks = effective_health_check(registration.health_check, self.health_default)
+        if checks is not None:
+            # Scheduled before the instance is written (a crash between leaves a check that finds nothing),
+            # at a point in the interval of the id's own: a fleet starting at once is checked spread out.
+            offset_ms = zlib.crc32(registration.id.encode()) % max(1, round(checks.interval_s * 1000))
+            await self._store(lambda now: self.store.schedule_health_check(registration.name, registration.id,
+                                                                           now + offset_ms))
         result = await self._store(lambda now: self.store.register(registration, now, self.ttl_ms,
                                                                    lease_token_hash=lease_token_hash))
         if result.replaced_expired:
@@ -82,6 +96,24 @@ class Registry:
             self.observer.deregistered(inst)
             log.info("deregistered %s (%s)", inst.id, inst.name)
         return inst
+
+    async def record_health(self, instance: Instance, passed: bool, output: str, checks: HealthCheckSpec,
+                            seconds: float) -> HealthRecord | None:
+        """Record one check of ``instance`` that took ``seconds``, and announce what it changed."""
+        record = await self._store(lambda now: self.store.record_health(
+            instance.name, instance.id, passed, output, now, failures=checks.failures,
+            deregister_after_ms=round(checks.deregister_after_s * 1000)))
+        self.observer.health_checked(instance.name, passed, seconds)
+        if record is None:
+            return None
+        if record.transition is not None:
+            self.observer.health_transition(record.instance, record.transition)
+            log.info("%s (%s) is %s: %s", instance.id, instance.name, record.transition.value, output)
+        if record.deregistered:
+            self.observer.health_deregistered(record.instance)
+            log.info("deregistered %s (%s): critical for longer than %.3gs", instance.id, instance.name,
+                     checks.deregister_after_s)
+        return record
 
     async def get(self, instance_id: str) -> Instance | None:
         return await self._store(lambda now: self.store.get(instance_id, now))

@@ -6,7 +6,7 @@ tells several, in the order given (``create_app`` wires them).
 
 from __future__ import annotations
 
-from registry_server.model import Instance, ServiceSummary
+from registry_server.model import HealthStatus, Instance, ServiceSummary
 
 
 class RegistryObserver:
@@ -33,6 +33,15 @@ class RegistryObserver:
 
     def protection(self, active: bool, extended: int = 0) -> None:
         """Expiry protection switched on (store unreachable) or off (``extended`` leases extended)."""
+
+    def health_checked(self, service: str, passed: bool, seconds: float) -> None:
+        """One health check of an instance of ``service`` ran (``seconds`` long)."""
+
+    def health_transition(self, instance: Instance, to: HealthStatus) -> None:
+        """``instance``'s checks moved it to ``to`` (critical, or passing again)."""
+
+    def health_deregistered(self, instance: Instance) -> None:
+        """``instance`` was removed for having been critical too long."""
 
 
 class RegistryObservers(RegistryObserver):
@@ -77,3 +86,15 @@ class RegistryObservers(RegistryObserver):
     def protection(self, active: bool, extended: int = 0) -> None:
         for observer in self._observers:
             observer.protection(active, extended)
+
+    def health_checked(self, service: str, passed: bool, seconds: float) -> None:
+        for observer in self._observers:
+            observer.health_checked(service, passed, seconds)
+
+    def health_transition(self, instance: Instance, to: HealthStatus) -> None:
+        for observer in self._observers:
+            observer.health_transition(instance, to)
+
+    def health_deregistered(self, instance: Instance) -> None:
+        for observer in self._observers:
+            observer.health_deregistered(instance)

@@ -37,6 +37,18 @@ def valid_host(value: str) -> str:
     return value
 
 
+class HealthCheckIn(BaseModel):
+    """A registration's own active health checks (``health_check`` of ``POST /instances``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", title="HealthCheck")
+
+    interval: float = Field(gt=0, le=3600, description="seconds between checks")
+    timeout: float = Field(default=2.0, gt=0, le=300, description="seconds a check may take")
+    failures: int = Field(default=2, ge=1, le=100, description="failed checks in a row before critical")
+    deregister_after: float = Field(default=0.0, ge=0, le=86400 * 365,
+                                    description="seconds critical before deregistration (0: never)")
+
+
 class RegisterRequest(BaseModel):
     """Body of ``POST /instances``."""
 
@@ -54,6 +66,9 @@ class RegisterRequest(BaseModel):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=64)] = Field(default_factory=dict)
     id: Name | None = Field(default=None, description="Client-chosen instance id; same charset as name")
     lease_token: Annotated[str, StringConstraints(min_length=16, max_length=256)] | None = None
+    health_check: HealthCheckIn | bool | None = Field(
+        default=None, description="Active health checks: own settings, false for none, absent or true for "
+                                  "the registry's default")
 
     @field_validator("host")
     @classmethod
@@ -67,6 +82,16 @@ class HeartbeatRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", title="HeartbeatRequest")
 
     status: StatusName | None = None
+
+
+class InstanceHealthOut(BaseModel):
+    """What the registry's own checks of an instance found."""
+
+    model_config = ConfigDict(title="InstanceHealth")
+
+    status: Literal["unchecked", "passing", "critical"]
+    checked_at: str | None = Field(description="RFC 3339, UTC, milliseconds; null before the first check")
+    output: str
 
 
 class InstanceOut(BaseModel):
@@ -89,6 +114,7 @@ class InstanceOut(BaseModel):
     registered_at: str = Field(description="RFC 3339, UTC, milliseconds")
     last_heartbeat: str
     expires_at: str
+    health: InstanceHealthOut
 
 
 class RegisteredInstanceOut(InstanceOut):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from registry_server.errors import ConfigError
 from registry_server.logs import LogFormat
+from registry_server.model import HealthCheckSpec
 from registry_server.store.redis_url import RedisTarget, parse_redis_url
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -46,10 +47,23 @@ class Settings:
     keyfile: str | None = None
     read_timeout_s: float = 10.0
     """The most a request body may take to arrive in all (a client trickling its body gets 408)."""
+    health_check_interval_s: float = 0.0
+    """Seconds between active health checks of instances that ask for none of their own (0: none)."""
+    health_check_timeout_s: float = 2.0
+    health_check_failures: int = 2
+    """Failed checks in a row before an instance counts as critical (and shows DOWN)."""
+    health_check_deregister_after_s: float = 0.0
+    """Seconds critical before an instance is deregistered (0: never)."""
 
     @property
     def ttl_ms(self) -> int:
         return max(1, round(self.instance_ttl_s * 1000))
+
+    @property
+    def health_check(self) -> HealthCheckSpec:
+        """The checks of instances that ask for none of their own (``interval_s`` 0: none)."""
+        return HealthCheckSpec(self.health_check_interval_s, self.health_check_timeout_s,
+                               self.health_check_failures, self.health_check_deregister_after_s)
 
     @property
     def log_level_number(self) -> int:
@@ -84,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
                                           "REGISTRY_READ_TIMEOUT, default 10)")
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
                                           "REGISTRY_MAX_WATCHERS, default 4096)")
+    p.add_argument("--health-check-interval", help="seconds between active health checks (env "
+                                                   "REGISTRY_HEALTH_CHECK_INTERVAL, default 0: none)")
+    p.add_argument("--health-check-timeout", help="seconds a health check may take (env "
+                                                  "REGISTRY_HEALTH_CHECK_TIMEOUT, default 2)")
+    p.add_argument("--health-check-failures", help="failed checks in a row before critical (env "
+                                                   "REGISTRY_HEALTH_CHECK_FAILURES, default 2)")
+    p.add_argument("--health-check-deregister-after", help="seconds critical before deregistration (env "
+                                                           "REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER, default 0: never)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL, "
                                          "default info)")
     p.add_argument("--log-format", help="text or json (env REGISTRY_LOG_FORMAT, default text)")
@@ -97,6 +119,17 @@ def _positive_float(setting: str, text: str, *, maximum: float) -> float:
         raise ConfigError(f"{setting}: {text!r} is not a number of seconds") from exc
     if not math.isfinite(value) or value <= 0 or value > maximum:
         raise ConfigError(f"{setting}: {text!r} must be a number of seconds > 0 and <= {maximum:g}")
+    return value
+
+
+def _seconds_or_zero(setting: str, text: str, *, maximum: float) -> float:
+    """Seconds, where ``0`` switches the feature off."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: {text!r} is not a number of seconds") from exc
+    if not math.isfinite(value) or value < 0 or value > maximum:
+        raise ConfigError(f"{setting}: {text!r} must be a number of seconds >= 0 and <= {maximum:g} (0: off)")
     return value
 
 
@@ -154,8 +187,26 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     if log_format not in set(LogFormat):
         raise ConfigError(f"REGISTRY_LOG_FORMAT/--log-format: {log_format!r} is not one of "
                           f"{', '.join(LogFormat)}")
+    check_interval = pick(args.health_check_interval, "REGISTRY_HEALTH_CHECK_INTERVAL")
+    check_timeout = pick(args.health_check_timeout, "REGISTRY_HEALTH_CHECK_TIMEOUT")
+    check_failures = pick(args.health_check_failures, "REGISTRY_HEALTH_CHECK_FAILURES")
+    if check_failures is not None and (not check_failures.isdigit() or not 1 <= int(check_failures) <= 100):
+        raise ConfigError(f"REGISTRY_HEALTH_CHECK_FAILURES/--health-check-failures: {check_failures!r} is not "
+                          "a count (1-100)")
+    deregister_after = pick(args.health_check_deregister_after, "REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER")
     defaults = Settings()
     return Settings(
+        health_check_interval_s=(_seconds_or_zero("REGISTRY_HEALTH_CHECK_INTERVAL/--health-check-interval",
+                                                  check_interval, maximum=3600)
+                                 if check_interval is not None else defaults.health_check_interval_s),
+        health_check_timeout_s=(_positive_float("REGISTRY_HEALTH_CHECK_TIMEOUT/--health-check-timeout",
+                                                check_timeout, maximum=300)
+                                if check_timeout is not None else defaults.health_check_timeout_s),
+        health_check_failures=int(check_failures) if check_failures is not None else defaults.health_check_failures,
+        health_check_deregister_after_s=(
+            _seconds_or_zero("REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER/--health-check-deregister-after",
+                             deregister_after, maximum=86400 * 365)
+            if deregister_after is not None else defaults.health_check_deregister_after_s),
         host=_host(host) if host is not None else defaults.host,
         port=_port(port) if port is not None else defaults.port,
         redis=parse_redis_url(redis_url) if redis_url is not None else None,

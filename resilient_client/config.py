@@ -127,6 +127,9 @@ class ManagerConfig:
     empty_grace_ms: float = 30_000
     """Empty-set protection: how long the last known instances are kept when a service that had some
     suddenly reads as empty without its revision moving on (a wiped store, a bad replica); ``0``: off."""
+    health_check_interval_ms: float | None = None
+    """Ask the registry to check this instance's health endpoint this often (``0``: ask for no checks;
+    ``None``: the registry's default)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ManagerConfig:
@@ -156,6 +159,9 @@ class ManagerConfig:
         if "SERVICE_REGISTRY_EMPTY_GRACE" in env:
             values["empty_grace_ms"] = _non_negative_ms("SERVICE_REGISTRY_EMPTY_GRACE",
                                                         env["SERVICE_REGISTRY_EMPTY_GRACE"])
+        if "SERVICE_REGISTRY_HEALTH_CHECK_INTERVAL" in env:
+            values["health_check_interval_ms"] = _non_negative_ms("SERVICE_REGISTRY_HEALTH_CHECK_INTERVAL",
+                                                                  env["SERVICE_REGISTRY_HEALTH_CHECK_INTERVAL"])
         if env.get("HOST") and not _unspecified(env["HOST"]):
             values["host"] = env["HOST"]
         if "PORT" in env:

@@ -43,13 +43,18 @@ class _Registration:
     scheme: str = "http"
     metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
     lease_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    health_check_interval_ms: float | None = None
 
     def body(self, status: Status) -> dict[str, Any]:
         host = {} if self.host is None else {"host": self.host}  # none: the registry records the peer address
-        return {"id": self.id, "name": self.name, **host, "port": self.port, "scheme": self.scheme,
-                "health_endpoint": self.health_endpoint, "version": self.version,
-                "description": self.description, "status": status.value, "metadata": dict(self.metadata),
-                "lease_token": self.lease_token}
+        body: dict[str, Any] = {
+            "id": self.id, "name": self.name, **host, "port": self.port, "scheme": self.scheme,
+            "health_endpoint": self.health_endpoint, "version": self.version, "description": self.description,
+            "status": status.value, "metadata": dict(self.metadata), "lease_token": self.lease_token}
+        interval = self.health_check_interval_ms
+        if interval is not None:  # else the registry's default, and registries without checks see no change
+            body["health_check"] = {"interval": interval / 1000} if interval > 0 else False
+        return body
 
 
 class ServiceRegistryManager:
@@ -57,7 +62,9 @@ class ServiceRegistryManager:
 
     Every argument defaults from the environment (intervals in milliseconds). ``config`` replaces
     the environment entirely; the keyword arguments still override it. ``watch=False`` turns off the
-    blocking queries that keep discovery current (TTL polling only).
+    blocking queries that keep discovery current (TTL polling only). ``health_check_interval`` (env
+    ``SERVICE_REGISTRY_HEALTH_CHECK_INTERVAL``) asks the registry to check the health endpoint this often;
+    ``0`` asks for no checks, unset leaves it to the registry's default.
     """
 
     def __init__(self, registry_url: str | Sequence[str] | None = None, heartbeat_interval: float | None = None,
@@ -66,11 +73,13 @@ class ServiceRegistryManager:
                  port: int | None = None, *, watch: bool | None = None, config: ManagerConfig | None = None,
                  metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
                  hooks: Iterable[Hook] = (), clock: Clock | None = None,
-                 rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
+                 rng: random.Random | None = None, session: aiohttp.ClientSession | None = None,
+                 health_check_interval: float | None = None) -> None:
         base = config if config is not None else ManagerConfig.from_env()
         self.config = base.with_overrides(
             registry_url=registry_url, heartbeat_interval_ms=heartbeat_interval, retry_delay_ms=retry_delay,
-            max_retries=max_retries, cache_ttl_ms=cache_ttl, auth_token=auth_token, host=host, port=port)
+            max_retries=max_retries, cache_ttl_ms=cache_ttl, auth_token=auth_token, host=host, port=port,
+            health_check_interval_ms=health_check_interval)
         if watch is not None:
             self.config = replace(self.config, watch=replace(self.config.watch, enabled=watch))
         self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
@@ -169,7 +178,7 @@ class ServiceRegistryManager:
             id=previous.id if reuse and previous is not None else instance_id or _new_id(name),
             name=name, host=host or self.config.host, port=self.config.port if port is None else port,
             version=version, description=description, health_endpoint=health_endpoint, scheme=scheme,
-            metadata=dict(metadata or {}),
+            metadata=dict(metadata or {}), health_check_interval_ms=self.config.health_check_interval_ms,
             **({"lease_token": previous.lease_token} if reuse and previous is not None else {}))
         self._accepted = self._accepted and reuse  # the same id again: the registry may still hold it
         self._deregistered_id = None

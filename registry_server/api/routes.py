@@ -18,9 +18,15 @@ from registry_server.api.query import NAME, filtered, status_filter
 from registry_server.api.responses import JSONResponse
 from registry_server.errors import InstanceConflictError, StoreError
 from registry_server.metrics import RegistryMetrics
-from registry_server.model import InstanceRegistration, InstanceStatus, lease_token_hash
+from registry_server.model import (
+    HealthCheckRequest,
+    HealthCheckSpec,
+    InstanceRegistration,
+    InstanceStatus,
+    lease_token_hash,
+)
 from registry_server.registry import Registry
-from registry_server.schemas import RegisterRequest
+from registry_server.schemas import HealthCheckIn, RegisterRequest
 from registry_server.settings import Settings
 
 
@@ -58,7 +64,7 @@ class RegistryApi:
             id=body.id or f"{body.name}-{secrets.token_hex(8)}", name=body.name, host=host, port=body.port,
             scheme=body.scheme, health_endpoint=body.health_endpoint, version=body.version,
             description=body.description, status=InstanceStatus(body.status), metadata=body.metadata,
-            lease_token_hash=lease_token_hash(lease_token))
+            lease_token_hash=lease_token_hash(lease_token), health_check=health_check_request(body.health_check))
         try:
             result = await self.registry.register(
                 registration, lease_token_hash=grant.lease_hash(request.headers.get("x-lease-token")))
@@ -121,3 +127,10 @@ class RegistryApi:
         return JSONResponse(openapi_document())
 
 
+
+
+def health_check_request(given: HealthCheckIn | bool | None) -> HealthCheckRequest:
+    """``health_check`` as given: its own checks, ``False`` for none, else the registry's default."""
+    if isinstance(given, HealthCheckIn):
+        return HealthCheckSpec(given.interval, given.timeout, given.failures, given.deregister_after)
+    return False if given is False else None

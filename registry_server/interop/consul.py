@@ -5,6 +5,10 @@
 - Each instance has one check, ``service:<id>``, whose status is ours: ``UP`` passing, ``STARTING``
   warning, ``DOWN`` and ``STOPPING`` critical. Updating that check (pass / warn / fail) sets ``UP`` /
   ``STARTING`` / ``DOWN`` and renews the lease, like a heartbeat.
+- An HTTP check (``HTTP``, ``Interval``, ``Timeout``, ``DeregisterCriticalServiceAfter``) becomes the
+  registry's own active check of the instance: its path is the health endpoint, and it is run against
+  the service's own address and port (a URL naming another port is refused). Its status is then what the
+  checks found: ``passing`` or ``critical``.
 - Indexes: a service's ``X-Consul-Index`` is its revision + 1 (Consul indexes are never 0); the
   catalog's is a digest of every service's name and revision, so it moves whenever one of them does.
 """
@@ -13,11 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from registry_server.interop.eureka import INSTANCE_ID
-from registry_server.model import Instance, InstanceRegistration, InstanceStatus
+from registry_server.model import (
+    HealthCheckRequest,
+    HealthCheckSpec,
+    HealthStatus,
+    Instance,
+    InstanceRegistration,
+    InstanceStatus,
+)
 from registry_server.schemas import NAME_PATTERN, valid_host
 
 DATACENTER = "dc1"
@@ -114,9 +126,15 @@ def agent_service(inst: Instance, index: int) -> dict[str, Any]:
 
 
 def check(inst: Instance, index: int) -> dict[str, Any]:
+    health = inst.health
+    if health.status is HealthStatus.UNCHECKED:
+        status, output, kind = check_status(inst.status), f"registry status {inst.status.value}", "ttl"
+    else:  # what the registry's own HTTP checks found decides, whatever the instance reports
+        critical = health.status is HealthStatus.CRITICAL or inst.status is not InstanceStatus.UP
+        status, output, kind = ("critical" if critical else "passing"), health.output, "http"
     return {"Node": inst.host, "CheckID": check_id(inst.id), "Name": f"Service '{inst.name}' check",
-            "Status": check_status(inst.status), "Notes": "", "Output": f"registry status {inst.status.value}",
-            "ServiceID": inst.id, "ServiceName": inst.name, "ServiceTags": [], "Type": "ttl",
+            "Status": status, "Notes": "", "Output": output,
+            "ServiceID": inst.id, "ServiceName": inst.name, "ServiceTags": [], "Type": kind,
             "CreateIndex": index, "ModifyIndex": index}
 
 
@@ -153,11 +171,60 @@ class ConsulRegistration:
     port: int
     status: InstanceStatus
     metadata: dict[str, str]
+    http_check: HttpCheck | None = None
 
     def registration(self, host: str, lease_token_hash: str) -> InstanceRegistration:
+        checked = self.http_check
+        health_check: HealthCheckRequest = None if checked is None else checked.spec
         return InstanceRegistration(id=self.id, name=self.name, host=host, port=self.port,
-                            version=self.metadata.get("version", ""), status=self.status,
-                            metadata=self.metadata, lease_token_hash=lease_token_hash)
+                                    version=self.metadata.get("version", ""), status=self.status,
+                                    metadata=self.metadata, lease_token_hash=lease_token_hash,
+                                    scheme=checked.scheme if checked else "http",
+                                    health_endpoint=checked.endpoint if checked else "/health",
+                                    health_check=health_check)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCheck:
+    """A Consul HTTP check, as the registry runs it: against the service's own address and port."""
+
+    scheme: str
+    endpoint: str
+    spec: HealthCheckSpec
+
+
+_ACTIVE_KINDS = ("tcp", "grpc", "args", "script", "h2ping", "udp", "docker_container_id", "alias_service")
+
+
+def _seconds(chk: dict[str, Any], field: str, default: float) -> float:
+    raw = chk.get(field.lower())
+    if raw in (None, ""):
+        return default
+    value = parse_duration(raw)
+    if not 0 < value <= 86400 * 365:
+        raise ConsulInputError(f"{field} must be a positive duration")
+    return value
+
+
+def _http_check(chk: dict[str, Any], port: int) -> HttpCheck:
+    url = urllib.parse.urlsplit(str(chk["http"]))
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConsulInputError("HTTP must be an http:// or https:// URL")
+    try:
+        url_port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        raise ConsulInputError("HTTP names an invalid port") from None
+    if url_port != port:
+        raise ConsulInputError(f"HTTP must name the service's own port ({port}): the registry only checks "
+                               "the address and port it registers")
+    endpoint = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    if len(endpoint) > 1024 or any(c.isspace() for c in endpoint):
+        raise ConsulInputError("HTTP path must be at most 1024 characters, without spaces")
+    interval = _seconds(chk, "Interval", 10.0)
+    spec = HealthCheckSpec(interval, _seconds(chk, "Timeout", min(10.0, interval)), 1,
+                           _seconds(chk, "DeregisterCriticalServiceAfter", 0.0)
+                           if chk.get("deregistercriticalserviceafter") else 0.0)
+    return HttpCheck(url.scheme, endpoint, spec)
 
 
 def _keys(body: dict[str, Any]) -> dict[str, Any]:
@@ -165,27 +232,30 @@ def _keys(body: dict[str, Any]) -> dict[str, Any]:
     return {str(key).lower(): value for key, value in body.items()}
 
 
-def _initial_status(checks: list[Any], service_id: str) -> InstanceStatus:
-    """No check: passing. A TTL check starts critical unless it says otherwise (as in Consul)."""
-    if not checks:
-        return InstanceStatus.UP
-    status = InstanceStatus.UP
+def _checks(checks: list[Any], service_id: str, port: int) -> tuple[InstanceStatus, HttpCheck | None]:
+    """No check: passing. A TTL check starts critical unless it says otherwise (as in Consul); an HTTP
+    check starts unchecked, the instance ``UP`` until its checks fail."""
+    status, http = InstanceStatus.UP, None
     for raw in checks:
         if not isinstance(raw, dict):
             raise ConsulInputError("Check must be an object")
         chk = _keys(raw)
-        if any(chk.get(kind) for kind in ("http", "tcp", "grpc", "args", "script", "h2ping", "udp",
-                                          "docker_container_id", "alias_service")):
-            raise ConsulInputError("only TTL checks are supported: this registry runs no active checks; "
-                                   "renew with PUT /v1/agent/check/pass/service:<id>")
-        if not chk.get("ttl"):
-            raise ConsulInputError("a check needs a TTL")
-        parse_duration(chk["ttl"])
+        if any(chk.get(kind) for kind in _ACTIVE_KINDS):
+            raise ConsulInputError("only TTL and HTTP checks are supported; renew a TTL check with "
+                                   "PUT /v1/agent/check/pass/service:<id>")
         given_id = chk.get("checkid") or chk.get("id")
         if given_id and given_id != check_id(service_id):
             raise ConsulInputError(f"check ids other than {check_id(service_id)!r} are not supported")
+        if chk.get("http"):
+            if http is not None:
+                raise ConsulInputError("at most one HTTP check per service is supported")
+            http = _http_check(chk, port)
+            continue
+        if not chk.get("ttl"):
+            raise ConsulInputError("a check needs a TTL")
+        parse_duration(chk["ttl"])
         status = InstanceStatus.DOWN if not chk.get("status") else status_from_check(str(chk["status"]))
-    return status
+    return status, http
 
 
 def parse_registration(body: Any) -> ConsulRegistration:
@@ -217,6 +287,6 @@ def parse_registration(body: Any) -> ConsulRegistration:
     extra = fields.get("checks") or []
     if not isinstance(extra, list):
         raise ConsulInputError("Checks must be a list")
-    return ConsulRegistration(id=service_id, name=name, host=address, port=port,
-                              status=_initial_status(checks + extra, service_id),
-                              metadata={str(k): v for k, v in meta.items()})
+    status, http = _checks(checks + extra, service_id, port)
+    return ConsulRegistration(id=service_id, name=name, host=address, port=port, status=status,
+                              metadata={str(k): v for k, v in meta.items()}, http_check=http)

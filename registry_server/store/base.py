@@ -16,6 +16,14 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
 - ``deregister`` removes a live instance (revision +1); ``None`` for an unknown or expired id.
 - ``expire`` removes instances whose lease ran out and returns each one to exactly one caller, however
   many registry replicas sweep the same store.
+- ``record_health`` records one check of a live instance: ``failures`` failed checks in a row make it
+  critical (its status DOWN, revision +1), a passing check restores the status it last reported itself;
+  while critical, its own heartbeats and registrations change only that reported status. Critical for
+  ``deregister_after_ms`` (> 0), it is removed (``deregistered``). A registration that changes the
+  document starts its checks afresh (``unchecked``).
+- Health checks are scheduled in the store, shared by every replica: ``claim_health_checks`` hands each
+  due check to exactly one caller and holds it for ``hold_ms``; the claimer reschedules it when done, and
+  a claim whose replica died falls due again when the hold ends.
 - Revisions of a service never go backwards, also when its last instance leaves.
 - Every change that moves a revision appends one :class:`ChangeEvent` per instance to a bounded,
   ordered event history shared by every replica (``registered``, ``updated``, ``status_changed``,
@@ -32,6 +40,7 @@ from registry_server.model import (
     ChangeEvent,
     ChangeNotice,
     Expired,
+    HealthRecord,
     Instance,
     InstanceRegistration,
     InstanceStatus,
@@ -74,6 +83,26 @@ class InstanceStore(Protocol):
     e.g. that sweep stopped part-way): the sweeper's next sweep need not wait longer than that."""
 
     async def revision(self, name: str) -> int: ...
+
+    async def record_health(self, name: str, instance_id: str, passed: bool, output: str, now_ms: int, *,
+                            failures: int, deregister_after_ms: int) -> HealthRecord | None:
+        """Record one check of a live instance of ``name`` (``None``: no such live instance)."""
+        ...
+
+    async def schedule_health_check(self, name: str, instance_id: str, due_ms: int) -> None:
+        """Check the instance from ``due_ms`` on, unless it is scheduled already."""
+        ...
+
+    async def reschedule_health_check(self, name: str, instance_id: str, due_ms: int) -> None:
+        """Its next check is due at ``due_ms`` (if it is still scheduled)."""
+        ...
+
+    async def unschedule_health_check(self, name: str, instance_id: str) -> None: ...
+
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` checks due by ``now_ms``, as (service, instance id), each handed to this caller
+        alone and held for ``hold_ms``."""
+        ...
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:
         """Give every lease that expires after ``since_ms`` at least until ``until_ms`` (after an outage).

@@ -1,13 +1,16 @@
 """The Redis key layout. Keys of one service share the hash tag ``{name}``: one Cluster slot per service,
 so every script stays inside one slot; the few keys that span services are touched on their own.
 
-``<p>:{name}:inst:<id>``    hash: doc (JSON), status, reg, hb, exp (ms), tok (lease token hash)
+``<p>:{name}:inst:<id>``    hash: doc (JSON), status, reg, hb, exp (ms), tok (lease token hash); once
+                            checked: hs (health status), hat (checked at, ms), hout (output), hf (failures
+                            in a row); while critical: rep (the status it reported), hcs (critical since)
 ``<p>:{name}:leases``       sorted set, id scored by lease expiry (ms)
 ``<p>:{name}:rev``          integer revision, moved by every change of membership or status
 ``<p>:{name}:counts``       hash, status -> instance count
 ``<p>:{name}:events``       stream of the service's change events (bounded)
 ``<p>:id:{<id>}``           string, the service that owns the instance id (409 and lookups by id)
 ``<p>:services``            set of service names (the index of services)
+``<p>:health:due``          sorted set, ``<name>/<id>`` scored by when its next health check is due (ms)
 ``<p>:epoch``               ms when this store's history began (a wiped store starts a new one)
 ``<p>:changes``             pub/sub channel on which every change is announced
 """
@@ -31,6 +34,10 @@ class KeyLayout:
     @property
     def epoch(self) -> str:
         return f"{self.prefix}:epoch"
+
+    @property
+    def health_due(self) -> str:
+        return f"{self.prefix}:health:due"
 
     @property
     def channel(self) -> str:

@@ -13,6 +13,9 @@ from registry_server.model import (
     ChangeNotice,
     EventType,
     Expired,
+    Health,
+    HealthRecord,
+    HealthStatus,
     Instance,
     InstanceRegistration,
     InstanceStatus,
@@ -22,6 +25,16 @@ from registry_server.model import (
     ServiceSummary,
     event_id_order,
 )
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What the checks of one instance count beside its :class:`Health`."""
+
+    failures: int = 0
+    reported: InstanceStatus = InstanceStatus.UP
+    """The status the instance itself last reported, shown again once it passes a check."""
+    critical_since_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -39,6 +52,8 @@ class MemoryStore:
         self._services: dict[str, _Service] = {}
         self._owners: dict[str, str] = {}  # instance id -> service name
         self._tokens: dict[str, str] = {}  # instance id -> lease token hash
+        self._checked: dict[str, _Checked] = {}  # instance id -> its checks' counts
+        self._due: dict[tuple[str, str], int] = {}  # (service, instance id) -> when its next check is due
         self._events: deque[ChangeEvent] = deque(maxlen=event_history)
         self._event_seq = 0
         self._trimmed_upto = "0-0"
@@ -90,6 +105,13 @@ class MemoryStore:
         registered_at = now_ms if created or old is None else old.registered_at_ms
         inst = Instance.from_document(registration.id, registration.document(), registration.status,
                                       registered_at, now_ms, now_ms + ttl_ms)
+        if not created and old is not None and _document(old) == _document(inst):
+            inst.health = old.health  # the same instance registering again: its checks' findings stand
+            if old.health.status is HealthStatus.CRITICAL:
+                self._checked[inst.id].reported = inst.status
+                inst.status = InstanceStatus.DOWN
+        else:
+            self._checked.pop(inst.id, None)
         svc.members[registration.id] = inst
         self._owners[registration.id] = registration.name
         self._tokens[registration.id] = registration.lease_token_hash
@@ -115,6 +137,9 @@ class MemoryStore:
             return None
         self._check_lease(instance_id, lease_token_hash)
         svc, inst = found
+        if status is not None and inst.health.status is HealthStatus.CRITICAL:
+            self._checked[instance_id].reported = status  # shown again once a check passes
+            status = None
         new_status = inst.status if status is None else status
         renewed = replace(inst, status=new_status, last_heartbeat_ms=now_ms, expires_at_ms=now_ms + ttl_ms)
         svc.members[instance_id] = renewed
@@ -139,6 +164,7 @@ class MemoryStore:
         del svc.members[inst.id]
         del self._owners[inst.id]
         self._tokens.pop(inst.id, None)
+        self._checked.pop(inst.id, None)
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         found = self._live(instance_id, now_ms)
@@ -189,6 +215,54 @@ class MemoryStore:
                     extended += 1
         return extended
 
+    async def record_health(self, name: str, instance_id: str, passed: bool, output: str, now_ms: int, *,
+                            failures: int, deregister_after_ms: int) -> HealthRecord | None:
+        found = self._live(instance_id, now_ms)
+        if found is None or found[1].name != name:
+            return None
+        svc, inst = found
+        checked = self._checked.setdefault(instance_id, _Checked())
+        health, status = inst.health.status, inst.status
+        transition: HealthStatus | None = None
+        if passed:
+            checked.failures = 0
+            if health is HealthStatus.CRITICAL:
+                transition, status = HealthStatus.PASSING, checked.reported
+            health = HealthStatus.PASSING
+        else:
+            checked.failures += 1
+            if health is not HealthStatus.CRITICAL and checked.failures >= failures:
+                transition, health = HealthStatus.CRITICAL, HealthStatus.CRITICAL
+                checked.reported, checked.critical_since_ms, status = inst.status, now_ms, InstanceStatus.DOWN
+            elif (health is HealthStatus.CRITICAL and deregister_after_ms > 0
+                  and now_ms - checked.critical_since_ms >= deregister_after_ms):
+                self._remove(svc, inst)
+                svc.revision += 1
+                self._emit(EventType.DEREGISTERED, svc, inst)
+                return HealthRecord(inst, None, True)
+        checked_inst = replace(inst, status=status, health=Health(health, now_ms, output))
+        svc.members[instance_id] = checked_inst
+        if status != inst.status:
+            svc.revision += 1
+            self._emit(EventType.STATUS_CHANGED, svc, checked_inst)
+        return HealthRecord(checked_inst, transition, False)
+
+    async def schedule_health_check(self, name: str, instance_id: str, due_ms: int) -> None:
+        self._due.setdefault((name, instance_id), due_ms)
+
+    async def reschedule_health_check(self, name: str, instance_id: str, due_ms: int) -> None:
+        if (name, instance_id) in self._due:
+            self._due[name, instance_id] = due_ms
+
+    async def unschedule_health_check(self, name: str, instance_id: str) -> None:
+        self._due.pop((name, instance_id), None)
+
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+        due = sorted((at, key) for key, at in self._due.items() if at <= now_ms)[:limit]
+        for _at, key in due:
+            self._due[key] = now_ms + hold_ms
+        return [key for _at, key in due]
+
     async def revision(self, name: str) -> int:
         svc = self._services.get(name)
         return 0 if svc is None else svc.revision
@@ -225,4 +299,4 @@ class MemoryStore:
 
 def _document(inst: Instance) -> tuple[object, ...]:
     return (inst.host, inst.port, inst.scheme, inst.health_endpoint, inst.version, inst.description,
-            inst.metadata)
+            inst.metadata, inst.health_check)

@@ -31,6 +31,9 @@ from registry_server.model import (
     ChangeNotice,
     EventType,
     Expired,
+    Health,
+    HealthRecord,
+    HealthStatus,
     Instance,
     InstanceRegistration,
     InstanceStatus,
@@ -60,7 +63,7 @@ _EXPIRE_PER_CALL = 8
 """A round removes at most 10 x 8 instances: about 3 ms of Redis's time (every heartbeat waits behind it).
 Measured against 25 x 8 and 15 x 8 (bench_scale --parts expiry): as fast a sweep, p99 moved 1.2x not 1.7x."""
 _EMIT = resources.files("registry_server.store").joinpath("lua", "_emit.lua").read_text()
-_CHANGE_SCRIPTS = {"register", "heartbeat", "deregister", "expire"}
+_CHANGE_SCRIPTS = {"register", "heartbeat", "deregister", "expire", "record_health"}
 
 
 def _script_source(name: str) -> str:
@@ -93,9 +96,20 @@ def _owned(instance_id: str, row: Sequence[Any]) -> Sequence[Any]:
     return row
 
 
+_UNCHECKED = Health()
+
+
+def _health(status: Any, checked_at: Any, output: Any) -> Health:
+    """The stored health fields (empty or missing: never checked)."""
+    if not status:
+        return _UNCHECKED
+    return Health(HealthStatus(str(status)), int(checked_at) if checked_at else None, str(output or ""))
+
+
 def _instance(instance_id: str, row: Sequence[Any]) -> Instance:
     doc, status, reg, hb, exp = row[:5]
-    return Instance.from_document(instance_id, parse_document(doc), status, int(reg), int(hb), int(exp))
+    health = _health(*row[5:8]) if len(row) >= 8 else _UNCHECKED
+    return Instance.from_document(instance_id, parse_document(doc), status, int(reg), int(hb), int(exp), health)
 
 
 class RedisStore:
@@ -124,6 +138,8 @@ class RedisStore:
         self._claim = self._script("claim")
         self._release = self._script("release")
         self._release_many = self._script("release_many")
+        self._record_health = self._script("record_health")
+        self._claim_checks = self._script("claim_checks")
         # The hot path: concurrent heartbeats share pipelines (a Cluster spreads them over nodes instead).
         self._heartbeat_batch = (None if isinstance(client, RedisCluster)
                                  else ScriptBatcher(client.connection_pool, self._heartbeat, timeout_s=op_timeout_s))
@@ -232,10 +248,10 @@ class RedisStore:
         reply = await self._run("register", call)
         if reply[0] == "forbidden":
             raise LeaseTokenError(iid)
-        _, created, expired, registered_at, revision = reply
+        _, created, expired, registered_at, revision, status, *health = reply
         self._remember(iid, name)
-        inst = Instance.from_document(iid, registration.document(), registration.status, int(registered_at),
-                                      now_ms, now_ms + ttl_ms)
+        inst = Instance.from_document(iid, registration.document(), str(status), int(registered_at),
+                                      now_ms, now_ms + ttl_ms, _health(*health))
         return RegisterResult(inst, bool(created), int(revision), bool(expired))
 
     async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
@@ -252,7 +268,8 @@ class RedisStore:
                 row = await self._heartbeat(keys=keys, args=args)
             if row is None:
                 return None
-            return Renewal(_instance(instance_id, _owned(instance_id, row)), row[5] == 1)
+            row = _owned(instance_id, row)
+            return Renewal(_instance(instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
 
         cached = self._names.get(instance_id) if self._heartbeat_batch is not None else None
         if cached is None:
@@ -390,7 +407,7 @@ class RedisStore:
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         async def read(name: str) -> Instance | None:
             row = await self._client.hmget(self._keys.instance(name, instance_id),
-                                           ["doc", "status", "reg", "hb", "exp"])
+                                           ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"])
             if row[0] is None or int(row[4] or 0) <= now_ms:
                 return None
             return _instance(instance_id, row)
@@ -404,7 +421,7 @@ class RedisStore:
 
     @staticmethod
     def _view(name: str, reply: Sequence[Any]) -> ServiceSnapshot:
-        rows = [_instance(reply[i], reply[i + 1:i + 6]) for i in range(1, len(reply), 6)]
+        rows = [_instance(reply[i], reply[i + 1:i + 9]) for i in range(1, len(reply), 9)]
         rows.sort(key=lambda inst: inst.id)
         return ServiceSnapshot(name, int(reply[0]), rows)
 
@@ -462,6 +479,48 @@ class RedisStore:
     async def revision(self, name: str) -> int:
         value = await self._run("revision", lambda: self._client.get(self._keys.revision(name)))
         return int(value or 0)
+
+    # -- health checks ------------------------------------------------------------------------------
+
+    async def record_health(self, name: str, instance_id: str, passed: bool, output: str, now_ms: int, *,
+                            failures: int, deregister_after_ms: int) -> HealthRecord | None:
+        k = self._keys
+
+        async def record() -> HealthRecord | None:
+            row = await self._record_health(
+                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name),
+                      k.events(name)],
+                args=[instance_id, name, "1" if passed else "0", output, now_ms, failures, deregister_after_ms,
+                      self._event_history, k.channel])
+            if row is None:
+                return None
+            inst = _instance(instance_id, row[:8])
+            if row[9] == 1:
+                await self._release(keys=[k.owner(instance_id)], args=[name])
+                self._names.pop(instance_id, None)
+            return HealthRecord(inst, HealthStatus(row[8]) if row[8] else None, row[9] == 1)
+
+        return await self._run("record_health", record)
+
+    async def schedule_health_check(self, name: str, instance_id: str, due_ms: int) -> None:
+        await self._run("health_schedule", lambda: self._client.zadd(
+            self._keys.health_due, {f"{name}/{instance_id}": due_ms}, nx=True))
+
+    async def reschedule_health_check(self, name: str, instance_id: str, due_ms: int) -> None:
+        await self._run("health_schedule", lambda: self._client.zadd(
+            self._keys.health_due, {f"{name}/{instance_id}": due_ms}, xx=True))
+
+    async def unschedule_health_check(self, name: str, instance_id: str) -> None:
+        await self._run("health_schedule", lambda: self._client.zrem(self._keys.health_due, f"{name}/{instance_id}"))
+
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+        members = await self._run("health_schedule", lambda: self._claim_checks(
+            keys=[self._keys.health_due], args=[now_ms, hold_ms, limit]))
+        claimed = []
+        for member in members:
+            name, _, instance_id = str(member).partition("/")
+            claimed.append((name, instance_id))
+        return claimed
 
     # -- event history and live changes ---------------------------------------------------------------
 

@@ -63,3 +63,9 @@ def test_bench_instructions_counts_each_heartbeat_load_against_its_ping() -> Non
     assert set(rows) == {"ping", "heartbeat", "heartbeat+body"}, out
     heartbeat = rows["heartbeat+body"]  # name, baseline (two words), instructions per request, ratio
     assert int(heartbeat[3].replace(",", "")) > 0 and 0 < float(heartbeat[4]) < 2, out
+
+
+def test_bench_health_prints_detection_cost_and_two_replicas() -> None:
+    out = _run("benchmarks.bench_health", "--interval", "1", "--timeout", "0.5", "--instances", "20",
+               "--seconds", "2", "--rate", "50", timeout=180, tools=("redis-server", "hey"))
+    assert "detection:" in out and "heartbeat with 20 checked:" in out and "two replicas:" in out, out

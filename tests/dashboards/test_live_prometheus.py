@@ -263,6 +263,21 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_live_registry_and_cl
         assert _request("POST", f"{reg1.url}/instances", {"name": "Batch", "port": 9, "id": "batch-gone"}) == 201
         assert _request("DELETE", f"{reg1.url}/instances/batch-gone") == 204
         assert _request("PUT", f"{reg1.url}/instances/nobody/heartbeat") == 404
+        # Instances whose health endpoint nobody answers: failed checks, critical; one kept registered while
+        # Prometheus scrapes its failures, one deregistered for being critical too long.
+        sick_port, sick_kept = free_port(), [0.0]
+        assert _request("POST", f"{reg1.url}/instances", {
+            "name": "Sick", "port": sick_port, "host": "127.0.0.1", "id": "sick-gone",
+            "health_check": {"interval": 0.2, "timeout": 0.2, "failures": 1, "deregister_after": 0.5}}) == 201
+
+        def keep_sick() -> bool:
+            """Register (and so renew) the sick instance again, at most twice a second."""
+            if time.monotonic() - sick_kept[0] >= 0.5:
+                sick_kept[0] = time.monotonic()
+                _request("POST", f"{reg1.url}/instances", {
+                    "name": "Sick", "port": sick_port, "host": "127.0.0.1", "id": "sick-0",
+                    "health_check": {"interval": 0.2, "timeout": 0.2, "failures": 1}})
+            return True
         # Prometheus only sees a counter's increase from its first scrape on: let it see Batch's first expiry.
         wait_until(lambda: seen('registry_expirations_total{service="Batch"}'), timeout=15,
                    message="Prometheus to see the first Batch expiry")
@@ -275,8 +290,9 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_live_registry_and_cl
         user_a.kill()
         wait_until(lambda: seen("resilient_client_circuit_breaker_state == 2"), timeout=20,
                    message="an open breaker")
-        wait_until(lambda: seen('sum(registry_expirations_total{service="Batch"}) >= 4')
-                   and seen('registry_expirations_total{service="User"}'),
+        wait_until(lambda: keep_sick() and seen('sum(registry_expirations_total{service="Batch"}) >= 4')
+                   and seen('registry_expirations_total{service="User"}')
+                   and seen('sum(rate(registry_health_checks_total{result="failed"}[1m])) > 0'),
                    timeout=20, message="four Batch expiries and one User expiry")
 
         # Redis goes away: store errors, 503s, failed heartbeats, stale discovery; a new User cannot register.

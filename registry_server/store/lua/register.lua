@@ -4,11 +4,24 @@
 -- KEYS: 1 instance hash  2 leases (zset id -> expiry ms)  3 revision  4 status counts  5 events stream
 -- ARGV: 1 id  2 name  3 document (JSON)  4 status  5 now ms  6 expiry ms  7 lease token hash
 --       8 stream max length  9 presented lease token hash ('*': the admin)  10 change channel
--- Returns {"forbidden"} or {"ok", created, replaced_expired, registered_at, revision}
+-- Returns {"forbidden"} or {"ok", created, replaced_expired, registered_at, revision, status, health status,
+-- checked at, output}. The same live instance registering the same document again keeps its checks'
+-- findings (while critical its status stays DOWN, what it asked for is shown once a check passes).
 local now = tonumber(ARGV[5])
-local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'hb', 'exp', 'tok')
+local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'hb', 'exp', 'tok', 'hs', 'hat', 'hout')
 if old[1] and tonumber(old[5]) > now and ARGV[9] ~= '*' and (ARGV[9] == '' or ARGV[9] ~= old[6]) then
   return {'forbidden'}
+end
+local status = ARGV[4]
+local health = {'', '', ''}
+if old[1] and tonumber(old[5]) > now and old[1] == ARGV[3] then
+  health = {old[7] or '', old[8] or '', old[9] or ''}
+  if old[7] == 'critical' then
+    redis.call('HSET', KEYS[1], 'rep', status)
+    status = 'DOWN'
+  end
+elseif old[1] then
+  redis.call('HDEL', KEYS[1], 'hs', 'hat', 'hout', 'hf', 'rep', 'hcs')
 end
 local created, expired = 1, 0
 local kind = 'registered'
@@ -22,16 +35,16 @@ if old[1] then
     registered_at = old[3]
     if old[1] ~= ARGV[3] then
       kind = 'updated'
-    elseif old[2] ~= ARGV[4] then
+    elseif old[2] ~= status then
       kind = 'status_changed'
     else
       kind = nil
     end
   end
 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'status', ARGV[4], 'reg', registered_at, 'hb', ARGV[5],
+redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'status', status, 'reg', registered_at, 'hb', ARGV[5],
            'exp', ARGV[6], 'tok', ARGV[7])
-redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('HINCRBY', KEYS[4], status, 1)
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 local revision
 if kind then
@@ -39,9 +52,9 @@ if kind then
   if expired == 1 then
     emit(KEYS[5], ARGV[8], ARGV[10], 'expired', ARGV[2], ARGV[1], revision, old[1], old[2], old[3], old[4], old[5])
   end
-  emit(KEYS[5], ARGV[8], ARGV[10], kind, ARGV[2], ARGV[1], revision, ARGV[3], ARGV[4], registered_at, ARGV[5],
+  emit(KEYS[5], ARGV[8], ARGV[10], kind, ARGV[2], ARGV[1], revision, ARGV[3], status, registered_at, ARGV[5],
        ARGV[6])
 else
   revision = tonumber(redis.call('GET', KEYS[3]) or '0')
 end
-return {'ok', created, expired, registered_at, revision}
+return {'ok', created, expired, registered_at, revision, status, health[1], health[2], health[3]}
