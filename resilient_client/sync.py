@@ -96,12 +96,14 @@ class ServiceRegistryManager:
                  port: int | None = None, *, watch: bool | None = None, config: ManagerConfig | None = None,
                  metrics_registry: CollectorRegistry | None = None, metrics: bool = True,
                  hooks: Iterable[Hook] = (), clock: Clock | None = None,
-                 rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
+                 rng: random.Random | None = None, session: aiohttp.ClientSession | None = None,
+                 health_check_interval: float | None = None) -> None:
         self._loop = _background_loop()
         self.aio: _manager.ServiceRegistryManager = self._loop.run(_built(
             _manager.ServiceRegistryManager, registry_url, heartbeat_interval, retry_delay, max_retries,
             cache_ttl, auth_token, host, port, watch=watch, config=config, metrics_registry=metrics_registry,
-            metrics=metrics, hooks=hooks, clock=clock, rng=rng, session=session))
+            metrics=metrics, hooks=hooks, clock=clock, rng=rng, session=session,
+            health_check_interval=health_check_interval))
         """The asynchronous manager this one drives, on the background loop."""
 
     @property
