@@ -21,7 +21,6 @@ DASHBOARDS = REPO / "dashboards"
 GRAFANA = DASHBOARDS / "grafana"
 RULES = DASHBOARDS / "prometheus" / "rules.yml"
 RULES_TEST = DASHBOARDS / "prometheus" / "rules_test.yml"
-SPEC = REPO.parent / "shared" / "SPEC.md"
 
 
 @dataclass(frozen=True)
