@@ -27,9 +27,6 @@ from tests.support.dashboards_exprs import (
     repo_metric_table,
 )
 
-# Series that exist without being the project's metrics: Prometheus's own per-target `up`.
-PROMETHEUS_SERIES = {"up"}
-
 
 def contract_metrics() -> dict[str, str]:
     """The metric tables of the project's documentation: the names users and dashboards rely on."""
