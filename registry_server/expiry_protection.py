@@ -1,15 +1,26 @@
-"""Expiry protection: a store outage must not expire the instances whose heartbeats it swallowed.
+"""Expiry protection: no instance expires for heartbeats that nobody could hear.
 
-While the store cannot be reached nothing can be swept. When it answers again, and before any other
-operation of this replica touches it, every lease that was still live when the outage began (the last
-time this replica reached the store) is extended to a full TTL from now, so each owner gets a whole
-lease to heartbeat again. The extension is idempotent, so every replica that saw the outage may run it.
+Three causes, one remedy (every lease live when the trouble began gets a full TTL from now, so each owner
+has a whole lease to heartbeat again):
+
+- The store is unreachable. Nothing can be swept; when it answers again, and before any other operation
+  of this replica touches it, the leases live at the last contact are extended. Idempotent: every replica
+  that saw the outage may run it.
+- No replica served at all (the whole fleet down or stalled). Replicas move a liveness mark in the store
+  with every sweep; the first operation of a replica, and each sweep, moves it too, and the one replica
+  that finds it older than the gap extends the leases live at that mark, before anything is read or swept.
+- This replica sheds load (answers 503 to requests it cannot serve in time). While it sheds, and until
+  it has served without shedding for a quiet period, sweeps expire only the leases that ran out before
+  the shedding began; then the leases live at that moment are extended. A death during an overload is
+  detected at most one TTL plus the quiet period and one sweep after the shedding stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 
 from registry_server.clock import WallClock
 from registry_server.registry_observer import RegistryObserver
@@ -18,19 +29,96 @@ from registry_server.store.base import InstanceStore
 log = logging.getLogger("registry_server.expiry_protection")
 
 
+@dataclass(frozen=True, slots=True)
+class FleetRevival:
+    absent_since_ms: int
+    """The fleet's liveness mark found stale: the last moment a replica served."""
+    at_ms: int
+    extended: int
+
+
 class ExpiryProtection:
-    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver) -> None:
+    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver, *,
+                 fleet_gap_ms: int | None = None, quiet_ms: int = 1000) -> None:
+        """``fleet_gap_ms``: how old the fleet's liveness mark may be before this replica takes it as an
+        absence of the whole fleet (``None``: no mark is kept). ``quiet_ms``: how long this replica must
+        serve without shedding before leases held during an overload are released."""
         self._store = store
         self._clock = clock
         self._ttl_ms = ttl_ms
         self._observer = observer
+        self._fleet_gap_ms = fleet_gap_ms
+        self._quiet_ms = quiet_ms
         self._attempt: asyncio.Task[None] | None = None
         self.active = False
         self.since_ms = 0
         self.last_ok_ms = clock.now_ms()
+        self._marked_at: float | None = None
+        """When this replica last moved the fleet's mark (monotonic seconds)."""
+        self.revival: FleetRevival | None = None
+        """The last time this replica found the fleet had been absent, and what it extended."""
+        self.shedding_since_ms: int | None = None
+        """While set, leases that run out after this moment are held (see :meth:`shed`)."""
+        self._last_shed_ms = 0
 
     def __repr__(self) -> str:
-        return f"ExpiryProtection(active={self.active}, since_ms={self.since_ms})"
+        return (f"ExpiryProtection(active={self.active}, since_ms={self.since_ms}, "
+                f"shedding_since_ms={self.shedding_since_ms})")
+
+    @property
+    def pending(self) -> bool:
+        """Whether leases may need extending before the store is used (an outage, or the fleet check)."""
+        return self.active or self._fleet_due()
+
+    def _fleet_due(self) -> bool:
+        """Whether the mark must be checked before the store is used: never yet, or this replica itself
+        stalled for longer than the gap (a suspended process, or the memory store's only replica).
+
+        The stall is timed by the process's monotonic clock: it is cheap enough for every request, and
+        sweeps, which run at least once per interval, move the mark by the wall clock."""
+        gap = self._fleet_gap_ms
+        if gap is None:
+            return False
+        return self._marked_at is None or (time.monotonic() - self._marked_at) * 1000 > gap
+
+    def shed(self) -> None:
+        """A request was refused for overload: hold the leases that run out from now on."""
+        now = self._clock.now_ms()
+        self._last_shed_ms = now
+        if self.shedding_since_ms is None:
+            self.shedding_since_ms = now
+            log.warning("overloaded: shedding requests with 503; leases running out from now on are held")
+
+    async def before_sweep(self) -> int:
+        """Move the fleet's mark (extending if the fleet was absent), release the leases held by shedding
+        once it is over; the moment the sweep may expire leases up to."""
+        await self._check_fleet()
+        now = self._clock.now_ms()
+        since = self.shedding_since_ms
+        if since is None:
+            return now
+        if now - self._last_shed_ms < self._quiet_ms:
+            return since
+        extended = await self._store.extend_leases(since, now + self._ttl_ms)
+        self.shedding_since_ms = None
+        self._observer.protection(self.active, extended)
+        log.info("no longer shedding: extended %d leases that ran out while overloaded", extended)
+        return now
+
+    async def _check_fleet(self) -> None:
+        gap = self._fleet_gap_ms
+        if gap is None:
+            return
+        now = self._clock.now_ms()
+        stale = await self._store.mark_alive(now, gap)
+        self._marked_at = time.monotonic()
+        if stale is None:
+            return
+        extended = await self._store.extend_leases(stale, now + self._ttl_ms)
+        self.revival = FleetRevival(absent_since_ms=stale, at_ms=now, extended=extended)
+        self._observer.protection(self.active, extended)
+        log.warning("no registry replica served for %.1fs: extended %d leases live then by a full TTL",
+                    (now - stale) / 1000, extended)
 
     def reached(self) -> None:
         """The store answered."""
@@ -47,12 +135,13 @@ class ExpiryProtection:
                     "extended when it is back)", self.since_ms)
 
     async def recover(self) -> None:
-        """Extend the protected leases; raises the store's error while it is still unreachable.
+        """Extend the protected leases (after an outage, or of an absent fleet); raises the store's error
+        while it is still unreachable.
 
         One attempt at a time, shared by every caller that arrives while it runs: concurrent requests
         all get its outcome within one store timeout instead of queueing behind each other's attempts.
         """
-        if not self.active:
+        if not self.pending:
             return
         attempt = self._attempt
         if attempt is None or attempt.done():
@@ -61,6 +150,10 @@ class ExpiryProtection:
         await asyncio.shield(attempt)
 
     async def _extend(self) -> None:
+        if self._fleet_due():
+            await self._check_fleet()
+        if not self.active:
+            return
         until = self._clock.now_ms() + self._ttl_ms
         extended = await self._store.extend_leases(self.since_ms, until)
         if not self.active:

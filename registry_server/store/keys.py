@@ -9,6 +9,7 @@ so every script stays inside one slot; the few keys that span services are touch
 ``<p>:id:{<id>}``           string, the service that owns the instance id (409 and lookups by id)
 ``<p>:services``            set of service names (the index of services)
 ``<p>:epoch``               ms when this store's history began (a wiped store starts a new one)
+``<p>:fleet``               ms when a replica last swept: the fleet's liveness mark
 ``<p>:changes``             pub/sub channel on which every change is announced
 """
 
@@ -31,6 +32,10 @@ class KeyLayout:
     @property
     def epoch(self) -> str:
         return f"{self.prefix}:epoch"
+
+    @property
+    def fleet(self) -> str:
+        return f"{self.prefix}:fleet"
 
     @property
     def channel(self) -> str:
