@@ -4,10 +4,14 @@ that run out while the registry sheds are held, not expired."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
-from prometheus_client import CollectorRegistry
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+from starlette.types import Receive, Scope, Send
 
+from registry_server.api.admission import TARGET_LAG_S, Admission
 from registry_server.app import create_app
 from registry_server.model import InstanceStatus, Renewal
 from registry_server.registry import Registry
@@ -98,3 +102,44 @@ async def test_leases_ending_while_shedding_are_held_then_extended_and_a_real_de
             expired = [gone.id for gone in await registry.sweep()]
         assert expired == ["dead"]
         assert clock.now_ms() - began <= (2 * TTL_S + 1.5 + TTL_S + 0.5) * 1000
+
+
+
+async def test_a_loop_behind_cuts_the_share_of_writes_and_holds_leases_until_it_catches_up() -> None:
+    held: list[float] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    admission = Admission(app, 8, shed=lambda: held.append(time.monotonic()),
+                          refused=Counter("refused", "refused", registry=CollectorRegistry()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admission), base_url="http://r") as http:
+        assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
+        busy_until = time.monotonic() + 4 * TARGET_LAG_S
+        while time.monotonic() < busy_until:  # the fault: the loop kept busy, as a CPU-bound overload does
+            pass
+        await until(lambda: admission.share < 1.0)
+        assert admission.share == 0.8 and held, "one late tick cuts the share and holds the leases"
+        await until(lambda: admission.share == 1.0)  # the loop runs on time again: back to all writes
+        assert (await http.put("/instances/a/heartbeat")).status_code == 204
+
+
+def test_the_share_falls_by_a_fifth_per_late_tick_and_rises_by_a_twentieth_per_timely_one() -> None:
+    admission = Admission(_never_called, 8, shed=lambda: None,
+                          refused=Counter("refused", "refused", registry=CollectorRegistry()))
+    for _ in range(3):
+        admission.adjust(2 * TARGET_LAG_S)
+    assert admission.share == pytest.approx(0.8 ** 3)
+    admission.adjust(TARGET_LAG_S / 2)
+    assert admission.share == pytest.approx(0.8 ** 3 + 0.05)
+    for _ in range(40):
+        admission.adjust(0.0)
+    assert admission.share == 1.0
+    for _ in range(100):
+        admission.adjust(1.0)
+    assert admission.share == pytest.approx(0.02), "never below the floor: some writes always get through"
+
+
+async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("not called")
