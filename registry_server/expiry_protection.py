@@ -9,10 +9,11 @@ has a whole lease to heartbeat again):
 - No replica served at all (the whole fleet down or stalled). Replicas move a liveness mark in the store
   with every sweep; the first operation of a replica, and each sweep, moves it too, and the one replica
   that finds it older than the gap extends the leases live at that mark, before anything is read or swept.
-- This replica sheds load (answers 503 to requests it cannot serve in time). While it sheds, and until
-  it has served without shedding for a quiet period, sweeps expire only the leases that ran out before
-  the shedding began; then the leases live at that moment are extended. A death during an overload is
-  detected at most one TTL plus the quiet period and one sweep after the shedding stops.
+- This replica sheds load (answers 503 to writes it cannot serve in time). While it sheds, and until it
+  has served a quiet period without shedding, every sweep gives each lease that is live (or ran out since
+  the last sweep) a full TTL from now: no owner finds its lease gone because its heartbeats were refused.
+  A death during an overload is detected at most one TTL plus the quiet period and one sweep after the
+  shedding stops.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ExpiryProtection:
         self.shedding_since_ms: int | None = None
         """While set, leases that run out after this moment are held (see :meth:`shed`)."""
         self._last_shed_ms = 0
+        self._held_from_ms = 0
 
     def __repr__(self) -> str:
         return (f"ExpiryProtection(active={self.active}, since_ms={self.since_ms}, "
@@ -82,27 +84,28 @@ class ExpiryProtection:
         return self._marked_at is None or (time.monotonic() - self._marked_at) * 1000 > gap
 
     def shed(self) -> None:
-        """A request was refused for overload: hold the leases that run out from now on."""
+        """A request was refused for overload (or the loop runs late): keep the live leases from running out."""
         now = self._clock.now_ms()
         self._last_shed_ms = now
         if self.shedding_since_ms is None:
-            self.shedding_since_ms = now
-            log.warning("overloaded: shedding requests with 503; leases running out from now on are held")
+            self.shedding_since_ms = self._held_from_ms = now
+            log.warning("overloaded: shedding writes with 503; every sweep gives the live leases a full TTL")
 
     async def before_sweep(self) -> int:
-        """Move the fleet's mark (extending if the fleet was absent), release the leases held by shedding
-        once it is over; the moment the sweep may expire leases up to."""
+        """Move the fleet's mark (extending if the fleet was absent); while shedding, give every lease that
+        is live, or ran out since the last sweep, a full TTL. The moment the sweep may expire leases up to."""
         await self._check_fleet()
         now = self._clock.now_ms()
-        since = self.shedding_since_ms
-        if since is None:
+        if self.shedding_since_ms is None:
             return now
-        if now - self._last_shed_ms < self._quiet_ms:
-            return since
-        extended = await self._store.extend_leases(since, now + self._ttl_ms)
-        self.shedding_since_ms = None
+        # A lease that ran out would answer its owner's next heartbeat 404 and force a re-registration: so
+        # none may run out while heartbeats are being refused, not even between two sweeps.
+        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms)
+        self._held_from_ms = now
         self._observer.protection(self.active, extended)
-        log.info("no longer shedding: extended %d leases that ran out while overloaded", extended)
+        if now - self._last_shed_ms >= self._quiet_ms:
+            self.shedding_since_ms = None
+            log.info("no longer shedding: the leases live now run a full TTL from now")
         return now
 
     async def _check_fleet(self) -> None:

@@ -69,7 +69,7 @@ async def test_a_write_beyond_the_limit_is_refused_at_once_reads_and_health_stil
         assert (await held).status_code == 200
 
 
-async def test_leases_ending_while_shedding_are_held_then_extended_and_a_real_death_expires_a_ttl_later() -> None:
+async def test_no_lease_runs_out_while_shedding_and_a_real_death_expires_a_ttl_after_it() -> None:
     store, clock, metrics = MemoryStore(), FakeClock(), CollectorRegistry()
     app = create_app(Settings(instance_ttl_s=TTL_S), store=store, clock=clock, metrics_registry=metrics)
     registry: Registry = app.state.registry
@@ -81,17 +81,18 @@ async def test_leases_ending_while_shedding_are_held_then_extended_and_a_real_de
             tokens[iid] = created.json()["lease_token"]
         clock.advance(1)
         registry.protection.shed()  # the registry starts refusing heartbeats (as Admission does)
-        began = clock.now_ms()
-        for _ in range(2 * TTL_S):  # twenty seconds of overload: both leases run out, sweeps go on
+        for _ in range(2 * TTL_S):  # twenty seconds of overload: no heartbeat gets through, sweeps go on
             clock.advance(1)
             registry.protection.shed()
             assert await registry.sweep() == []
+        overload_ended = clock.now_ms()
         clock.advance(0.5)
-        assert await registry.sweep() == [], "within the quiet period the leases are still held"
+        assert await registry.sweep() == [], "within the quiet period the leases are still renewed"
+        assert registry.protection.shedding_since_ms is not None
         clock.advance(1)
-        assert await registry.sweep() == [], "after it, they are extended by a full TTL, not expired"
+        assert await registry.sweep() == []
         assert registry.protection.shedding_since_ms is None
-        assert metrics.get_sample_value("registry_lease_extensions_total") == 2
+        assert (metrics.get_sample_value("registry_lease_extensions_total") or 0) >= 2 * 2 * TTL_S
         renewed = await http.put("/instances/alive/heartbeat", headers={"x-lease-token": tokens["alive"]})
         assert renewed.status_code == 200, "no 404, no re-registration"
         expired: list[str] = []
@@ -101,7 +102,7 @@ async def test_leases_ending_while_shedding_are_held_then_extended_and_a_real_de
             assert beat.status_code == 200
             expired = [gone.id for gone in await registry.sweep()]
         assert expired == ["dead"]
-        assert clock.now_ms() - began <= (2 * TTL_S + 1.5 + TTL_S + 0.5) * 1000
+        assert clock.now_ms() - overload_ended <= (1.5 + TTL_S + 0.5) * 1000, "quiet period + TTL + a sweep"
 
 
 
