@@ -1,7 +1,7 @@
 """Overload: one registry process offered 2x and 3x the heartbeats it can answer, open-loop.
 
-    python -m benchmarks.bench_overload [--ratios 2 3] [--duration 60] [--interval 1] [--ttl 3]
-                                        [--capacity-duration 10] [--json]
+    python -m benchmarks.bench_overload [--ratios 2 3] [--duration 60] [--interval 1] [--ttl 10]
+                                        [--capacity-duration 10] [--no-pin] [--json]
 
 In one run, each phase on a fresh ``redis-server`` and ``registry-server`` (TTL ``--ttl``, sweep every
 second, default in-flight limit). The registry shares core 0 with a CPU hog (it gets about half of it)
@@ -16,8 +16,8 @@ busy.
    on its own schedule (phase ``i / N``) whatever the answers (open loop), with a 2 s client timeout and
    as many connections as it takes, for ``--duration`` seconds. Meanwhile a prober reads
    ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
-   heartbeating a third of the way in (a real death). Then the instances go on at a quarter of ``C`` for
-   ``3 * ttl`` seconds.
+   heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
+   every half TTL) for two TTLs.
 
 Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C``; 503s and
 their latency; timeouts; false expiries (``registry_expirations_total`` other than the dead instance, and
@@ -71,6 +71,10 @@ class OverloadResult:
     death_detected_after_lease_s: float | None = None
     death_detected_after_overload_s: float | None = None
     requests_shed_metric: float = 0.0
+    generator_late_s: float = 0.0
+    never_registered: int = 0
+    """The most the load generator fell behind its own schedule (large: the figures measure it, not the
+    registry)."""
 
     @property
     def useful_per_s(self) -> float:
@@ -94,6 +98,7 @@ class OverloadResult:
             "probe_failures": self.probe_failures, "recovery_s": round(self.recovery_s, 2),
             "death_detected_after_lease_s": _round(self.death_detected_after_lease_s),
             "death_detected_after_overload_s": _round(self.death_detected_after_overload_s),
+            "generator_late_s": round(self.generator_late_s, 2), "never_registered": self.never_registered,
         }
 
 
@@ -177,6 +182,14 @@ async def _open(pools: Iterable[RawHttp]) -> None:
     await asyncio.gather(*(one(pool) for pool in pools))
 
 
+def _registration_request(host: str, service: str, n: int, instance_id: str, token: str) -> bytes:
+    body = json.dumps({"name": service, "host": "127.0.0.1", "port": 10000 + n % 50000, "id": instance_id,
+                       "lease_token": token}).encode()
+    return (f"POST /instances HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"X-Lease-Token: {token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
 def _heartbeat_request(host: str, instance_id: str, token: str) -> bytes:
     return (f"PUT /instances/{instance_id}/heartbeat HTTP/1.1\r\nHost: {host}\r\n"
             f"X-Lease-Token: {token}\r\nContent-Length: 0\r\n\r\n").encode()
@@ -203,11 +216,16 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)) as session:
-        tokens = await _register_all(session, url, ids, _LoadResult(instances, interval_s, duration_s))
         victim = ("Victim", "Victim-000000")
-        tokens.update(await _register_all(session, url, [victim], _LoadResult(1, interval_s, duration_s)))
+        tokens = await _register_all(session, url, [victim], _LoadResult(1, interval_s, duration_s))
         host = url.removeprefix("http://")
+        tokens.update({iid: f"overload-token-{iid}" for _, iid in ids})
         requests = {iid: _heartbeat_request(host, iid, token) for iid, token in tokens.items()}
+        # An instance registers in its first slot of the schedule (and again in the next while refused),
+        # then heartbeats: no lease waits for the whole fleet to register before its first renewal.
+        registrations = {iid: _registration_request(host, service, n, iid, tokens[iid])
+                         for n, (service, iid) in enumerate(ids)}
+        registered: set[str] = set()
         pools = {iid: RawHttp(url) for iid in tokens}  # each instance its own keep-alive connection(s)
         await _open(pools.values())
         loop = asyncio.get_running_loop()
@@ -218,7 +236,12 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         pending: set[asyncio.Task[None]] = set()
 
         async def one(instance_id: str, during: bool) -> None:
-            status, took = await _beat(pools[instance_id], requests[instance_id])
+            registering = instance_id not in registered
+            raw = registrations[instance_id] if registering else requests[instance_id]
+            status, took = await _beat(pools[instance_id], raw)
+            if registering and status in (200, 201):
+                registered.add(instance_id)
+                status = 200
             if not during:
                 answers_after.append((loop.time(), status))
                 return
@@ -293,19 +316,23 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            else:  # behind its own schedule: still let answers in, or the generator starves itself
+                result.generator_late_s = max(result.generator_late_s, -delay)
+                await asyncio.sleep(0)
             launch(ids[beat % instances][1], True)
             beat += 1
-        calm_interval = instances / (capacity / 4)  # after it: a quarter of the capacity
+        # After it, the fleet heartbeats more slowly (as after raising its interval): 60 % of the capacity,
+        # still at most every half TTL.
+        calm_interval = min(ttl_s / 2, instances / (0.6 * capacity))
         calm_step = calm_interval / instances
-        calm_ends = overload_ends + 3 * ttl_s
+        calm_ends = overload_ends + 2 * ttl_s
         calm = 0
         while True:
             due = overload_ends + calm * calm_step
             if due >= calm_ends:
                 break
             delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(max(0.0, delay))
             launch(ids[calm % instances][1], False)
             calm += 1
         await prober
@@ -322,7 +349,8 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         result.requests_shed_metric = _metric_sum(text, "registry_requests_shed_total")
         async with session.get(url + "/instances") as resp:
             listed = {inst["id"] for inst in (await resp.json())["instances"]}
-        result.missing_at_end = len({iid for _, iid in ids} - listed)
+        result.missing_at_end = len(registered - listed)
+        result.never_registered = instances - len(registered)
     return result
 
 
@@ -340,7 +368,7 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=[2.0, 3.0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of overload per ratio")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between heartbeats of one instance")
-    parser.add_argument("--ttl", type=float, default=3.0)
+    parser.add_argument("--ttl", type=float, default=10.0)
     parser.add_argument("--capacity-duration", type=float, default=10.0)
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin: by default the registry shares core 0 with a CPU hog (so it has about "
