@@ -43,7 +43,7 @@ class ExpiryProtection:
                  fleet_gap_ms: int | None = None, quiet_ms: int = 1000) -> None:
         """``fleet_gap_ms``: how old the fleet's liveness mark may be before this replica takes it as an
         absence of the whole fleet (``None``: no mark is kept). ``quiet_ms``: how long this replica must
-        serve without shedding before leases held during an overload are released."""
+        serve without shedding before its sweeps stop renewing every live lease."""
         self._store = store
         self._clock = clock
         self._ttl_ms = ttl_ms
@@ -59,9 +59,10 @@ class ExpiryProtection:
         self.revival: FleetRevival | None = None
         """The last time this replica found the fleet had been absent, and what it extended."""
         self.shedding_since_ms: int | None = None
-        """While set, leases that run out after this moment are held (see :meth:`shed`)."""
+        """While set (since the first refusal of an overload), every sweep renews the live leases."""
         self._last_shed_ms = 0
         self._held_from_ms = 0
+        """Leases ending after this moment (the last renewing sweep) are renewed by the next one."""
 
     def __repr__(self) -> str:
         return (f"ExpiryProtection(active={self.active}, since_ms={self.since_ms}, "

@@ -13,9 +13,9 @@ registration, a removal) is answered at once with ``503`` and ``Retry-After``, a
   it answers in time, and refuses the rest at once.
 
 Reads may use twice the in-flight limit and are never refused for lag; ``/healthz`` and ``/metrics`` are
-always served, so operators see the overload. Each refusal tells the expiry protection, which holds the
-leases that run out while the registry sheds (a refused heartbeat was a sign of life, not of death), and
-so does every tick while the loop is behind (heartbeats may be waiting unread in the server).
+always served, so operators see the overload. Each refusal tells the expiry protection, which renews the
+live leases while the registry sheds (a refused heartbeat was a sign of life, not of death), and so does
+every tick while the loop is behind (heartbeats may be waiting unread in the server).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Admission:
         self.adjust(now - due)
         if self.share < 1.0:
             # Behind: heartbeats may be waiting in the server, unread, past their leases' end, whether or
-            # not a write was refused yet. Hold the leases as for a refusal.
+            # not a write was refused yet. Renew the leases as for a refusal.
             self._shed()
         if not loop.is_closed():
             loop.call_later(TICK_S, self._tick, loop, now + TICK_S)
