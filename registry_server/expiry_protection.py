@@ -55,6 +55,8 @@ class ExpiryProtection:
         self.since_ms = 0
         self.last_ok_ms = clock.now_ms()
         self._marked_at: float | None = None
+        self._unextended_ms: int | None = None
+        """A stale mark this replica took over and has not yet extended the leases of (the store failed)."""
         """When this replica last moved the fleet's mark (monotonic seconds)."""
         self.revival: FleetRevival | None = None
         """The last time this replica found the fleet had been absent, and what it extended."""
@@ -114,15 +116,20 @@ class ExpiryProtection:
         if gap is None:
             return
         now = self._clock.now_ms()
-        stale = await self._store.mark_alive(now, gap)
-        self._marked_at = time.monotonic()
+        stale = self._unextended_ms
         if stale is None:
-            return
-        extended = await self._store.extend_leases(stale, now + self._ttl_ms)
-        self.revival = FleetRevival(absent_since_ms=stale, at_ms=now, extended=extended)
-        self._observer.protection(self.active, extended)
-        log.warning("no registry replica served for %.1fs: extended %d leases live then by a full TTL",
-                    (now - stale) / 1000, extended)
+            stale = await self._store.mark_alive(now, gap)
+        if stale is not None:
+            # Kept until the extension succeeds: the mark has moved on, so no replica would find it again.
+            self._unextended_ms = stale
+            extended = await self._store.extend_leases(stale, now + self._ttl_ms)
+            self._unextended_ms = None
+            self.revival = FleetRevival(absent_since_ms=stale, at_ms=now, extended=extended)
+            self._observer.protection(self.active, extended)
+            log.warning("no registry replica served for %.1fs: extended %d leases live then by a full TTL",
+                        (now - stale) / 1000, extended)
+        # Only now: a request arriving while the leases are being extended waits for them (see pending).
+        self._marked_at = time.monotonic()
 
     def reached(self) -> None:
         """The store answered."""

@@ -155,5 +155,8 @@ def test_the_memory_stores_replica_suspended_for_three_ttls_keeps_its_instances(
                if status != 200 or not live <= found]
     assert missing == [], missing[:3]
     assert metric_total(registry.url, "registry_expirations_total") == 0
-    assert metric_total(registry.url, "registry_lease_extensions_total") == LIVE
+    revival = healthz(registry.url)["fleet_revival"]
+    assert isinstance(revival, dict) and revival["extended"] == LIVE, revival
+    # The loop ran seconds late on resuming, so admission may also have renewed leases as under overload.
+    assert metric_total(registry.url, "registry_lease_extensions_total") >= LIVE
     assert reregistrations(backends) == 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from registry_server.errors import StoreUnavailableError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceRegistration
 from registry_server.registry import Registry
@@ -101,3 +103,48 @@ async def test_a_replica_that_itself_stalled_checks_the_mark_before_its_next_req
     monkeypatch.setattr(time, "monotonic", lambda: resumed)
     renewed = await registry.heartbeat("i", None)
     assert renewed is not None and renewed.expires_at_ms == clock.now_ms() + TTL_MS
+
+
+async def test_requests_arriving_while_the_leases_are_extended_wait_for_the_extension() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    before, _ = replica(store, clock)
+    await before.register(InstanceRegistration(id="i", name="Auth", host="h", port=1))
+    await before.sweep()
+    clock.advance(30)
+    release = asyncio.Event()
+    extend = store.extend_leases
+
+    async def slow_extend(since_ms: int, until_ms: int) -> int:
+        await release.wait()
+        return await extend(since_ms, until_ms)
+
+    store.extend_leases = slow_extend  # type: ignore[method-assign]
+    after, _ = replica(store, clock)
+    first = asyncio.create_task(after.get("i"))
+    await asyncio.sleep(0)  # the first request is inside the extension now
+    second = asyncio.create_task(after.get("i"))
+    await asyncio.sleep(0)
+    release.set()
+    assert await first is not None
+    assert await second is not None, "the second request read before the extension finished"
+
+
+async def test_a_failed_extension_is_retried_although_the_mark_has_moved_on() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    before, _ = replica(store, clock)
+    await before.register(InstanceRegistration(id="i", name="Auth", host="h", port=1))
+    await before.sweep()
+    clock.advance(30)
+    extend = store.extend_leases
+    failures = [StoreUnavailableError("extend", "timed out")]
+
+    async def failing_once(since_ms: int, until_ms: int) -> int:
+        if failures:
+            raise failures.pop()
+        return await extend(since_ms, until_ms)
+
+    store.extend_leases = failing_once  # type: ignore[method-assign]
+    after, _ = replica(store, clock)
+    with pytest.raises(StoreUnavailableError):
+        await after.get("i")
+    assert await after.get("i") is not None
