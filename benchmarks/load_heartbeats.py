@@ -114,11 +114,18 @@ async def _register_all(session: aiohttp.ClientSession, url: str, ids: list[tupl
     async def one(index: int, service: str, instance_id: str) -> None:
         body = {"name": service, "port": 10000 + index % 50000, "host": "127.0.0.1", "id": instance_id,
                 "lease_token": f"load-token-{instance_id}"}
-        async with gate, session.post(url + "/instances", json=body) as resp:
-            answer = await resp.json()
-            if resp.status not in (200, 201):
-                raise RuntimeError(f"registration of {instance_id} answered {resp.status}: {answer}")
-            tokens[instance_id] = str(answer.get("lease_token") or body["lease_token"])
+        while True:
+            async with gate, session.post(url + "/instances", json=body) as resp:
+                answer = await resp.json()
+                retry_after = resp.headers.get("Retry-After")
+                if resp.status == 503 and retry_after is not None:  # overloaded: come back when told
+                    pass
+                elif resp.status not in (200, 201):
+                    raise RuntimeError(f"registration of {instance_id} answered {resp.status}: {answer}")
+                else:
+                    tokens[instance_id] = str(answer.get("lease_token") or body["lease_token"])
+                    return
+            await asyncio.sleep(float(retry_after))
 
     await asyncio.gather(*(one(i, service, iid) for i, (service, iid) in enumerate(ids)))
     result.registered = len(tokens)

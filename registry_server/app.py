@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from registry_server.api.access import Access, UnauthorizedError
+from registry_server.api.admission import Admission
 from registry_server.api.body import BodyReader
 from registry_server.api.errors import (
     ApiError,
@@ -71,22 +72,34 @@ async def _await_store(store: InstanceStore) -> None:
         return
 
 
+def fleet_gap_ms(settings: Settings) -> int:
+    """How stale the fleet's liveness mark may be before a replica takes it for an absence of the fleet.
+
+    Replicas move it with every sweep, so a serving fleet keeps it younger than one sweep interval; three
+    intervals leave room for a slow sweep. Half a TTL is enough: an instance heartbeating at least twice
+    per TTL has no lease ending within a shorter absence."""
+    return max(settings.ttl_ms // 2, round(3000 * settings.sweep_interval_s))
+
+
 class RegistryApp(Starlette):
-    """The registry's Starlette application. Every request passes, in this order: the request metrics,
-    the error answers, the heartbeat shortcut, the router."""
+    """The registry's Starlette application. Every request passes, in this order: admission, the request
+    metrics, the error answers, the heartbeat shortcut, the router."""
 
     def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
-                 heartbeat: HeartbeatEndpoint, **options: Any) -> None:
+                 heartbeat: HeartbeatEndpoint, max_in_flight: int, **options: Any) -> None:
         super().__init__(**options)
         self._metrics = metrics
         self._handlers = handlers
         self._heartbeat = heartbeat
+        self._max_in_flight = max_in_flight
 
     def build_middleware_stack(self) -> ASGIApp:
         # In place of Starlette's own stack (server errors, user middleware, exceptions): ErrorAnswers
         # answers every exception with these handlers, inside the metrics, so that each answer is counted.
         shortcut = HeartbeatShortcut(self.router, self._heartbeat)
-        return MetricsMiddleware(ErrorAnswers(shortcut, self._handlers), self._metrics)
+        stack = MetricsMiddleware(ErrorAnswers(shortcut, self._handlers), self._metrics)
+        return Admission(stack, self._max_in_flight, shed=self._heartbeat.registry.protection.shed,
+                         refused=self._metrics.requests_shed)
 
 
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
@@ -102,7 +115,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
     sweeper = Sweeper(store, clock, settings.sweep_interval_s)  # sweeps sooner when a lease ends sooner
     registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper),
-                        health_default=settings.health_check)
+                        health_default=settings.health_check, fleet_gap_ms=fleet_gap_ms(settings))
     checker = HealthChecker(clock)  # runs what instances ask for, even when the registry's default is off
     hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count,
                     on_change=rendered.forget)  # changes made through other replicas too
@@ -135,6 +148,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
         handlers={ApiError: on_api_error, HTTPException: on_http_exception, UnauthorizedError: on_unauthorized,
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
+        max_in_flight=settings.max_in_flight,
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
                 *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access, body)],

@@ -1,15 +1,27 @@
-"""Expiry protection: a store outage must not expire the instances whose heartbeats it swallowed.
+"""Expiry protection: no instance expires for heartbeats that nobody could hear.
 
-While the store cannot be reached nothing can be swept. When it answers again, and before any other
-operation of this replica touches it, every lease that was still live when the outage began (the last
-time this replica reached the store) is extended to a full TTL from now, so each owner gets a whole
-lease to heartbeat again. The extension is idempotent, so every replica that saw the outage may run it.
+Three causes, one remedy (every lease live when the trouble began gets a full TTL from now, so each owner
+has a whole lease to heartbeat again):
+
+- The store is unreachable. Nothing can be swept; when it answers again, and before any other operation
+  of this replica touches it, the leases live at the last contact are extended. Idempotent: every replica
+  that saw the outage may run it.
+- No replica served at all (the whole fleet down or stalled). Replicas move a liveness mark in the store
+  with every sweep; the first operation of a replica, and each sweep, moves it too, and the one replica
+  that finds it older than the gap extends the leases live at that mark, before anything is read or swept.
+- This replica sheds load (answers 503 to writes it cannot serve in time). While it sheds, and until it
+  has served a quiet period without shedding, every sweep gives each lease that is live (or ran out since
+  the last sweep) a full TTL from now: no owner finds its lease gone because its heartbeats were refused.
+  A death during an overload is detected at most one TTL plus the quiet period and one sweep after the
+  shedding stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 
 from registry_server.clock import WallClock
 from registry_server.registry_observer import RegistryObserver
@@ -18,19 +30,106 @@ from registry_server.store.base import InstanceStore
 log = logging.getLogger("registry_server.expiry_protection")
 
 
+@dataclass(frozen=True, slots=True)
+class FleetRevival:
+    absent_since_ms: int
+    """The fleet's liveness mark found stale: the last moment a replica served."""
+    at_ms: int
+    extended: int
+
+
 class ExpiryProtection:
-    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver) -> None:
+    def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver, *,
+                 fleet_gap_ms: int | None = None, quiet_ms: int = 1000) -> None:
+        """``fleet_gap_ms``: how old the fleet's liveness mark may be before this replica takes it as an
+        absence of the whole fleet (``None``: no mark is kept). ``quiet_ms``: how long this replica must
+        serve without shedding before its sweeps stop renewing every live lease."""
         self._store = store
         self._clock = clock
         self._ttl_ms = ttl_ms
         self._observer = observer
+        self._fleet_gap_ms = fleet_gap_ms
+        self._quiet_ms = quiet_ms
         self._attempt: asyncio.Task[None] | None = None
         self.active = False
         self.since_ms = 0
         self.last_ok_ms = clock.now_ms()
+        self._marked_at: float | None = None
+        self._unextended_ms: int | None = None
+        """A stale mark this replica took over and has not yet extended the leases of (the store failed)."""
+        """When this replica last moved the fleet's mark (monotonic seconds)."""
+        self.revival: FleetRevival | None = None
+        """The last time this replica found the fleet had been absent, and what it extended."""
+        self.shedding_since_ms: int | None = None
+        """While set (since the first refusal of an overload), every sweep renews the live leases."""
+        self._last_shed_ms = 0
+        self._held_from_ms = 0
+        """Leases ending after this moment (the last renewing sweep) are renewed by the next one."""
 
     def __repr__(self) -> str:
-        return f"ExpiryProtection(active={self.active}, since_ms={self.since_ms})"
+        return (f"ExpiryProtection(active={self.active}, since_ms={self.since_ms}, "
+                f"shedding_since_ms={self.shedding_since_ms})")
+
+    @property
+    def pending(self) -> bool:
+        """Whether leases may need extending before the store is used (an outage, or the fleet check)."""
+        return self.active or self._fleet_due()
+
+    def _fleet_due(self) -> bool:
+        """Whether the mark must be checked before the store is used: never yet, or this replica itself
+        stalled for longer than the gap (a suspended process, or the memory store's only replica).
+
+        The stall is timed by the process's monotonic clock: it is cheap enough for every request, and
+        sweeps, which run at least once per interval, move the mark by the wall clock."""
+        gap = self._fleet_gap_ms
+        if gap is None:
+            return False
+        return self._marked_at is None or (time.monotonic() - self._marked_at) * 1000 > gap
+
+    def shed(self) -> None:
+        """A request was refused for overload (or the loop runs late): keep the live leases from running out."""
+        now = self._clock.now_ms()
+        self._last_shed_ms = now
+        if self.shedding_since_ms is None:
+            self.shedding_since_ms = self._held_from_ms = now
+            log.warning("overloaded: shedding writes with 503; every sweep gives the live leases a full TTL")
+
+    async def before_sweep(self) -> int:
+        """Move the fleet's mark (extending if the fleet was absent); while shedding, give every lease that
+        is live, or ran out since the last sweep, a full TTL. The moment the sweep may expire leases up to."""
+        await self._check_fleet()
+        now = self._clock.now_ms()
+        if self.shedding_since_ms is None:
+            return now
+        # A lease that ran out would answer its owner's next heartbeat 404 and force a re-registration: so
+        # none may run out while heartbeats are being refused, not even between two sweeps.
+        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms)
+        self._held_from_ms = now
+        self._observer.protection(self.active, extended)
+        if now - self._last_shed_ms >= self._quiet_ms:
+            self.shedding_since_ms = None
+            log.info("no longer shedding: the leases live now run a full TTL from now")
+        return now
+
+    async def _check_fleet(self) -> None:
+        gap = self._fleet_gap_ms
+        if gap is None:
+            return
+        now = self._clock.now_ms()
+        stale = self._unextended_ms
+        if stale is None:
+            stale = await self._store.mark_alive(now, gap)
+        if stale is not None:
+            # Kept until the extension succeeds: the mark has moved on, so no replica would find it again.
+            self._unextended_ms = stale
+            extended = await self._store.extend_leases(stale, now + self._ttl_ms)
+            self._unextended_ms = None
+            self.revival = FleetRevival(absent_since_ms=stale, at_ms=now, extended=extended)
+            self._observer.protection(self.active, extended)
+            log.warning("no registry replica served for %.1fs: extended %d leases live then by a full TTL",
+                        (now - stale) / 1000, extended)
+        # Only now: a request arriving while the leases are being extended waits for them (see pending).
+        self._marked_at = time.monotonic()
 
     def reached(self) -> None:
         """The store answered."""
@@ -47,12 +146,13 @@ class ExpiryProtection:
                     "extended when it is back)", self.since_ms)
 
     async def recover(self) -> None:
-        """Extend the protected leases; raises the store's error while it is still unreachable.
+        """Extend the protected leases (after an outage, or of an absent fleet); raises the store's error
+        while it is still unreachable.
 
         One attempt at a time, shared by every caller that arrives while it runs: concurrent requests
         all get its outcome within one store timeout instead of queueing behind each other's attempts.
         """
-        if not self.active:
+        if not self.pending:
             return
         attempt = self._attempt
         if attempt is None or attempt.done():
@@ -61,6 +161,10 @@ class ExpiryProtection:
         await asyncio.shield(attempt)
 
     async def _extend(self) -> None:
+        if self._fleet_due():
+            await self._check_fleet()
+        if not self.active:
+            return
         until = self._clock.now_ms() + self._ttl_ms
         extended = await self._store.extend_leases(self.since_ms, until)
         if not self.active:

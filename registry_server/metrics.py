@@ -68,6 +68,9 @@ class RegistryMetrics(RegistryObserver):
                                        "1 while a store outage pauses expiry and protects leases", registry=registry)
         self.lease_extensions = Counter("registry_lease_extensions_total",
                                         "Leases extended after store outages", registry=registry)
+        self.requests_shed = Counter("registry_requests_shed_total",
+                                     "Requests refused with 503 + Retry-After because the registry was overloaded",
+                                     registry=registry)
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 

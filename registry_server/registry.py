@@ -32,14 +32,15 @@ log = logging.getLogger("registry_server.registry")
 
 class Registry:
     def __init__(self, store: InstanceStore, clock: WallClock, ttl_ms: int, observer: RegistryObserver, *,
-                 health_default: HealthCheckSpec | None = None) -> None:
+                 health_default: HealthCheckSpec | None = None, fleet_gap_ms: int | None = None) -> None:
+        """``fleet_gap_ms``: see :class:`ExpiryProtection` (``create_app`` derives it from the settings)."""
         self.store = store
         self.clock = clock
         self.ttl_ms = ttl_ms
         self.observer = observer
         self.health_default = health_default or HealthCheckSpec(0.0, 2.0, 2)
         """The checks of instances that ask for none of their own (``interval_s`` 0: none)."""
-        self.protection = ExpiryProtection(store, clock, ttl_ms, observer)
+        self.protection = ExpiryProtection(store, clock, ttl_ms, observer, fleet_gap_ms=fleet_gap_ms)
 
     def __repr__(self) -> str:
         return f"Registry(store={self.store!r}, ttl_ms={self.ttl_ms})"
@@ -47,7 +48,7 @@ class Registry:
     async def _store(self, operation: Callable[[int], Awaitable[T]]) -> T:
         """Run ``operation(now_ms)`` on the store: after an outage, only once the leases are protected."""
         try:
-            if self.protection.active:
+            if self.protection.pending:
                 await self.protection.recover()
             result = await operation(self.clock.now_ms())
         except StoreError as exc:
@@ -133,8 +134,9 @@ class Registry:
     async def sweep(self, limit: int = 1000) -> list[Expired]:
         """Expire every lease that ran out (in batches of ``limit`` per service) and refresh the inventory."""
         removed: list[Expired] = []
+        upto_ms = await self._store(lambda _now: self.protection.before_sweep())
         while True:
-            batch = await self._store(lambda now: self.store.expire(now, limit))
+            batch = await self._store(lambda now: self.store.expire(min(now, upto_ms), limit))
             for service, count in collections.Counter(gone.name for gone in batch).items():
                 self.observer.expired(service, count)
             removed.extend(batch)

@@ -164,12 +164,25 @@ class ErrorBody(BaseModel):
     details: list[ErrorDetail] | None = None
 
 
+class FleetRevivalOut(BaseModel):
+    model_config = ConfigDict(title="FleetRevival")
+
+    absent_since_ms: int
+    at_ms: int
+    extended: int
+
+
 class HealthOut(BaseModel):
     model_config = ConfigDict(title="Health")
 
     status: Literal["ok", "unavailable"]
     store: str
     expiry_protection: bool = Field(description="true while a store outage pauses expiry and protects leases")
+    shedding: bool = Field(description="true while overload holds expiry: writes beyond the in-flight limit "
+                                       "are refused with 503 + Retry-After")
+    fleet_revival: FleetRevivalOut | None = Field(
+        description="the last time this replica found that no replica had served for longer than the gap, "
+                    "and how many leases it extended by a full TTL")
     error: ErrorBody | None = None
 
 

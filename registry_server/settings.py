@@ -54,6 +54,8 @@ class Settings:
     """Failed checks in a row before an instance counts as critical (and shows DOWN)."""
     health_check_deregister_after_s: float = 0.0
     """Seconds critical before an instance is deregistered (0: never)."""
+    max_in_flight: int = 128
+    """Writes one replica serves at once; beyond it a write is refused with 503 + Retry-After at once."""
 
     @property
     def ttl_ms(self) -> int:
@@ -106,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
                                                    "REGISTRY_HEALTH_CHECK_FAILURES, default 2)")
     p.add_argument("--health-check-deregister-after", help="seconds critical before deregistration (env "
                                                            "REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER, default 0: never)")
+    p.add_argument("--max-in-flight", help="writes served at once per replica, beyond it 503 + Retry-After "
+                                           "(env REGISTRY_MAX_IN_FLIGHT, default 128)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL, "
                                          "default info)")
     p.add_argument("--log-format", help="text or json (env REGISTRY_LOG_FORMAT, default text)")
@@ -180,6 +184,9 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     max_watchers = pick(args.max_watchers, "REGISTRY_MAX_WATCHERS")
     if max_watchers is not None and (not max_watchers.isdigit() or not 1 <= int(max_watchers) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_WATCHERS/--max-watchers: {max_watchers!r} is not a count (1-1000000)")
+    max_in_flight = pick(args.max_in_flight, "REGISTRY_MAX_IN_FLIGHT")
+    if max_in_flight is not None and (not max_in_flight.isdigit() or not 1 <= int(max_in_flight) <= 1_000_000):
+        raise ConfigError(f"REGISTRY_MAX_IN_FLIGHT/--max-in-flight: {max_in_flight!r} is not a count (1-1000000)")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -224,4 +231,5 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         max_watchers=int(max_watchers) if max_watchers is not None else defaults.max_watchers,
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
                         if read_timeout is not None else defaults.read_timeout_s),
+        max_in_flight=int(max_in_flight) if max_in_flight is not None else defaults.max_in_flight,
     )

@@ -196,7 +196,7 @@ class ServiceRegistryManager:
                     log.error("registration of %s failed after %d retries (%s); retrying every %.3gs in "
                               "the background", name, retries, exc, self.config.heartbeat_interval_s)
                     break
-                delay = self._backoff.delay(attempt, self._rng)
+                delay = max(self._backoff.delay(attempt, self._rng), exc.retry_after_s or 0.0)
                 log.warning("registration of %s failed (%s); retry %d/%d in %.3gs", name, exc, attempt + 1,
                             retries, delay)
                 await self._clock.sleep(delay)
@@ -298,6 +298,8 @@ class ServiceRegistryManager:
                     log.warning("registry unreachable: heartbeats of %s fail (%s); retrying", self.instance_id, exc)
                 delay = min(interval, self._backoff.delay(failures, self._rng)) if self.registered \
                     else interval
+                if exc.retry_after_s is not None:  # an overloaded registry said when to come back
+                    delay = max(delay, exc.retry_after_s)
                 failures += 1
             except RegistryRequestError as exc:
                 log.error("registry refused the heartbeat of %s: %s", self.instance_id, exc)

@@ -114,11 +114,19 @@ class RegistryApi:
                 await self.registry.ping()
         except (StoreError, TimeoutError) as exc:
             return JSONResponse({"status": "unavailable", "store": store.kind,
-                                 "expiry_protection": self.registry.protection.active,
+                                 **self._protection(),
                                  "error": {"code": "store_unavailable", "message": str(exc) or "timed out"}},
                                 status_code=503)
-        return JSONResponse({"status": "ok", "store": store.kind,
-                             "expiry_protection": self.registry.protection.active})
+        return JSONResponse({"status": "ok", "store": store.kind, **self._protection()})
+
+    def _protection(self) -> dict[str, object]:
+        protection = self.registry.protection
+        revival = protection.revival
+        return {"expiry_protection": protection.active,
+                "shedding": protection.shedding_since_ms is not None,
+                "fleet_revival": None if revival is None else {
+                    "absent_since_ms": revival.absent_since_ms, "at_ms": revival.at_ms,
+                    "extended": revival.extended}}
 
     async def metrics_endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)

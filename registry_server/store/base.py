@@ -111,6 +111,14 @@ class InstanceStore(Protocol):
         """
         ...
 
+    async def mark_alive(self, now_ms: int, gap_ms: int) -> int | None:
+        """Move the fleet's liveness mark to ``now_ms``; the mark it replaced when that was older than
+        ``gap_ms`` (no replica served in between), else ``None`` (fresh, or no mark yet).
+
+        Compare and set in one step: of replicas calling together, only one gets the stale mark.
+        """
+        ...
+
     async def last_event_id(self) -> str:
         """The id of the newest event (``"0-0"`` when there is none)."""
         ...

@@ -12,6 +12,7 @@ so every script stays inside one slot; the few keys that span services are touch
 ``<p>:services``            set of service names (the index of services)
 ``<p>:health:due``          sorted set, ``<name>/<id>`` scored by when its next health check is due (ms)
 ``<p>:epoch``               ms when this store's history began (a wiped store starts a new one)
+``<p>:fleet``               ms when a replica last swept: the fleet's liveness mark
 ``<p>:changes``             pub/sub channel on which every change is announced
 """
 
@@ -38,6 +39,10 @@ class KeyLayout:
     @property
     def health_due(self) -> str:
         return f"{self.prefix}:health:due"
+
+    @property
+    def fleet(self) -> str:
+        return f"{self.prefix}:fleet"
 
     @property
     def channel(self) -> str:

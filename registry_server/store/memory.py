@@ -59,6 +59,7 @@ class MemoryStore:
         self._trimmed_upto = "0-0"
         self._new_event = asyncio.Event()
         self.next_expiry_ms: int | None = None
+        self._fleet_mark_ms: int | None = None
 
     def __repr__(self) -> str:
         return f"MemoryStore(instances={len(self._owners)})"
@@ -262,6 +263,13 @@ class MemoryStore:
         for _at, key in due:
             self._due[key] = now_ms + hold_ms
         return [key for _at, key in due]
+
+    async def mark_alive(self, now_ms: int, gap_ms: int) -> int | None:
+        prev = self._fleet_mark_ms
+        if prev is not None and prev >= now_ms:
+            return None
+        self._fleet_mark_ms = now_ms
+        return prev if prev is not None and now_ms - prev > gap_ms else None
 
     async def revision(self, name: str) -> int:
         svc = self._services.get(name)

@@ -135,6 +135,7 @@ class RedisStore:
         self._list = self._script("list")
         self._summary = self._script("summary")
         self._extend = self._script("extend")
+        self._fleet_mark = self._script("fleet_mark")
         self._claim = self._script("claim")
         self._release = self._script("release")
         self._release_many = self._script("release_many")
@@ -401,6 +402,11 @@ class RedisStore:
         replies = await self._run("extend", lambda: self._each_service(lambda name, client: self._extend(
             keys=[k.leases(name)], args=[since_ms, until_ms, k.instance_prefix(name)], client=client)))
         return sum(int(n) for _name, n in replies)
+
+    async def mark_alive(self, now_ms: int, gap_ms: int) -> int | None:
+        stale = await self._run("mark_alive", lambda: self._fleet_mark(keys=[self._keys.fleet],
+                                                                         args=[now_ms, gap_ms]))
+        return None if stale is None else int(stale)
 
     # -- reads --------------------------------------------------------------------------------------
 

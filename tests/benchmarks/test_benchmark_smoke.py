@@ -6,6 +6,7 @@ Each starts its own redis-server and registry processes on 127.0.0.1 and stops t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -69,3 +70,17 @@ def test_bench_health_prints_detection_cost_and_two_replicas() -> None:
     out = _run("benchmarks.bench_health", "--interval", "1", "--timeout", "0.5", "--instances", "20",
                "--seconds", "2", "--rate", "50", timeout=180, tools=("redis-server", "hey"))
     assert "detection:" in out and "heartbeat with 20 checked:" in out and "two replicas:" in out, out
+
+
+def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> None:
+    # Exit 1 only says a target was missed, which a tiny run on a busy machine may: figures are not checked.
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_overload", "--ratios", "0.5", "--duration",
+                           "3", "--capacity-duration", "1", "--ttl", "4", "--no-pin", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, start_new_session=True)
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    capacity, summary = done.stdout.strip().splitlines()[-2:]
+    assert capacity.startswith("capacity: ")
+    figures = json.loads(summary)
+    assert figures["ratio"] == 0.5 and figures["sent"] > 0
+    assert {"useful_per_s", "shed_503", "false_expiries", "probe_p99_ms", "recovery_s",
+            "death_detected_after_lease_s", "generator_late_s"} <= figures.keys()

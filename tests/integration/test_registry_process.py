@@ -37,7 +37,8 @@ def test_full_api_round_trip_against_redis(tmp_path: Path, redis_server: RedisSe
         httpx.Client(base_url=reg.url, headers=LEASE) as http,
     ):
         reg.wait_healthy()
-        assert http.get("/healthz").json() == {"status": "ok", "store": "redis", "expiry_protection": False}
+        assert http.get("/healthz").json() == {"status": "ok", "store": "redis", "expiry_protection": False,
+                                             "shedding": False, "fleet_revival": None}
         created = http.post(
             "/instances",
             json={
@@ -278,7 +279,8 @@ def test_a_bad_setting_exits_2_with_one_line_on_stderr() -> None:
 def test_without_redis_url_the_embedded_store_serves_with_a_warning(tmp_path: Path) -> None:
     with running_registry(tmp_path, redis_url=None, port=free_port()) as reg:
         reg.wait_healthy()
-        assert httpx.get(reg.url + "/healthz").json() == {"status": "ok", "store": "memory", "expiry_protection": False}
+        assert httpx.get(reg.url + "/healthz").json() == {"status": "ok", "store": "memory", "expiry_protection": False,
+                                                            "shedding": False, "fleet_revival": None}
         assert "nothing persists" in reg.log_text()
 
 

@@ -39,6 +39,8 @@ def test_flags_win_over_the_environment() -> None:
     ([], {"REGISTRY_INSTANCE_TTL": "nan"}, "REGISTRY_INSTANCE_TTL"),
     ([], {"REGISTRY_SWEEP_INTERVAL": "0"}, "REGISTRY_SWEEP_INTERVAL"),
     ([], {"REDIS_URL": "not a url"}, "REDIS_URL"),
+    (["--max-in-flight", "0"], {}, "--max-in-flight"),
+    ([], {"REGISTRY_MAX_IN_FLIGHT": "many"}, "REGISTRY_MAX_IN_FLIGHT"),
     ([], {"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
     ([], {"REDIS_URL": "redis://localhost:99999/0"}, "REDIS_URL"),
     ([], {"REGISTRY_LOG_LEVEL": "loud"}, "REGISTRY_LOG_LEVEL"),
@@ -49,6 +51,12 @@ def test_bad_values_raise_a_config_error_naming_the_setting(argv: list[str], env
                                                             names: str) -> None:
     with pytest.raises(ConfigError, match=names):
         load_settings(argv, env)
+
+
+def test_the_in_flight_limit_comes_from_the_flag_over_the_environment() -> None:
+    assert load_settings([], {}).max_in_flight == 128
+    assert load_settings([], {"REGISTRY_MAX_IN_FLIGHT": "64"}).max_in_flight == 64
+    assert load_settings(["--max-in-flight", "32"], {"REGISTRY_MAX_IN_FLIGHT": "64"}).max_in_flight == 32
 
 
 def test_sentinel_and_cluster_urls_parse_into_their_nodes() -> None:

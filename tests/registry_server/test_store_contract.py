@@ -320,3 +320,14 @@ async def test_lease_tokens_guard_renewal_removal_and_reregistration(store: Inst
     assert await store.heartbeat("Auth-1", None, NOW + 3, TTL) is not None, "None: the admin"
     assert (await store.register(reg(lease_token_hash=other), NOW + 4, TTL, lease_token_hash=own)).created is False
     assert await store.deregister("Auth-1", NOW + 5, lease_token_hash=other) is not None, "the token was replaced"
+
+
+async def test_the_fleet_mark_reports_a_stale_mark_to_exactly_one_of_the_replicas_that_move_it(
+        store_factory: StoreFactory) -> None:
+    first, second = store_factory(), store_factory()
+    assert await first.mark_alive(NOW, 3000) is None, "no mark yet: nothing to extend"
+    assert await second.mark_alive(NOW + 1000, 3000) is None, "fresh"
+    assert await first.mark_alive(NOW + 10_000, 3000) == NOW + 1000, "stale: this caller extends"
+    assert await second.mark_alive(NOW + 10_001, 3000) is None, "the other replica finds it moved on"
+    assert await second.mark_alive(NOW + 5000, 3000) is None, "a clock behind never moves the mark back"
+    assert await first.mark_alive(NOW + 12_000, 3000) is None, "the mark stayed at the later clock"

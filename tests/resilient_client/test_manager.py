@@ -1,4 +1,6 @@
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -239,3 +241,31 @@ async def test_registering_the_same_instance_again_still_deregisters_it_when_the
     await manager.deregister()
     await manager.close()
     assert [seen.path for seen in registry.requests("DELETE")] == [f"/instances/{service_id}"]
+
+
+class SleepLog:
+    """The system clock, recording each sleep the manager asks for."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.sleep(min(seconds, 0.01))  # virtual waits: the test checks what was asked, not how long
+
+
+async def test_a_heartbeat_refused_with_retry_after_waits_at_least_that_long(registry: FakeRegistry) -> None:
+    clock = SleepLog()
+    registry.retry_after = "7"
+    async with manager_for(registry.url, heartbeat_ms=50, clock=clock) as manager:
+        await manager.register("Auth", 3001)
+        await async_wait_until(lambda: _true(bool(registry.requests("PUT"))), message="first heartbeat")
+        clock.sleeps.clear()
+        registry.shed_heartbeats = 1
+        before = len(registry.requests("PUT"))
+        await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= before + 3), message="heartbeats on")
+        assert 7.0 in clock.sleeps, f"the wait after the 503 honours Retry-After: {clock.sleeps}"
+        assert all(s in (0.05, 7.0) for s in clock.sleeps), clock.sleeps

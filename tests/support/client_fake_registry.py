@@ -48,6 +48,8 @@ class FakeRegistry:
     seen: list[Seen] = field(default_factory=list)
     fail_registrations: int = 0
     fail_everything: bool = False
+    shed_heartbeats: int = 0
+    """Answer the next N heartbeats ``503 overloaded`` with ``Retry-After``, as an overloaded registry does."""
     blocking: bool = True
     refuse_blocking: tuple[int, str] | None = None
     retry_after: str = "1"
@@ -147,6 +149,11 @@ class FakeRegistry:
                                  headers={"Location": f"/instances/{instance_id}"})
 
     async def _heartbeat(self, request: web.Request) -> web.Response:
+        if self.shed_heartbeats > 0:
+            self.shed_heartbeats -= 1
+            response = _error(503, "overloaded", "told to shed")
+            response.headers["Retry-After"] = self.retry_after
+            return response
         instance = self.instances.get(request.match_info["id"])
         if instance is None:
             return _error(404, "instance_not_found", "unknown instance")

@@ -1,0 +1,408 @@
+"""Overload: one registry process offered 2x and 3x the heartbeats it can answer, open-loop.
+
+    python -m benchmarks.bench_overload [--ratios 2 3] [--duration 60] [--interval 1] [--ttl 10]
+                                        [--capacity-duration 10] [--no-pin] [--json]
+
+In one run, each phase on a fresh ``redis-server`` and ``registry-server`` (TTL ``--ttl``, sweep every
+second, default in-flight limit). The registry shares core 0 with a CPU hog (it gets about half of it)
+and the load generator has core 1 (``--no-pin``: no pinning): a load generator needs a core of its own
+to offer three times what a registry process answers. Heartbeats go over a lean HTTP/1.1 client on
+keep-alive connections: each instance opens its own before the load begins, and another while one is
+busy.
+
+1. Capacity: 32 workers send heartbeats back to back for ``--capacity-duration`` seconds; ``C`` is the
+   heartbeats per second answered 200.
+2. For each ratio ``r``: ``N = r * C * interval`` instances, each heartbeating every ``--interval`` seconds
+   on its own schedule (phase ``i / N``) whatever the answers (open loop), with a 2 s client timeout and
+   as many connections as it takes, for ``--duration`` seconds. Meanwhile a prober reads
+   ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
+   heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
+   every half TTL) for two TTLs.
+
+Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C``; 503s and
+their latency; timeouts; false expiries (``registry_expirations_total`` other than the dead instance, and
+instances missing at the end); p99 of the prober's reads; how long after the overload every heartbeat
+was answered 200 again (recovery); when the dead instance expired, after its lease ran out and after the
+overload stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.load_heartbeats import LoadResult as _LoadResult
+from benchmarks.load_heartbeats import _metric_sum, _register_all, _run, instance_ids, run_load
+
+CLIENT_TIMEOUT_S = 2.0
+PROBE_EVERY_S = 0.2
+
+
+@dataclass
+class OverloadResult:
+    ratio: float
+    capacity_per_s: float
+    instances: int
+    duration_s: float
+    sent: int = 0
+    ok: int = 0
+    shed: int = 0
+    other: dict[int, int] = field(default_factory=dict)
+    timeouts: int = 0
+    errors: int = 0
+    shed_latencies_s: list[float] = field(default_factory=list)
+    probe_latencies_s: dict[str, list[float]] = field(default_factory=dict)
+    probe_failures: int = 0
+    expirations: float = 0.0
+    missing_at_end: int = 0
+    recovery_s: float = 0.0
+    death_detected_after_lease_s: float | None = None
+    death_detected_after_overload_s: float | None = None
+    requests_shed_metric: float = 0.0
+    generator_late_s: float = 0.0
+    never_registered: int = 0
+    """The most the load generator fell behind its own schedule (large: the figures measure it, not the
+    registry)."""
+
+    @property
+    def useful_per_s(self) -> float:
+        return self.ok / self.duration_s
+
+    @property
+    def false_expiries(self) -> int:
+        return max(0, int(self.expirations) - 1) + self.missing_at_end
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ratio": self.ratio, "capacity_per_s": round(self.capacity_per_s), "instances": self.instances,
+            "offered_per_s": round(self.instances / 1.0), "sent": self.sent,
+            "useful_per_s": round(self.useful_per_s), "useful_share_of_capacity": round(
+                self.useful_per_s / self.capacity_per_s, 3),
+            "shed_503": self.shed, "shed_p99_ms": round(1000 * _pct(self.shed_latencies_s, 0.99), 1),
+            "other_status": self.other, "timeouts": self.timeouts, "errors": self.errors,
+            "false_expiries": self.false_expiries,
+            "probe_p99_ms": {name: round(1000 * _pct(values, 0.99), 1)
+                             for name, values in self.probe_latencies_s.items()},
+            "probe_failures": self.probe_failures, "recovery_s": round(self.recovery_s, 2),
+            "death_detected_after_lease_s": _round(self.death_detected_after_lease_s),
+            "death_detected_after_overload_s": _round(self.death_detected_after_overload_s),
+            "generator_late_s": round(self.generator_late_s, 2), "never_registered": self.never_registered,
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Fleet:
+    """A fresh Redis and one registry process, stopped at the end."""
+
+    def __init__(self, ttl_s: float, *, pinned: bool) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.support.processes import start_registry
+        from tests.support.redis_server import RedisServer
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench-overload-"))
+        self.redis = RedisServer(data_dir=tmp / "redis")
+        self.redis.start()
+        wrapper = ["taskset", "-c", "0"] if pinned else []
+        self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
+        self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
+                                       extra_env={"REGISTRY_LOG_LEVEL": "warning"})
+        self.registry.wait_healthy()
+        self.url = self.registry.url
+
+    def stop(self) -> None:
+        self.registry.stop()
+        self.redis.stop()
+        if self.hog is not None:
+            self.hog.kill()
+            self.hog.wait()
+
+
+class RawHttp:
+    """A lean HTTP/1.1 client on keep-alive connections: the load generator must spend far less per request
+    than the registry does, or it, not the registry, is what saturates. A request that times out closes its
+    connection, as aiohttp does (and the client library with it)."""
+
+    def __init__(self, url: str) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def request(self, raw: bytes) -> int:
+        conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        reader, writer = conn
+        try:
+            writer.write(raw)
+            status = int((await reader.readline()).split(b" ", 2)[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            raise
+        self.idle.append(conn)
+        return status
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def _open(pools: Iterable[RawHttp]) -> None:
+    """One connection for each instance before the load begins, as a fleet of running services has."""
+    gate = asyncio.Semaphore(64)
+
+    async def one(pool: RawHttp) -> None:
+        async with gate:
+            pool.idle.append(await asyncio.open_connection(pool.host, pool.port))
+
+    await asyncio.gather(*(one(pool) for pool in pools))
+
+
+def _registration_request(host: str, service: str, n: int, instance_id: str, token: str) -> bytes:
+    body = json.dumps({"name": service, "host": "127.0.0.1", "port": 10000 + n % 50000, "id": instance_id,
+                       "lease_token": token}).encode()
+    return (f"POST /instances HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"X-Lease-Token: {token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _heartbeat_request(host: str, instance_id: str, token: str) -> bytes:
+    return (f"PUT /instances/{instance_id}/heartbeat HTTP/1.1\r\nHost: {host}\r\n"
+            f"X-Lease-Token: {token}\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+async def _beat(http: RawHttp, raw: bytes) -> tuple[int, float]:
+    """(status, or 0 for a timeout, -1 for an error; seconds)."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(CLIENT_TIMEOUT_S):
+            status = await http.request(raw)
+    except TimeoutError:
+        return 0, time.monotonic() - started
+    except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+        return -1, time.monotonic() - started
+    return status, time.monotonic() - started
+
+
+async def overload(url: str, *, ratio: float, capacity: float, interval_s: float, duration_s: float,
+                   ttl_s: float) -> OverloadResult:
+    instances = max(1, round(ratio * capacity * interval_s))
+    result = OverloadResult(ratio, capacity, instances, duration_s)
+    ids = instance_ids(instances)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)) as session:
+        victim = ("Victim", "Victim-000000")
+        tokens = await _register_all(session, url, [victim], _LoadResult(1, interval_s, duration_s))
+        host = url.removeprefix("http://")
+        tokens.update({iid: f"overload-token-{iid}" for _, iid in ids})
+        requests = {iid: _heartbeat_request(host, iid, token) for iid, token in tokens.items()}
+        # An instance registers in its first slot of the schedule (and again in the next while refused),
+        # then heartbeats: no lease waits for the whole fleet to register before its first renewal.
+        registrations = {iid: _registration_request(host, service, n, iid, tokens[iid])
+                         for n, (service, iid) in enumerate(ids)}
+        registered: set[str] = set()
+        pools = {iid: RawHttp(url) for iid in tokens}  # each instance its own keep-alive connection(s)
+        await _open(pools.values())
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.2
+        overload_ends = start + duration_s
+        victim_stops = start + duration_s / 3
+        answers_after: list[tuple[float, int]] = []
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(instance_id: str, during: bool) -> None:
+            registering = instance_id not in registered
+            raw = registrations[instance_id] if registering else requests[instance_id]
+            status, took = await _beat(pools[instance_id], raw)
+            if registering and status in (200, 201):
+                registered.add(instance_id)
+                status = 200
+            if not during:
+                answers_after.append((loop.time(), status))
+                return
+            result.sent += 1
+            if status == 200:
+                result.ok += 1
+            elif status == 503:
+                result.shed += 1
+                result.shed_latencies_s.append(took)
+            elif status == 0:
+                result.timeouts += 1
+            elif status == -1:
+                result.errors += 1
+            else:
+                result.other[status] = result.other.get(status, 0) + 1
+
+        def launch(instance_id: str, during: bool) -> None:
+            task = loop.create_task(one(instance_id, during))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        async def victim_beats() -> float:
+            """Heartbeats the victim until it 'dies'; when its lease (as last renewed) runs out."""
+            lease_ends = loop.time() + ttl_s
+            while loop.time() < victim_stops:
+                status, _ = await _beat(pools[victim[1]], requests[victim[1]])
+                if status == 200:
+                    lease_ends = loop.time() + ttl_s
+                await asyncio.sleep(interval_s)  # its own schedule
+            return lease_ends
+
+        async def probe() -> None:
+            name = ids[0][0]
+            while loop.time() < overload_ends:
+                for label, path in (("GET /services/{name}", f"/services/{name}"), ("GET /healthz", "/healthz")):
+                    began = time.monotonic()
+                    try:
+                        async with session.get(url + path) as resp:
+                            await resp.read()
+                            ok = resp.status == 200
+                    except (TimeoutError, aiohttp.ClientError):
+                        ok = False
+                    result.probe_latencies_s.setdefault(label, []).append(time.monotonic() - began)
+                    result.probe_failures += 0 if ok else 1
+                await asyncio.sleep(PROBE_EVERY_S)  # the prober's own pace
+
+        async def watch_victim(lease_ends_task: asyncio.Task[float]) -> None:
+            deadline = overload_ends + 10 * ttl_s
+            while loop.time() < deadline:
+                try:
+                    async with session.get(f"{url}/instances/{victim[1]}") as resp:
+                        await resp.read()
+                        gone = resp.status == 404
+                except (TimeoutError, aiohttp.ClientError):
+                    gone = False
+                if gone and lease_ends_task.done():
+                    now = loop.time()
+                    result.death_detected_after_lease_s = now - lease_ends_task.result()
+                    result.death_detected_after_overload_s = now - overload_ends
+                    return
+                await asyncio.sleep(0.1)  # polling pace
+
+        victim_task = loop.create_task(victim_beats())
+        watcher = loop.create_task(watch_victim(victim_task))
+        prober = loop.create_task(probe())
+        step = interval_s / instances
+        beat = 0
+        while True:  # the overload: every instance on its own schedule, whatever the answers
+            due = start + beat * step
+            if due >= overload_ends:
+                break
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:  # behind its own schedule: still let answers in, or the generator starves itself
+                result.generator_late_s = max(result.generator_late_s, -delay)
+                await asyncio.sleep(0)
+            launch(ids[beat % instances][1], True)
+            beat += 1
+        # After it, the fleet heartbeats more slowly (as after raising its interval): 60 % of the capacity,
+        # still at most every half TTL.
+        calm_interval = min(ttl_s / 2, instances / (0.6 * capacity))
+        calm_step = calm_interval / instances
+        calm_ends = overload_ends + 2 * ttl_s
+        calm = 0
+        while True:
+            due = overload_ends + calm * calm_step
+            if due >= calm_ends:
+                break
+            delay = due - loop.time()
+            await asyncio.sleep(max(0.0, delay))
+            launch(ids[calm % instances][1], False)
+            calm += 1
+        await prober
+        if pending:
+            await asyncio.wait(pending)
+        await watcher
+        for pool in pools.values():
+            pool.close()
+        bad = [at for at, status in answers_after if status != 200]
+        result.recovery_s = max(bad) - overload_ends if bad else 0.0
+        async with session.get(url + "/metrics") as resp:
+            text = await resp.text()
+        result.expirations = _metric_sum(text, "registry_expirations_total")
+        result.requests_shed_metric = _metric_sum(text, "registry_requests_shed_total")
+        async with session.get(url + "/instances") as resp:
+            listed = {inst["id"] for inst in (await resp.json())["instances"]}
+        result.missing_at_end = len(registered - listed)
+        result.never_registered = instances - len(registered)
+    return result
+
+
+def _run_on_uvloop(main: Coroutine[Any, Any, OverloadResult]) -> OverloadResult:
+    """On uvloop when installed (as the registry runs), to leave the registry as much CPU as we can."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ratios", type=float, nargs="+", default=[2.0, 3.0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of overload per ratio")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between heartbeats of one instance")
+    parser.add_argument("--ttl", type=float, default=10.0)
+    parser.add_argument("--capacity-duration", type=float, default=10.0)
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin: by default the registry shares core 0 with a CPU hog (so it has about "
+                             "half a core) and the load generator has core 1")
+    parser.add_argument("--json", action="store_true")
+    opts = parser.parse_args()
+    pinned = not opts.no_pin
+    if pinned:
+        os.sched_setaffinity(0, {1})
+
+    fleet = Fleet(3600.0, pinned=pinned)
+    try:
+        measured = _run(run_load(fleet.url, instances=1000, interval_s=1.0, duration_s=opts.capacity_duration,
+                                 connections=32, closed_loop=True))
+    finally:
+        fleet.stop()
+    capacity = measured.heartbeats_per_s
+    print(f"capacity: {capacity:.0f} heartbeats/s answered 200 (closed loop, 32 workers, "
+          f"{opts.capacity_duration:g} s); p99 {measured.percentile_ms(0.99):.1f} ms")
+    summaries = []
+    for ratio in opts.ratios:
+        fleet = Fleet(opts.ttl, pinned=pinned)
+        try:
+            outcome = _run_on_uvloop(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
+                                           duration_s=opts.duration, ttl_s=opts.ttl))
+        finally:
+            fleet.stop()
+        summary = outcome.summary()
+        summaries.append(summary)
+        print(json.dumps(summary) if opts.json else "\n".join(f"  {k}: {v}" for k, v in summary.items()))
+    failed = [s for s in summaries
+              if s["false_expiries"] or s["useful_share_of_capacity"] < 0.9 * min(1.0, s["ratio"])]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
