@@ -62,7 +62,10 @@ class Admission:
 
     def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         now = loop.time()
-        self.adjust(now - due)
+        # A late tick counts only while requests are being served: a loop that ran late with none in
+        # flight (a paused process, an in-process client that runs the loop only while it calls) had no
+        # queue to protect, and shedding would refuse the first requests after it.
+        self.adjust(now - due if self.in_flight else 0.0)
         if self.share < 1.0:
             # Behind: heartbeats may be waiting in the server, unread, past their leases' end, whether or
             # not a write was refused yet. Renew the leases as for a refusal.

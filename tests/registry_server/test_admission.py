@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import Receive, Scope, Send
 
-from registry_server.api.admission import TARGET_LAG_S, Admission
+from registry_server.api.admission import TARGET_LAG_S, TICK_S, Admission
 from registry_server.app import create_app
 from registry_server.model import InstanceStatus, Renewal
 from registry_server.registry import Registry
@@ -108,6 +108,33 @@ async def test_no_lease_runs_out_while_shedding_and_a_real_death_expires_a_ttl_a
 
 async def test_a_loop_behind_cuts_the_share_of_writes_and_holds_leases_until_it_catches_up() -> None:
     held: list[float] = []
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/slow":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    admission = Admission(app, 8, shed=lambda: held.append(time.monotonic()),
+                          refused=Counter("refused", "refused", registry=CollectorRegistry()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admission), base_url="http://r") as http:
+        assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
+        slow = asyncio.create_task(http.get("/slow"))  # a request in flight: the loop has work queued
+        await until(lambda: admission.in_flight == 1)
+        busy_until = time.monotonic() + 4 * TARGET_LAG_S
+        while time.monotonic() < busy_until:  # the fault: the loop kept busy, as a CPU-bound overload does
+            pass
+        await until(lambda: admission.share < 1.0)
+        assert admission.share == 0.8 and held, "one late tick cuts the share and holds the leases"
+        release.set()
+        assert (await slow).status_code == 204
+        await until(lambda: admission.share == 1.0)  # the loop runs on time again: back to all writes
+        assert (await http.put("/instances/a/heartbeat")).status_code == 204
+
+
+async def test_a_late_loop_with_nothing_in_flight_sheds_nothing() -> None:
+    held: list[float] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -117,13 +144,15 @@ async def test_a_loop_behind_cuts_the_share_of_writes_and_holds_leases_until_it_
                           refused=Counter("refused", "refused", registry=CollectorRegistry()))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admission), base_url="http://r") as http:
         assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
+        ticks_seen = admission.share
         busy_until = time.monotonic() + 4 * TARGET_LAG_S
-        while time.monotonic() < busy_until:  # the fault: the loop kept busy, as a CPU-bound overload does
+        while time.monotonic() < busy_until:  # late, but idle: no request waits
             pass
-        await until(lambda: admission.share < 1.0)
-        assert admission.share == 0.8 and held, "one late tick cuts the share and holds the leases"
-        await until(lambda: admission.share == 1.0)  # the loop runs on time again: back to all writes
-        assert (await http.put("/instances/a/heartbeat")).status_code == 204
+        for _ in range(3):
+            assert (await http.put("/instances/a/heartbeat")).status_code == 204
+            await asyncio.sleep(TICK_S)  # pacing: let the control tick between requests
+        assert admission.share == ticks_seen == 1.0
+        assert held == []
 
 
 def test_the_share_falls_by_a_fifth_per_late_tick_and_rises_by_a_twentieth_per_timely_one() -> None:
