@@ -1,8 +1,7 @@
 """Auth service (Starlette on hypercorn): registers itself and calls User through ResilientClient.
 
 The seed's "Service-to-Service Communication" example: no hard-coded address, round-robin over the
-User instances, failover and circuit breakers included, and a retry budget so that a User outage does not
-multiply the calls User receives. Run:
+User instances, failover and circuit breakers included. Run:
 
     SERVICE_REGISTRY_URL=http://localhost:3011 PORT=3001 python examples/auth_service.py
     curl localhost:3001/login/42
@@ -21,17 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from resilient_client import (
-    ClientConfig,
-    ResilientClient,
-    ServiceRegistryManager,
-    ServiceUnavailableError,
-    registry_lifespan,
-)
+from resilient_client import ResilientClient, ServiceRegistryManager, ServiceUnavailableError, registry_lifespan
 
 PORT = int(os.environ.get("PORT", "3001"))
 manager = ServiceRegistryManager()
-users = ResilientClient(manager, config=ClientConfig.from_env(retry_budget=0.2))
+users = ResilientClient(manager)
 
 
 async def login(request: Request) -> JSONResponse:
