@@ -30,8 +30,8 @@ class _Window:
         self.first_total = 0
         self.retry_total = 0
 
-    def slide(self, bucket: int) -> int:
-        """Move the window on to ``bucket``, emptying the buckets it leaves behind; the slot of ``bucket``."""
+    def slide(self, bucket: int) -> None:
+        """Move the window on to ``bucket``, emptying the buckets it leaves behind."""
         passed = bucket - self.bucket
         if passed > 0:
             if passed >= BUCKETS:
@@ -46,7 +46,6 @@ class _Window:
                     self.retry_total -= retries[slot]
                     firsts[slot] = retries[slot] = 0
             self.bucket = bucket
-        return bucket % BUCKETS
 
 
 class RetryBudget:
@@ -61,25 +60,30 @@ class RetryBudget:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
 
-    def _window(self, service: str) -> tuple[_Window, int]:
-        bucket = int(self._clock.monotonic() // self._bucket_s)
+    def _window(self, service: str, bucket: int) -> _Window:
+        """``service``'s window, slid on to ``bucket``."""
         window = self._windows.get(service)
         if window is None:
             window = self._windows[service] = _Window(bucket)
-        return window, window.slide(bucket)
+        window.slide(bucket)
+        return window
 
     def first_attempt(self, service: str) -> None:
         """A call of ``service`` makes its first attempt: it adds ``ratio`` of a retry to the balance."""
-        window, slot = self._window(service)
-        window.firsts[slot] += 1
+        bucket = int(self._clock.monotonic() // self._bucket_s)
+        window = self._windows.get(service)
+        if window is None or window.bucket != bucket:  # (every call comes here: no further call while it can)
+            window = self._window(service, bucket)
+        window.firsts[bucket % BUCKETS] += 1
         window.first_total += 1
 
     def try_retry(self, service: str) -> bool:
         """Whether a call of ``service`` may make another attempt; ``True`` takes one from the balance."""
-        window, slot = self._window(service)
+        bucket = int(self._clock.monotonic() // self._bucket_s)
+        window = self._window(service, bucket)
         if window.retry_total + 1 > max(self._ratio * window.first_total, self._floor):
             return False
-        window.retries[slot] += 1
+        window.retries[bucket % BUCKETS] += 1
         window.retry_total += 1
         return True
 
