@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from resilient_client import ClientConfig, ResilientClient, Response, ServiceRegistryManager  # noqa: E402
 from resilient_client._transport import AiohttpTransport, OutgoingRequest  # noqa: E402
+from resilient_client.config import LOAD_BALANCERS  # noqa: E402
 
 Call = Callable[[], Awaitable[int]]
 
@@ -153,21 +154,23 @@ async def client_code_per_call(registry_url: str, raw: Call, calls: int, concurr
     return statistics.median(tight), statistics.median(interleaved)
 
 
-async def own_code(registry_url: str, calls: int) -> None:
+async def own_code(registry_url: str, calls: int, config: ClientConfig) -> None:
     """Only the client's own path, for an instruction count: ``calls`` GETs through a transport that answers
     at once, the manager's cache being the real one (the instance is registered, never connected to).
 
         valgrind --tool=callgrind python benchmarks/bench_client.py --own-code N
 
     for two values of N: the difference of the two totals / the difference of the Ns is the instructions
-    per call, start-up and warm-up cancelled out."""
+    per call, start-up and warm-up cancelled out. ``--load-balancer`` and ``--retry-budget`` count the
+    path with another balancer, or with a retry budget."""
     never = 3_600_000  # ms: no heartbeat and no cache refresh inside the run, however slow valgrind makes it
     async with ServiceRegistryManager(registry_url=registry_url, metrics=False, watch=False,
                                       heartbeat_interval=never) as backend:
         await backend.register("Bench", 1, host="127.0.0.1")
         async with ServiceRegistryManager(registry_url=registry_url, metrics_registry=CollectorRegistry(),
                                           watch=False, cache_ttl=never) as manager, ResilientClient(
-                manager, transport=_InstantTransport(), metrics_registry=CollectorRegistry()) as client:
+                manager, transport=_InstantTransport(), metrics_registry=CollectorRegistry(),
+                config=config) as client:
             for _ in range(200):
                 await client.get("Bench", "/ping")
             cpu = time.process_time()
@@ -267,6 +270,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="store_true", help="print every round")
     parser.add_argument("--own-code", type=int, metavar="N", default=0,
                         help="only N calls of the client's own path (no backend, no raw side): for callgrind")
+    parser.add_argument("--load-balancer", default="round_robin", choices=LOAD_BALANCERS,
+                        help="with --own-code: the balancer of the client counted")
+    parser.add_argument("--retry-budget", type=float, default=None,
+                        help="with --own-code: the retry budget of the client counted (default: none)")
     return parser.parse_args(argv)
 
 
@@ -286,7 +293,8 @@ def main() -> None:
         registry_url = f"http://127.0.0.1:{reg_port}"
         wait_http(registry_url + "/healthz")
         if args.own_code:
-            asyncio.run(own_code(registry_url, args.own_code))
+            asyncio.run(own_code(registry_url, args.own_code, ClientConfig(
+                load_balancer=args.load_balancer, retry_budget=args.retry_budget)))
             return
         backend_env = {**os.environ, "PYTHONPATH": str(REPO), "SERVICE_REGISTRY_URL": registry_url,
                        "HOST": "127.0.0.1", "PORT": str(backend_port)}

@@ -10,7 +10,7 @@ pybreaker knows nothing of asyncio, so :meth:`InstanceBreaker.call`
 * admits at most ``half_open_max_probes`` calls at once while half-open (pybreaker admits everyone),
 * times the reset timeout on the injected clock (pybreaker reads the wall clock), and moves the breaker
   to half-open through pybreaker itself when it has run out,
-* counts the calls an open breaker turns away (pybreaker's listeners never see them), and
+* counts the calls an open breaker turns away (pybreaker's listeners never see them), and those in flight,
 * reports state changes (seen through a pybreaker listener) to its :class:`Reporter`.
 """
 
@@ -118,6 +118,8 @@ class InstanceBreaker:
         self.instance = instance
         self.rejections = 0
         """Calls turned away without I/O (open, or every half-open probe slot taken)."""
+        self.outstanding = 0
+        """Calls in flight through this breaker now (what the least-outstanding picker compares)."""
         self._config = config
         self._reporter = reporter
         self._clock = clock
@@ -167,11 +169,14 @@ class InstanceBreaker:
         Raises :class:`BreakerRejectedError` without calling ``send`` when the breaker turns the call away.
         """
         probe = self._admit()
+        self.outstanding += 1
         try:
             result = await send(*args)
         except BaseException as exc:
+            self.outstanding -= 1
             self._raised(probe, exc)
             raise
+        self.outstanding -= 1
         if is_failure(result):
             self._raised(probe, _CountedFailureError(result))
         elif probe is not None:

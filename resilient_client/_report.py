@@ -27,6 +27,7 @@ from resilient_client.hooks import (
     RequestFinished,
     RequestOutcome,
     Retried,
+    RetryBudgetExhausted,
     WatchState,
     WatchStateChanged,
 )
@@ -73,6 +74,12 @@ class Reporter:
             self._metrics.retries.series(service)[0] += 1.0
         if self._hooks:
             self._call_hooks(Retried(service, delay_s))
+
+    def retry_budget_exhausted(self, service: str) -> None:
+        if self._metrics is not None:
+            self._metrics.retry_budget_exhausted.series(service)[0] += 1.0
+        if self._hooks:
+            self._call_hooks(RetryBudgetExhausted(service))
 
     def breaker_created(self, service: str, instance: str) -> None:
         if self._metrics is not None:

@@ -1,7 +1,7 @@
 """``ResilientClient``: service-to-service calls by service name.
 
 The path of a call: discovery cache → picker → breaker gate → transport → classify outcome → next attempt
-or result. This module only wires those stages together; each lives in its own module.
+(within the retry budget) or result. This module only wires those stages together; each lives in its own module.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from resilient_client._retry import (
     counts_against_instance,
     is_idempotent,
 )
+from resilient_client._retry_budget import RetryBudget
 from resilient_client._transport import AiohttpTransport, OutgoingRequest, Transport
 from resilient_client.config import ClientConfig
 from resilient_client.errors import (
@@ -40,7 +41,7 @@ from resilient_client.hooks import Hook, RequestOutcome
 from resilient_client.manager import ServiceRegistryManager
 from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance
-from resilient_client.picker import Picker, RoundRobinPicker
+from resilient_client.picker import LeastOutstandingPicker, Picker, RandomPicker, RoundRobinPicker, ZonePreference
 from resilient_client.response import Response
 
 
@@ -96,10 +97,11 @@ class Discovery(Protocol):
 
 
 class ResilientClient:
-    """Calls services by name: round-robin over UP instances, failover, retries, one breaker per instance.
+    """Calls services by name: balanced over UP instances, failover, retries, one breaker per instance.
 
     ``ResilientClient(manager)`` discovers through that manager's cache; ``ResilientClient(registry_url=...)``
-    (or no argument: the environment) makes and owns a manager of its own.
+    (or no argument: the environment) makes and owns a manager of its own. Without ``config``, the defaults
+    and ``SERVICE_ZONE``. A ``picker`` replaces the one ``config.load_balancer`` names.
     """
 
     def __init__(self, manager: Discovery | None = None, *,
@@ -111,13 +113,18 @@ class ResilientClient:
         self._owns_manager = manager is None
         self.manager: Discovery = manager if manager is not None else ServiceRegistryManager(
             registry_url=registry_url, metrics_registry=metrics_registry, metrics=metrics)
-        self.config = config or ClientConfig()
+        self.config = config or ClientConfig.from_env()
         self._clock = clock or SystemClock()
         self._reporter = Reporter(client_metrics(metrics_registry) if metrics else None, hooks)
         self.breakers = BreakerBoard(self.config.breaker, self._reporter, self._clock)
-        self._picker = picker or RoundRobinPicker()
         self._transport = transport or AiohttpTransport()
         self._rng = rng or random.Random()
+        self._picker = picker or self._balancer(self.config.load_balancer)
+        if self.config.zone is not None:
+            self._picker = ZonePreference(self._picker, self.config.zone)
+        self._budget = None if self.config.retry_budget is None else RetryBudget(
+            self.config.retry_budget, min_per_s=self.config.retry_budget_min_per_s,
+            window_s=self.config.retry_budget_window_s, clock=self._clock)
         self._attempt_timeout_s = self.config.attempt_timeout_s
         self._total_timeout_s = self.config.total_timeout_s
         self._planner = PassPlanner(Backoff(self.config.backoff), self.config.max_passes,
@@ -141,15 +148,20 @@ class ResilientClient:
         deadline = started + (self._total_timeout_s if timeout is None else timeout)
         repeatable = is_idempotent(method, idempotent)
         tried = _Tried()
+        budget = self._budget
         # The whole call runs in this one coroutine (each attempt in its breaker's ``call``): every coroutine
         # level between the caller and the transport costs again at each resumption of the call.
         try:
             instances = await self._discover(service)
+            if budget is not None:
+                budget.first_attempt(service)
             passes = 0
             while True:
                 order, breakers = self._candidates(service, instances, first_pass=passes == 0)
                 for position, inst in enumerate(order):
                     if position:
+                        if budget is not None and not budget.try_retry(service):
+                            return self._out_of_budget(service, started, tried)
                         self._reporter.failed_over(service, order[position - 1].address)
                     remaining = deadline - clock.monotonic()
                     if remaining <= 0:
@@ -173,6 +185,8 @@ class ResilientClient:
                                                  retry_after_s=tried.take_retry_after(), rng=self._rng)
                 if delay is None:
                     return self._finished(service, started, tried.last(service))
+                if budget is not None and not budget.try_retry(service):  # (for the next pass's first attempt)
+                    return self._out_of_budget(service, started, tried)
                 await clock.sleep(delay)
                 self._reporter.retried(service, delay)
                 with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows
@@ -193,6 +207,21 @@ class ResilientClient:
             raise _CallFailedError(RequestOutcome.CIRCUIT_OPEN, CircuitOpenError(
                 service, f"the circuit breakers of all {len(instances)} instances are open"))
         return self._picker.order(service, candidates), breakers
+
+    def _out_of_budget(self, service: str, started: float, tried: _Tried) -> Response:
+        """The retry budget has no retry left: the call ends with what it has."""
+        self._reporter.retry_budget_exhausted(service)
+        return self._finished(service, started, tried.last(service))
+
+    def _balancer(self, name: str) -> Picker:
+        """The picker ``config.load_balancer`` names."""
+        if name == "random":
+            return RandomPicker(self._rng)
+        if name == "least_outstanding":
+            board = self.breakers
+            return LeastOutstandingPicker(
+                lambda service, inst: board.get(service, inst.address).outstanding, self._rng)
+        return RoundRobinPicker()
 
     def _finished(self, service: str, started: float, response: Response) -> Response:
         self._reporter.request_finished(

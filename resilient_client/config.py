@@ -1,6 +1,6 @@
 """Configuration values: frozen dataclasses with the unit in every field name.
 
-Only :meth:`ManagerConfig.from_env` reads the environment, and only when called.
+Only the ``from_env`` methods read the environment, and only when called.
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Literal, cast, get_args
 
 DEFAULT_REGISTRY_URL = "http://localhost:3011"
+
+LoadBalancer = Literal["round_robin", "random", "least_outstanding"]
+LOAD_BALANCERS: tuple[str, ...] = get_args(LoadBalancer)
 
 
 def _split_urls(value: str) -> tuple[str, ...]:
@@ -71,6 +74,37 @@ class ClientConfig:
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     max_retry_after_s: float = 10.0
     """A ``Retry-After`` longer than this (or than the time left) ends the call instead."""
+    load_balancer: LoadBalancer = "round_robin"
+    """Which instance a call tries first: ``"round_robin"``, ``"random"``, or ``"least_outstanding"`` (of two
+    instances drawn at random, the one with fewer calls in flight)."""
+    zone: str | None = None
+    """Prefer the instances whose ``metadata["zone"]`` is this; the others only when the zone has none left
+    (``SERVICE_ZONE``)."""
+    retry_budget: float | None = None
+    """Retries and failovers allowed, as a share of first attempts over ``retry_budget_window_s`` (``0.2``: at
+    most 1.2 attempts per call across the client); beyond it a call ends with what it has. ``None``: no budget."""
+    retry_budget_min_per_s: float = 1.0
+    """Retries per second allowed whatever the share, so a client with little traffic can still retry."""
+    retry_budget_window_s: float = 10.0
+    """The sliding window the budget counts first attempts and retries over."""
+
+    def __post_init__(self) -> None:
+        if self.load_balancer not in LOAD_BALANCERS:
+            raise ValueError(f"load_balancer must be one of {', '.join(LOAD_BALANCERS)}, got {self.load_balancer!r}")
+        if self.retry_budget is not None and self.retry_budget < 0:
+            raise ValueError(f"retry_budget must not be negative, got {self.retry_budget!r}")
+        if self.retry_budget_min_per_s < 0:
+            raise ValueError(f"retry_budget_min_per_s must not be negative, got {self.retry_budget_min_per_s!r}")
+        if self.retry_budget_window_s <= 0:
+            raise ValueError(f"retry_budget_window_s must be positive, got {self.retry_budget_window_s!r}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ClientConfig:
+        """The defaults, with ``zone`` from ``SERVICE_ZONE``; ``overrides`` that are not ``None`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {"zone": env.get("SERVICE_ZONE") or None}
+        values.update((key, value) for key, value in overrides.items() if value is not None)
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)

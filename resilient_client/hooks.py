@@ -121,6 +121,13 @@ class Retried:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryBudgetExhausted:
+    """A call ended instead of retrying or failing over: the client's retry budget had none left."""
+
+    service: str
+
+
+@dataclass(frozen=True, slots=True)
 class BreakerStateChanged:
     """``transition`` is ``False`` for the state a breaker is created in."""
 
@@ -186,7 +193,8 @@ class HeartbeatSent:
     outcome: HeartbeatOutcome
 
 
-Event = (RequestFinished | FailedOver | Retried | BreakerStateChanged | BreakerRejected | BreakerRemoved
-         | DiscoveryLookedUp | DiscoveryProtected | WatchStateChanged | RegistrationAttempted | RegistrationStateChanged
+Event = (RequestFinished | FailedOver | Retried | RetryBudgetExhausted | BreakerStateChanged | BreakerRejected
+         | BreakerRemoved | DiscoveryLookedUp | DiscoveryProtected | WatchStateChanged | RegistrationAttempted
+         | RegistrationStateChanged
          | HeartbeatSent)
 Hook = Callable[[Event], None]

@@ -116,6 +116,9 @@ class ClientMetrics(Collector):
                                 "Moves from one instance to the next", ["service"])
         self.retries = Family(Kind.COUNTER, "resilient_client_retries_total",
                               "Further passes over the instances after a backoff wait", ["service"])
+        self.retry_budget_exhausted = Family(Kind.COUNTER, "resilient_client_retry_budget_exhausted_total",
+                                             "Calls ended before a retry or failover because the retry budget "
+                                             "had none left", ["service"])
         self.breaker_state = Family(Kind.GAUGE, "resilient_client_circuit_breaker_state",
                                     "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["service", "instance"])
         self.breaker_transitions = Family(Kind.COUNTER, "resilient_client_circuit_breaker_transitions_total",
@@ -137,7 +140,8 @@ class ClientMetrics(Collector):
                                  "1 while the registry holds this service's registration, 0 while registering "
                                  "(registry unreachable at start-up, or it forgot the instance) or deregistered",
                                  ["service"])
-        self.families = (self.requests, self.request_duration, self.failovers, self.retries, self.breaker_state,
+        self.families = (self.requests, self.request_duration, self.failovers, self.retries,
+                         self.retry_budget_exhausted, self.breaker_state,
                          self.breaker_transitions, self.discovery, self.protections, self.watching,
                          self.registrations, self.heartbeats, self.registered)
         self.finished: dict[tuple[str, RequestOutcome], tuple[Series, Series]] = {}

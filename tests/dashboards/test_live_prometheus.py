@@ -31,6 +31,7 @@ from tests.support.redis_server import RedisServer
 pytestmark = pytest.mark.integration
 
 # Grafana's variables, as a user picking "All" services sees them; 15 s spans 15 scrapes here.
+NO_LIVE_DATA = "resilient_client_retry_budget_exhausted_total"
 GRAFANA_VALUES = {"service": ".*", "__rate_interval": "15s"}
 TTL_S = 2.0
 SWEEP_S = 0.2
@@ -223,7 +224,10 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_live_registry_and_cl
         "registry": [f"127.0.0.1:{reg1_port}", f"127.0.0.1:{reg2_port}"],
         "services": [f"127.0.0.1:{port}" for port in (auth_port, user_a_port, user_b_port, user_c_port)],
     })
-    expressions = all_expressions()
+    # The retry budget's counter is born at the first call a budget refuses; the examples run without a
+    # budget (breakers end the scripted incident's retries first), so its alert is tested by promtool only
+    # (rules_test.yml) and checked here to parse and evaluate, not to return data.
+    expressions = [expr for expr in all_expressions() if NO_LIVE_DATA not in expr.expr]
     with contextlib.ExitStack() as stack:
         prometheus = start_prometheus(tmp_path, config)
         stack.enter_context(stopping(prometheus))

@@ -1,6 +1,6 @@
 import pytest
 
-from resilient_client import ManagerConfig
+from resilient_client import ClientConfig, ManagerConfig
 
 
 def test_defaults_follow_the_spec_table() -> None:
@@ -67,3 +67,18 @@ def test_watching_is_on_by_default_and_the_environment_can_turn_it_off_or_change
 def test_a_bad_watch_setting_is_a_clear_error(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         ManagerConfig.from_env({name: value})
+
+
+def test_client_config_takes_its_zone_from_service_zone() -> None:
+    assert ClientConfig.from_env({"SERVICE_ZONE": "eu-1a"}).zone == "eu-1a"
+    assert ClientConfig.from_env({"SERVICE_ZONE": ""}).zone is None
+    assert ClientConfig.from_env({"SERVICE_ZONE": "eu-1a"}, zone="eu-1b", retry_budget=0.2) == ClientConfig(
+        zone="eu-1b", retry_budget=0.2)
+    assert (ClientConfig().load_balancer, ClientConfig().retry_budget) == ("round_robin", None)
+
+
+@pytest.mark.parametrize(("field", "value"), [("load_balancer", "fastest"), ("retry_budget", -0.1),
+                                              ("retry_budget_min_per_s", -1.0), ("retry_budget_window_s", 0.0)])
+def test_a_bad_client_config_value_is_a_clear_error(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        ClientConfig(**{field: value})  # type: ignore[arg-type]

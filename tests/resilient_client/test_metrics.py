@@ -28,6 +28,7 @@ SPEC_FAMILIES = [  # SPEC §2 and the README: (name as exposed, type, label name
     ("resilient_client_request_duration_seconds", "histogram", ("service",)),
     ("resilient_client_failovers", "counter", ("service",)),
     ("resilient_client_retries", "counter", ("service",)),
+    ("resilient_client_retry_budget_exhausted", "counter", ("service",)),
     ("resilient_client_circuit_breaker_state", "gauge", ("service", "instance")),
     ("resilient_client_circuit_breaker_transitions", "counter", ("service", "instance", "state")),
     ("resilient_client_discovery", "counter", ("service", "result")),
@@ -45,6 +46,7 @@ def report_one_of_each(reporter: Reporter) -> None:
     reporter.request_finished("Auth", RequestOutcome.FAILURE, 12.0)  # above the last finite bound: +Inf only
     reporter.failed_over("User", "h:1")
     reporter.retried("User", 0.1)
+    reporter.retry_budget_exhausted("User")
     reporter.breaker_created("User", "h:1")
     reporter.breaker_created("User", "h:2")
     reporter.breaker_changed("User", "h:1", BreakerState.OPEN)
@@ -88,6 +90,7 @@ def test_each_report_updates_its_series() -> None:
     assert value("resilient_client_request_duration_seconds_bucket", service="Auth", le="+Inf") == 1
     assert value("resilient_client_failovers_total", service="User") == 1
     assert value("resilient_client_retries_total", service="User") == 1
+    assert value("resilient_client_retry_budget_exhausted_total", service="User") == 1
     assert value("resilient_client_circuit_breaker_state", service="User", instance="h:1") == 1
     assert value("resilient_client_circuit_breaker_state", service="User", instance="h:2") is None  # removed
     assert value("resilient_client_circuit_breaker_transitions_total", service="User", instance="h:1",
@@ -126,6 +129,7 @@ def reference_exposition(registry: CollectorRegistry) -> None:
                          HELP["resilient_client_request_duration_seconds"], ["service"], registry=registry)
     failovers = counter("resilient_client_failovers_total", ["service"])
     retries = counter("resilient_client_retries_total", ["service"])
+    budget_exhausted = counter("resilient_client_retry_budget_exhausted_total", ["service"])
     state = Gauge("resilient_client_circuit_breaker_state", HELP["resilient_client_circuit_breaker_state"],
                   ["service", "instance"], registry=registry)
     transitions = counter("resilient_client_circuit_breaker_transitions_total", ["service", "instance", "state"])
@@ -141,6 +145,7 @@ def reference_exposition(registry: CollectorRegistry) -> None:
         duration.labels(service).observe(seconds)
     failovers.labels("User").inc()
     retries.labels("User").inc()
+    budget_exhausted.labels("User").inc()
     state.labels("User", "h:1").set(0)
     state.labels("User", "h:2").set(0)
     state.labels("User", "h:1").set(2)

@@ -67,8 +67,8 @@ def test_every_exception_has_the_package_root_and_is_in_the_documented_tree() ->
 def test_the_hook_events_are_frozen_and_named_in_the_event_union() -> None:
     union = set(hooks.Event.__args__)
     assert {cls.__name__ for cls in union} == {
-        "RequestFinished", "FailedOver", "Retried", "BreakerStateChanged", "BreakerRejected", "BreakerRemoved",
-        "DiscoveryLookedUp", "DiscoveryProtected", "WatchStateChanged", "RegistrationAttempted",
+        "RequestFinished", "FailedOver", "Retried", "RetryBudgetExhausted", "BreakerStateChanged", "BreakerRejected",
+        "BreakerRemoved", "DiscoveryLookedUp", "DiscoveryProtected", "WatchStateChanged", "RegistrationAttempted",
         "RegistrationStateChanged", "HeartbeatSent"}
     for cls in union:
         assert cls.__dataclass_params__.frozen, cls.__name__
