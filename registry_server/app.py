@@ -13,13 +13,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from registry_server.api.access import Access, UnauthorizedError
+from registry_server.api.access import Access, ServiceNotInScopeError, UnauthorizedError
 from registry_server.api.body import BodyReader
 from registry_server.api.errors import (
     ApiError,
     on_api_error,
     on_http_exception,
     on_lease_error,
+    on_not_in_scope,
     on_store_error,
     on_unauthorized,
     on_unexpected,
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app = RegistryApp(
         metrics=metrics,
         handlers={ApiError: on_api_error, HTTPException: on_http_exception, UnauthorizedError: on_unauthorized,
+                  ServiceNotInScopeError: on_not_in_scope,
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
@@ -137,4 +139,5 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app.state.metrics = metrics
     app.state.sweeper = sweeper
     app.state.hub = hub
+    app.state.access = access
     return app

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from registry_server.errors import ConfigError
 from registry_server.store.redis_url import RedisTarget, parse_redis_url
+from registry_server.tokens_file import ScopedToken, read_tokens_file
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -43,6 +44,12 @@ class Settings:
     keyfile: str | None = None
     read_timeout_s: float = 10.0
     """The most a request body may take to arrive in all (a client trickling its body gets 408)."""
+    tokens_file: str | None = None
+    """A TOML file of scoped tokens (:mod:`registry_server.tokens_file`), read again on SIGHUP."""
+    tokens: tuple[ScopedToken, ...] = ()
+    """The tokens of ``tokens_file`` as read at start-up."""
+    metrics_token: str | None = None
+    """When set, ``/metrics`` needs this bearer token (or the admin token)."""
 
     @property
     def ttl_ms(self) -> int:
@@ -74,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                                           "REGISTRY_READ_TIMEOUT, default 10)")
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
                                           "REGISTRY_MAX_WATCHERS, default 4096)")
+    p.add_argument("--tokens-file", help="TOML file of scoped tokens, read again on SIGHUP (env "
+                                         "REGISTRY_TOKENS_FILE)")
+    p.add_argument("--metrics-token", help="bearer token required by /metrics (env REGISTRY_METRICS_TOKEN)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
     return p
 
@@ -124,6 +134,8 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     token = pick(args.auth_token, "REGISTRY_AUTH_TOKEN")
     admin_token = pick(args.admin_token, "REGISTRY_ADMIN_TOKEN")
     read_token = pick(args.read_token, "REGISTRY_READ_TOKEN")
+    tokens_file = pick(args.tokens_file, "REGISTRY_TOKENS_FILE")
+    metrics_token = pick(args.metrics_token, "REGISTRY_METRICS_TOKEN")
     read_timeout = pick(args.read_timeout, "REGISTRY_READ_TIMEOUT")
     certfile = pick(args.certfile, "REGISTRY_CERTFILE")
     keyfile = pick(args.keyfile, "REGISTRY_KEYFILE")
@@ -156,4 +168,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         max_watchers=int(max_watchers) if max_watchers is not None else defaults.max_watchers,
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
                         if read_timeout is not None else defaults.read_timeout_s),
+        tokens_file=tokens_file,
+        tokens=read_tokens_file(tokens_file) if tokens_file is not None else (),
+        metrics_token=metrics_token,
     )
