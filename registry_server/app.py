@@ -98,7 +98,8 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     clock = clock or SystemWallClock()
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
     rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
-    sweeper = Sweeper(store, clock, settings.sweep_interval_s)  # sweeps sooner when a lease ends sooner
+    sweeper = Sweeper(store, clock, settings.sweep_interval_s,  # sweeps sooner when a lease ends sooner
+                      retention_s=settings.service_retention_s)
     registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper))
     hub = ChangeHub(store, max_watchers=settings.max_watchers, on_count=metrics.watcher_count,
                     on_change=rendered.forget)  # changes made through other replicas too

@@ -34,6 +34,9 @@ class RegistryObserver:
     def protection(self, active: bool, extended: int = 0) -> None:
         """Expiry protection switched on (store unreachable) or off (``extended`` leases extended)."""
 
+    def dropped(self, service: str) -> None:
+        """``service`` had no instance for the retention period and was dropped from the store."""
+
 
 class RegistryObservers(RegistryObserver):
     """Tells each of ``observers`` every announcement, in order."""
@@ -77,3 +80,7 @@ class RegistryObservers(RegistryObserver):
     def protection(self, active: bool, extended: int = 0) -> None:
         for observer in self._observers:
             observer.protection(active, extended)
+
+    def dropped(self, service: str) -> None:
+        for observer in self._observers:
+            observer.dropped(service)

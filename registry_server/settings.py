@@ -50,6 +50,8 @@ class Settings:
     """The tokens of ``tokens_file`` as read at start-up."""
     metrics_token: str | None = None
     """When set, ``/metrics`` needs this bearer token (or the admin token)."""
+    service_retention_s: float = 3600.0
+    """A service without instances this long is dropped: its keys, index entry and metric series."""
 
     @property
     def ttl_ms(self) -> int:
@@ -83,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                                           "REGISTRY_MAX_WATCHERS, default 4096)")
     p.add_argument("--tokens-file", help="TOML file of scoped tokens, read again on SIGHUP (env "
                                          "REGISTRY_TOKENS_FILE)")
+    p.add_argument("--service-retention", help="seconds a service without instances is kept before it is "
+                                               "dropped (env REGISTRY_SERVICE_RETENTION, default 3600)")
     p.add_argument("--metrics-token", help="bearer token required by /metrics (env REGISTRY_METRICS_TOKEN)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
     return p
@@ -136,6 +140,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     read_token = pick(args.read_token, "REGISTRY_READ_TOKEN")
     tokens_file = pick(args.tokens_file, "REGISTRY_TOKENS_FILE")
     metrics_token = pick(args.metrics_token, "REGISTRY_METRICS_TOKEN")
+    retention = pick(args.service_retention, "REGISTRY_SERVICE_RETENTION")
     read_timeout = pick(args.read_timeout, "REGISTRY_READ_TIMEOUT")
     certfile = pick(args.certfile, "REGISTRY_CERTFILE")
     keyfile = pick(args.keyfile, "REGISTRY_KEYFILE")
@@ -171,4 +176,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         tokens_file=tokens_file,
         tokens=read_tokens_file(tokens_file) if tokens_file is not None else (),
         metrics_token=metrics_token,
+        service_retention_s=(_positive_float("REGISTRY_SERVICE_RETENTION/--service-retention", retention,
+                                             maximum=86400 * 365)
+                             if retention is not None else defaults.service_retention_s),
     )

@@ -16,7 +16,9 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
 - ``deregister`` removes a live instance (revision +1); ``None`` for an unknown or expired id.
 - ``expire`` removes instances whose lease ran out and returns each one to exactly one caller, however
   many registry replicas sweep the same store.
-- Revisions of a service never go backwards, also when its last instance leaves.
+- Revisions of a service never go backwards, also when its last instance leaves, and also when the
+  service is dropped (:meth:`InstanceStore.drop_idle`) and comes back: a service (re)created, or read
+  while unknown, starts above every dropped service's last revision.
 - Every change that moves a revision appends one :class:`ChangeEvent` per instance to a bounded,
   ordered event history shared by every replica (``registered``, ``updated``, ``status_changed``,
   ``deregistered``, ``expired``) and announces it to every replica's ``changes()``, in the same atomic
@@ -74,6 +76,11 @@ class InstanceStore(Protocol):
     e.g. that sweep stopped part-way): the sweeper's next sweep need not wait longer than that."""
 
     async def revision(self, name: str) -> int: ...
+
+    async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:
+        """Drop every service that has had no instance for ``retention_ms``: its revision, counts, event
+        history and index entry. Returns the names dropped here (each by exactly one replica)."""
+        ...
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:
         """Give every lease that expires after ``since_ms`` at least until ``until_ms`` (after an outage).
