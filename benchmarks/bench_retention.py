@@ -114,7 +114,7 @@ def run(names: int, retention: float, window: float) -> tuple[dict[str, float], 
                 if time.monotonic() - started + window > retention:
                     raise SystemExit(f"seeding took {seed_s:.1f}s: raise --retention")
                 retained = _measure(http, registry.pid, redis_port, window)
-                _wait(lambda: _keys(redis_port) < names, retention * 2 + 60, "the dead names to be dropped")
+                _wait(lambda: _indexed(redis_port) == 1, retention * 2 + 60, "the dead names to be dropped")
                 dropped = _measure(http, registry.pid, redis_port, window)
                 return retained, dropped, seed_s
         finally:
@@ -122,6 +122,12 @@ def run(names: int, retention: float, window: float) -> tuple[dict[str, float], 
                 if proc is not None:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(timeout=20)
+
+
+def _indexed(port: int) -> int:
+    out = subprocess.run(["redis-cli", "-p", str(port), "SCARD", "reg:services"], capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.strip())
 
 
 def _answers(port: int) -> bool:
