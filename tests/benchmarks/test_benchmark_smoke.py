@@ -63,3 +63,10 @@ def test_bench_instructions_counts_each_heartbeat_load_against_its_ping() -> Non
     assert set(rows) == {"ping", "heartbeat", "heartbeat+body"}, out
     heartbeat = rows["heartbeat+body"]  # name, baseline (two words), instructions per request, ratio
     assert int(heartbeat[3].replace(",", "")) > 0 and 0 < float(heartbeat[4]) < 2, out
+
+
+def test_bench_retention_prints_the_idle_cost_while_retained_and_once_dropped() -> None:
+    out = _run("benchmarks.bench_retention", "--names", "5", "--retention", "10", "--window", "0.5", timeout=180,
+               tools=("redis-server", "redis-cli"))
+    rows = [row for row in out.splitlines() if row.startswith("| 5 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["retained", "just dropped", "markers expired"], out
