@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from registry_server.api.access import Access, UnauthorizedError
+from registry_server.api.access import Access, ServiceNotInScopeError, UnauthorizedError
 from registry_server.api.admission import Admission
 from registry_server.api.body import BodyReader
 from registry_server.api.errors import (
@@ -21,6 +21,7 @@ from registry_server.api.errors import (
     on_api_error,
     on_http_exception,
     on_lease_error,
+    on_not_in_scope,
     on_store_error,
     on_unauthorized,
     on_unexpected,
@@ -113,7 +114,8 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     clock = clock or SystemWallClock()
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
     rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
-    sweeper = Sweeper(store, clock, settings.sweep_interval_s)  # sweeps sooner when a lease ends sooner
+    sweeper = Sweeper(store, clock, settings.sweep_interval_s,  # sweeps sooner when a lease ends sooner
+                      retention_s=settings.service_retention_s)
     registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper),
                         health_default=settings.health_check, fleet_gap_ms=fleet_gap_ms(settings))
     checker = HealthChecker(clock)  # runs what instances ask for, even when the registry's default is off
@@ -146,6 +148,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app = RegistryApp(
         metrics=metrics,
         handlers={ApiError: on_api_error, HTTPException: on_http_exception, UnauthorizedError: on_unauthorized,
+                  ServiceNotInScopeError: on_not_in_scope,
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
         max_in_flight=settings.max_in_flight,
@@ -159,4 +162,5 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app.state.sweeper = sweeper
     app.state.health_checker = checker
     app.state.hub = hub
+    app.state.access = access
     return app

@@ -13,6 +13,7 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from registry_server.api.access import Access
 from registry_server.app import create_app
 from registry_server.errors import ConfigError, StoreError
 from registry_server.logs import configure_logging
@@ -55,12 +56,24 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+def _reload_tokens(access: Access, path: str) -> None:
+    """SIGHUP: the tokens file again; a file that does not read keeps the tokens in force."""
+    try:
+        count = access.reload()
+    except ConfigError as exc:
+        log.error("tokens file not reloaded, the tokens in force stay: %s", exc)
+        return
+    log.info("tokens file %s reloaded: %d tokens", path, count)
+
+
 async def _serve(settings: Settings) -> None:
     app = create_app(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if settings.tokens_file is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reload_tokens, app.state.access, settings.tokens_file)
     async def shutdown_trigger() -> None:
         await stop.wait()
         log.info("shutting down: releasing watchers, finishing requests in flight")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prometheus_client import (
@@ -139,6 +140,13 @@ class RegistryMetrics(RegistryObserver):
 
     def health_deregistered(self, instance: Instance) -> None:
         self._child(self.health_deregistrations, instance.name).inc()
+
+    def dropped(self, service: str) -> None:
+        """Its series go: a registry that saw many short-lived names would otherwise keep them all."""
+        for counter in (self.registrations, self.deregistrations, self.expirations, self.heartbeats):
+            self._children.pop((id(counter), service), None)
+            with contextlib.suppress(KeyError):  # never counted in this replica
+                counter.remove(service)
 
     def protection(self, active: bool, extended: int = 0) -> None:
         self.protection_active.set(1 if active else 0)

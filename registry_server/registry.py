@@ -128,6 +128,16 @@ class Registry:
     async def services(self) -> list[ServiceSummary]:
         return await self._store(self.store.services)
 
+    async def drop_idle(self, retention_ms: int) -> list[str]:
+        """Drop the services that have had no instance for ``retention_ms`` (see ``InstanceStore``)."""
+        dropped = await self._store(lambda now: self.store.drop_idle(now, retention_ms))
+        for name in dropped:
+            self.observer.dropped(name)
+        if dropped:
+            log.info("dropped %d services without instances for %.0fs: %s", len(dropped), retention_ms / 1000,
+                     ", ".join(dropped[:10]) + (", ..." if len(dropped) > 10 else ""))
+        return dropped
+
     async def ping(self) -> None:
         await self._store(lambda _now: self.store.ping())
 

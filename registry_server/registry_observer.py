@@ -43,6 +43,9 @@ class RegistryObserver:
     def health_deregistered(self, instance: Instance) -> None:
         """``instance`` was removed for having been critical too long."""
 
+    def dropped(self, service: str) -> None:
+        """``service`` had no instance for the retention period and was dropped from the store."""
+
 
 class RegistryObservers(RegistryObserver):
     """Tells each of ``observers`` every announcement, in order."""
@@ -98,3 +101,7 @@ class RegistryObservers(RegistryObserver):
     def health_deregistered(self, instance: Instance) -> None:
         for observer in self._observers:
             observer.health_deregistered(instance)
+
+    def dropped(self, service: str) -> None:
+        for observer in self._observers:
+            observer.dropped(service)

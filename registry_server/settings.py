@@ -14,6 +14,7 @@ from registry_server.errors import ConfigError
 from registry_server.logs import LogFormat
 from registry_server.model import HealthCheckSpec
 from registry_server.store.redis_url import RedisTarget, parse_redis_url
+from registry_server.tokens_file import ScopedToken, read_tokens_file
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -56,6 +57,14 @@ class Settings:
     """Seconds critical before an instance is deregistered (0: never)."""
     max_in_flight: int = 128
     """Writes one replica serves at once; beyond it a write is refused with 503 + Retry-After at once."""
+    tokens_file: str | None = None
+    """A TOML file of scoped tokens (:mod:`registry_server.tokens_file`), read again on SIGHUP."""
+    tokens: tuple[ScopedToken, ...] = ()
+    """The tokens of ``tokens_file`` as read at start-up."""
+    metrics_token: str | None = None
+    """When set, ``/metrics`` needs this bearer token (or the admin token)."""
+    service_retention_s: float = 3600.0
+    """A service without instances this long is dropped: its keys, index entry and metric series."""
 
     @property
     def ttl_ms(self) -> int:
@@ -110,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
                                                            "REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER, default 0: never)")
     p.add_argument("--max-in-flight", help="writes served at once per replica, beyond it 503 + Retry-After "
                                            "(env REGISTRY_MAX_IN_FLIGHT, default 128)")
+    p.add_argument("--tokens-file", help="TOML file of scoped tokens, read again on SIGHUP (env "
+                                         "REGISTRY_TOKENS_FILE, default unset: the single-token settings only)")
+    p.add_argument("--service-retention", help="seconds a service without instances is kept before it is "
+                                               "dropped (env REGISTRY_SERVICE_RETENTION, default 3600)")
+    p.add_argument("--metrics-token", help="bearer token required by /metrics (env REGISTRY_METRICS_TOKEN, "
+                                           "default unset: /metrics open)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL, "
                                          "default info)")
     p.add_argument("--log-format", help="text or json (env REGISTRY_LOG_FORMAT, default text)")
@@ -173,6 +188,9 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     token = pick(args.auth_token, "REGISTRY_AUTH_TOKEN")
     admin_token = pick(args.admin_token, "REGISTRY_ADMIN_TOKEN")
     read_token = pick(args.read_token, "REGISTRY_READ_TOKEN")
+    tokens_file = pick(args.tokens_file, "REGISTRY_TOKENS_FILE")
+    metrics_token = pick(args.metrics_token, "REGISTRY_METRICS_TOKEN")
+    retention = pick(args.service_retention, "REGISTRY_SERVICE_RETENTION")
     read_timeout = pick(args.read_timeout, "REGISTRY_READ_TIMEOUT")
     certfile = pick(args.certfile, "REGISTRY_CERTFILE")
     keyfile = pick(args.keyfile, "REGISTRY_KEYFILE")
@@ -232,4 +250,10 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
                         if read_timeout is not None else defaults.read_timeout_s),
         max_in_flight=int(max_in_flight) if max_in_flight is not None else defaults.max_in_flight,
+        tokens_file=tokens_file,
+        tokens=read_tokens_file(tokens_file) if tokens_file is not None else (),
+        metrics_token=metrics_token,
+        service_retention_s=(_positive_float("REGISTRY_SERVICE_RETENTION/--service-retention", retention,
+                                             maximum=86400 * 365)
+                             if retention is not None else defaults.service_retention_s),
     )

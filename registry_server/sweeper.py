@@ -15,6 +15,9 @@ from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.sweeper")
 _MIN_PAUSE_S = 0.02
+_MAX_RETENTION_CHECK_S = 60.0
+"""Services idle for the retention period are looked for at most this long apart (and four times per
+period at least), so a dropped name outlives its retention by at most a quarter of it or a minute."""
 
 
 class Sweeper(RegistryObserver):
@@ -22,11 +25,17 @@ class Sweeper(RegistryObserver):
     sooner. It hears the leases registered as one of the registry's observers, so it exists before the
     registry it sweeps: that registry is handed to :meth:`start` and :meth:`sweep_once`."""
 
-    def __init__(self, store: InstanceStore, clock: WallClock, interval_s: float, *, batch: int = 1000) -> None:
+    def __init__(self, store: InstanceStore, clock: WallClock, interval_s: float, *, batch: int = 1000,
+                 retention_s: float | None = None) -> None:
         self._store = store
         self._clock = clock
         self._interval_s = interval_s
         self._batch = batch
+        self._retention_ms = None if retention_s is None else round(retention_s * 1000)
+        """Services without instances this long are dropped (``None``: never)."""
+        self._retention_check_ms = (0 if retention_s is None
+                                    else round(min(retention_s / 4, _MAX_RETENTION_CHECK_S) * 1000))
+        self._next_retention_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._soonest_ms: int | None = None
@@ -61,6 +70,18 @@ class Sweeper(RegistryObserver):
         self._failing = False
         return len(removed)
 
+    async def drop_idle_once(self, registry: Registry) -> int:
+        """Drop the services idle for the retention period, if it is time to look; how many went."""
+        now = self._clock.now_ms()
+        if self._retention_ms is None or (self._next_retention_ms is not None and now < self._next_retention_ms):
+            return 0
+        self._next_retention_ms = now + self._retention_check_ms
+        try:
+            return len(await registry.drop_idle(self._retention_ms))
+        except StoreError as exc:
+            log.warning("dropping idle services failed, will retry: %s", exc)
+            return 0
+
     def registered(self, instance: Instance, created: bool) -> None:
         """A lease ending at ``expires_at_ms`` was registered: sweep by then if that is sooner than planned."""
         at_ms = instance.expires_at_ms
@@ -73,6 +94,7 @@ class Sweeper(RegistryObserver):
         while True:
             started = loop.time()
             await self.sweep_once(registry)
+            await self.drop_idle_once(registry)
             while True:  # until the pause is over; a lease registered meanwhile may shorten it
                 self._nudge.clear()
                 try:

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry_server.api.access import UnauthorizedError
+from registry_server.api.access import ServiceNotInScopeError, UnauthorizedError
 from registry_server.api.responses import JSONResponse
 from registry_server.errors import StoreError, StoreUnavailableError
 
@@ -61,6 +61,11 @@ async def on_unauthorized(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UnauthorizedError)
     return error_response(401, "unauthorized", "this endpoint needs 'Authorization: Bearer <token>'",
                           headers={"WWW-Authenticate": 'Bearer realm="registry"'})
+
+
+async def on_not_in_scope(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceNotInScopeError)
+    return error_response(403, "service_not_in_scope", str(exc))
 
 
 async def on_lease_error(request: Request, exc: Exception) -> Response:

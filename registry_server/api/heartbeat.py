@@ -47,6 +47,8 @@ class HeartbeatEndpoint:
         authorization = headers.get(b"authorization")
         bearer = bearer_token(authorization.decode("latin-1")) if authorization is not None else None
         grant = self.access.authorize((bearer,) if bearer else (), _WRITE)
+        if grant.scope is not None:
+            await grant.check_instance(self.registry, instance_id)
         status = await self._status(headers, receive) if self.body.coming(scope) else None
         given = headers.get(b"x-lease-token")
         inst = await self.registry.heartbeat(instance_id, status, lease_token_hash=grant.lease_hash(

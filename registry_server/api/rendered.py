@@ -75,3 +75,6 @@ class RenderedAnswers(RegistryObserver):
     def heartbeat(self, instance: Instance, status_changed: bool) -> None:
         if status_changed:  # a client repeating its status with every heartbeat changes nothing shown
             self.forget(instance.name)
+
+    def dropped(self, service: str) -> None:
+        self.forget(service)

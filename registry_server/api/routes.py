@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from registry_server.api.access import Access, Role, presented
+from registry_server.api.access import DERIVED_LEASE_PREFIX, Access, Role, UnauthorizedError, presented
 from registry_server.api.body import BodyReader, parse_body
 from registry_server.api.errors import ApiError, instance_not_found
 from registry_server.api.openapi import openapi_document
@@ -54,11 +54,16 @@ class RegistryApi:
     async def register(self, request: Request) -> Response:
         grant = self.access.authorize(presented(request), Role.WRITE)
         body = await parse_body(request, RegisterRequest, self.body)
+        grant.check(body.name)
         host = body.host or (request.client.host if request.client else None)
         if not host:
             raise ApiError(422, "validation_error", "request body failed validation",
                            details=[{"field": "host", "message": "no host given and no peer address known",
                                      "type": "missing"}])
+        if body.lease_token and body.lease_token.startswith(DERIVED_LEASE_PREFIX):
+            raise ApiError(422, "validation_error", "request body failed validation",
+                           details=[{"field": "lease_token", "type": "value_error",
+                                     "message": f"a lease token may not begin with {DERIVED_LEASE_PREFIX!r}"}])
         lease_token = body.lease_token or secrets.token_urlsafe(24)
         registration = InstanceRegistration(
             id=body.id or f"{body.name}-{secrets.token_hex(8)}", name=body.name, host=host, port=body.port,
@@ -79,6 +84,7 @@ class RegistryApi:
     async def deregister(self, request: Request) -> Response:
         grant = self.access.authorize(presented(request), Role.WRITE)
         instance_id = request.path_params["id"]
+        await grant.check_instance(self.registry, instance_id)
         lease = grant.lease_hash(request.headers.get("x-lease-token"))
         if await self.registry.deregister(instance_id, lease_token_hash=lease) is None:
             raise instance_not_found(instance_id)
@@ -129,6 +135,8 @@ class RegistryApi:
                     "extended": revival.extended}}
 
     async def metrics_endpoint(self, request: Request) -> Response:
+        if not self.access.may_scrape(presented(request)):
+            raise UnauthorizedError
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:

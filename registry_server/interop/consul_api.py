@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from registry_server.api.access import Access, Role
+from registry_server.api.access import Access, Role, ServiceNotInScopeError
 from registry_server.api.body import BodyReader
 from registry_server.api.middleware import watching
 from registry_server.api.responses import JSONResponse
@@ -19,7 +19,7 @@ from registry_server.change_hub import ChangeHub, WatchLimitError
 from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.interop import consul
 from registry_server.interop.blocking import wait_for_any_change, wait_unless_gone
-from registry_server.interop.credentials import authorized, interop_lease_hash, interop_lease_token
+from registry_server.interop.credentials import Dialect, authorized, interop_lease_hash, presented_lease
 from registry_server.interop.negotiation import BodyError, decode_body, text
 from registry_server.model import Instance, InstanceStatus
 from registry_server.registry import Registry
@@ -28,6 +28,7 @@ from registry_server.settings import Settings
 
 _DENIED = "Permission denied: this registry needs its token (X-Consul-Token, ?token= or a bearer token)"
 _NAME = re.compile(NAME_PATTERN)
+_CONSUL = Dialect.CONSUL
 _BOOL = {"": True, "1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 
 
@@ -36,6 +37,10 @@ def _json(payload: Any, index: int | None = None) -> Response:
     if index is not None:
         headers["X-Consul-Index"] = str(index)
     return JSONResponse(payload, headers=headers)
+
+
+def _not_in_scope(exc: ServiceNotInScopeError) -> Response:
+    return text(403, f"Permission denied: service_not_in_scope: {exc}")
 
 
 class ConsulApi:
@@ -167,18 +172,21 @@ class ConsulApi:
         if not host:
             return text(400, "Address is required (no peer address known)")
         try:
-            await self.registry.register(parsed.registration(host, interop_lease_hash(parsed.id)),
-                                         lease_token_hash=grant.lease_hash(interop_lease_token(parsed.id)))
+            grant.check(parsed.name)
+            await self.registry.register(parsed.registration(host, interop_lease_hash(_CONSUL, parsed.id)),
+                                         lease_token_hash=presented_lease(grant, _CONSUL, parsed.id))
         except InstanceConflictError as exc:
             return text(400, str(exc))
         except LeaseTokenError:
             return self._foreign(parsed.id)
+        except ServiceNotInScopeError as exc:
+            return _not_in_scope(exc)
         return Response(status_code=200)
 
     @staticmethod
     def _foreign(instance_id: str) -> Response:
         return text(403, f"Permission denied: service {instance_id!r} was registered through the registry's own "
-                         "API with a lease token and cannot be changed through the Consul API")
+                         "API or another dialect and cannot be changed through the Consul API")
 
     async def deregister(self, request: Request) -> Response:
         grant = authorized(self.access, request, Role.WRITE)
@@ -186,10 +194,13 @@ class ConsulApi:
             return text(403, _DENIED)
         instance_id = request.path_params["id"]
         try:
+            await grant.check_instance(self.registry, instance_id)
             removed = await self.registry.deregister(instance_id,
-                                                     lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
+                                                     lease_token_hash=presented_lease(grant, _CONSUL, instance_id))
         except LeaseTokenError:
             return self._foreign(instance_id)
+        except ServiceNotInScopeError as exc:
+            return _not_in_scope(exc)
         if removed is None:
             return text(404, f'Unknown service ID "{instance_id}". Ensure that the service ID is passed, not the '
                              "service name.")
@@ -202,10 +213,13 @@ class ConsulApi:
         check = request.path_params["check_id"]
         instance_id = consul.instance_of_check(check)
         try:
+            await grant.check_instance(self.registry, instance_id)
             inst = await self.registry.heartbeat(instance_id, status,
-                                                 lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
+                                                 lease_token_hash=presented_lease(grant, _CONSUL, instance_id))
         except LeaseTokenError:
             return self._foreign(instance_id)
+        except ServiceNotInScopeError as exc:
+            return _not_in_scope(exc)
         if inst is None:
             return text(404, f'Unknown check ID "{check}". Ensure that the check ID is passed, not the check name.')
         return Response(status_code=200)

@@ -5,33 +5,45 @@ accepted as HTTP Basic credentials (the password; Eureka clients put them in the
 ``http://user:TOKEN@host/eureka/``), as ``X-Consul-Token`` or as ``?token=`` (Consul clients).
 
 Lease tokens: these protocols have no per-instance secret to send back. An instance registered through
-Eureka or Consul gets the lease token :func:`interop_lease_token` derives from its id, and the
-Eureka/Consul endpoints present that token for it (``grant.lease_hash(interop_lease_token(id))``). So
-such an instance can be renewed, changed or removed by anyone who may write and knows its id (as with
-Eureka and Consul themselves), while an instance registered through our own API keeps its secret lease
-token: the Eureka and Consul endpoints cannot renew, override or remove it (``403``).
+Eureka or Consul gets the lease token :func:`interop_lease_token` derives from the dialect and its id,
+and that dialect's endpoints present that token for it. So such an instance can be renewed, changed or
+removed through its own dialect by anyone who may write its service and knows its id (as with Eureka and
+Consul themselves), but not through the other dialect, nor through our own API, which never accepts a
+derived lease token (so a native re-registration cannot set a secret lease and lock the agent out). An
+instance registered through our own API keeps its secret lease token: the Eureka and Consul endpoints
+cannot renew, override or remove it (``403``). The admin token acts on any instance.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import enum
 
 from starlette.requests import Request
 
-from registry_server.api.access import Access, Grant, Role, UnauthorizedError
+from registry_server.api.access import DERIVED_LEASE_PREFIX, Access, Grant, Role, UnauthorizedError
 from registry_server.model import lease_token_hash
 
-_LEASE_PREFIX = "interop-lease:"
+
+class Dialect(enum.Enum):
+    EUREKA = "eureka"
+    CONSUL = "consul"
 
 
-def interop_lease_token(instance_id: str) -> str:
-    """The lease token of an instance registered through Eureka or Consul."""
-    return _LEASE_PREFIX + instance_id
+def interop_lease_token(dialect: Dialect, instance_id: str) -> str:
+    """The lease token of an instance registered through ``dialect``."""
+    return f"{DERIVED_LEASE_PREFIX}{dialect.value}:{instance_id}"
 
 
-def interop_lease_hash(instance_id: str) -> str:
-    return lease_token_hash(interop_lease_token(instance_id))
+def interop_lease_hash(dialect: Dialect, instance_id: str) -> str:
+    """The lease hash stored for an instance registered through ``dialect``."""
+    return lease_token_hash(interop_lease_token(dialect, instance_id))
+
+
+def presented_lease(grant: Grant, dialect: Dialect, instance_id: str) -> str | None:
+    """What a write through ``dialect`` presents to the store for the instance ``instance_id``."""
+    return grant.derived_lease_hash(interop_lease_token(dialect, instance_id))
 
 
 def presented_tokens(request: Request) -> list[str]:

@@ -13,16 +13,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from registry_server.api.access import Access, Role
+from registry_server.api.access import Access, Role, ServiceNotInScopeError
 from registry_server.api.body import BodyReader
 from registry_server.errors import InstanceConflictError, LeaseTokenError
 from registry_server.interop import eureka
-from registry_server.interop.credentials import authorized, interop_lease_hash, interop_lease_token
+from registry_server.interop.credentials import Dialect, authorized, interop_lease_hash, presented_lease
 from registry_server.interop.negotiation import BodyError, decode_body, render, text
 from registry_server.model import EventType, Instance, InstanceStatus, event_id_order
 from registry_server.registry import Registry
 from registry_server.settings import Settings
 
+_EUREKA = Dialect.EUREKA
 DELTA_WINDOW_MS = 180_000
 """Eureka servers keep the changes of the last three minutes for ``/apps/delta``."""
 
@@ -38,6 +39,10 @@ def registry_version(instances: list[Instance]) -> int:
 def _unauthorized() -> Response:
     return text(401, "this registry needs its token (HTTP Basic password or bearer)",
                 {"WWW-Authenticate": 'Basic realm="registry"'})
+
+
+def _not_in_scope(exc: ServiceNotInScopeError) -> Response:
+    return text(403, f"service_not_in_scope: {exc}")
 
 
 class EurekaApi:
@@ -159,20 +164,22 @@ class EurekaApi:
             service = existing.name
         else:
             service = eureka.resolve_service_name(parsed.app, [s.name for s in await self.registry.services()])
-        lease = grant.lease_hash(interop_lease_token(parsed.id))
-        registration = parsed.registration(service, interop_lease_hash(parsed.id))
+        registration = parsed.registration(service, interop_lease_hash(_EUREKA, parsed.id))
         try:
-            await self.registry.register(registration, lease_token_hash=lease)
+            grant.check(service)
+            await self.registry.register(registration, lease_token_hash=presented_lease(grant, _EUREKA, parsed.id))
         except InstanceConflictError as exc:
             return text(409, str(exc))
         except LeaseTokenError:
             return self._foreign(parsed.id)
+        except ServiceNotInScopeError as exc:
+            return _not_in_scope(exc)
         return Response(status_code=204)
 
     @staticmethod
     def _foreign(instance_id: str) -> Response:
-        return text(403, f"instance {instance_id!r} was registered through the registry's own API with a lease "
-                         "token: it cannot be changed through Eureka")
+        return text(403, f"instance {instance_id!r} was registered through the registry's own API or another "
+                         "dialect: it cannot be changed through Eureka")
 
     async def _heartbeat(self, request: Request, status: InstanceStatus | None) -> Response:
         grant = authorized(self.access, request, Role.WRITE)
@@ -180,10 +187,13 @@ class EurekaApi:
             return _unauthorized()
         instance_id = request.path_params["instance_id"]
         try:
+            await grant.check_instance(self.registry, instance_id)
             inst = await self.registry.heartbeat(instance_id, status,
-                                                 lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
+                                                 lease_token_hash=presented_lease(grant, _EUREKA, instance_id))
         except LeaseTokenError:
             return self._foreign(instance_id)
+        except ServiceNotInScopeError as exc:
+            return _not_in_scope(exc)
         if inst is None or inst.name.upper() != request.path_params["app"].upper():
             return self._not_found(request)  # Eureka clients re-register on this 404
         return Response(status_code=200)
@@ -216,8 +226,11 @@ class EurekaApi:
             return self._not_found(request)
         instance_id = request.path_params["instance_id"]
         try:
+            await grant.check_instance(self.registry, instance_id)
             removed = await self.registry.deregister(instance_id,
-                                                     lease_token_hash=grant.lease_hash(interop_lease_token(instance_id)))
+                                                     lease_token_hash=presented_lease(grant, _EUREKA, instance_id))
         except LeaseTokenError:
             return self._foreign(instance_id)
+        except ServiceNotInScopeError as exc:
+            return _not_in_scope(exc)
         return Response(status_code=200) if removed is not None else self._not_found(request)

@@ -24,7 +24,9 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
 - Health checks are scheduled in the store, shared by every replica: ``claim_health_checks`` hands each
   due check to exactly one caller and holds it for ``hold_ms``; the claimer reschedules it when done, and
   a claim whose replica died falls due again when the hold ends.
-- Revisions of a service never go backwards, also when its last instance leaves.
+- Revisions of a service never go backwards, also when its last instance leaves, and also when the
+  service is dropped (:meth:`InstanceStore.drop_idle`) and comes back: a service (re)created, or read
+  while unknown, starts above every dropped service's last revision.
 - Every change that moves a revision appends one :class:`ChangeEvent` per instance to a bounded,
   ordered event history shared by every replica (``registered``, ``updated``, ``status_changed``,
   ``deregistered``, ``expired``) and announces it to every replica's ``changes()``, in the same atomic
@@ -102,6 +104,11 @@ class InstanceStore(Protocol):
     async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
         """Up to ``limit`` checks due by ``now_ms``, as (service, instance id), each handed to this caller
         alone and held for ``hold_ms``."""
+        ...
+
+    async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:
+        """Drop every service that has had no instance for ``retention_ms``: its revision, counts, event
+        history and index entry. Returns the names dropped here (each by exactly one replica)."""
         ...
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:

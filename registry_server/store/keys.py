@@ -8,6 +8,8 @@ so every script stays inside one slot; the few keys that span services are touch
 ``<p>:{name}:rev``          integer revision, moved by every change of membership or status
 ``<p>:{name}:counts``       hash, status -> instance count
 ``<p>:{name}:events``       stream of the service's change events (bounded)
+``<p>:{name}:retired``      the last revision of a dropped service, for as long as the retention
+``<p>:revision_floor``      integer, the highest revision of any dropped service
 ``<p>:id:{<id>}``           string, the service that owns the instance id (409 and lookups by id)
 ``<p>:services``            set of service names (the index of services)
 ``<p>:health:due``          sorted set, ``<name>/<id>`` scored by when its next health check is due (ms)
@@ -65,3 +67,10 @@ class KeyLayout:
 
     def events(self, name: str) -> str:
         return f"{self.prefix}:{{{name}}}:events"
+
+    def retired(self, name: str) -> str:
+        return f"{self.prefix}:{{{name}}}:retired"
+
+    @property
+    def revision_floor(self) -> str:
+        return f"{self.prefix}:revision_floor"

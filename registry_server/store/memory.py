@@ -41,6 +41,8 @@ class _Checked:
 class _Service:
     revision: int = 0
     members: dict[str, Instance] = field(default_factory=dict)
+    empty_since_ms: int | None = None
+    """When its last instance left (``None`` while it has one)."""
 
 
 class MemoryStore:
@@ -58,6 +60,8 @@ class MemoryStore:
         self._event_seq = 0
         self._trimmed_upto = "0-0"
         self._new_event = asyncio.Event()
+        self._revision_floor = 0
+        """The highest revision of a dropped service: a service (re)created starts above it."""
         self.next_expiry_ms: int | None = None
         self._fleet_mark_ms: int | None = None
 
@@ -67,7 +71,7 @@ class MemoryStore:
     def _service(self, name: str) -> _Service:
         svc = self._services.get(name)
         if svc is None:
-            svc = self._services[name] = _Service()
+            svc = self._services[name] = _Service(revision=self._revision_floor)
         return svc
 
     def _live(self, instance_id: str, now_ms: int) -> tuple[_Service, Instance] | None:
@@ -114,6 +118,7 @@ class MemoryStore:
         else:
             self._checked.pop(inst.id, None)
         svc.members[registration.id] = inst
+        svc.empty_since_ms = None
         self._owners[registration.id] = registration.name
         self._tokens[registration.id] = registration.lease_token_hash
         kind: EventType | None = EventType.REGISTERED
@@ -156,16 +161,18 @@ class MemoryStore:
             return None
         self._check_lease(instance_id, lease_token_hash)
         svc, inst = found
-        self._remove(svc, inst)
+        self._remove(svc, inst, now_ms)
         svc.revision += 1
         self._emit(EventType.DEREGISTERED, svc, inst)
         return inst
 
-    def _remove(self, svc: _Service, inst: Instance) -> None:
+    def _remove(self, svc: _Service, inst: Instance, now_ms: int) -> None:
         del svc.members[inst.id]
         del self._owners[inst.id]
         self._tokens.pop(inst.id, None)
         self._checked.pop(inst.id, None)
+        if not svc.members:
+            svc.empty_since_ms = now_ms
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         found = self._live(instance_id, now_ms)
@@ -174,7 +181,7 @@ class MemoryStore:
     async def service(self, name: str, now_ms: int) -> ServiceSnapshot:
         svc = self._services.get(name)
         if svc is None:
-            return ServiceSnapshot(name, 0, [])
+            return ServiceSnapshot(name, self._revision_floor, [])
         live = [i for i in svc.members.values() if i.is_live(now_ms)]
         return ServiceSnapshot(name, svc.revision, sorted(live, key=lambda i: i.id))
 
@@ -200,7 +207,7 @@ class MemoryStore:
                 continue
             svc.revision += 1  # one move per sweep of a service, as in the Redis store
             for inst in gone:
-                self._remove(svc, inst)
+                self._remove(svc, inst, now_ms)
                 self._emit(EventType.EXPIRED, svc, inst)
             removed.extend(Expired(inst.id, inst.name) for inst in gone)
         self.next_expiry_ms = min((i.expires_at_ms for svc in self._services.values() for i in svc.members.values()),
@@ -237,7 +244,7 @@ class MemoryStore:
                 checked.reported, checked.critical_since_ms, status = inst.status, now_ms, InstanceStatus.DOWN
             elif (health is HealthStatus.CRITICAL and deregister_after_ms > 0
                   and now_ms - checked.critical_since_ms >= deregister_after_ms):
-                self._remove(svc, inst)
+                self._remove(svc, inst, now_ms)
                 svc.revision += 1
                 self._emit(EventType.DEREGISTERED, svc, inst)
                 return HealthRecord(inst, None, True)
@@ -273,7 +280,15 @@ class MemoryStore:
 
     async def revision(self, name: str) -> int:
         svc = self._services.get(name)
-        return 0 if svc is None else svc.revision
+        return self._revision_floor if svc is None else svc.revision
+
+    async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:
+        cutoff = now_ms - retention_ms
+        idle = [name for name, svc in self._services.items()
+                if not svc.members and svc.empty_since_ms is not None and svc.empty_since_ms <= cutoff]
+        for name in idle:
+            self._revision_floor = max(self._revision_floor, self._services.pop(name).revision)
+        return idle
 
     async def last_event_id(self) -> str:
         return self._events[-1].id if self._events else f"{self._event_seq}-0"

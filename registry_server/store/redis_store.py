@@ -5,7 +5,8 @@ atomic, one round trip, safe with any number of replicas. The keys that span ser
 id's owner, the index of services — are touched on their own, always before the instance: an id is
 claimed and its service indexed before its instance is written, and the id released after the instance is
 removed (a claim left behind by a crash is taken over, see :meth:`RedisStore._claim_id`). A service name,
-once indexed, stays (its revision and history outlive its instances).
+once indexed, stays until :meth:`RedisStore.drop_idle` drops it, after it has had no instance for the
+retention period; its revisions then go on above the store's revision floor when it comes back.
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ class RedisStore:
         self._release_many = self._script("release_many")
         self._record_health = self._script("record_health")
         self._claim_checks = self._script("claim_checks")
+        self._drop = self._script("drop")
+        self._raise_floor = self._script("raise_floor")
+        self._floor: int | None = None
+        """The store's revision floor as last read (``None``: not yet); read again by each
+        :meth:`drop_idle`, so it is never older than a retired marker's lifetime."""
         # The hot path: concurrent heartbeats share pipelines (a Cluster spreads them over nodes instead).
         self._heartbeat_batch = (None if isinstance(client, RedisCluster)
                                  else ScriptBatcher(client.connection_pool, self._heartbeat, timeout_s=op_timeout_s))
@@ -241,15 +247,22 @@ class RedisStore:
             # the two steps leaves at worst an indexed service with no instance, never an instance that
             # no listing or sweep can see; and a retried registration repairs what an older version left.
             await self._client.sadd(k.services, name)
-            return await self._register(
-                keys=[k.instance(name, iid), k.leases(name), k.revision(name), k.counts(name), k.events(name)],
+            floor = self._floor if self._floor is not None else await self._read_floor()
+            reply = await self._register(
+                keys=[k.instance(name, iid), k.leases(name), k.revision(name), k.counts(name), k.events(name),
+                      k.retired(name)],
                 args=[iid, name, doc, registration.status.value, now_ms, now_ms + ttl_ms,
-                      registration.lease_token_hash, self._event_history, _presented(lease_token_hash), k.channel])
+                      registration.lease_token_hash, self._event_history, _presented(lease_token_hash), k.channel,
+                      floor])
+            if reply[0] != "forbidden" and int(reply[5]):
+                # The service was (re)created: a drop_idle that ran meanwhile may have unindexed it.
+                await self._client.sadd(k.services, name)
+            return reply
 
         reply = await self._run("register", call)
         if reply[0] == "forbidden":
             raise LeaseTokenError(iid)
-        _, created, expired, registered_at, revision, status, *health = reply
+        _, created, expired, registered_at, revision, _fresh, status, *health = reply
         self._remember(iid, name)
         inst = Instance.from_document(iid, registration.document(), str(status), int(registered_at),
                                       now_ms, now_ms + ttl_ms, _health(*health))
@@ -422,8 +435,8 @@ class RedisStore:
 
     def _list_call(self, name: str, now_ms: int, client: Any = None) -> Any:
         k = self._keys
-        return self._list(keys=[k.leases(name), k.revision(name)], args=[now_ms, k.instance_prefix(name)],
-                          client=client)
+        return self._list(keys=[k.leases(name), k.revision(name), k.retired(name)],
+                          args=[now_ms, k.instance_prefix(name), self._floor or 0], client=client)
 
     @staticmethod
     def _view(name: str, reply: Sequence[Any]) -> ServiceSnapshot:
@@ -483,8 +496,61 @@ class RedisStore:
         return out
 
     async def revision(self, name: str) -> int:
-        value = await self._run("revision", lambda: self._client.get(self._keys.revision(name)))
-        return int(value or 0)
+        k = self._keys
+
+        async def read() -> int:
+            value = await self._client.get(k.revision(name))
+            if value is not None:
+                return int(value)
+            retired = await self._client.get(k.retired(name))
+            floor = self._floor if self._floor is not None else await self._read_floor()
+            return max(int(retired or 0), floor)
+
+        return await self._run("revision", read)
+
+    async def _read_floor(self) -> int:
+        self._floor = int(await self._client.get(self._keys.revision_floor) or 0)
+        return self._floor
+
+    async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:
+        """Drop the services idle for ``retention_ms``, in bounded rounds (:meth:`_drop_round`)."""
+        names = await self._run("drop", self._service_names)
+        dropped: list[str] = []
+        for start in range(0, len(names), _SERVICES_PER_ROUND):
+            part = names[start:start + _SERVICES_PER_ROUND]
+            dropped.extend(await self._run("drop", functools.partial(self._drop_round, part, now_ms - retention_ms,
+                                                                     retention_ms)))
+        await self._run("drop", self._read_floor)
+        return dropped
+
+    async def _drop_round(self, names: list[str], cutoff_ms: int, retention_ms: int) -> list[str]:
+        """Raise the store's revision floor to the revisions of the services of ``names`` without
+        instances, unindex them, drop each (drop.lua re-checks, atomically, that it is still empty, idle
+        since ``cutoff_ms`` and at the revision the floor was raised to), and index again those kept."""
+        k = self._keys
+
+        def leases(name: str, client: Any) -> Any:
+            return (client or self._client).zcard(k.leases(name))
+
+        def revision(name: str, client: Any) -> Any:
+            return (client or self._client).get(k.revision(name))
+
+        empty = [name for name, count in await self._round(names, leases) if int(count) == 0]
+        if not empty:
+            return []
+        expected = {name: int(rev or 0) for name, rev in await self._round(empty, revision)}
+        await self._raise_floor(keys=[k.revision_floor], args=[max(expected.values())])
+        await self._client.srem(k.services, *empty)
+
+        def drop(name: str, client: Any) -> Any:
+            return self._drop(keys=[k.leases(name), k.revision(name), k.counts(name), k.events(name),
+                                    k.retired(name)], args=[cutoff_ms, retention_ms, expected[name]], client=client)
+
+        outcomes = await self._round(empty, drop)
+        kept = [name for name, outcome in outcomes if int(outcome) < 0]
+        if kept:
+            await self._client.sadd(k.services, *kept)
+        return [name for name, outcome in outcomes if int(outcome) >= 0]
 
     # -- health checks ------------------------------------------------------------------------------
 

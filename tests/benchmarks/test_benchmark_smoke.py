@@ -84,3 +84,10 @@ def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> 
     assert figures["ratio"] == 0.5 and figures["sent"] > 0
     assert {"useful_per_s", "shed_503", "false_expiries", "probe_p99_ms", "recovery_s",
             "death_detected_after_lease_s", "generator_late_s"} <= figures.keys()
+
+
+def test_bench_retention_prints_the_idle_cost_while_retained_and_once_dropped() -> None:
+    out = _run("benchmarks.bench_retention", "--names", "5", "--retention", "10", "--window", "0.5", timeout=180,
+               tools=("redis-server", "redis-cli"))
+    rows = [row for row in out.splitlines() if row.startswith("| 5 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["retained", "just dropped", "markers expired"], out

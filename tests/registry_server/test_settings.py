@@ -96,3 +96,12 @@ def test_help_shows_every_settings_default(capsys: pytest.CaptureFixture[str]) -
                   f"default {defaults.read_timeout_s:g}", f"default {defaults.log_level}",
                   f"default {defaults.log_format}"):
         assert shown in text, shown
+
+
+def test_service_retention_from_env_or_flag_and_bad_values_name_the_setting() -> None:
+    assert load_settings([], {}).service_retention_s == 3600.0
+    assert load_settings([], {"REGISTRY_SERVICE_RETENTION": "600"}).service_retention_s == 600.0
+    assert load_settings(["--service-retention", "30"], {"REGISTRY_SERVICE_RETENTION": "600"}).service_retention_s == 30
+    for bad in ("0", "-1", "soon", "nan"):
+        with pytest.raises(ConfigError, match="REGISTRY_SERVICE_RETENTION/--service-retention"):
+            load_settings([], {"REGISTRY_SERVICE_RETENTION": bad})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -331,3 +332,53 @@ async def test_the_fleet_mark_reports_a_stale_mark_to_exactly_one_of_the_replica
     assert await second.mark_alive(NOW + 10_001, 3000) is None, "the other replica finds it moved on"
     assert await second.mark_alive(NOW + 5000, 3000) is None, "a clock behind never moves the mark back"
     assert await first.mark_alive(NOW + 12_000, 3000) is None, "the mark stayed at the later clock"
+
+
+# Retention: stream ids of the Redis store follow Redis's clock, so these tests run at the real time.
+
+async def _churn(store: InstanceStore, name: str, now: int, times: int) -> int:
+    """Register and deregister one instance of ``name`` ``times`` times; the revision it ends at."""
+    for i in range(times):
+        await store.register(reg(f"{name}-{i}", name), now + i, TTL)
+        await store.deregister(f"{name}-{i}", now + i)
+    return await store.revision(name)
+
+
+async def test_a_service_without_instances_for_the_retention_is_dropped_and_no_sooner(store: InstanceStore) -> None:
+    now = int(time.time() * 1000)
+    await _churn(store, "Gone", now, 2)
+    await store.register(reg("Kept-1", "Kept"), now, 60_000)
+    assert await store.drop_idle(now + 500, 60_000) == []
+    assert await store.drop_idle(now + 120_000, 60_000) == ["Gone"]
+    assert await store.drop_idle(now + 120_000, 60_000) == []
+    assert [s.name for s in await store.services(now + 1000)] == ["Kept"]
+
+
+async def test_a_dropped_service_that_comes_back_never_goes_backwards(store: InstanceStore) -> None:
+    now = int(time.time() * 1000)
+    last = await _churn(store, "Back", now, 3)
+    newest = await store.last_event_id()
+    assert await store.drop_idle(now + 120_000, 60_000) == ["Back"]
+    assert await store.revision("Back") >= last
+    assert (await store.service("Back", now + 10)).revision >= last
+    again = await store.register(reg("Back-9", "Back"), now + 10, TTL)
+    assert again.revision > last
+    events = await store.read_events(newest, count=10)
+    assert [(e.service, e.revision > last) for e in events] == [("Back", True)]
+    assert [s.name for s in await store.services(now + 20)] == ["Back"]
+
+
+async def test_a_new_name_after_a_drop_starts_above_every_dropped_revision(store_factory: StoreFactory) -> None:
+    now = int(time.time() * 1000)
+    first, second = store_factory(), store_factory()
+    last = await _churn(first, "Old", now, 4)
+    assert await first.drop_idle(now + 120_000, 60_000) == ["Old"]
+    assert await second.drop_idle(now + 120_000, 60_000) == []  # each name is dropped by one replica
+    assert (await second.register(reg("New-1", "New"), now + 10, TTL)).revision > last
+
+
+async def test_a_service_with_a_live_or_unswept_instance_is_never_dropped(store: InstanceStore) -> None:
+    now = int(time.time() * 1000)
+    await store.register(reg("Live-1", "Live"), now, 1_000)
+    assert await store.drop_idle(now + 120_000, 60_000) == []  # its lease ran out but no sweep removed it
+    assert [s.name for s in await store.services(now)] == ["Live"]

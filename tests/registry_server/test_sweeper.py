@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from registry_server.errors import StoreUnavailableError
 from registry_server.metrics import RegistryMetrics
@@ -12,6 +12,7 @@ from registry_server.registry import Registry
 from registry_server.registry_observer import RegistryObservers
 from registry_server.settings import Settings
 from registry_server.store.base import InstanceStore
+from registry_server.store.memory import MemoryStore
 from registry_server.sweeper import Sweeper
 from tests.support.clock import FakeClock
 from tests.support.registry_api import make_api
@@ -80,3 +81,21 @@ async def test_the_app_wires_its_sweeper_to_hear_the_registrations() -> None:
     assert sweeper.pause_s(0.0) == 10.0
     await registry.register(InstanceRegistration(id="a", name="Svc", host="h", port=1))
     assert sweeper.pause_s(0.0) == pytest.approx(2.0)
+
+
+async def test_idle_services_are_looked_for_a_quarter_of_the_retention_apart_and_their_series_dropped() -> None:
+    store, clock, metrics = MemoryStore(), FakeClock(), RegistryMetrics(CollectorRegistry())
+    sweeper = Sweeper(store, clock, 1.0, retention_s=40.0)
+    registry = Registry(store, clock, TTL_MS, RegistryObservers(metrics, sweeper))
+    await registry.register(InstanceRegistration(id="a", name="Gone", host="h", port=1))
+    await registry.deregister("a")
+    assert 'service="Gone"' in generate_latest(metrics.registry).decode()
+    assert await sweeper.drop_idle_once(registry) == 0  # not idle for the retention yet
+    clock.advance(39.9)
+    assert await sweeper.drop_idle_once(registry) == 0  # still not
+    clock.advance(0.2)
+    assert await sweeper.drop_idle_once(registry) == 0  # idle now, but the next look is 10 s after the last
+    clock.advance(9.8)
+    assert await sweeper.drop_idle_once(registry) == 1
+    assert 'service="Gone"' not in generate_latest(metrics.registry).decode()
+    assert await store.services(clock.now_ms()) == []

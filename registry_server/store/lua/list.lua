@@ -1,8 +1,13 @@
--- The live instances of one service and its revision.
--- KEYS: 1 leases  2 revision
--- ARGV: 1 now ms  2 instance key prefix
+-- The live instances of one service and its revision (of a dropped or unknown service: its retired
+-- marker or the store's revision floor, so that revisions never go backwards).
+-- KEYS: 1 leases  2 revision  3 retired marker
+-- ARGV: 1 now ms  2 instance key prefix  3 the store's revision floor
 -- Returns {revision, id, doc, status, registered_at, hb, exp, health status, checked at, output, id, ...}
-local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
+local revision = redis.call('GET', KEYS[2])
+if not revision then
+  revision = math.max(tonumber(ARGV[3]) or 0, tonumber(redis.call('GET', KEYS[3]) or '0'))
+end
+local out = {tonumber(revision)}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
 for _, id in ipairs(ids) do
   local v = redis.call('HMGET', ARGV[2] .. id, 'doc', 'status', 'reg', 'hb', 'exp', 'hs', 'hat', 'hout')
