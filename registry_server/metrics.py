@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from registry_server.model import Instance, ServiceSummary
 from registry_server.registry_observer import RegistryObserver
+
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+"""The ``method`` label's values besides ``other``: a label copied from a request takes a fixed set of values,
+or made-up methods would grow ``/metrics`` without bound."""
 
 
 class RegistryMetrics(RegistryObserver):
@@ -95,10 +102,27 @@ class RegistryMetrics(RegistryObserver):
     def watcher_count(self, kind: str, count: int) -> None:
         self.watchers.labels(kind).set(count)
 
+    def count_undecodable(self, count: Callable[[], int]) -> None:
+        """Expose ``count()``, the store's own count of skipped undecodable documents, as a counter."""
+        self.registry.register(_UndecodableDocuments(count))
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request; ``route`` is a route template or ``unmatched``, never a raw path."""
+        if method not in STANDARD_METHODS:
+            method = "other"
         children = self._request_children.get((method, route, status))
         if children is None:
             children = self._request_children[method, route, status] = (
                 self.http_requests.labels(method, route, str(status)), self.http_duration.labels(method, route))
         children[0].inc()
         children[1].observe(seconds)
+
+
+class _UndecodableDocuments(Collector):
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("registry_undecodable_documents",
+                                  "Instances and events left out of answers because their stored document "
+                                  "could not be decoded (each one also logged once)", value=self._count())

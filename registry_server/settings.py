@@ -89,7 +89,7 @@ def _positive_float(setting: str, text: str, *, maximum: float) -> float:
 
 
 def _port(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.strip().isascii() and text.strip().isdigit()) or not 1 <= int(text) <= 65535:
         raise ConfigError(f"REGISTRY_PORT/--port: {text!r} is not a port number (1-65535)")
     return int(text)
 
@@ -133,7 +133,8 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"{setting}: {path!r} is not a readable file")
     max_watchers = pick(args.max_watchers, "REGISTRY_MAX_WATCHERS")
-    if max_watchers is not None and (not max_watchers.isdigit() or not 1 <= int(max_watchers) <= 1_000_000):
+    if max_watchers is not None and (not (max_watchers.isascii() and max_watchers.isdigit())
+                                     or not 1 <= int(max_watchers) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_WATCHERS/--max-watchers: {max_watchers!r} is not a count (1-1000000)")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:

@@ -91,7 +91,7 @@ class RegistryApi:
         statuses = status_filter(request)  # bad filters answer 422 before any store work
         name = request.query_params.get("name")
         if name:
-            instances = (await self.registry.service(name)).instances if NAME.match(name) else []
+            instances = (await self.registry.service(name)).instances if NAME.fullmatch(name) else []
         else:
             instances = await self.registry.all_instances()
         return JSONResponse({"instances": filtered(instances, statuses, request.query_params.get("version"))})

@@ -107,7 +107,7 @@ class ConsulApi:
             index, wait = self._blocking_args(request)
         except ValueError as exc:
             return text(400, str(exc))
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             return [], consul.service_index(0)  # Consul knows no such service: an empty list
         if index:
             early = await self._block(request, self.hub.wait_for_change(name, index - 1, wait))
