@@ -96,6 +96,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     store = store if store is not None else build_store(settings)
     clock = clock or SystemWallClock()
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
+    metrics.count_undecodable(lambda: store.undecodable_documents)
     rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
     sweeper = Sweeper(store, clock, settings.sweep_interval_s)  # sweeps sooner when a lease ends sooner
     registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper))

@@ -34,6 +34,8 @@ class MemoryStore:
     """Instances in dictionaries. Operations are atomic because they never await."""
 
     kind = "memory"
+    undecodable_documents = 0
+    """Never more: this store keeps instances as values, not as documents to decode."""
 
     def __init__(self, *, event_history: int = 10_000) -> None:
         self._services: dict[str, _Service] = {}
