@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from registry_server.api.access import Access, UnauthorizedError
 from registry_server.api.body import BodyReader
+from registry_server.api.cross_origin import CrossOrigin
 from registry_server.api.errors import (
     ApiError,
     on_api_error,
@@ -71,11 +72,12 @@ async def _await_store(store: InstanceStore) -> None:
 
 class RegistryApp(Starlette):
     """The registry's Starlette application. Every request passes, in this order: the request metrics,
-    the error answers, the heartbeat shortcut, the router."""
+    the error answers, the cross-origin rule, the heartbeat shortcut, the router."""
 
     def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
-                 heartbeat: HeartbeatEndpoint, **options: Any) -> None:
+                 heartbeat: HeartbeatEndpoint, allowed_origins: tuple[str, ...] = (), **options: Any) -> None:
         super().__init__(**options)
+        self._allowed_origins = allowed_origins
         self._metrics = metrics
         self._handlers = handlers
         self._heartbeat = heartbeat
@@ -84,7 +86,8 @@ class RegistryApp(Starlette):
         # In place of Starlette's own stack (server errors, user middleware, exceptions): ErrorAnswers
         # answers every exception with these handlers, inside the metrics, so that each answer is counted.
         shortcut = HeartbeatShortcut(self.router, self._heartbeat)
-        return MetricsMiddleware(ErrorAnswers(shortcut, self._handlers), self._metrics)
+        return MetricsMiddleware(ErrorAnswers(CrossOrigin(shortcut, self._allowed_origins), self._handlers),
+                                 self._metrics)
 
 
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
@@ -129,6 +132,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
         handlers={ApiError: on_api_error, HTTPException: on_http_exception, UnauthorizedError: on_unauthorized,
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
+        allowed_origins=settings.allowed_origins,
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
                 *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access, body)],

@@ -9,6 +9,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from registry_server.errors import ConfigError
 from registry_server.store.redis_url import RedisTarget, parse_redis_url
@@ -43,6 +44,9 @@ class Settings:
     keyfile: str | None = None
     read_timeout_s: float = 10.0
     """The most a request body may take to arrive in all (a client trickling its body gets 408)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (``https://console.example.com``) of web pages besides the registry's own console that may
+    change state; a browser request from any other origin is refused."""
 
     @property
     def ttl_ms(self) -> int:
@@ -74,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
                                           "REGISTRY_READ_TIMEOUT, default 10)")
     p.add_argument("--max-watchers", help="blocking queries + change streams per replica (env "
                                           "REGISTRY_MAX_WATCHERS, default 4096)")
+    p.add_argument("--allowed-origins", help="comma list of web origins that may send writes, for a console "
+                                              "served elsewhere (env REGISTRY_ALLOWED_ORIGINS, default none)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL)")
     return p
 
@@ -106,6 +112,23 @@ def _host(text: str) -> str:
     return text
 
 
+def normalized_origin(text: str) -> str:
+    """``scheme://host[:port]``, lower-cased, as browsers send ``Origin``; :class:`ValueError` otherwise."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{text!r} is not an origin such as https://console.example.com")
+    parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(normalized_origin(item) for item in text.split(",") if item.strip())
+    except ValueError as exc:
+        raise ConfigError(f"REGISTRY_ALLOWED_ORIGINS/--allowed-origins: {exc}") from None
+
+
 def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     """Settings from command-line flags over environment variables; :class:`ConfigError` on bad input."""
     args = _parser().parse_args(list(argv))
@@ -136,6 +159,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     if max_watchers is not None and (not (max_watchers.isascii() and max_watchers.isdigit())
                                      or not 1 <= int(max_watchers) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_WATCHERS/--max-watchers: {max_watchers!r} is not a count (1-1000000)")
+    origins = pick(args.allowed_origins, "REGISTRY_ALLOWED_ORIGINS")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -157,4 +181,5 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         max_watchers=int(max_watchers) if max_watchers is not None else defaults.max_watchers,
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
                         if read_timeout is not None else defaults.read_timeout_s),
+        allowed_origins=_origins(origins) if origins is not None else defaults.allowed_origins,
     )
