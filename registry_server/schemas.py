@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from registry_server.model import compact_document
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _HOST_PATTERN = r"^[A-Za-z0-9._:-]{1,253}$"
 _LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
@@ -19,6 +21,14 @@ _NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _NOT_PROSE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 MAX_DOCUMENT_BYTES = 16 * 1024
 """The most an instance's registered document (everything but its lease and status) may take as stored."""
+
+
+def document_size_error(document: dict[str, Any]) -> str | None:
+    """Why ``document`` (:meth:`InstanceRegistration.document`) is too large to register, or ``None``."""
+    size = len(compact_document(document))
+    if size > MAX_DOCUMENT_BYTES:
+        return f"the registration takes {size} bytes as stored, over the limit of {MAX_DOCUMENT_BYTES}"
+    return None
 
 
 def plain_text(value: str) -> str:

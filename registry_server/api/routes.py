@@ -20,7 +20,7 @@ from registry_server.errors import InstanceConflictError, StoreError
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceRegistration, InstanceStatus, lease_token_hash
 from registry_server.registry import Registry
-from registry_server.schemas import RegisterRequest
+from registry_server.schemas import RegisterRequest, document_size_error
 from registry_server.settings import Settings
 
 
@@ -59,6 +59,10 @@ class RegistryApi:
             scheme=body.scheme, health_endpoint=body.health_endpoint, version=body.version,
             description=body.description, status=InstanceStatus(body.status), metadata=body.metadata,
             lease_token_hash=lease_token_hash(lease_token))
+        oversize = document_size_error(registration.document())
+        if oversize is not None:
+            raise ApiError(422, "validation_error", "request body failed validation",
+                           details=[{"field": "body", "message": oversize, "type": "too_long"}])
         try:
             result = await self.registry.register(
                 registration, lease_token_hash=grant.lease_hash(request.headers.get("x-lease-token")))

@@ -22,7 +22,7 @@ from registry_server.interop.credentials import authorized, interop_lease_hash, 
 from registry_server.interop.negotiation import BodyError, decode_body, text
 from registry_server.model import Instance, InstanceStatus
 from registry_server.registry import Registry
-from registry_server.schemas import NAME_PATTERN
+from registry_server.schemas import NAME_PATTERN, document_size_error
 from registry_server.settings import Settings
 
 _DENIED = "Permission denied: this registry needs its token (X-Consul-Token, ?token= or a bearer token)"
@@ -164,8 +164,12 @@ class ConsulApi:
         host = parsed.host or (request.client.host if request.client else None)
         if not host:
             return text(400, "Address is required (no peer address known)")
+        registration = parsed.registration(host, interop_lease_hash(parsed.id))
+        oversize = document_size_error(registration.document())
+        if oversize is not None:
+            return text(400, oversize)
         try:
-            await self.registry.register(parsed.registration(host, interop_lease_hash(parsed.id)),
+            await self.registry.register(registration,
                                          lease_token_hash=grant.lease_hash(interop_lease_token(parsed.id)))
         except InstanceConflictError as exc:
             return text(400, str(exc))

@@ -21,6 +21,7 @@ from registry_server.interop.credentials import authorized, interop_lease_hash, 
 from registry_server.interop.negotiation import BodyError, decode_body, render, text
 from registry_server.model import EventType, Instance, InstanceStatus, event_id_order
 from registry_server.registry import Registry
+from registry_server.schemas import document_size_error
 from registry_server.settings import Settings
 
 DELTA_WINDOW_MS = 180_000
@@ -161,6 +162,9 @@ class EurekaApi:
             service = eureka.resolve_service_name(parsed.app, [s.name for s in await self.registry.services()])
         lease = grant.lease_hash(interop_lease_token(parsed.id))
         registration = parsed.registration(service, interop_lease_hash(parsed.id))
+        oversize = document_size_error(registration.document())
+        if oversize is not None:
+            return text(400, oversize)
         try:
             await self.registry.register(registration, lease_token_hash=lease)
         except InstanceConflictError as exc:

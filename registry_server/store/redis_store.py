@@ -54,6 +54,10 @@ log = logging.getLogger("registry_server.store")
 _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, rexc.ReadOnlyError,
                 rexc.TryAgainError, rexc.ClusterDownError, rexc.MasterDownError, TimeoutError, OSError)
 _NAME_CACHE_LIMIT = 200_000
+_NAME_CACHE_BYTES = 16 * 1024 * 1024
+STREAM_BYTES = 1024 * 1024
+"""A service's event stream keeps about this many bytes of events (see lua/_emit.lua, which holds the
+number): each event trims it to at least 16 and at most ``event_history`` events of its own size."""
 _SERVICES_PER_ROUND = 25
 _EXPIRE_SERVICES_PER_ROUND = 10
 _EXPIRE_PER_CALL = 8
@@ -112,6 +116,7 @@ class RedisStore:
         self._event_history = event_history
         """Events kept per service (approximately: Redis trims whole stream nodes)."""
         self._names: dict[str, str] = {}
+        self._names_bytes = 0
         self._documents = DocumentDecoder()
         self._epoch_set = False
         self.next_expiry_ms: int | None = None
@@ -155,8 +160,11 @@ class RedisStore:
     # -- instance ids and their services ------------------------------------------------------------
 
     def _remember(self, instance_id: str, name: str) -> None:
-        if len(self._names) >= _NAME_CACHE_LIMIT:
+        if len(self._names) >= _NAME_CACHE_LIMIT or self._names_bytes >= _NAME_CACHE_BYTES:
             self._names.clear()
+            self._names_bytes = 0
+        if instance_id not in self._names:
+            self._names_bytes += len(instance_id) + len(name)
         self._names[instance_id] = name
 
     async def _owner(self, instance_id: str) -> str | None:
