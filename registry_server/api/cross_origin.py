@@ -35,8 +35,8 @@ class CrossOrigin:
         self.allowed = frozenset(allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or (scope["method"] in _READS and not self.allowed):
+            await self.app(scope, receive, send)  # nothing to refuse, no CORS header to add
             return
         origin = host = None
         for name, value in scope["headers"]:
