@@ -2,7 +2,8 @@
 
 A browser sends ``Origin`` with every POST, PUT, DELETE and PATCH. The registry refuses such a request
 (``403 origin_not_allowed``) unless the origin is the registry's own (its console) or one listed in
-``REGISTRY_ALLOWED_ORIGINS`` (a console served elsewhere). For listed origins it answers CORS preflights
+``REGISTRY_ALLOWED_ORIGINS`` (a console served elsewhere); PUT and DELETE from an unlisted origin never
+arrive, since their preflight (an OPTIONS, refused) must succeed first. For listed origins it answers CORS preflights
 and marks its answers readable by them; for any other origin it sends no CORS header at all, so a page
 there can read nothing either. Clients that are not browsers send no ``Origin`` and are not concerned.
 """
@@ -17,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registry_server.api.errors import ApiError
 
 _READS = frozenset({"GET", "HEAD"})
+_PREFLIGHTED = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+"""Methods a browser sends cross-origin only after a preflight (PUT, DELETE) or that change nothing: with
+no origin listed, no preflight succeeds, so these pass without a look at their headers (heartbeats too)."""
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE"
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Lease-Token, Last-Event-ID"
 EXPOSED_HEADERS = "ETag, Location, X-Registry-Index, X-Consul-Index, Retry-After"
@@ -35,7 +39,7 @@ class CrossOrigin:
         self.allowed = frozenset(allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"] in _READS and not self.allowed):
+        if scope["type"] != "http" or (scope["method"] in _PREFLIGHTED and not self.allowed):
             await self.app(scope, receive, send)  # nothing to refuse, no CORS header to add
             return
         origin = host = None
