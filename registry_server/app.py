@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from registry_server.api.access import Access, ServiceNotInScopeError, UnauthorizedError
 from registry_server.api.admission import Admission
 from registry_server.api.body import BodyReader
+from registry_server.api.cross_origin import CrossOrigin
 from registry_server.api.errors import (
     ApiError,
     on_api_error,
@@ -84,11 +85,13 @@ def fleet_gap_ms(settings: Settings) -> int:
 
 class RegistryApp(Starlette):
     """The registry's Starlette application. Every request passes, in this order: admission, the request
-    metrics, the error answers, the heartbeat shortcut, the router."""
+    metrics, the error answers, the cross-origin rule, the heartbeat shortcut, the router."""
 
     def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
-                 heartbeat: HeartbeatEndpoint, max_in_flight: int, **options: Any) -> None:
+                 heartbeat: HeartbeatEndpoint, max_in_flight: int, allowed_origins: tuple[str, ...] = (),
+                 **options: Any) -> None:
         super().__init__(**options)
+        self._allowed_origins = allowed_origins
         self._metrics = metrics
         self._handlers = handlers
         self._heartbeat = heartbeat
@@ -98,7 +101,8 @@ class RegistryApp(Starlette):
         # In place of Starlette's own stack (server errors, user middleware, exceptions): ErrorAnswers
         # answers every exception with these handlers, inside the metrics, so that each answer is counted.
         shortcut = HeartbeatShortcut(self.router, self._heartbeat)
-        stack = MetricsMiddleware(ErrorAnswers(shortcut, self._handlers), self._metrics)
+        stack = MetricsMiddleware(ErrorAnswers(CrossOrigin(shortcut, self._allowed_origins), self._handlers),
+                                  self._metrics)
         return Admission(stack, self._max_in_flight, shed=self._heartbeat.registry.protection.shed,
                          refused=self._metrics.requests_shed)
 
@@ -113,6 +117,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     store = store if store is not None else build_store(settings)
     clock = clock or SystemWallClock()
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
+    metrics.count_undecodable(lambda: store.undecodable_documents)
     rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
     sweeper = Sweeper(store, clock, settings.sweep_interval_s,  # sweeps sooner when a lease ends sooner
                       retention_s=settings.service_retention_s)
@@ -152,6 +157,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
         max_in_flight=settings.max_in_flight,
+        allowed_origins=settings.allowed_origins,
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
                 *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access, body)],

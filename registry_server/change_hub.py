@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from registry_server.errors import RegistryError, StoreError
 from registry_server.model import ChangeEvent, ChangeNotice
 from registry_server.store.base import InstanceStore
+from registry_server.store.documents import UndecodableDocumentError
 
 log = logging.getLogger("registry_server.change_hub")
 
@@ -157,9 +158,15 @@ class ChangeHub:
         changed = self._changed.pop(service, None)
         if changed is not None:
             changed.set()
-        for sub in self._subscribers:
-            if sub.service is None or sub.service == service:
-                sub.offer(notice.event)  # built here, once, only when someone streams this service
+        subscribers = [sub for sub in self._subscribers if sub.service is None or sub.service == service]
+        if not subscribers:
+            return
+        try:
+            event = notice.event  # built here, once, only when someone streams this service
+        except UndecodableDocumentError:
+            return  # the store logged and counted it; the streams go on without it
+        for sub in subscribers:
+            sub.offer(event)
 
     def _wake_all(self) -> None:
         self._on_change(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -14,13 +15,15 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from registry_server.model import HealthStatus, Instance, ServiceSummary
 from registry_server.registry_observer import RegistryObserver
 
-STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
-"""HTTP methods counted under their own name; any other is counted as ``other``, so that a client cannot
-grow the label set."""
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+"""The ``method`` label's values besides ``other``: a label copied from a request takes a fixed set of values,
+or made-up methods would grow ``/metrics`` without bound."""
 
 
 class RegistryMetrics(RegistryObserver):
@@ -155,7 +158,12 @@ class RegistryMetrics(RegistryObserver):
     def watcher_count(self, kind: str, count: int) -> None:
         self.watchers.labels(kind).set(count)
 
+    def count_undecodable(self, count: Callable[[], int]) -> None:
+        """Expose ``count()``, the store's own count of skipped undecodable documents, as a counter."""
+        self.registry.register(_UndecodableDocuments(count))
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request; ``route`` is a route template or ``unmatched``, never a raw path."""
         if method not in STANDARD_METHODS:
             method = "other"
         children = self._request_children.get((method, route, status))
@@ -171,3 +179,12 @@ class RegistryMetrics(RegistryObserver):
             method = "other"
         self._child(self.http_requests, method, route, str(status)).inc()
         self._child(self.watch_duration, kind).observe(seconds)
+
+class _UndecodableDocuments(Collector):
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("registry_undecodable_documents",
+                                  "Instances and events left out of answers because their stored document "
+                                  "could not be decoded (each one also logged once)", value=self._count())

@@ -41,13 +41,6 @@ def format_timestamp(ms: int) -> str:
     return f"{_utc_second(seconds)}.{millis:03d}Z"
 
 
-@functools.lru_cache(maxsize=65536)
-def parse_document(doc: str) -> dict[str, Any]:
-    """A stored registration document, parsed once per distinct document. Callers must not mutate it."""
-    parsed: dict[str, Any] = {**DOCUMENT_DEFAULTS, **json.loads(doc)}
-    return parsed
-
-
 DOCUMENT_DEFAULTS: dict[str, Any] = {"scheme": "http", "health_endpoint": "/health", "version": "",
                                      "description": "", "metadata": {}, "health_check": None}
 """Fields a stored document leaves out when they hold these values (a registry holds millions)."""

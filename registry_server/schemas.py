@@ -6,28 +6,68 @@ import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from registry_server.model import compact_document
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _HOST_PATTERN = r"^[A-Za-z0-9._:-]{1,253}$"
 _LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
+# Characters no text field takes: C0 and C1 controls, UTF-16 surrogates (a lone one cannot be encoded as
+# UTF-8, so one stored would fail every answer that includes it) and the two noncharacters XML 1.0 refuses.
+_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# The same, but for text that documents tab and newline as allowed (the description).
+_NOT_PROSE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+MAX_DOCUMENT_BYTES = 16 * 1024
+"""The most an instance's registered document (everything but its lease and status) may take as stored."""
+
+
+def document_size_error(document: dict[str, Any]) -> str | None:
+    """Why ``document`` (:meth:`InstanceRegistration.document`) is too large to register, or ``None``."""
+    size = len(compact_document(document))
+    if size > MAX_DOCUMENT_BYTES:
+        return f"the registration takes {size} bytes as stored, over the limit of {MAX_DOCUMENT_BYTES}"
+    return None
+
+
+def plain_text(value: str) -> str:
+    """``value`` when it is text every dialect can carry (JSON and XML): no control characters, no
+    surrogates, no noncharacters; else :class:`ValueError`. Every dialect validates its text with it."""
+    return _checked(_NOT_TEXT, value)
+
+
+def prose(value: str) -> str:
+    """:func:`plain_text` that also allows tab and newline."""
+    return _checked(_NOT_PROSE, value)
+
+
+def _checked(pattern: re.Pattern[str], value: str) -> str:
+    bad = pattern.search(value)
+    if bad is not None:
+        raise ValueError(f"character U+{ord(bad.group()):04X} at position {bad.start()} is not allowed")
+    return value
+
+
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=128)]
 StatusName = Literal["UP", "DOWN", "STARTING", "STOPPING"]
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetadataValue = Annotated[str, StringConstraints(max_length=1024)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(plain_text)]
+MetadataValue = Annotated[str, StringConstraints(max_length=1024), AfterValidator(plain_text)]
 
 
 def valid_host(value: str) -> str:
     """An IP literal or a DNS hostname (labels of letters, digits, ``-`` and ``_``).
 
-    An unspecified address (``0.0.0.0``, ``::``) is a bind address, reachable by nobody: refused.
+    An unspecified address (``0.0.0.0``, ``::``) is a bind address, reachable by nobody: refused. An IPv6
+    zone (``fe80::1%eth0``) is refused: it names an interface of one host, and it may hold any text.
     """
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         pass
     else:
+        if "%" in value:
+            raise ValueError("must be a hostname or an IP address without a zone")
         if address.is_unspecified:
             raise ValueError("must be an address others can reach, not an unspecified (bind) address")
         return value
@@ -59,9 +99,11 @@ class RegisterRequest(BaseModel):
     host: Annotated[str, StringConstraints(pattern=_HOST_PATTERN, max_length=253)] | None = Field(
         default=None, description="Hostname or IP literal; default: the request's peer address")
     scheme: Literal["http", "https"] = "http"
-    health_endpoint: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$", max_length=1024)] = "/health"
-    version: Annotated[str, StringConstraints(max_length=128)] = ""
-    description: Annotated[str, StringConstraints(max_length=1024)] = ""
+    health_endpoint: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$", max_length=1024),
+                               AfterValidator(plain_text)] = "/health"
+    version: Annotated[str, StringConstraints(max_length=128), AfterValidator(plain_text)] = ""
+    description: Annotated[str, StringConstraints(max_length=1024), AfterValidator(prose)] = Field(
+        default="", description="Free text; tab and newline are the only control characters allowed")
     status: StatusName = "UP"
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=64)] = Field(default_factory=dict)
     id: Name | None = Field(default=None, description="Client-chosen instance id; same charset as name")

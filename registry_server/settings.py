@@ -9,6 +9,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from registry_server.errors import ConfigError
 from registry_server.logs import LogFormat
@@ -65,6 +66,9 @@ class Settings:
     """When set, ``/metrics`` needs this bearer token (or the admin token)."""
     service_retention_s: float = 3600.0
     """A service without instances this long is dropped: its keys, index entry and metric series."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins (``https://console.example.com``) of web pages besides the registry's own console that may
+    change state; a browser request from any other origin is refused."""
 
     @property
     def ttl_ms(self) -> int:
@@ -125,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
                                                "dropped (env REGISTRY_SERVICE_RETENTION, default 3600)")
     p.add_argument("--metrics-token", help="bearer token required by /metrics (env REGISTRY_METRICS_TOKEN, "
                                            "default unset: /metrics open)")
+    p.add_argument("--allowed-origins", help="comma list of web origins that may send writes, for a console "
+                                              "served elsewhere (env REGISTRY_ALLOWED_ORIGINS, default none)")
     p.add_argument("--log-level", help="critical, error, warning, info, debug (env REGISTRY_LOG_LEVEL, "
                                          "default info)")
     p.add_argument("--log-format", help="text or json (env REGISTRY_LOG_FORMAT, default text)")
@@ -153,7 +159,7 @@ def _seconds_or_zero(setting: str, text: str, *, maximum: float) -> float:
 
 
 def _port(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.strip().isascii() and text.strip().isdigit()) or not 1 <= int(text) <= 65535:
         raise ConfigError(f"REGISTRY_PORT/--port: {text!r} is not a port number (1-65535)")
     return int(text)
 
@@ -168,6 +174,23 @@ def _host(text: str) -> str:
                                                   for label in labels):
             raise ConfigError(f"REGISTRY_HOST/--host: {text!r} is not a hostname or IP address") from None
     return text
+
+
+def normalized_origin(text: str) -> str:
+    """``scheme://host[:port]``, lower-cased, as browsers send ``Origin``; :class:`ValueError` otherwise."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{text!r} is not an origin such as https://console.example.com")
+    parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(normalized_origin(item) for item in text.split(",") if item.strip())
+    except ValueError as exc:
+        raise ConfigError(f"REGISTRY_ALLOWED_ORIGINS/--allowed-origins: {exc}") from None
 
 
 def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
@@ -200,11 +223,14 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"{setting}: {path!r} is not a readable file")
     max_watchers = pick(args.max_watchers, "REGISTRY_MAX_WATCHERS")
-    if max_watchers is not None and (not max_watchers.isdigit() or not 1 <= int(max_watchers) <= 1_000_000):
+    if max_watchers is not None and (not (max_watchers.isascii() and max_watchers.isdigit())
+                                     or not 1 <= int(max_watchers) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_WATCHERS/--max-watchers: {max_watchers!r} is not a count (1-1000000)")
     max_in_flight = pick(args.max_in_flight, "REGISTRY_MAX_IN_FLIGHT")
-    if max_in_flight is not None and (not max_in_flight.isdigit() or not 1 <= int(max_in_flight) <= 1_000_000):
+    if max_in_flight is not None and (not (max_in_flight.isascii() and max_in_flight.isdigit())
+                                      or not 1 <= int(max_in_flight) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_IN_FLIGHT/--max-in-flight: {max_in_flight!r} is not a count (1-1000000)")
+    origins = pick(args.allowed_origins, "REGISTRY_ALLOWED_ORIGINS")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -215,7 +241,8 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     check_interval = pick(args.health_check_interval, "REGISTRY_HEALTH_CHECK_INTERVAL")
     check_timeout = pick(args.health_check_timeout, "REGISTRY_HEALTH_CHECK_TIMEOUT")
     check_failures = pick(args.health_check_failures, "REGISTRY_HEALTH_CHECK_FAILURES")
-    if check_failures is not None and (not check_failures.isdigit() or not 1 <= int(check_failures) <= 100):
+    if check_failures is not None and (not (check_failures.isascii() and check_failures.isdigit())
+                                       or not 1 <= int(check_failures) <= 100):
         raise ConfigError(f"REGISTRY_HEALTH_CHECK_FAILURES/--health-check-failures: {check_failures!r} is not "
                           "a count (1-100)")
     deregister_after = pick(args.health_check_deregister_after, "REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER")
@@ -256,4 +283,5 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         service_retention_s=(_positive_float("REGISTRY_SERVICE_RETENTION/--service-retention", retention,
                                              maximum=86400 * 365)
                              if retention is not None else defaults.service_retention_s),
+        allowed_origins=_origins(origins) if origins is not None else defaults.allowed_origins,
     )

@@ -89,9 +89,9 @@ class BodyReader:
 
 
 def check_content_type(content_type: str | None) -> None:
-    if content_type is None:
-        return  # tolerated: curl and many scripts send JSON without saying so
-    media = content_type.split(";", 1)[0].strip().lower()
+    """JSON bodies must say so: a body without a content type, or as ``text/plain``, is what a page on another
+    origin can send without a preflight (``fetch(url, {mode: "no-cors", body})``), so it changes nothing."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise ApiError(400, "unsupported_content_type",
                        f"content type must be application/json, not {media or 'empty'!r}")

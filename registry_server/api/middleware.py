@@ -1,4 +1,5 @@
-"""The layers every request passes through, outermost first: request metrics, then error answers.
+"""The layers every request passes through, outermost first: request metrics, then error answers (then
+the cross-origin rule of :mod:`registry_server.api.cross_origin`).
 
 ``create_app`` stacks them around the heartbeat shortcut and the router (see
 :meth:`registry_server.app.RegistryApp.build_middleware_stack`).

@@ -13,7 +13,7 @@ from registry_server.schemas import NAME_PATTERN
 
 NAME = re.compile(NAME_PATTERN)
 _STATUSES = {s.value for s in InstanceStatus}
-_WAIT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+_WAIT = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m)?")
 MAX_WAIT_S = 300.0
 DEFAULT_WAIT_S = 60.0
 
@@ -24,7 +24,7 @@ def invalid(field: str, message: str, kind: str = "value_error") -> ApiError:
 
 
 def service_name(raw: str, field: str = "name") -> str:
-    if not NAME.match(raw):
+    if not NAME.fullmatch(raw):
         raise invalid(field, "1-128 of A-Z a-z 0-9 . _ -, starting with a letter or digit", "string_pattern_mismatch")
     return raw
 
@@ -50,7 +50,7 @@ def blocking_index(request: Request) -> int | None:
     raw = request.query_params.get("index")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise invalid("index", "a revision number (a non-negative integer) from X-Registry-Index")
     return int(raw)
 
@@ -60,7 +60,7 @@ def wait_seconds(request: Request) -> float:
     raw = request.query_params.get("wait")
     if raw is None or raw == "":
         return DEFAULT_WAIT_S
-    match = _WAIT.match(raw.strip())
+    match = _WAIT.fullmatch(raw.strip())
     if match is None:
         raise invalid("wait", "a duration such as 30s, 1m or 500ms")
     value = float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]

@@ -24,11 +24,14 @@ class Rendered:
 
 
 class RenderedAnswers(RegistryObserver):
-    def __init__(self, *, max_age_ms: int = 500, max_entries: int = 10_000) -> None:
+    def __init__(self, *, max_age_ms: int = 500, max_entries: int = 10_000,
+                 max_bytes: int = 32 * 1024 * 1024) -> None:
         self._max_age_ms = max_age_ms
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self._by_service: dict[str, dict[Hashable, Rendered]] = {}
         self._count = 0
+        self._bytes = 0
 
     def __repr__(self) -> str:
         return f"RenderedAnswers(max_age_ms={self._max_age_ms}, entries={self._count})"
@@ -43,13 +46,16 @@ class RenderedAnswers(RegistryObserver):
             instances: list[Instance], now_ms: int) -> None:
         if self._max_age_ms <= 0:
             return
-        if self._count >= self._max_entries:
-            self._by_service.clear()
-            self._count = 0
+        if self._count >= self._max_entries or self._bytes + len(rendered_body) > self._max_bytes:
+            self.forget(None)
         first_expiry = min((inst.expires_at_ms for inst in instances), default=now_ms + self._max_age_ms)
         entries = self._by_service.setdefault(service, {})
-        if query not in entries:
+        old = entries.get(query)
+        if old is None:
             self._count += 1
+        else:
+            self._bytes -= len(old.body)
+        self._bytes += len(rendered_body)
         entries[query] = Rendered(revision, etag, rendered_body,
                                   min(now_ms + self._max_age_ms, first_expiry))
 
@@ -58,10 +64,12 @@ class RenderedAnswers(RegistryObserver):
         if service is None:
             self._by_service.clear()
             self._count = 0
+            self._bytes = 0
             return
         dropped = self._by_service.pop(service, None)
         if dropped:
             self._count -= len(dropped)
+            self._bytes -= sum(len(entry.body) for entry in dropped.values())
 
     def registered(self, instance: Instance, created: bool) -> None:
         self.forget(instance.name)

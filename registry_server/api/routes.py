@@ -26,7 +26,7 @@ from registry_server.model import (
     lease_token_hash,
 )
 from registry_server.registry import Registry
-from registry_server.schemas import HealthCheckIn, RegisterRequest
+from registry_server.schemas import HealthCheckIn, RegisterRequest, document_size_error
 from registry_server.settings import Settings
 
 
@@ -70,6 +70,10 @@ class RegistryApi:
             scheme=body.scheme, health_endpoint=body.health_endpoint, version=body.version,
             description=body.description, status=InstanceStatus(body.status), metadata=body.metadata,
             lease_token_hash=lease_token_hash(lease_token), health_check=health_check_request(body.health_check))
+        oversize = document_size_error(registration.document())
+        if oversize is not None:
+            raise ApiError(422, "validation_error", "request body failed validation",
+                           details=[{"field": "body", "message": oversize, "type": "too_long"}])
         try:
             result = await self.registry.register(
                 registration, lease_token_hash=grant.lease_hash(request.headers.get("x-lease-token")))
@@ -103,7 +107,7 @@ class RegistryApi:
         statuses = status_filter(request)  # bad filters answer 422 before any store work
         name = request.query_params.get("name")
         if name:
-            instances = (await self.registry.service(name)).instances if NAME.match(name) else []
+            instances = (await self.registry.service(name)).instances if NAME.fullmatch(name) else []
         else:
             instances = await self.registry.all_instances()
         return JSONResponse({"instances": filtered(instances, statuses, request.query_params.get("version"))})

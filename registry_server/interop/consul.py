@@ -30,12 +30,12 @@ from registry_server.model import (
     InstanceRegistration,
     InstanceStatus,
 )
-from registry_server.schemas import NAME_PATTERN, valid_host
+from registry_server.schemas import NAME_PATTERN, plain_text, valid_host
 
 DATACENTER = "dc1"
 AGENT_NODE = "service-registry"
 _NAME = re.compile(NAME_PATTERN)
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)?$")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)?")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 MAX_WAIT_S = 300.0
 DEFAULT_WAIT_S = 300.0
@@ -82,7 +82,7 @@ def catalog_index(revisions: dict[str, int]) -> int:
 def parse_index(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         raise ConsulInputError("Invalid index")
     return int(raw)
 
@@ -91,14 +91,14 @@ def parse_wait(raw: str | None) -> float:
     """Consul's ``wait`` (``10s``, ``5m``, ``120000ms``); capped at :data:`MAX_WAIT_S`."""
     if raw is None or raw == "":
         return DEFAULT_WAIT_S
-    match = _DURATION.match(raw.strip())
+    match = _DURATION.fullmatch(raw.strip())
     if match is None:
         raise ConsulInputError("Invalid wait time")
     return min(float(match.group(1)) * _UNITS[match.group(2)], MAX_WAIT_S)
 
 
 def parse_duration(raw: Any) -> float:
-    match = _DURATION.match(str(raw).strip()) if isinstance(raw, str | int) else None
+    match = _DURATION.fullmatch(str(raw).strip()) if isinstance(raw, str | int) else None
     if match is None:
         raise ConsulInputError(f"Invalid duration {raw!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
@@ -264,10 +264,10 @@ def parse_registration(body: Any) -> ConsulRegistration:
         raise ConsulInputError("Request decode failed: the body must be a JSON object")
     fields = _keys(body)
     name = fields.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConsulInputError("Missing or invalid service name: 1-128 of A-Z a-z 0-9 . _ -")
     service_id = fields.get("id") or name
-    if not isinstance(service_id, str) or not INSTANCE_ID.match(service_id):
+    if not isinstance(service_id, str) or not INSTANCE_ID.fullmatch(service_id):
         raise ConsulInputError(f"Invalid service ID {service_id!r}")
     port = fields.get("port")
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
@@ -283,6 +283,12 @@ def parse_registration(body: Any) -> ConsulRegistration:
         raise ConsulInputError("Meta must be an object of strings")
     if len(meta) > 64 or any(not 1 <= len(str(k)) <= 128 for k in meta) or any(len(v) > 1024 for v in meta.values()):
         raise ConsulInputError("Meta: at most 64 keys of 1-128 characters, values of at most 1024")
+    try:
+        for key, value in meta.items():
+            plain_text(str(key))
+            plain_text(value)
+    except ValueError as exc:
+        raise ConsulInputError(f"Meta: {exc}") from None
     checks = [fields["check"]] if fields.get("check") else []
     extra = fields.get("checks") or []
     if not isinstance(extra, list):

@@ -23,7 +23,7 @@ from registry_server.interop.credentials import Dialect, authorized, interop_lea
 from registry_server.interop.negotiation import BodyError, decode_body, text
 from registry_server.model import Instance, InstanceStatus
 from registry_server.registry import Registry
-from registry_server.schemas import NAME_PATTERN
+from registry_server.schemas import NAME_PATTERN, document_size_error
 from registry_server.settings import Settings
 
 _DENIED = "Permission denied: this registry needs its token (X-Consul-Token, ?token= or a bearer token)"
@@ -114,7 +114,7 @@ class ConsulApi:
             index, wait = self._blocking_args(request)
         except ValueError as exc:
             return text(400, str(exc))
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             return [], consul.service_index(0)  # Consul knows no such service: an empty list
         if index:
             early = await self._block(request, self.hub.wait_for_change(name, index - 1, wait))
@@ -171,10 +171,13 @@ class ConsulApi:
         host = parsed.host or (request.client.host if request.client else None)
         if not host:
             return text(400, "Address is required (no peer address known)")
+        registration = parsed.registration(host, interop_lease_hash(_CONSUL, parsed.id))
+        oversize = document_size_error(registration.document())
+        if oversize is not None:
+            return text(400, oversize)
         try:
             grant.check(parsed.name)
-            await self.registry.register(parsed.registration(host, interop_lease_hash(_CONSUL, parsed.id)),
-                                         lease_token_hash=presented_lease(grant, _CONSUL, parsed.id))
+            await self.registry.register(registration, lease_token_hash=presented_lease(grant, _CONSUL, parsed.id))
         except InstanceConflictError as exc:
             return text(400, str(exc))
         except LeaseTokenError:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from registry_server.model import Instance, InstanceRegistration, InstanceStatus
-from registry_server.schemas import NAME_PATTERN, valid_host
+from registry_server.schemas import NAME_PATTERN, plain_text, valid_host
 
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,255}$")
 _NAME = re.compile(NAME_PATTERN)
@@ -169,7 +169,7 @@ def _port_of(value: Any) -> tuple[int, bool] | None:
     enabled = _text(value.get("@enabled", "true")).lower() != "false"
     if not raw:
         return None
-    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 65535:
         raise EurekaInputError(f"port must be an integer 1-65535, not {raw!r}")
     return int(raw), enabled
 
@@ -178,7 +178,11 @@ def _health_endpoint(url: str) -> str:
     if not url:
         return "/health"
     path = urlsplit(url).path if "://" in url else url
-    return path if path.startswith("/") and len(path) <= 1024 and " " not in path else "/health"
+    usable = path.startswith("/") and len(path) <= 1024 and not any(c.isspace() for c in path)
+    try:
+        return plain_text(path) if usable else "/health"
+    except ValueError:
+        return "/health"
 
 
 def _metadata(value: Any) -> dict[str, str]:
@@ -189,6 +193,12 @@ def _metadata(value: Any) -> dict[str, str]:
     out = {str(key): _text(item) for key, item in value.items() if key != "@class"}
     if len(out) > 64 or any(not 1 <= len(k) <= 128 for k in out) or any(len(v) > 1024 for v in out.values()):
         raise EurekaInputError("metadata: at most 64 keys of 1-128 characters, values of at most 1024")
+    try:
+        for key, item in out.items():
+            plain_text(key)
+            plain_text(item)
+    except ValueError as exc:
+        raise EurekaInputError(f"metadata: {exc}") from None
     return out
 
 
@@ -198,14 +208,14 @@ def parse_instance(body: Any, app: str) -> EurekaRegistration:
         body = body["instance"]
     if not isinstance(body, dict):
         raise EurekaInputError("the body must be a Eureka instance: {\"instance\": {...}}")
-    if not _NAME.match(app):
+    if not _NAME.fullmatch(app):
         raise EurekaInputError(f"application name {app!r}: 1-128 of A-Z a-z 0-9 . _ -")
     sent_app = _text(body.get("app"))
     if sent_app and sent_app.upper() != app.upper():
         raise EurekaInputError(f"Mismatched appName, expecting {app.upper()} but was {sent_app.upper()}")
     host_name, ip_addr = _text(body.get("hostName")), _text(body.get("ipAddr"))
     instance_id = _text(body.get("instanceId")) or host_name
-    if not INSTANCE_ID.match(instance_id):
+    if not INSTANCE_ID.fullmatch(instance_id):
         raise EurekaInputError(f"instanceId {instance_id!r}: 1-256 of A-Z a-z 0-9 . _ : @ + -")
     host = ""
     for candidate in (host_name, ip_addr):

@@ -21,6 +21,7 @@ from registry_server.interop.credentials import Dialect, authorized, interop_lea
 from registry_server.interop.negotiation import BodyError, decode_body, render, text
 from registry_server.model import EventType, Instance, InstanceStatus, event_id_order
 from registry_server.registry import Registry
+from registry_server.schemas import document_size_error
 from registry_server.settings import Settings
 
 _EUREKA = Dialect.EUREKA
@@ -165,6 +166,9 @@ class EurekaApi:
         else:
             service = eureka.resolve_service_name(parsed.app, [s.name for s in await self.registry.services()])
         registration = parsed.registration(service, interop_lease_hash(_EUREKA, parsed.id))
+        oversize = document_size_error(registration.document())
+        if oversize is not None:
+            return text(400, oversize)
         try:
             grant.check(service)
             await self.registry.register(registration, lease_token_hash=presented_lease(grant, _EUREKA, parsed.id))

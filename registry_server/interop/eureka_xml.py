@@ -38,7 +38,7 @@ def _fill(element: ET.Element, value: Any) -> None:
 
 
 def _append(parent: ET.Element, key: str, value: Any) -> None:
-    if not _XML_NAME.match(key) or key.lower().startswith("xml"):
+    if not _XML_NAME.fullmatch(key) or key.lower().startswith("xml"):
         return
     for item in value if isinstance(value, list) else [value]:
         _fill(ET.SubElement(parent, key), item)

@@ -80,6 +80,12 @@ class InstanceStore(Protocol):
         Also sets :attr:`next_expiry_ms`."""
         ...
 
+    @property
+    def undecodable_documents(self) -> int:
+        """Instances and events skipped so far because their stored document could not be decoded (see
+        :mod:`registry_server.store.documents`)."""
+        ...
+
     next_expiry_ms: int | None
     """When the earliest lease left by the last :meth:`expire` ends (``None``: none left, or not known,
     e.g. that sweep stopped part-way): the sweeper's next sweep need not wait longer than that."""

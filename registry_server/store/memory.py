@@ -49,14 +49,20 @@ class MemoryStore:
     """Instances in dictionaries. Operations are atomic because they never await."""
 
     kind = "memory"
+    undecodable_documents = 0
+    """Never more: this store keeps instances as values, not as documents to decode."""
 
-    def __init__(self, *, event_history: int = 10_000) -> None:
+    def __init__(self, *, event_history: int = 10_000, event_bytes: int = 32 * 1024 * 1024) -> None:
         self._services: dict[str, _Service] = {}
         self._owners: dict[str, str] = {}  # instance id -> service name
         self._tokens: dict[str, str] = {}  # instance id -> lease token hash
         self._checked: dict[str, _Checked] = {}  # instance id -> its checks' counts
         self._due: dict[tuple[str, str], int] = {}  # (service, instance id) -> when its next check is due
         self._events: deque[ChangeEvent] = deque(maxlen=event_history)
+        self._event_sizes: deque[int] = deque(maxlen=event_history)
+        self._event_bytes = 0
+        self._event_bytes_limit = event_bytes
+        """The history also holds at most about this many bytes of instances (as :func:`_size` counts)."""
         self._event_seq = 0
         self._trimmed_upto = "0-0"
         self._new_event = asyncio.Event()
@@ -85,10 +91,15 @@ class MemoryStore:
         return svc, inst
 
     def _emit(self, kind: EventType, svc: _Service, inst: Instance) -> None:
-        if len(self._events) == self._events.maxlen:
-            self._trimmed_upto = self._events[0].id
+        size = _size(inst)
+        while self._events and (self._event_bytes + size > self._event_bytes_limit
+                                or len(self._events) == self._events.maxlen):
+            self._trimmed_upto = self._events.popleft().id
+            self._event_bytes -= self._event_sizes.popleft()
         self._event_seq += 1
         self._events.append(ChangeEvent(f"{self._event_seq}-0", kind, inst.name, svc.revision, inst))
+        self._event_sizes.append(size)
+        self._event_bytes += size
         self._new_event.set()
         self._new_event = asyncio.Event()
 
@@ -318,6 +329,12 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _size(inst: Instance) -> int:
+    """About the bytes an event's instance holds: its text, and a fixed allowance for the objects."""
+    return (len(inst.id) + len(inst.name) + len(inst.host) + len(inst.health_endpoint) + len(inst.version)
+            + len(inst.description) + sum(len(k) + len(v) for k, v in inst.metadata.items()) + 512)
 
 
 def _document(inst: Instance) -> tuple[object, ...]:

@@ -44,8 +44,8 @@ from registry_server.model import (
     ServiceSummary,
     compact_document,
     event_id_order,
-    parse_document,
 )
+from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError
 from registry_server.store.keys import KeyLayout
 from registry_server.store.redis_batch import ScriptBatcher
 from registry_server.store.redis_connect import connect
@@ -58,6 +58,10 @@ log = logging.getLogger("registry_server.store")
 _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, rexc.ReadOnlyError,
                 rexc.TryAgainError, rexc.ClusterDownError, rexc.MasterDownError, TimeoutError, OSError)
 _NAME_CACHE_LIMIT = 200_000
+_NAME_CACHE_BYTES = 16 * 1024 * 1024
+STREAM_BYTES = 1024 * 1024
+"""A service's event stream keeps about this many bytes of events (see lua/_emit.lua, which holds the
+number): each event trims it to at least 16 and at most ``event_history`` events of its own size."""
 _SERVICES_PER_ROUND = 25
 _EXPIRE_SERVICES_PER_ROUND = 10
 _EXPIRE_PER_CALL = 8
@@ -76,8 +80,8 @@ def _event_id(stream_id: str, service: str) -> str:
     return f"{stream_id}/{service}"
 
 
-def _event(stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
-    inst = Instance.from_document(str(fields["id"]), parse_document(fields["doc"]), str(fields["status"]),
+def _event(documents: DocumentDecoder, stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
+    inst = Instance.from_document(str(fields["id"]), documents.decode(fields["doc"]), str(fields["status"]),
                                   int(fields["reg"]), int(fields["hb"]), int(fields["exp"]))
     service = str(fields["service"])
     return ChangeEvent(_event_id(stream_id, service), EventType(fields["type"]), service, int(fields["rev"]), inst)
@@ -107,10 +111,10 @@ def _health(status: Any, checked_at: Any, output: Any) -> Health:
     return Health(HealthStatus(str(status)), int(checked_at) if checked_at else None, str(output or ""))
 
 
-def _instance(instance_id: str, row: Sequence[Any]) -> Instance:
+def _instance(documents: DocumentDecoder, instance_id: str, row: Sequence[Any]) -> Instance:
     doc, status, reg, hb, exp = row[:5]
     health = _health(*row[5:8]) if len(row) >= 8 else _UNCHECKED
-    return Instance.from_document(instance_id, parse_document(doc), status, int(reg), int(hb), int(exp), health)
+    return Instance.from_document(instance_id, documents.decode(doc), status, int(reg), int(hb), int(exp), health)
 
 
 class RedisStore:
@@ -127,6 +131,8 @@ class RedisStore:
         self._event_history = event_history
         """Events kept per service (approximately: Redis trims whole stream nodes)."""
         self._names: dict[str, str] = {}
+        self._names_bytes = 0
+        self._documents = DocumentDecoder()
         self._epoch_set = False
         self.next_expiry_ms: int | None = None
         self._register = self._script("register")
@@ -177,8 +183,11 @@ class RedisStore:
     # -- instance ids and their services ------------------------------------------------------------
 
     def _remember(self, instance_id: str, name: str) -> None:
-        if len(self._names) >= _NAME_CACHE_LIMIT:
+        if len(self._names) >= _NAME_CACHE_LIMIT or self._names_bytes >= _NAME_CACHE_BYTES:
             self._names.clear()
+            self._names_bytes = 0
+        if instance_id not in self._names:
+            self._names_bytes += len(instance_id) + len(name)
         self._names[instance_id] = name
 
     async def _owner(self, instance_id: str) -> str | None:
@@ -283,7 +292,7 @@ class RedisStore:
             if row is None:
                 return None
             row = _owned(instance_id, row)
-            return Renewal(_instance(instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
+            return Renewal(_instance(self._documents, instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
 
         cached = self._names.get(instance_id) if self._heartbeat_batch is not None else None
         if cached is None:
@@ -308,7 +317,7 @@ class RedisStore:
                 args=[instance_id, name, now_ms, self._event_history, _presented(lease_token_hash), k.channel])
             if row is None:
                 return None
-            inst = _instance(instance_id, _owned(instance_id, row))
+            inst = _instance(self._documents, instance_id, _owned(instance_id, row))
             await self._release(keys=[k.owner(instance_id)], args=[name])
             return inst
 
@@ -429,7 +438,11 @@ class RedisStore:
                                            ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"])
             if row[0] is None or int(row[4] or 0) <= now_ms:
                 return None
-            return _instance(instance_id, row)
+            try:
+                return _instance(self._documents, instance_id, row)
+            except UndecodableDocumentError as exc:
+                self._documents.skipped(f"instance {instance_id!r}", exc)
+                return None
 
         return await self._run("get", lambda: self._by_id(instance_id, read))
 
@@ -438,9 +451,18 @@ class RedisStore:
         return self._list(keys=[k.leases(name), k.revision(name), k.retired(name)],
                           args=[now_ms, k.instance_prefix(name), self._floor or 0], client=client)
 
-    @staticmethod
-    def _view(name: str, reply: Sequence[Any]) -> ServiceSnapshot:
-        rows = [_instance(reply[i], reply[i + 1:i + 9]) for i in range(1, len(reply), 9)]
+    @property
+    def undecodable_documents(self) -> int:
+        return self._documents.undecodable
+
+    def _view(self, name: str, reply: Sequence[Any]) -> ServiceSnapshot:
+        documents = self._documents
+        rows = []
+        for i in range(1, len(reply), 9):
+            try:
+                rows.append(_instance(documents, reply[i], reply[i + 1:i + 9]))
+            except UndecodableDocumentError as exc:  # one bad document never fails the listing
+                documents.skipped(f"instance {reply[i]!r}", exc)
         rows.sort(key=lambda inst: inst.id)
         return ServiceSnapshot(name, int(reply[0]), rows)
 
@@ -566,7 +588,7 @@ class RedisStore:
                       self._event_history, k.channel])
             if row is None:
                 return None
-            inst = _instance(instance_id, row[:8])
+            inst = _instance(self._documents, instance_id, row[:8])
             if row[9] == 1:
                 await self._release(keys=[k.owner(instance_id)], args=[name])
                 self._names.pop(instance_id, None)
@@ -625,7 +647,13 @@ class RedisStore:
             replies = await self._each_service(
                 lambda name, client: (client or self._client).xrange(self._keys.events(name), min=start,
                                                                      count=count + 1))
-            events = [_event(str(sid), fields) for _name, entries in replies for sid, fields in entries]
+            events = []
+            for _name, entries in replies:
+                for sid, fields in entries:
+                    try:
+                        events.append(_event(self._documents, str(sid), fields))
+                    except UndecodableDocumentError as exc:
+                        self._documents.skipped(f"event {sid!s}", exc)
             later = [e for e in events if event_id_order(e.id) > position]
             later.sort(key=lambda e: event_id_order(e.id))
             return later[:count]
@@ -657,6 +685,13 @@ class RedisStore:
                 return False
             raise
 
+    def _announced(self, stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
+        try:
+            return _event(self._documents, stream_id, fields)
+        except UndecodableDocumentError as exc:
+            self._documents.skipped(f"event {stream_id}", exc)
+            raise
+
     async def changes(self) -> AsyncIterator[ChangeNotice | None]:
         if isinstance(self._client, RedisCluster):
             await self._run("changes", self._client.initialize)  # the slot map, which its pub/sub needs
@@ -677,7 +712,8 @@ class RedisStore:
                     continue
                 announced = json.loads(message["data"])  # one change, or a script's many as an array
                 for fields in announced if isinstance(announced, list) else (announced,):
-                    yield ChangeNotice(str(fields["service"]), functools.partial(_event, str(fields["sid"]), fields))
+                    build = functools.partial(self._announced, str(fields["sid"]), fields)
+                    yield ChangeNotice(str(fields["service"]), build)
         finally:
             with contextlib.suppress(rexc.RedisError, OSError):
                 # Typed through a Callable: whether redis-py annotates PubSub.aclose varies by release.

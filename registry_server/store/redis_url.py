@@ -44,7 +44,7 @@ def _nodes(netloc: str, default_port: int, url: str) -> tuple[tuple[str, int], .
         if not sep:
             host, port_text = item.strip(), str(default_port)
         host = host.strip("[]")
-        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not host or not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise ConfigError(f"REDIS_URL: bad address {item!r} in {url!r}")
         out.append((host, int(port_text)))
     return tuple(out)
@@ -73,7 +73,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         except ValueError as exc:
             raise ConfigError(f"REDIS_URL: bad port in {url!r}") from exc
         db_text = parts.path.strip("/") or "0"
-        if not db_text.isdigit():
+        if not (db_text.isascii() and db_text.isdigit()):
             raise ConfigError(f"REDIS_URL: database must be a number in {url!r}")
         return RedisTarget(RedisMode.STANDALONE, url, ((parts.hostname, port or 6379),), db=int(db_text),
                            password=parts.password)
@@ -86,7 +86,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         segments = [s for s in path.split("/") if s]
         if not segments:
             raise ConfigError(f"REDIS_URL: Sentinel URL needs a master name: {url!r}")
-        if len(segments) > 2 or (len(segments) == 2 and not segments[1].isdigit()):
+        if len(segments) > 2 or (len(segments) == 2 and not (segments[1].isascii() and segments[1].isdigit())):
             raise ConfigError(f"REDIS_URL: expected /<master-name>[/<db>] in {url!r}")
         return RedisTarget(RedisMode.SENTINEL, url, _nodes(netloc, 26379, url), master_name=segments[0],
                            db=int(segments[1]) if len(segments) == 2 else 0, password=_password(netloc))

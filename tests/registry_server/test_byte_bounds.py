@@ -1,0 +1,54 @@
+"""Caches and histories bounded in bytes: filled past their limit, they hold no more than it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from registry_server.api.rendered import RenderedAnswers
+from registry_server.model import InstanceRegistration, compact_document
+from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError
+from registry_server.store.memory import MemoryStore
+
+
+def _doc(n: int, size: int) -> str:
+    return compact_document({"name": "S", "host": "h", "port": 1, "metadata": {"k": f"{n}-" + "v" * size}})
+
+
+def test_the_document_cache_holds_at_most_its_bytes_and_keeps_the_recent_ones() -> None:
+    decoder = DocumentDecoder(cache_bytes=10_000)
+    docs = [_doc(n, 900) for n in range(50)]
+    for n, doc in enumerate(docs):
+        assert decoder.decode(doc)["metadata"]["k"].startswith(f"{n}-")
+    assert 9_000 < decoder.cached_bytes <= 10_000
+    assert decoder.decode(docs[-1]) is decoder.decode(docs[-1])  # still cached: the same parsed dict
+
+
+@pytest.mark.parametrize("doc", ['{"name":"S","host":"h","port":1,"metadata":{"k":"\\ud800"}}',
+                                 '{"name":"S","host":"h\\u0000","port":1}', '{"name":"S"}', "[1]", "{",
+                                 '{"name":"S","host":"h","port":"1"}'])
+def test_a_document_that_breaks_the_rules_is_undecodable(doc: str) -> None:
+    with pytest.raises(UndecodableDocumentError):
+        DocumentDecoder().decode(doc)
+
+
+def test_rendered_answers_hold_at_most_their_bytes() -> None:
+    rendered = RenderedAnswers(max_bytes=10_000)
+    for n in range(30):
+        rendered.put(f"svc-{n}", "q", b"x" * 1_000, 1, "e", [], now_ms=0)
+    held = [n for n in range(30) if rendered.get(f"svc-{n}", "q", now_ms=0) is not None]
+    assert 0 < len(held) <= 10
+    assert held[-1] == 29
+
+
+async def test_the_memory_stores_history_holds_at_most_its_bytes() -> None:
+    store = MemoryStore(event_bytes=100_000)
+    for n in range(200):
+        meta = {"k": f"{n}-" + "v" * 1000}
+        await store.register(InstanceRegistration(id="i-1", name="S", host="h", port=1, metadata=meta), n, 60_000)
+    events = await store.read_events("0-0", count=10_000)
+    assert 50 <= len(events) <= 100
+    assert events[-1].instance.metadata["k"].startswith("199-")
+    assert not await store.history_complete("0-0")
+    assert sum(len(json.dumps(e.instance.metadata)) for e in events) < 100_000
