@@ -88,14 +88,15 @@ class RegistryApp(Starlette):
     metrics, the error answers, the cross-origin rule, the heartbeat shortcut, the router."""
 
     def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
-                 heartbeat: HeartbeatEndpoint, max_in_flight: int, allowed_origins: tuple[str, ...] = (),
-                 **options: Any) -> None:
+                 heartbeat: HeartbeatEndpoint, max_in_flight: int, shed_on_lag: bool = False,
+                 allowed_origins: tuple[str, ...] = (), **options: Any) -> None:
         super().__init__(**options)
         self._allowed_origins = allowed_origins
         self._metrics = metrics
         self._handlers = handlers
         self._heartbeat = heartbeat
         self._max_in_flight = max_in_flight
+        self._shed_on_lag = shed_on_lag
 
     def build_middleware_stack(self) -> ASGIApp:
         # In place of Starlette's own stack (server errors, user middleware, exceptions): ErrorAnswers
@@ -104,7 +105,7 @@ class RegistryApp(Starlette):
         stack = MetricsMiddleware(ErrorAnswers(CrossOrigin(shortcut, self._allowed_origins), self._handlers),
                                   self._metrics)
         return Admission(stack, self._max_in_flight, shed=self._heartbeat.registry.protection.shed,
-                         refused=self._metrics.requests_shed)
+                         refused=self._metrics.requests_shed, watch_lag=self._shed_on_lag)
 
 
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
@@ -157,6 +158,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
         max_in_flight=settings.max_in_flight,
+        shed_on_lag=settings.shed_on_lag,
         allowed_origins=settings.allowed_origins,
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
                 *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),

@@ -41,7 +41,9 @@ _HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(
 class Admission:
     """Middleware, outermost: counts the requests in flight and refuses writes beyond ``max_in_flight``."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, *, shed: Callable[[], None], refused: Counter) -> None:
+    def __init__(self, app: ASGIApp, max_in_flight: int, *, shed: Callable[[], None], refused: Counter,
+                 watch_lag: bool = True) -> None:
+        """``watch_lag``: also shed while the event loop runs late (off, only the in-flight limit holds)."""
         self.app = app
         self.max_in_flight = max_in_flight
         self.in_flight = 0
@@ -49,7 +51,7 @@ class Admission:
         self._refused = refused
         self.share = 1.0
         """The share of writes admitted while the loop is behind (1.0: all of them)."""
-        self._ticking = False
+        self._ticking = not watch_lag  # never started when the lag is not watched
         self._random = random.random
 
     def __repr__(self) -> str:

@@ -105,3 +105,11 @@ def test_service_retention_from_env_or_flag_and_bad_values_name_the_setting() ->
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(ConfigError, match="REGISTRY_SERVICE_RETENTION/--service-retention"):
             load_settings([], {"REGISTRY_SERVICE_RETENTION": bad})
+
+
+def test_shedding_on_loop_lag_is_off_unless_asked_for() -> None:
+    assert load_settings([], {}).shed_on_lag is False
+    assert load_settings([], {"REGISTRY_SHED_ON_LAG": "on"}).shed_on_lag is True
+    assert load_settings(["--shed-on-lag", "off"], {"REGISTRY_SHED_ON_LAG": "on"}).shed_on_lag is False
+    with pytest.raises(ConfigError, match="REGISTRY_SHED_ON_LAG/--shed-on-lag"):
+        load_settings([], {"REGISTRY_SHED_ON_LAG": "sometimes"})
