@@ -71,11 +71,13 @@ class RegistryHttp:
                                            timeout=timeout, allow_redirects=False) as resp:
                     answer_body = await _read_body(resp, self._max_answer_bytes)
                     if resp.status >= 500:
-                        hint = parse_retry_after(resp.headers.get("Retry-After"))
+                        code = _code(answer_body)
+                        # Only a registry too busy to serve us sets the pace; one whose store is away
+                        # answers as soon as the store is back, and its instances must re-register then.
+                        hint = parse_retry_after(resp.headers.get("Retry-After")) if code in _BUSY else None
                         if hint is not None:
                             retry_after = hint if retry_after is None else max(retry_after, hint)
-                        last_error = RegistryUnavailableError(
-                            f"{method} {url} answered {resp.status} {_code(answer_body)}".rstrip())
+                        last_error = RegistryUnavailableError(f"{method} {url} answered {resp.status} {code}".rstrip())
                         continue
                     self._preferred = index
                     return RegistryAnswer(resp.status, answer_body, resp.headers.copy())
@@ -196,6 +198,10 @@ def _instances(answer: RegistryAnswer) -> tuple[ServiceInstance, ...]:
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise RegistryUnavailableError(
             f"the registry answered an instance the client cannot read: {type(exc).__name__}: {exc}") from None
+
+
+_BUSY = frozenset({"overloaded", "too_many_watchers"})
+"""The codes of a registry asking callers to come back later (with ``Retry-After``)."""
 
 
 def _code(body: Any) -> str:
