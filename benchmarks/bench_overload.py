@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,15 +354,6 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
     return result
 
 
-def _run_on_uvloop(main: Coroutine[Any, Any, OverloadResult]) -> OverloadResult:
-    """On uvloop when installed (as the registry runs), to leave the registry as much CPU as we can."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ratios", type=float, nargs="+", default=[2.0, 3.0])
@@ -392,7 +383,7 @@ def main() -> None:
     for ratio in opts.ratios:
         fleet = Fleet(opts.ttl, pinned=pinned)
         try:
-            outcome = _run_on_uvloop(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
+            outcome = _run(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
                                            duration_s=opts.duration, ttl_s=opts.ttl))
         finally:
             fleet.stop()

@@ -30,10 +30,12 @@ from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
 
 SERVICES = 20
 TIMEOUT_S = 5.0
@@ -224,7 +226,7 @@ def _own_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run(main: Coroutine[Any, Any, LoadResult]) -> LoadResult:
+def _run(main: Coroutine[Any, Any, T]) -> T:
     """On uvloop when it is installed (as the registry runs), to leave the registry as much CPU as we can."""
     try:
         import uvloop
