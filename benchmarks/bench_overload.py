@@ -133,7 +133,7 @@ class Fleet:
         wrapper = ["taskset", "-c", "0"] if pinned else []
         self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
         self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
-                                       extra_env={"REGISTRY_LOG_LEVEL": "warning"})
+                                       extra_env={"REGISTRY_LOG_LEVEL": "warning", "REGISTRY_SHED_ON_LAG": os.environ.get("SHED", "off")})
         self.registry.wait_healthy()
         self.url = self.registry.url
 

@@ -13,7 +13,8 @@ registration, a removal) is answered at once with ``503`` and ``Retry-After``, a
 
 Refusing is not free: in a Python server, reading and answering a request costs most of what serving a
 heartbeat does. So the registry also makes the load follow its capacity: ``Retry-After`` grows while more
-than :data:`TARGET_REFUSED` of the writes are refused and shrinks while fewer are (at most
+than :data:`TARGET_REFUSED` of the writes are refused (doubling every quarter of a second) and shrinks
+slowly while fewer are (at most
 ``max_retry_after_s``, jittered so that the refused do not come back together), and clients come back that
 much later. A refused heartbeat is a sign of life: ``refused`` is told of it with the delay given, and
 renews its lease to cover the delay (see :mod:`registry_server.api.refused_heartbeats`).
@@ -45,8 +46,13 @@ the delay shrinks."""
 MAX_RETRY_AFTER_TTLS = 2
 """The longest ``Retry-After``, in TTLs: a death right after a refused heartbeat is seen at most this plus
 one TTL later, and a heartbeat interval of a third of the TTL can still stretch six-fold."""
-WINDOW_S = 1.0
-"""How often the delay is adjusted, from the writes admitted and refused since the last adjustment."""
+WINDOW_S = 0.25
+"""How often the delay is adjusted, from the writes admitted and refused since the last adjustment. Short,
+and the growth steep: an overload must be spread before the queue it builds outlasts callers' timeouts
+(then nobody hears a ``Retry-After`` and the load never falls); the decay is slow, since the delays
+given out keep working for as long as they last."""
+_GROW = 2.0
+_DECAY = 1.1
 _BODY = b'{"error":{"code":"overloaded","message":"the registry is overloaded; retry after the time given"}}'
 _HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_BODY)).encode())]
 
@@ -152,6 +158,6 @@ class Admission:
         refused = self._refused / total if total else 0.0
         self._admitted = self._refused = 0
         if windows == 1 and refused > TARGET_REFUSED:
-            self.retry_after_s = min(self.max_retry_after_s, self.retry_after_s * 1.5 + 1.0)
+            self.retry_after_s = min(self.max_retry_after_s, self.retry_after_s * _GROW + 1.0)
         elif refused < TARGET_REFUSED / 3 or windows > 1:
-            self.retry_after_s = max(1.0, self.retry_after_s / 1.5 ** windows)
+            self.retry_after_s = max(1.0, self.retry_after_s / _DECAY ** windows)

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import Receive, Scope, Send
 
-from registry_server.api.admission import TARGET_LAG_S, TICK_S, Admission
+from registry_server.api.admission import TARGET_LAG_S, TICK_S, WINDOW_S, Admission
 from registry_server.app import create_app
 from registry_server.model import InstanceStatus, Renewal
 from registry_server.registry import Registry
@@ -108,7 +108,7 @@ async def test_a_refused_heartbeat_renews_its_own_lease_past_the_delay_and_a_sil
         assert health.json()["shedding"] is False, "the sweep after a quiet second ended the overload"
 
 
-def test_the_delay_grows_while_many_writes_are_refused_and_shrinks_when_few_are() -> None:
+def test_the_delay_grows_steeply_while_many_writes_are_refused_and_shrinks_slowly_when_few_are() -> None:
     now = [0.0]
     admission = Admission(_never_called, 8, refused=lambda scope, delay: None, hold=lambda: None,
                           counter=Counter("refused", "refused", registry=CollectorRegistry()),
@@ -117,17 +117,17 @@ def test_the_delay_grows_while_many_writes_are_refused_and_shrinks_when_few_are(
     assert admission.refusal_delay_s() == 1.0
     means = []
     for _ in range(8):  # every window: 10 writes admitted, 10 refused
-        now[0] += 1.0
+        now[0] += WINDOW_S
         admission._admitted += 10
         for _ in range(10):
             admission.refusal_delay_s()
         means.append(admission.retry_after_s)
-    assert means[:3] == [2.5, 4.75, 8.125] and means[-1] == 20.0, "x1.5 + 1 per window, never above the cap"
-    now[0] += 1.0
+    assert means[:3] == [3.0, 7.0, 15.0] and means[-1] == 20.0, "x2 + 1 per window, never above the cap"
+    now[0] += WINDOW_S
     admission._admitted += 1000  # the last window: 10 refused in 1,010, below the target
     admission.refusal_delay_s()
-    assert admission.retry_after_s == pytest.approx(20.0 / 1.5)
-    now[0] += 10.0  # ten windows without a refusal
+    assert admission.retry_after_s == pytest.approx(20.0 / 1.1)
+    now[0] += 40 * WINDOW_S  # forty windows without a refusal
     admission.refusal_delay_s()
     assert admission.retry_after_s == 1.0
     admission._random = lambda: 0.999
