@@ -13,8 +13,10 @@ busy.
 1. Capacity: 32 workers send heartbeats back to back for ``--capacity-duration`` seconds; ``C`` is the
    heartbeats per second answered 200.
 2. For each ratio ``r``: ``N = r * C * interval`` instances, each heartbeating every ``--interval`` seconds
-   on its own schedule (phase ``i / N``) whatever the answers (open loop), with a 2 s client timeout and
-   as many connections as it takes, for ``--duration`` seconds. Meanwhile a prober reads
+   on its own schedule (phase ``i / N``) without waiting for answers (open loop), with a 2 s client
+   timeout and as many connections as it takes, for ``--duration`` seconds. As the client library does,
+   an instance answered ``503`` sends nothing before its ``Retry-After`` (``--ignore-retry-after``: it
+   keeps its schedule whatever the answers). Meanwhile a prober reads
    ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
    heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
    every half TTL) for two TTLs.
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,6 +74,8 @@ class OverloadResult:
     death_detected_after_lease_s: float | None = None
     death_detected_after_overload_s: float | None = None
     requests_shed_metric: float = 0.0
+    deferred: int = 0
+    """Heartbeats not sent because their instance was told to come back later."""
     generator_late_s: float = 0.0
     never_registered: int = 0
     """The most the load generator fell behind its own schedule (large: the figures measure it, not the
@@ -90,6 +95,7 @@ class OverloadResult:
             "offered_per_s": round(self.instances / 1.0), "sent": self.sent,
             "useful_per_s": round(self.useful_per_s), "useful_share_of_capacity": round(
                 self.useful_per_s / self.capacity_per_s, 3),
+            "deferred_by_retry_after": self.deferred,
             "shed_503": self.shed, "shed_p99_ms": round(1000 * _pct(self.shed_latencies_s, 0.99), 1),
             "other_status": self.other, "timeouts": self.timeouts, "errors": self.errors,
             "false_expiries": self.false_expiries,
@@ -127,7 +133,7 @@ class Fleet:
         wrapper = ["taskset", "-c", "0"] if pinned else []
         self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
         self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
-                                       extra_env={"REGISTRY_LOG_LEVEL": "warning", "REGISTRY_SHED_ON_LAG": "on"})
+                                       extra_env={"REGISTRY_LOG_LEVEL": "warning", "REGISTRY_SHED_ON_LAG": os.environ.get("SHED", "off")})
         self.registry.wait_healthy()
         self.url = self.registry.url
 
@@ -149,22 +155,27 @@ class RawHttp:
         self.host, self.port = host, int(port)
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def request(self, raw: bytes) -> int:
+    async def request(self, raw: bytes) -> tuple[int, float]:
+        """(status, the Retry-After it gave in seconds, 0 without one)."""
         conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
         reader, writer = conn
+        retry_after = 0.0
         try:
             writer.write(raw)
             status = int((await reader.readline()).split(b" ", 2)[1])
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line[:15].lower() == b"content-length:":
+                lower = line.lower()
+                if lower.startswith(b"content-length:"):
                     length = int(line[15:])
+                elif lower.startswith(b"retry-after:"):
+                    retry_after = float(line[12:])
             await reader.readexactly(length)
         except BaseException:
             writer.close()
             raise
         self.idle.append(conn)
-        return status
+        return status, retry_after
 
     def close(self) -> None:
         for _, writer in self.idle:
@@ -195,21 +206,21 @@ def _heartbeat_request(host: str, instance_id: str, token: str) -> bytes:
             f"X-Lease-Token: {token}\r\nContent-Length: 0\r\n\r\n").encode()
 
 
-async def _beat(http: RawHttp, raw: bytes) -> tuple[int, float]:
-    """(status, or 0 for a timeout, -1 for an error; seconds)."""
+async def _beat(http: RawHttp, raw: bytes) -> tuple[int, float, float]:
+    """(status, or 0 for a timeout, -1 for an error; seconds; the Retry-After given)."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(CLIENT_TIMEOUT_S):
-            status = await http.request(raw)
+            status, retry_after = await http.request(raw)
     except TimeoutError:
-        return 0, time.monotonic() - started
+        return 0, time.monotonic() - started, 0.0
     except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-        return -1, time.monotonic() - started
-    return status, time.monotonic() - started
+        return -1, time.monotonic() - started, 0.0
+    return status, time.monotonic() - started, retry_after
 
 
 async def overload(url: str, *, ratio: float, capacity: float, interval_s: float, duration_s: float,
-                   ttl_s: float) -> OverloadResult:
+                   ttl_s: float, honour_retry_after: bool = True) -> OverloadResult:
     instances = max(1, round(ratio * capacity * interval_s))
     result = OverloadResult(ratio, capacity, instances, duration_s)
     ids = instance_ids(instances)
@@ -235,10 +246,15 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         answers_after: list[tuple[float, int]] = []
         pending: set[asyncio.Task[None]] = set()
 
+        not_before: dict[str, float] = {}
+        """When an instance told to come back later (503 + Retry-After) may send again."""
+
         async def one(instance_id: str, during: bool) -> None:
             registering = instance_id not in registered
             raw = registrations[instance_id] if registering else requests[instance_id]
-            status, took = await _beat(pools[instance_id], raw)
+            status, took, retry_after = await _beat(pools[instance_id], raw)
+            if retry_after and honour_retry_after:
+                not_before[instance_id] = loop.time() + retry_after
             if registering and status in (200, 201):
                 registered.add(instance_id)
                 status = 200
@@ -259,6 +275,9 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
                 result.other[status] = result.other.get(status, 0) + 1
 
         def launch(instance_id: str, during: bool) -> None:
+            if not_before.get(instance_id, 0.0) > loop.time():
+                result.deferred += 1  # its own schedule, as the client keeps it: not before the time given
+                return
             task = loop.create_task(one(instance_id, during))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -267,10 +286,12 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             """Heartbeats the victim until it 'dies'; when its lease (as last renewed) runs out."""
             lease_ends = loop.time() + ttl_s
             while loop.time() < victim_stops:
-                status, _ = await _beat(pools[victim[1]], requests[victim[1]])
+                status, _, retry_after = await _beat(pools[victim[1]], requests[victim[1]])
                 if status == 200:
                     lease_ends = loop.time() + ttl_s
-                await asyncio.sleep(interval_s)  # its own schedule
+                elif status == 503:  # a refused heartbeat renews the lease until the time given plus a TTL
+                    lease_ends = max(lease_ends, loop.time() + retry_after + ttl_s)
+                await asyncio.sleep(max(interval_s, retry_after if honour_retry_after else 0.0))  # its schedule
             return lease_ends
 
         async def probe() -> None:
@@ -364,8 +385,13 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin: by default the registry shares core 0 with a CPU hog (so it has about "
                              "half a core) and the load generator has core 1")
+    parser.add_argument("--ignore-retry-after", action="store_true",
+                        help="instances send on their schedule whatever the answers (default: as the client does, "
+                             "not before the Retry-After of a 503)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
+    # A SIGTERM (a timeout around the run) unwinds like an exception, so every phase stops its processes.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     pinned = not opts.no_pin
     if pinned:
         os.sched_setaffinity(0, {1})
@@ -384,7 +410,8 @@ def main() -> None:
         fleet = Fleet(opts.ttl, pinned=pinned)
         try:
             outcome = _run(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
-                                           duration_s=opts.duration, ttl_s=opts.ttl))
+                                           duration_s=opts.duration, ttl_s=opts.ttl,
+                                           honour_retry_after=not opts.ignore_retry_after))
         finally:
             fleet.stop()
         summary = outcome.summary()

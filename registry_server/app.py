@@ -11,10 +11,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from registry_server.api.access import Access, ServiceNotInScopeError, UnauthorizedError
-from registry_server.api.admission import Admission
+from registry_server.api.admission import MAX_RETRY_AFTER_TTLS, Admission
 from registry_server.api.body import BodyReader
 from registry_server.api.cross_origin import CrossOrigin
 from registry_server.api.errors import (
@@ -29,6 +29,7 @@ from registry_server.api.errors import (
 )
 from registry_server.api.heartbeat import HeartbeatEndpoint, HeartbeatShortcut
 from registry_server.api.middleware import ErrorAnswers, ExceptionHandler, MetricsMiddleware
+from registry_server.api.refused_heartbeats import RefusedHeartbeats
 from registry_server.api.rendered import RenderedAnswers
 from registry_server.api.routes import RegistryApi
 from registry_server.api.ui import ui_routes
@@ -88,9 +89,12 @@ class RegistryApp(Starlette):
     metrics, the error answers, the cross-origin rule, the heartbeat shortcut, the router."""
 
     def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
-                 heartbeat: HeartbeatEndpoint, max_in_flight: int, shed_on_lag: bool = False,
+                 heartbeat: HeartbeatEndpoint, refused: RefusedHeartbeats, max_in_flight: int,
+                 max_retry_after_s: float, shed_on_lag: bool = False,
                  allowed_origins: tuple[str, ...] = (), **options: Any) -> None:
         super().__init__(**options)
+        self._refused = refused
+        self._max_retry_after_s = max_retry_after_s
         self._allowed_origins = allowed_origins
         self._metrics = metrics
         self._handlers = handlers
@@ -104,8 +108,16 @@ class RegistryApp(Starlette):
         shortcut = HeartbeatShortcut(self.router, self._heartbeat)
         stack = MetricsMiddleware(ErrorAnswers(CrossOrigin(shortcut, self._allowed_origins), self._handlers),
                                   self._metrics)
-        return Admission(stack, self._max_in_flight, shed=self._heartbeat.registry.protection.shed,
-                         refused=self._metrics.requests_shed, watch_lag=self._shed_on_lag)
+        protection = self._heartbeat.registry.protection
+        refused_heartbeats = self._refused
+
+        def refused(scope: Scope, retry_after_s: float) -> None:
+            protection.shed()
+            refused_heartbeats.refused(scope, retry_after_s)
+
+        return Admission(stack, self._max_in_flight, refused=refused, hold=protection.hold,
+                         counter=self._metrics.requests_shed, max_retry_after_s=self._max_retry_after_s,
+                         watch_lag=self._shed_on_lag)
 
 
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
@@ -130,6 +142,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     access = Access(settings)
     body = BodyReader(settings.max_body_bytes, settings.read_timeout_s)
     heartbeat = HeartbeatEndpoint(registry, access, body)
+    refused = RefusedHeartbeats(heartbeat, settings.ttl_ms)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -146,6 +159,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
             await hub.stop()
+            await refused.stop()
             await checker.stop()
             await sweeper.stop()
             await store.close()
@@ -157,7 +171,11 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
                   ServiceNotInScopeError: on_not_in_scope,
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
+        refused=refused,
         max_in_flight=settings.max_in_flight,
+        # Refused heartbeats' leases cover the delay, so it may exceed the TTL; a death right after a refusal
+        # is then seen at most this plus a TTL later.
+        max_retry_after_s=MAX_RETRY_AFTER_TTLS * settings.instance_ttl_s,
         shed_on_lag=settings.shed_on_lag,
         allowed_origins=settings.allowed_origins,
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
@@ -170,5 +188,6 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app.state.sweeper = sweeper
     app.state.health_checker = checker
     app.state.hub = hub
+    app.state.refused_heartbeats = refused
     app.state.access = access
     return app

@@ -9,11 +9,13 @@ has a whole lease to heartbeat again):
 - No replica served at all (the whole fleet down or stalled). Replicas move a liveness mark in the store
   with every sweep; the first operation of a replica, and each sweep, moves it too, and the one replica
   that finds it older than the gap extends the leases live at that mark, before anything is read or swept.
-- This replica sheds load (answers 503 to writes it cannot serve in time). While it sheds, and until it
-  has served a quiet period without shedding, every sweep gives each lease that is live (or ran out since
-  the last sweep) a full TTL from now: no owner finds its lease gone because its heartbeats were refused.
-  A death during an overload is detected at most one TTL plus the quiet period and one sweep after the
-  shedding stops.
+- This replica's event loop runs late (with lag watching on): heartbeats may be waiting, unread, in the
+  server. While it is held, and until a quiet period has passed without a late tick, every sweep gives
+  each lease that is live (or ran out since the last sweep) a full TTL from now. A death meanwhile is
+  detected at most one TTL plus the quiet period and one sweep after the loop catches up.
+
+(Heartbeats refused for overload renew their own leases: :mod:`registry_server.api.refused_heartbeats`.
+This module only records that the replica sheds, for ``/healthz`` and the log.)
 """
 
 from __future__ import annotations
@@ -61,8 +63,11 @@ class ExpiryProtection:
         self.revival: FleetRevival | None = None
         """The last time this replica found the fleet had been absent, and what it extended."""
         self.shedding_since_ms: int | None = None
-        """While set (since the first refusal of an overload), every sweep renews the live leases."""
+        """Since the first refusal of an overload, until a quiet period without one."""
         self._last_shed_ms = 0
+        self.holding_since_ms: int | None = None
+        """While set (since the loop first ran late), every sweep renews the live leases."""
+        self._last_hold_ms = 0
         self._held_from_ms = 0
         """Leases ending after this moment (the last renewing sweep) are renewed by the next one."""
 
@@ -87,28 +92,40 @@ class ExpiryProtection:
         return self._marked_at is None or (time.monotonic() - self._marked_at) * 1000 > gap
 
     def shed(self) -> None:
-        """A request was refused for overload (or the loop runs late): keep the live leases from running out."""
+        """A request was refused for overload (its sender was told when to come back)."""
         now = self._clock.now_ms()
         self._last_shed_ms = now
         if self.shedding_since_ms is None:
-            self.shedding_since_ms = self._held_from_ms = now
-            log.warning("overloaded: shedding writes with 503; every sweep gives the live leases a full TTL")
+            self.shedding_since_ms = now
+            log.warning("overloaded: refusing writes with 503 and Retry-After; refused heartbeats renew their "
+                        "leases")
+
+    def hold(self) -> None:
+        """The event loop runs late: keep every live lease from running out until it catches up."""
+        now = self._clock.now_ms()
+        self._last_hold_ms = now
+        if self.holding_since_ms is None:
+            self.holding_since_ms = self._held_from_ms = now
+            log.warning("event loop behind: every sweep gives the live leases a full TTL until it catches up")
 
     async def before_sweep(self) -> int:
-        """Move the fleet's mark (extending if the fleet was absent); while shedding, give every lease that
-        is live, or ran out since the last sweep, a full TTL. The moment the sweep may expire leases up to."""
+        """Move the fleet's mark (extending if the fleet was absent); while held, give every lease that is
+        live, or ran out since the last sweep, a full TTL. The moment the sweep may expire leases up to."""
         await self._check_fleet()
         now = self._clock.now_ms()
-        if self.shedding_since_ms is None:
+        if self.shedding_since_ms is not None and now - self._last_shed_ms >= self._quiet_ms:
+            self.shedding_since_ms = None
+            log.info("no longer overloaded: every write is served again")
+        if self.holding_since_ms is None:
             return now
         # A lease that ran out would answer its owner's next heartbeat 404 and force a re-registration: so
-        # none may run out while heartbeats are being refused, not even between two sweeps.
+        # none may run out while heartbeats may be waiting unread, not even between two sweeps.
         extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms)
         self._held_from_ms = now
         self._observer.protection(self.active, extended)
-        if now - self._last_shed_ms >= self._quiet_ms:
-            self.shedding_since_ms = None
-            log.info("no longer shedding: the leases live now run a full TTL from now")
+        if now - self._last_hold_ms >= self._quiet_ms:
+            self.holding_since_ms = None
+            log.info("event loop on time again: the leases live now run a full TTL from now")
         return now
 
     async def _check_fleet(self) -> None:

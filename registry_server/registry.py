@@ -80,8 +80,10 @@ class Registry:
         return result
 
     async def heartbeat(self, instance_id: str, status: InstanceStatus | None, *,
-                        lease_token_hash: str | None = None) -> Instance | None:
-        renewal = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, self.ttl_ms,
+                        lease_token_hash: str | None = None, lease_ms: int | None = None) -> Instance | None:
+        """Renew the lease for ``lease_ms`` (default: the TTL)."""
+        ttl_ms = self.ttl_ms if lease_ms is None else lease_ms
+        renewal = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, ttl_ms,
                                                                      lease_token_hash=lease_token_hash))
         if renewal is None:
             self.observer.unknown_heartbeat(instance_id)

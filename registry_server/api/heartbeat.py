@@ -10,7 +10,7 @@ router's table with this same endpoint, so other methods on the path still answe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 
 import pydantic_core
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from registry_server.api.access import Access, Role, bearer_token
 from registry_server.api.body import BodyReader, check_content_type, validation_failure
 from registry_server.api.errors import instance_not_found
-from registry_server.model import InstanceStatus
+from registry_server.model import Instance, InstanceStatus
 from registry_server.registry import Registry
 from registry_server.schemas import HeartbeatRequest
 
@@ -35,6 +35,7 @@ class HeartbeatEndpoint:
         self.body = body
         self.route = Route("/instances/{id}/heartbeat", self, methods=["PUT"])
         """Its entry in the router's table (and the template its requests are counted under)."""
+        self._match = self.route.path_regex.match  # the route's own pattern: one definition of the path
 
     def __repr__(self) -> str:
         return f"HeartbeatEndpoint(route={self.route.path!r})"
@@ -44,21 +45,39 @@ class HeartbeatEndpoint:
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             headers[name] = value  # lower-case names (ASGI); of a repeated header the last
+        status = await self._status(headers, receive) if self.body.coming(scope) else None
+        inst = await self.renew(instance_id, headers, status)
+        body = pydantic_core.to_json(inst.to_json())
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def renew(self, instance_id: str, headers: Mapping[bytes, bytes], status: InstanceStatus | None, *,
+                    lease_ms: int | None = None) -> Instance:
+        """The heartbeat itself, as the request's credentials (``headers``) allow: the lease renewed for
+        ``lease_ms`` (default: the TTL). Raises the API's errors (unknown instance, wrong token)."""
         authorization = headers.get(b"authorization")
         bearer = bearer_token(authorization.decode("latin-1")) if authorization is not None else None
         grant = self.access.authorize((bearer,) if bearer else (), _WRITE)
         if grant.scope is not None:
             await grant.check_instance(self.registry, instance_id)
-        status = await self._status(headers, receive) if self.body.coming(scope) else None
         given = headers.get(b"x-lease-token")
         inst = await self.registry.heartbeat(instance_id, status, lease_token_hash=grant.lease_hash(
-            given.decode("latin-1") if given is not None else None))
+            given.decode("latin-1") if given is not None else None), lease_ms=lease_ms)
         if inst is None:
             raise instance_not_found(instance_id)
-        body = pydantic_core.to_json(inst.to_json())
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        return inst
+
+    def instance_id(self, scope: Scope) -> str | None:
+        """The instance a request heartbeats (``None``: the request is not a heartbeat)."""
+        if scope["method"] != "PUT":
+            return None
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        match = self._match(path)
+        return None if match is None else match["id"]
 
     async def _status(self, headers: dict[bytes, bytes], receive: Receive) -> InstanceStatus | None:
         """The status the body asks for (none when it is empty)."""
@@ -84,20 +103,15 @@ class HeartbeatShortcut:
     def __init__(self, app: ASGIApp, endpoint: HeartbeatEndpoint) -> None:
         self.app = app
         self.endpoint = endpoint
-        self._match = endpoint.route.path_regex.match  # the route's own pattern: one definition of the path
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Hands on the awaitable rather than awaiting it: no coroutine of its own for every request.
-        if scope["type"] == "http" and scope["method"] == "PUT":
-            path: str = scope["path"]
-            root: str = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root):]
-            match = self._match(path)
-            if match is not None:
+        if scope["type"] == "http":
+            instance_id = self.endpoint.instance_id(scope)
+            if instance_id is not None:
                 endpoint = self.endpoint
                 scope["route"] = endpoint.route
-                scope["path_params"] = match.groupdict()  # {"id": ...}: a str parameter needs no conversion
+                scope["path_params"] = {"id": instance_id}  # a str parameter needs no conversion
                 return endpoint(scope, receive, send)
         return self.app(scope, receive, send)
 

@@ -1,0 +1,96 @@
+"""Heartbeats refused for overload still renew their leases: later, in bulk, and only as far as they must.
+
+A heartbeat the registry refused (``503`` + ``Retry-After``) came from a live instance, which will not
+try again before the delay it was given. Were its lease left alone, an overload would turn into mass
+expiry; were every lease renewed while the registry sheds, a death during the overload would go unseen
+until the overload ends. So each refused heartbeat's lease, and only it, is renewed until the delay given
+plus a full TTL: its owner finds it on coming back when told (or one TTL after that, if that attempt is
+lost too), and an instance that died stops being renewed at its last refused heartbeat.
+
+The renewal is the heartbeat itself (:meth:`HeartbeatEndpoint.renew`: the same credentials and lease
+rule, so a refused request renews nothing its sender could not renew when served), minus the HTTP
+answer: collected per instance (the last request of each wins) and run every :data:`FLUSH_S` seconds,
+at most :data:`CONCURRENCY` at a time, so an overload's renewals are a fraction of its heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+from starlette.types import Scope
+
+from registry_server.api.access import ServiceNotInScopeError, UnauthorizedError
+from registry_server.api.errors import ApiError
+from registry_server.api.heartbeat import HeartbeatEndpoint
+from registry_server.errors import LeaseTokenError, StoreError
+
+log = logging.getLogger("registry_server.overload")
+
+FLUSH_S = 0.25
+"""How long refused heartbeats are collected before their leases are renewed: far below any TTL."""
+CONCURRENCY = 32
+_CREDENTIALS = (b"authorization", b"x-lease-token")
+_REFUSED_RENEWAL = (ApiError, HTTPException, LeaseTokenError, UnauthorizedError, ServiceNotInScopeError, StoreError)
+"""What a renewal may meet and leaves alone: the instance is gone, the credentials do not hold, or the
+store is away (its own protection then holds every lease)."""
+
+
+class RefusedHeartbeats:
+    def __init__(self, endpoint: HeartbeatEndpoint, ttl_ms: int) -> None:
+        self._endpoint = endpoint
+        self._ttl_ms = ttl_ms
+        self._pending: dict[str, tuple[dict[bytes, bytes], int]] = {}
+        self._flushing: asyncio.Task[None] | None = None
+        self.renewed = 0
+        """Leases renewed for refused heartbeats, since the start."""
+
+    def __repr__(self) -> str:
+        return f"RefusedHeartbeats(pending={len(self._pending)}, renewed={self.renewed})"
+
+    def refused(self, scope: Scope, retry_after_s: float) -> None:
+        """A request was refused and told to come back in ``retry_after_s``: if it was a heartbeat, renew
+        its lease soon, until then plus a TTL."""
+        instance_id = self._endpoint.instance_id(scope)
+        if instance_id is None:
+            return
+        credentials = {name: value for name, value in scope["headers"] if name in _CREDENTIALS}
+        self._pending[instance_id] = (credentials, round(retry_after_s * 1000) + self._ttl_ms)
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_soon(),
+                                                                    name="registry-refused-heartbeats")
+
+    async def _flush_soon(self) -> None:
+        try:
+            while self._pending:  # and again for those refused while renewing
+                await asyncio.sleep(FLUSH_S)  # collect: one renewal per instance however often it was refused
+                await self.flush()
+        finally:
+            self._flushing = None
+
+    async def flush(self) -> None:
+        """Renew the leases of the heartbeats refused so far."""
+        pending, self._pending = self._pending, {}
+        gate = asyncio.Semaphore(CONCURRENCY)
+        await asyncio.gather(*(self._renew(gate, iid, credentials, lease_ms)
+                               for iid, (credentials, lease_ms) in pending.items()))
+
+    async def _renew(self, gate: asyncio.Semaphore, instance_id: str, credentials: Mapping[bytes, bytes],
+                     lease_ms: int) -> None:
+        async with gate:
+            try:
+                await self._endpoint.renew(instance_id, credentials, None, lease_ms=lease_ms)
+            except _REFUSED_RENEWAL as exc:
+                log.debug("refused heartbeat of %s renewed nothing: %s", instance_id, exc)
+                return
+        self.renewed += 1
+
+    async def stop(self) -> None:
+        task, self._flushing = self._flushing, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
