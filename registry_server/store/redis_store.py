@@ -28,6 +28,7 @@ from redis.commands.core import AsyncScript
 
 from registry_server.errors import InstanceConflictError, LeaseTokenError, StoreError, StoreUnavailableError
 from registry_server.model import (
+    DOCUMENT_DEFAULTS,
     ChangeEvent,
     ChangeNotice,
     EventType,
@@ -317,7 +318,7 @@ class RedisStore:
                 args=[instance_id, name, now_ms, self._event_history, _presented(lease_token_hash), k.channel])
             if row is None:
                 return None
-            inst = _instance(self._documents, instance_id, _owned(instance_id, row))
+            inst = self._removed(name, instance_id, _owned(instance_id, row))
             await self._release(keys=[k.owner(instance_id)], args=[name])
             return inst
 
@@ -325,6 +326,16 @@ class RedisStore:
         if found is not None:
             self._names.pop(instance_id, None)
         return found
+
+    def _removed(self, name: str, instance_id: str, row: Sequence[Any]) -> Instance:
+        """The instance a removal took out, as stored; one whose document cannot be decoded is removed
+        all the same (it is what its owner asked for) and reported with its id, name and status alone."""
+        try:
+            return _instance(self._documents, instance_id, row)
+        except UndecodableDocumentError as exc:
+            self._documents.skipped(f"instance {instance_id!r}", exc)
+            doc = {**DOCUMENT_DEFAULTS, "name": name, "host": "", "port": 0}
+            return Instance.from_document(instance_id, doc, str(row[1]), int(row[2]), int(row[3]), int(row[4]))
 
     async def expire(self, now_ms: int, limit: int) -> list[Expired]:
         """Sweep the services in bounded rounds, each under its own store deadline.
