@@ -23,7 +23,7 @@ TTL = 3_600_000
 
 def _commands(port: int) -> dict[str, int]:
     stats = redis_command(port, "INFO", "commandstats")
-    return {name: int(calls) for name, calls in re.findall(r"cmdstat_(\w+):calls=(\d+)", stats)}
+    return {name: int(calls) for name, calls in re.findall(r"cmdstat_([^:]+):calls=(\d+)", stats)}
 
 
 async def _idle_work(store: RedisStore, port: int, now: int) -> dict[str, int]:
