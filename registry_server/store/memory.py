@@ -347,9 +347,10 @@ class MemoryStore:
 
 
 def _size(inst: Instance) -> int:
-    """About the bytes an event's instance holds: its text, and a fixed allowance for the objects."""
+    """About the bytes an event's instance holds: its text, a fixed allowance for the objects and one for
+    each metadata entry (two strings and a slot: as :func:`~registry_server.store.documents.footprint`)."""
     return (len(inst.id) + len(inst.name) + len(inst.host) + len(inst.health_endpoint) + len(inst.version)
-            + len(inst.description) + sum(len(k) + len(v) for k, v in inst.metadata.items()) + 512)
+            + len(inst.description) + sum(len(k) + len(v) + 160 for k, v in inst.metadata.items()) + 512)
 
 
 def _document(inst: Instance) -> tuple[object, ...]:
