@@ -330,8 +330,8 @@ class RedisStore:
             if int(row[5]) == 0:
                 try:
                     await self._set_aside([name], now_ms)
-                except (*_UNAVAILABLE, rexc.RedisError) as exc:  # the instance is gone: a sweep sets it aside
-                    log.info("could not set service %r aside as idle (%s); a sweep will", name, exc)
+                except StoreError as exc:  # the instance is gone all the same: a sweep sets the service aside
+                    log.warning("could not set service %r aside as idle (%s); a sweep will", name, exc)
             return inst
 
         found = await self._run("deregister", lambda: self._by_id(instance_id, remove))
@@ -405,7 +405,7 @@ class RedisStore:
             await self._released(releasing)
         if emptied:
             try:
-                await self._run("expire", lambda: self._set_aside(emptied, now_ms))
+                await self._set_aside(emptied, now_ms)
             except StoreError as exc:
                 log.warning("could not set %d services without instances aside (%s); the next sweep will",
                             len(emptied), exc)
@@ -418,18 +418,23 @@ class RedisStore:
         In this order, against a registration of the same service: in the idle index first (a crash
         leaves a name in both, which the next sweep sets aside again), unindexed, then marked idle only
         if it still has no instance, atomically with its keys (set_idle.lua); a registration that finds
-        the mark indexes the service again. No service with an instance is left out of the index."""
-        k = self._keys
+        the mark indexes the service again. No service with an instance is left out of the index.
+
+        In bounded rounds, each under its own store deadline: the names a round set aside stay so."""
         for start in range(0, len(names), _SERVICES_PER_ROUND):
-            part = names[start:start + _SERVICES_PER_ROUND]
-            await self._client.zadd(k.idle, dict.fromkeys(part, now_ms))
-            await self._client.srem(k.services, *part)
-            outcomes = await self._round(part, lambda name, client: self._set_idle(
-                keys=[k.leases(name), k.idle_mark(name)], args=[now_ms], client=client))
-            kept = [name for name, since in outcomes if int(since) < 0]
-            if kept:
-                await self._client.sadd(k.services, *kept)
-                await self._unidle(keys=[k.idle], args=[arg for name in kept for arg in (name, now_ms)])
+            await self._run("set_aside", functools.partial(self._set_aside_round,
+                                                           names[start:start + _SERVICES_PER_ROUND], now_ms))
+
+    async def _set_aside_round(self, names: list[str], now_ms: int) -> None:
+        k = self._keys
+        await self._client.zadd(k.idle, dict.fromkeys(names, now_ms))
+        await self._client.srem(k.services, *names)
+        outcomes = await self._round(names, lambda name, client: self._set_idle(
+            keys=[k.leases(name), k.idle_mark(name)], args=[now_ms], client=client))
+        kept = [name for name, since in outcomes if int(since) < 0]
+        if kept:
+            await self._client.sadd(k.services, *kept)
+            await self._unidle(keys=[k.idle], args=[arg for name in kept for arg in (name, now_ms)])
 
     async def _expire_round(self, names: list[str],
                             call: Callable[[str], tuple[list[Any], list[Any]]]) -> list[tuple[str, Any]]:
