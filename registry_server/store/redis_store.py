@@ -134,7 +134,7 @@ class RedisStore:
         self._keys = layout or KeyLayout()
         self._op_timeout_s = op_timeout_s
         self._event_history = event_history
-        """Events kept per service (approximately: Redis trims whole stream nodes)."""
+        """Events kept per service at most (fewer when they are large: see lua/_emit.lua)."""
         self._names: dict[str, str] = {}
         self._names_bytes = 0
         self._documents = DocumentDecoder()
