@@ -189,7 +189,8 @@ class RegistryMetrics(RegistryObserver):
 
     def dropped(self, service: str) -> None:
         """Its series go, if they did not already (:data:`SERIES_GRACE_S`)."""
-        self._forget(service)
+        if service in self._seen:  # else it has none here: thousands dropped at once cost nothing each
+            self._forget(service)
 
     def protection(self, active: bool, extended: int = 0) -> None:
         self.protection_active.set(1 if active else 0)
