@@ -406,3 +406,21 @@ async def test_the_events_of_a_service_left_empty_are_still_replayed(store: Inst
     assert [(e.service, e.type.value) for e in events] == [("Quiet", "registered"), ("Quiet", "deregistered")]
     assert await store.last_event_id() == events[-1].id
     assert await store.history_complete(start)
+
+
+async def test_a_registration_racing_the_last_deregistration_is_never_unlisted(store_factory: StoreFactory) -> None:
+    now = int(time.time() * 1000)
+    first, second = store_factory(), store_factory()
+    names = [f"Race{n}" for n in range(30)]
+
+    async def register_after(round_trips: int, name: str) -> None:
+        for _ in range(round_trips):  # each a round trip to the store: the registration lands at another step
+            await second.ping()
+        await second.register(reg(f"{name}-b", name), now, TTL)
+
+    for n, name in enumerate(names):  # the service is set aside as its last instance leaves, while another registers
+        await first.register(reg(f"{name}-a", name), now, TTL)
+        await asyncio.gather(first.deregister(f"{name}-a", now), register_after(n % 10, name))
+    assert [s.name for s in await first.services(now + 1)] == sorted(names)
+    gone = await second.expire(now + TTL, 1000)  # and every sweep still finds them
+    assert sorted(g.id for g in gone) == sorted(f"{name}-b" for name in names)
