@@ -19,7 +19,7 @@ from registry_server.schemas import plain_text, prose
 
 log = logging.getLogger("registry_server.store")
 
-CACHE_BYTES = 64 * 1024 * 1024
+CACHE_BYTES = 128 * 1024 * 1024
 """The memory the parsed-document cache takes at most, as :func:`footprint` charges each document."""
 _LOGGED_LIMIT = 1024
 
