@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,13 +27,22 @@ STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
 """The ``method`` label's values besides ``other``: a label copied from a request takes a fixed set of values,
 or made-up methods would grow ``/metrics`` without bound."""
 
+SERIES_GRACE_S = 300.0
+"""A service's own series go once this replica has not seen it with an instance for this long: scrapes
+(every 15 to 60 s) see its last counts, and names that had their instances long ago cost ``/metrics``
+nothing while the store still retains them."""
+
 
 class RegistryMetrics(RegistryObserver):
     """Every registry metric, created on one explicit :class:`CollectorRegistry`; counts what the registry
     announces. The standard ``process_*`` and ``python_*`` collectors sit on the same registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: monotonic seconds, for :data:`SERIES_GRACE_S`."""
         self.registry = registry
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        """Each service with series of its own, and when it was last seen with an instance (oldest first)."""
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
@@ -93,6 +104,12 @@ class RegistryMetrics(RegistryObserver):
 
         self._children: dict[tuple[Any, ...], Any] = {}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._per_service: dict[int, tuple[Counter, tuple[tuple[str, ...], ...]]] = {
+            id(metric): (metric, rest) for metric, rest in (
+                (self.registrations, ((),)), (self.deregistrations, ((),)), (self.expirations, ((),)),
+                (self.heartbeats, ((),)), (self.health_checks, (("passed",), ("failed",))),
+                (self.health_transitions, (("critical",), ("passing",))), (self.health_deregistrations, ((),)))}
+        """The metrics labelled by service first, with the values of their other labels."""
 
     def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
         """The labelled child, cached: ``labels()`` costs a lock and a dict build on every call."""
@@ -100,7 +117,23 @@ class RegistryMetrics(RegistryObserver):
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)
+            if key[0] in self._per_service:
+                self._seen_now(labels[0])
         return child
+
+    def _seen_now(self, service: str) -> None:
+        self._seen[service] = self._clock()
+        self._seen.move_to_end(service)
+
+    def _forget(self, service: str) -> None:
+        """Remove every series of ``service`` (they come back at 0 if it does)."""
+        self._seen.pop(service, None)
+        for metric, rest in self._per_service.values():
+            for others in rest:
+                labels = (service, *others)
+                self._children.pop((id(metric), *labels), None)
+                with contextlib.suppress(KeyError):  # never counted in this replica
+                    metric.remove(*labels)
 
     def registered(self, instance: Instance, created: bool) -> None:
         name = instance.name
@@ -110,9 +143,11 @@ class RegistryMetrics(RegistryObserver):
 
     def deregistered(self, instance: Instance) -> None:
         self._child(self.deregistrations, instance.name).inc()
+        self._seen_now(instance.name)
 
     def expired(self, service: str, count: int = 1) -> None:
         self._child(self.expirations, service).inc(count)
+        self._seen_now(service)
 
     def heartbeat(self, instance: Instance, status_changed: bool) -> None:
         self._child(self.heartbeats, instance.name).inc()
@@ -127,8 +162,16 @@ class RegistryMetrics(RegistryObserver):
         # Runs on the event loop like the /metrics handler, so a scrape never sees the cleared gauge.
         self.instances.clear()
         for summary in summaries:
+            self._seen_now(summary.name)
             for status, count in summary.statuses.items():
                 self.instances.labels(summary.name, status).set(count)
+        # The least recently seen first: the work is the services seen and those forgotten, never the others.
+        horizon = self._clock() - SERIES_GRACE_S
+        while self._seen:
+            service, seen = next(iter(self._seen.items()))
+            if seen > horizon:
+                break
+            self._forget(service)
 
     def health_checked(self, service: str, passed: bool, seconds: float) -> None:
         if (id(self.health_transitions), service, "critical") not in self._children:  # present at 0 from the start
@@ -145,11 +188,9 @@ class RegistryMetrics(RegistryObserver):
         self._child(self.health_deregistrations, instance.name).inc()
 
     def dropped(self, service: str) -> None:
-        """Its series go: a registry that saw many short-lived names would otherwise keep them all."""
-        for counter in (self.registrations, self.deregistrations, self.expirations, self.heartbeats):
-            self._children.pop((id(counter), service), None)
-            with contextlib.suppress(KeyError):  # never counted in this replica
-                counter.remove(service)
+        """Its series go, if they did not already (:data:`SERIES_GRACE_S`)."""
+        if service in self._seen:  # else it has none here: thousands dropped at once cost nothing each
+            self._forget(service)
 
     def protection(self, active: bool, extended: int = 0) -> None:
         self.protection_active.set(1 if active else 0)

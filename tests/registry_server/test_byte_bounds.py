@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
 from registry_server.api.rendered import RenderedAnswers
 from registry_server.model import InstanceRegistration, compact_document
-from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError
+from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError, footprint
 from registry_server.store.memory import MemoryStore
 
 
@@ -17,12 +18,32 @@ def _doc(n: int, size: int) -> str:
 
 
 def test_the_document_cache_holds_at_most_its_bytes_and_keeps_the_recent_ones() -> None:
-    decoder = DocumentDecoder(cache_bytes=10_000)
+    decoder = DocumentDecoder(cache_bytes=30_000)
     docs = [_doc(n, 900) for n in range(50)]
     for n, doc in enumerate(docs):
         assert decoder.decode(doc)["metadata"]["k"].startswith(f"{n}-")
-    assert 9_000 < decoder.cached_bytes <= 10_000
+    charge = footprint(docs[-1], decoder.decode(docs[-1]))
+    assert 30_000 - charge < decoder.cached_bytes <= 30_000
     assert decoder.decode(docs[-1]) is decoder.decode(docs[-1])  # still cached: the same parsed dict
+
+
+@pytest.mark.parametrize("metadata", [{}, {f"k{i}": f"v{i}" for i in range(64)},
+                                      {f"k{i}": "v" * 1000 for i in range(15)}],
+                         ids=["no metadata", "64 short entries", "15 KB"])
+def test_a_cached_documents_charge_covers_the_memory_it_takes(metadata: dict[str, str]) -> None:
+    docs = [compact_document({"name": "S", "host": f"10.0.{n // 256}.{n % 256}", "port": 1, "metadata": metadata})
+            for n in range(300)]
+    decoder = DocumentDecoder(cache_bytes=1 << 40)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for doc in docs:
+            decoder.decode(doc)
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    taken += sum(len(doc.encode()) + 49 for doc in docs)  # the texts, the cache's keys, made before tracing
+    assert taken <= decoder.cached_bytes <= 1.5 * taken
 
 
 @pytest.mark.parametrize("doc", ['{"name":"S","host":"h","port":1,"metadata":{"k":"\\ud800"}}',

@@ -382,3 +382,45 @@ async def test_a_service_with_a_live_or_unswept_instance_is_never_dropped(store:
     await store.register(reg("Live-1", "Live"), now, 1_000)
     assert await store.drop_idle(now + 120_000, 60_000) == []  # its lease ran out but no sweep removed it
     assert [s.name for s in await store.services(now)] == ["Live"]
+
+
+async def test_a_service_emptied_by_a_sweep_is_dropped_and_one_that_came_back_is_kept(store: InstanceStore) -> None:
+    now = int(time.time() * 1000)
+    await store.register(reg("Lapsed-1", "Lapsed"), now, 1_000)
+    assert [gone.id for gone in await store.expire(now + 2_000, 100)] == ["Lapsed-1"]
+    await _churn(store, "Back", now, 1)
+    await store.register(reg("Back-9", "Back"), now + 10, 200_000)  # back after it was left empty
+    assert [s.name for s in await store.services(now + 20)] == ["Back"]
+    assert await store.drop_idle(now + 120_000, 60_000) == ["Lapsed"]
+    assert await store.drop_idle(now + 120_000, 60_000) == []
+    assert [s.name for s in await store.services(now + 30)] == ["Back"]
+    await store.deregister("Back-9", now + 40)
+    assert await store.drop_idle(now + 120_000, 60_000) == ["Back"]
+
+
+async def test_the_events_of_a_service_left_empty_are_still_replayed(store: InstanceStore) -> None:
+    now = int(time.time() * 1000)
+    start = await store.last_event_id()
+    await _churn(store, "Quiet", now, 1)
+    events = await store.read_events(start, count=10)
+    assert [(e.service, e.type.value) for e in events] == [("Quiet", "registered"), ("Quiet", "deregistered")]
+    assert await store.last_event_id() == events[-1].id
+    assert await store.history_complete(start)
+
+
+async def test_a_registration_racing_the_last_deregistration_is_never_unlisted(store_factory: StoreFactory) -> None:
+    now = int(time.time() * 1000)
+    first, second = store_factory(), store_factory()
+    names = [f"Race{n}" for n in range(30)]
+
+    async def register_after(round_trips: int, name: str) -> None:
+        for _ in range(round_trips):  # each a round trip to the store: the registration lands at another step
+            await second.ping()
+        await second.register(reg(f"{name}-b", name), now, TTL)
+
+    for n, name in enumerate(names):  # the service is set aside as its last instance leaves, while another registers
+        await first.register(reg(f"{name}-a", name), now, TTL)
+        await asyncio.gather(first.deregister(f"{name}-a", now), register_after(n % 10, name))
+    assert [s.name for s in await first.services(now + 1)] == sorted(names)
+    gone = await second.expire(now + TTL, 1000)  # and every sweep still finds them
+    assert sorted(g.id for g in gone) == sorted(f"{name}-b" for name in names)

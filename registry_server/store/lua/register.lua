@@ -2,14 +2,15 @@
 -- All keys share the service's hash tag (one Cluster slot). Ownership of the id across services is
 -- settled before, on the id's own key (claim.lua).
 -- KEYS: 1 instance hash  2 leases (zset id -> expiry ms)  3 revision  4 status counts  5 events stream
---       6 retired marker (drop.lua)
+--       6 retired marker (drop.lua)  7 idle mark (set_idle.lua)
 -- ARGV: 1 id  2 name  3 document (JSON)  4 status  5 now ms  6 expiry ms  7 lease token hash
 --       8 stream max length  9 presented lease token hash ('*': the admin)  10 change channel
 --       11 the store's revision floor, as the caller last read it
 -- Returns {"forbidden"} or {"ok", created, replaced_expired, registered_at, revision, fresh, status, health
 -- status, checked at, output}; fresh: 1 when this registration (re)created the service's revision, above the
--- floor and the retired marker. The same live instance registering the same document again keeps its
--- checks' findings (while critical its status stays DOWN, what it asked for is shown once a check passes).
+-- floor and the retired marker, or found it marked idle (set_idle.lua): the caller indexes it again.
+-- The same live instance registering the same document again keeps its checks' findings (while critical
+-- its status stays DOWN, what it asked for is shown once a check passes).
 local now = tonumber(ARGV[5])
 local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'hb', 'exp', 'tok', 'hs', 'hat', 'hout')
 if old[1] and tonumber(old[5]) > now and ARGV[9] ~= '*' and (ARGV[9] == '' or ARGV[9] ~= old[6]) then
@@ -50,7 +51,7 @@ redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'status', status, 'reg', registered_
 redis.call('HINCRBY', KEYS[4], status, 1)
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 local revision
-local fresh = 0
+local fresh = redis.call('DEL', KEYS[7])
 if kind then
   if redis.call('EXISTS', KEYS[3]) == 0 then
     fresh = 1

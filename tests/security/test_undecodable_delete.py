@@ -1,0 +1,37 @@
+"""Deleting an instance whose stored document cannot be decoded removes it, as any other: the owner asked
+for it to go, and a bad document must not keep it registered (nor answer 500)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from registry_server.store.keys import KeyLayout
+from tests.support.processes import RegistryProcess
+from tests.support.raw_http import send
+from tests.support.redis_server import RedisServer, redis_command
+
+pytestmark = pytest.mark.integration
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("registry", ["redis"], indirect=True)
+def test_deleting_an_instance_with_an_undecodable_document_removes_it(registry: RegistryProcess,
+                                                                      redis_server: RedisServer) -> None:
+    body = json.dumps({"name": "Ledger", "port": 1, "host": "10.0.0.3", "id": "old-1"}).encode()
+    made = send(registry.url, "POST", "/instances", body, JSON)
+    assert made.status == 201
+    lease = json.loads(made.body)["lease_token"]
+    keys = KeyLayout()
+    # As an older release could have stored it: a lone surrogate, escaped in the JSON document.
+    poisoned = '{"host":"10.0.0.3","metadata":{"k":"\\ud800"},"name":"Ledger","port":1}'
+    assert redis_command(redis_server.port, "HSET", keys.instance("Ledger", "old-1"), "doc", poisoned).startswith(":0")
+    gone = send(registry.url, "DELETE", "/instances/old-1", headers={"X-Lease-Token": lease})
+    assert gone.status == 204, gone.text
+    assert redis_command(redis_server.port, "EXISTS", keys.instance("Ledger", "old-1")).startswith(":0")
+    assert redis_command(redis_server.port, "EXISTS", keys.owner("old-1")).startswith(":0")
+    assert send(registry.url, "DELETE", "/instances/old-1", headers={"X-Lease-Token": lease}).status == 404
+    # The id is free again: registering it afresh creates it.
+    assert send(registry.url, "POST", "/instances", body, JSON).status == 201
