@@ -122,7 +122,7 @@ def _pct(values: list[float], q: float) -> float:
 class Fleet:
     """A fresh Redis and one registry process, stopped at the end."""
 
-    def __init__(self, ttl_s: float, *, pinned: bool) -> None:
+    def __init__(self, ttl_s: float, *, pinned: bool, shed_on_lag: bool = False) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests.support.processes import start_registry
         from tests.support.redis_server import RedisServer
@@ -133,7 +133,8 @@ class Fleet:
         wrapper = ["taskset", "-c", "0"] if pinned else []
         self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
         self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
-                                       extra_env={"REGISTRY_LOG_LEVEL": "warning", "REGISTRY_SHED_ON_LAG": os.environ.get("SHED", "off")})
+                                       extra_env={"REGISTRY_LOG_LEVEL": "warning",
+                                                  "REGISTRY_SHED_ON_LAG": "on" if shed_on_lag else "off"})
         self.registry.wait_healthy()
         self.url = self.registry.url
 
@@ -388,6 +389,8 @@ def main() -> None:
     parser.add_argument("--ignore-retry-after", action="store_true",
                         help="instances send on their schedule whatever the answers (default: as the client does, "
                              "not before the Retry-After of a 503)")
+    parser.add_argument("--shed-on-lag", action="store_true",
+                        help="run the registry with REGISTRY_SHED_ON_LAG=on (default: off, the registry's default)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     # A SIGTERM (a timeout around the run) unwinds like an exception, so every phase stops its processes.
@@ -407,7 +410,7 @@ def main() -> None:
           f"{opts.capacity_duration:g} s); p99 {measured.percentile_ms(0.99):.1f} ms")
     summaries = []
     for ratio in opts.ratios:
-        fleet = Fleet(opts.ttl, pinned=pinned)
+        fleet = Fleet(opts.ttl, pinned=pinned, shed_on_lag=opts.shed_on_lag)
         try:
             outcome = _run(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
                                            duration_s=opts.duration, ttl_s=opts.ttl,
