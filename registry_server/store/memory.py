@@ -257,11 +257,11 @@ class MemoryStore:
                   and now_ms - checked.critical_since_ms >= deregister_after_ms):
                 self._remove(svc, inst, now_ms)
                 svc.revision += 1
-                self._emit(EventType.DEREGISTERED, svc, inst)
+                self._emit(EventType.DEREGISTERED, svc, replace(inst, health=Health(health, now_ms, output)))
                 return HealthRecord(inst, None, True)
         checked_inst = replace(inst, status=status, health=Health(health, now_ms, output))
         svc.members[instance_id] = checked_inst
-        if status != inst.status:
+        if transition is not None:  # a change even when the status shown stays (it reported DOWN itself)
             svc.revision += 1
             self._emit(EventType.STATUS_CHANGED, svc, checked_inst)
         return HealthRecord(checked_inst, transition, False)

@@ -81,8 +81,10 @@ def _event_id(stream_id: str, service: str) -> str:
 
 
 def _event(documents: DocumentDecoder, stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
+    """An event as recorded (a stream entry) or announced (its JSON); a checked instance's carries its health."""
     inst = Instance.from_document(str(fields["id"]), documents.decode(fields["doc"]), str(fields["status"]),
-                                  int(fields["reg"]), int(fields["hb"]), int(fields["exp"]))
+                                  int(fields["reg"]), int(fields["hb"]), int(fields["exp"]),
+                                  _health(fields.get("hs"), fields.get("hat"), fields.get("hout")))
     service = str(fields["service"])
     return ChangeEvent(_event_id(stream_id, service), EventType(fields["type"]), service, int(fields["rev"]), inst)
 
