@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from registry_server.errors import InstanceConflictError, LeaseTokenError
@@ -276,7 +276,11 @@ class MemoryStore:
     async def unschedule_health_check(self, name: str, instance_id: str) -> None:
         self._due.pop((name, instance_id), None)
 
-    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int, *,
+                                  done: Sequence[tuple[str, str, int]] = ()) -> list[tuple[str, str]]:
+        for name, instance_id, due_ms in done:
+            if (name, instance_id) in self._due:
+                self._due[name, instance_id] = due_ms
         due = sorted((at, key) for key, at in self._due.items() if at <= now_ms)[:limit]
         for _at, key in due:
             self._due[key] = now_ms + hold_ms

@@ -161,6 +161,9 @@ class RedisStore:
         # The sweep's own connection: a round of expiries is one write, sent behind no heartbeat batch.
         self._sweep_batch = (None if isinstance(client, RedisCluster)
                              else ScriptBatcher(client.connection_pool, self._expire, timeout_s=op_timeout_s))
+        # The checks' own connection: the outcomes of checks finishing together go as one write.
+        self._health_batch = (None if isinstance(client, RedisCluster)
+                              else ScriptBatcher(client.connection_pool, self._record_health, timeout_s=op_timeout_s))
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._keys.prefix!r}, cluster={self._cluster})"
@@ -583,11 +586,11 @@ class RedisStore:
         k = self._keys
 
         async def record() -> HealthRecord | None:
-            row = await self._record_health(
-                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name),
-                      k.events(name)],
-                args=[instance_id, name, "1" if passed else "0", output, now_ms, failures, deregister_after_ms,
-                      self._event_history, k.channel])
+            keys = [k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)]
+            args = [instance_id, name, "1" if passed else "0", output, now_ms, failures, deregister_after_ms,
+                    self._event_history, k.channel]
+            script = self._record_health if self._health_batch is None else self._health_batch
+            row = await script(keys=keys, args=args)
             if row is None:
                 return None
             inst = _instance(self._documents, instance_id, row[:8])
@@ -609,9 +612,11 @@ class RedisStore:
     async def unschedule_health_check(self, name: str, instance_id: str) -> None:
         await self._run("health_schedule", lambda: self._client.zrem(self._keys.health_due, f"{name}/{instance_id}"))
 
-    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int, *,
+                                  done: Sequence[tuple[str, str, int]] = ()) -> list[tuple[str, str]]:
+        finished = [part for name, instance_id, due_ms in done for part in (f"{name}/{instance_id}", due_ms)]
         members = await self._run("health_schedule", lambda: self._claim_checks(
-            keys=[self._keys.health_due], args=[now_ms, hold_ms, limit]))
+            keys=[self._keys.health_due], args=[now_ms, hold_ms, limit, *finished]))
         claimed = []
         for member in members:
             name, _, instance_id = str(member).partition("/")
@@ -731,7 +736,7 @@ class RedisStore:
         await self._run("ping", ping)
 
     async def close(self) -> None:
-        for batcher in (self._heartbeat_batch, self._sweep_batch):
+        for batcher in (self._heartbeat_batch, self._sweep_batch, self._health_batch):
             if batcher is not None:
                 await batcher.aclose()
         await self._client.aclose()

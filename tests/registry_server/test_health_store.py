@@ -190,3 +190,19 @@ async def test_each_due_check_goes_to_one_replica_until_its_hold_ends(store_fact
     assert sorted(after_hold) == [("Pay", "Pay-2"), ("Pay", "Pay-3")], "a claimer that never came back"
     rest = await one.claim_health_checks(NOW + 5_000, 2_000, 10)
     assert sorted(rest) == [("Pay", f"Pay-{n}") for n in (0, 2, 3, 4, 5)], "rescheduled, and the holds ended"
+
+
+async def test_a_claim_first_reschedules_the_checks_its_caller_finished(store_factory: StoreFactory) -> None:
+    one, two = store_factory(), store_factory()
+    for n in range(3):
+        await one.schedule_health_check("Pay", f"Pay-{n}", NOW)
+    assert len(await one.claim_health_checks(NOW, 2_000, 10)) == 3
+    await one.unschedule_health_check("Pay", "Pay-2")  # gone meanwhile: stays unscheduled
+    done = [("Pay", "Pay-0", NOW + 5_000), ("Pay", "Pay-1", NOW + 1_000), ("Pay", "Pay-2", NOW + 1_000)]
+    assert await one.claim_health_checks(NOW + 1_000, 60_000, 10, done=done) == [("Pay", "Pay-1")], (
+        "rescheduled before the claim: due again at once")
+    assert await two.claim_health_checks(NOW + 4_999, 2_000, 10) == [], "Pay-0 not before its next due time"
+    assert await two.claim_health_checks(NOW + 5_000, 2_000, 10) == [("Pay", "Pay-0")]
+    assert await one.claim_health_checks(NOW + 9_000, 2_000, 0, done=[("Pay", "Pay-0", NOW + 9_500)]) == [], (
+        "a claim of none only hands back")
+    assert await two.claim_health_checks(NOW + 9_500, 2_000, 10) == [("Pay", "Pay-0")]
