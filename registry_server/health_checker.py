@@ -5,9 +5,9 @@ that are due, holds them while it runs them, and books each instance's next chec
 one began. However many replicas share the store, each instance is checked about once per interval; a
 replica that dies mid-check leaves its claims to fall due again when their hold ends.
 
-A check costs the replica a read of the instance, the request, and the write of its outcome; the next due
-times of the checks done go back with the next claim, one round trip per tick for all of them, and outcomes
-recorded together share one write to Redis.
+A check costs the replica its share of a claim, the request and the write of its outcome: the instances
+claimed together are read together, the next due times of the checks done go back with the next claim,
+and outcomes recorded together share one write to Redis.
 """
 
 from __future__ import annotations
@@ -136,21 +136,25 @@ class HealthChecker:
                 log.warning("health checks paused: the store failed: %s", exc)
             self._failing = True
             return []
+        try:
+            instances = await registry.get_many(due) if due else []
+        except StoreError as exc:
+            log.warning("%d health checks not run: the store failed: %s", len(due), exc)
+            return []  # their claims run out and they fall due again, here or on another replica
         self._failing = False
         started = []
-        for name, instance_id in due:
-            task = asyncio.create_task(self._check(registry, name, instance_id, hold_ms))
+        for (name, instance_id), inst in zip(due, instances, strict=True):
+            task = asyncio.create_task(self._check(registry, name, instance_id, inst, hold_ms))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
             started.append(task)
         return started
 
-    async def _check(self, registry: Registry, name: str, instance_id: str, hold_ms: int) -> None:
+    async def _check(self, registry: Registry, name: str, instance_id: str, inst: Instance | None,
+                     hold_ms: int) -> None:
         store = registry.store
         try:
-            inst = await registry.get(instance_id)
-            checks = (effective_health_check(inst.health_check, registry.health_default)
-                      if inst is not None and inst.name == name else None)
+            checks = None if inst is None else effective_health_check(inst.health_check, registry.health_default)
             if inst is None or checks is None:
                 await store.unschedule_health_check(name, instance_id)  # gone, or asks for no checks now
                 return

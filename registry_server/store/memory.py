@@ -189,6 +189,11 @@ class MemoryStore:
         found = self._live(instance_id, now_ms)
         return None if found is None else found[1]
 
+    async def get_many(self, instances: Sequence[tuple[str, str]], now_ms: int) -> list[Instance | None]:
+        found = [self._live(instance_id, now_ms) for _name, instance_id in instances]
+        return [None if hit is None or hit[1].name != name else hit[1]
+                for (name, _id), hit in zip(instances, found, strict=True)]
+
     async def service(self, name: str, now_ms: int) -> ServiceSnapshot:
         svc = self._services.get(name)
         if svc is None:

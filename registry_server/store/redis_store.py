@@ -104,6 +104,8 @@ def _owned(instance_id: str, row: Sequence[Any]) -> Sequence[Any]:
 
 
 _UNCHECKED = Health()
+_INSTANCE_FIELDS = ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"]
+"""An instance's fields as :func:`_instance` reads them."""
 
 
 def _health(status: Any, checked_at: Any, output: Any) -> Health:
@@ -439,8 +441,7 @@ class RedisStore:
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         async def read(name: str) -> Instance | None:
-            row = await self._client.hmget(self._keys.instance(name, instance_id),
-                                           ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"])
+            row = await self._client.hmget(self._keys.instance(name, instance_id), _INSTANCE_FIELDS)
             if row[0] is None or int(row[4] or 0) <= now_ms:
                 return None
             try:
@@ -450,6 +451,24 @@ class RedisStore:
                 return None
 
         return await self._run("get", lambda: self._by_id(instance_id, read))
+
+    async def get_many(self, instances: Sequence[tuple[str, str]], now_ms: int) -> list[Instance | None]:
+        async def read() -> list[Instance | None]:
+            pipe = self._client.pipeline(transaction=False)
+            for name, instance_id in instances:
+                pipe.hmget(self._keys.instance(name, instance_id), _INSTANCE_FIELDS)
+            rows = await pipe.execute() if instances else []
+            found: list[Instance | None] = []
+            for (_name, instance_id), row in zip(instances, rows, strict=True):
+                try:
+                    live = row[0] is not None and int(row[4] or 0) > now_ms
+                    found.append(_instance(self._documents, instance_id, row) if live else None)
+                except UndecodableDocumentError as exc:
+                    self._documents.skipped(f"instance {instance_id!r}", exc)
+                    found.append(None)
+            return found
+
+        return await self._run("get", read)
 
     def _list_call(self, name: str, now_ms: int, client: Any = None) -> Any:
         k = self._keys

@@ -206,3 +206,14 @@ async def test_a_claim_first_reschedules_the_checks_its_caller_finished(store_fa
     assert await one.claim_health_checks(NOW + 9_000, 2_000, 0, done=[("Pay", "Pay-0", NOW + 9_500)]) == [], (
         "a claim of none only hands back")
     assert await two.claim_health_checks(NOW + 9_500, 2_000, 10) == [("Pay", "Pay-0")]
+
+
+async def test_get_many_reads_each_live_instance_of_its_service_together(store: InstanceStore) -> None:
+    await store.register(reg("Pay-1"), NOW, TTL)
+    await store.register(reg("Pay-2", port=3002), NOW, TTL)
+    await store.register(reg("Pay-3"), NOW - TTL, TTL)  # its lease runs out at NOW
+    got = await store.get_many([("Pay", "Pay-2"), ("Pay", "Pay-1"), ("Other", "Pay-1"), ("Pay", "nope"),
+                                ("Pay", "Pay-3")], NOW)
+    assert [(i.id, i.port) if i is not None else None for i in got] == [("Pay-2", 3002), ("Pay-1", 3001), None,
+                                                                          None, None]
+    assert await store.get_many([], NOW) == []
