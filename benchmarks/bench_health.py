@@ -1,7 +1,8 @@
 """Active health checks, measured with real processes on a real Redis.
 
     python -m benchmarks.bench_health [--interval 5] [--timeout 2] [--failures 2] [--instances 1000]
-                                      [--seconds 10] [--rate 500] [--rounds 2] [--parts detection,cost,replicas]
+                                      [--seconds 10] [--rate 500] [--rounds 2]
+                                      [--parts detection,cost,replicas[,instructions]]
 
 (a) Detection. One registry (checks every ``--interval`` s) and one backend process, registered with a 90 s
     lease. The backend is SIGKILLed: seconds until it is out of ``status=UP`` discovery (bound: interval x
@@ -12,10 +13,13 @@
     each interval (all pointing at one backend), alternating A B B A over ``--rounds`` rounds in one run.
     Heartbeat p50/p99, the replica's CPU seconds per second, the checks it ran per second, and its CPU per
     check (CPU with checks less CPU without, per check: steadier than latency on a shared machine); then,
-    with no heartbeats, the replica's whole CPU per check ("checks alone", the steadiest figure).
+    with no heartbeats, the replica's whole CPU per check ("checks alone", the steadiest of the CPU figures).
 (c) Two replicas on one Redis, ``--instances`` instances checked every ``--interval`` for ``--seconds``: checks
     run by each replica and the CPU each spent, and checks per instance per interval in all (goal: about 1,
     not 2).
+(d) Instructions (only when asked for in ``--parts``: valgrind). One registry under callgrind, idle and then
+    with ``--instances`` / 10 instances checked every second: its instructions per check, the idle rate
+    taken off. Noise-free, unlike the CPU and latency figures on a shared machine.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +38,7 @@ from pathlib import Path
 
 import redis as redis_client
 
+from benchmarks.bench_instructions import counted, under_callgrind
 from benchmarks.bench_registry import cpu_seconds, hey, median
 from tests.support.polling import wait_until
 from tests.support.processes import ManagedProcess, RegistryProcess, free_port, start_registry
@@ -255,6 +261,39 @@ def two_replicas(tmp: Path, redis: RedisServer, instances: int, interval: float,
         backend.stop()
 
 
+def instructions(tmp: Path, redis: RedisServer, instances: int, seconds: int) -> dict[str, float]:
+    """The replica's instructions per check, counted by callgrind (noise-free on a shared machine): one
+    window idle, one with ``instances`` instances checked every second; the idle rate is taken off."""
+    backend_port = free_port()
+    backend = start_backend(tmp, backend_port)
+    dumps = tmp / "health-dumps"
+    dumps.mkdir(exist_ok=True)
+    registry = start_registry(tmp, redis_url=redis.url, ttl=3600, sweep=3600, extra_env=QUIET, name="counted",
+                              wrapper=under_callgrind([], dumps / "cg"))
+    try:
+        registry.wait_healthy(timeout=180)
+
+        def window(tag: str) -> tuple[int, float, float]:
+            subprocess.run(["callgrind_control", "-z", str(registry.pid)], capture_output=True, check=True,
+                           timeout=120)
+            checks, began = checks_run(registry), time.monotonic()
+            time.sleep(seconds)  # a counting window of a set length, not a wait for an outcome
+            count = counted(registry.pid, dumps, tag)
+            return count, checks_run(registry) - checks, time.monotonic() - began
+
+        idle, _none, idle_s = window("idle")
+        for n in range(instances):
+            register(registry, f"svc{n % 10}", f"counted-{n}", backend_port, checks={"interval": 1.0})
+        before = checks_run(registry)
+        wait_until(lambda: checks_run(registry) - before >= instances * 2, timeout=120, message="two rounds")
+        busy, checks, busy_s = window("checks")
+        return {"checks_per_s": checks / busy_s, "idle_instructions_per_s": idle / idle_s,
+                "instructions_per_check": (busy - idle / idle_s * busy_s) / max(checks, 1)}
+    finally:
+        registry.stop()
+        backend.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--interval", type=float, default=5.0)
@@ -279,6 +318,9 @@ def main() -> None:
                 for label, figures in cost(tmp, redis, args.instances, args.interval, args.seconds, args.rate,
                                       args.rounds).items():
                     print(f"heartbeat {label}:", json.dumps(figures))
+            flush(redis)
+            if "instructions" in parts:
+                print("instructions:", json.dumps(instructions(tmp, redis, args.instances // 10, args.seconds)))
             flush(redis)
             if "replicas" in parts:
                 pair = two_replicas(tmp, redis, args.instances, args.interval, args.seconds)
