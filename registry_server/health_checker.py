@@ -99,7 +99,6 @@ class HealthChecker:
 
     def start(self, registry: Registry) -> None:
         if self._task is None:
-            self._registry = registry
             self._task = asyncio.create_task(self._run(registry), name="registry-health-checker")
 
     async def stop(self) -> None:
@@ -123,6 +122,7 @@ class HealthChecker:
 
     async def start_due(self, registry: Registry) -> list[asyncio.Task[None]]:
         """Claim the checks due now (as many as there is room for) and start them; returns their tasks."""
+        self._registry = registry  # where :meth:`stop` hands back the checks done since the last claim
         room = max(0, min(self._per_tick, self._concurrency - len(self._running)))
         if room <= 0 and not self._done:
             return []
