@@ -4,6 +4,10 @@ The schedule lives in the store (:meth:`InstanceStore.claim_health_checks`): a r
 that are due, holds them while it runs them, and books each instance's next check one interval after this
 one began. However many replicas share the store, each instance is checked about once per interval; a
 replica that dies mid-check leaves its claims to fall due again when their hold ends.
+
+A check costs the replica its share of a claim, the request and the write of its outcome: the instances
+claimed together are read together, the next due times of the checks done go back with the next claim,
+and outcomes recorded together share one write to Redis.
 """
 
 from __future__ import annotations
@@ -84,7 +88,10 @@ class HealthChecker:
         self._per_tick = per_tick
         self._tick_s = tick_s
         self._running: set[asyncio.Task[None]] = set()
+        self._done: list[tuple[str, str, int]] = []
+        """Checks done since the last claim, with their next due time: rescheduled by the next claim."""
         self._task: asyncio.Task[None] | None = None
+        self._registry: Registry | None = None
         self._failing = False
 
     def __repr__(self) -> str:
@@ -102,6 +109,10 @@ class HealthChecker:
         for running in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await running
+        if self._done and self._registry is not None:  # else they fall due at the end of their hold
+            with contextlib.suppress(StoreError):
+                await self._registry.store.claim_health_checks(self._clock.now_ms(), 0, 0, done=self._done)
+        self._done = []
         await self._probe.close()
 
     async def _run(self, registry: Registry) -> None:
@@ -111,32 +122,39 @@ class HealthChecker:
 
     async def start_due(self, registry: Registry) -> list[asyncio.Task[None]]:
         """Claim the checks due now (as many as there is room for) and start them; returns their tasks."""
-        room = min(self._per_tick, self._concurrency - len(self._running))
-        if room <= 0:
+        self._registry = registry  # where :meth:`stop` hands back the checks done since the last claim
+        room = max(0, min(self._per_tick, self._concurrency - len(self._running)))
+        if room <= 0 and not self._done:
             return []
         hold_ms = round(registry.health_default.timeout_s * 1000) + _HOLD_MARGIN_MS
+        done, self._done = self._done, []
         try:
-            due = await registry.store.claim_health_checks(self._clock.now_ms(), hold_ms, room)
+            due = await registry.store.claim_health_checks(self._clock.now_ms(), hold_ms, room, done=done)
         except StoreError as exc:
+            self._done = done + self._done  # the next claim tries again; until then their holds keep them
             if not self._failing:
                 log.warning("health checks paused: the store failed: %s", exc)
             self._failing = True
             return []
+        try:
+            instances = await registry.get_many(due) if due else []
+        except StoreError as exc:
+            log.warning("%d health checks not run: the store failed: %s", len(due), exc)
+            return []  # their claims run out and they fall due again, here or on another replica
         self._failing = False
         started = []
-        for name, instance_id in due:
-            task = asyncio.create_task(self._check(registry, name, instance_id, hold_ms))
+        for (name, instance_id), inst in zip(due, instances, strict=True):
+            task = asyncio.create_task(self._check(registry, name, instance_id, inst, hold_ms))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
             started.append(task)
         return started
 
-    async def _check(self, registry: Registry, name: str, instance_id: str, hold_ms: int) -> None:
+    async def _check(self, registry: Registry, name: str, instance_id: str, inst: Instance | None,
+                     hold_ms: int) -> None:
         store = registry.store
         try:
-            inst = await registry.get(instance_id)
-            checks = (effective_health_check(inst.health_check, registry.health_default)
-                      if inst is not None and inst.name == name else None)
+            checks = None if inst is None else effective_health_check(inst.health_check, registry.health_default)
             if inst is None or checks is None:
                 await store.unschedule_health_check(name, instance_id)  # gone, or asks for no checks now
                 return
@@ -145,7 +163,7 @@ class HealthChecker:
                 await store.reschedule_health_check(name, instance_id,
                                                     began_ms + round(checks.timeout_s * 1000) + _HOLD_MARGIN_MS)
             await self._check_once(registry, inst, checks)
-            await store.reschedule_health_check(name, instance_id, began_ms + round(checks.interval_s * 1000))
+            self._done.append((name, instance_id, began_ms + round(checks.interval_s * 1000)))
         except StoreError as exc:
             # The claim runs out and the check falls due again, here or on another replica.
             log.warning("health check of %s not recorded: %s", instance_id, exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from registry_server.clock import WallClock
@@ -120,6 +120,10 @@ class Registry:
 
     async def get(self, instance_id: str) -> Instance | None:
         return await self._store(lambda now: self.store.get(instance_id, now))
+
+    async def get_many(self, instances: Sequence[tuple[str, str]]) -> list[Instance | None]:
+        """Each live instance of (service, instance id), read together."""
+        return await self._store(lambda now: self.store.get_many(instances, now))
 
     async def service(self, name: str) -> ServiceSnapshot:
         return await self._store(lambda now: self.store.service(name, now))

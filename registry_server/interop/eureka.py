@@ -7,6 +7,10 @@ first), otherwise it creates the service under the name as sent (``ORDERS``).
 
 Statuses: ``UP``, ``DOWN`` and ``STARTING`` map to themselves; ``OUT_OF_SERVICE`` and ``UNKNOWN`` to
 ``DOWN`` (not routed). Our ``STOPPING`` answers as ``DOWN``, what Eureka clients send on shutdown.
+
+Health: Eureka's instance has no field for a server's own checks. A critical instance already shows
+``DOWN``; what the checks found is in its metadata, ``health`` (``passing`` or ``critical``) and
+``health.output``, once it has been checked (the instance's own metadata keys of those names win).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from registry_server.model import Instance, InstanceRegistration, InstanceStatus
+from registry_server.model import HealthStatus, Instance, InstanceRegistration, InstanceStatus
 from registry_server.schemas import NAME_PATTERN, plain_text, valid_host
 
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,255}$")
@@ -71,6 +75,9 @@ def instance_to_eureka(inst: Instance, ttl_s: int, action: str = "ADDED") -> dic
     metadata = dict(inst.metadata)
     if inst.version and "version" not in metadata:
         metadata["version"] = inst.version
+    if inst.health.status is not HealthStatus.UNCHECKED:
+        metadata.setdefault("health", inst.health.status.value)
+        metadata.setdefault("health.output", inst.health.output)
     home = inst.url + "/"
     return {
         "instanceId": inst.id,

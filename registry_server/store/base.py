@@ -17,13 +17,14 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
 - ``expire`` removes instances whose lease ran out and returns each one to exactly one caller, however
   many registry replicas sweep the same store.
 - ``record_health`` records one check of a live instance: ``failures`` failed checks in a row make it
-  critical (its status DOWN, revision +1), a passing check restores the status it last reported itself;
+  critical (its status DOWN, revision +1 and an event, also when it showed DOWN already), a passing check
+  restores the status it last reported itself (revision +1);
   while critical, its own heartbeats and registrations change only that reported status. Critical for
   ``deregister_after_ms`` (> 0), it is removed (``deregistered``). A registration that changes the
   document starts its checks afresh (``unchecked``).
 - Health checks are scheduled in the store, shared by every replica: ``claim_health_checks`` hands each
-  due check to exactly one caller and holds it for ``hold_ms``; the claimer reschedules it when done, and
-  a claim whose replica died falls due again when the hold ends.
+  due check to exactly one caller and holds it for ``hold_ms``; the claimer reschedules it when done (with
+  its next claim), and a claim whose replica died falls due again when the hold ends.
 - Revisions of a service never go backwards, also when its last instance leaves, and also when the
   service is dropped (:meth:`InstanceStore.drop_idle`) and comes back: a service (re)created, or read
   while unknown, starts above every dropped service's last revision.
@@ -35,7 +36,7 @@ Semantics (pinned by ``tests/registry_server/test_store_contract.py`` against bo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from registry_server.model import (
@@ -67,6 +68,11 @@ class InstanceStore(Protocol):
                          lease_token_hash: str | None = None) -> Instance | None: ...
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None: ...
+
+    async def get_many(self, instances: Sequence[tuple[str, str]], now_ms: int) -> list[Instance | None]:
+        """Each live instance of (service, instance id), in one round trip (``None``: no such live instance
+        of that service)."""
+        ...
 
     async def service(self, name: str, now_ms: int) -> ServiceSnapshot: ...
 
@@ -107,9 +113,11 @@ class InstanceStore(Protocol):
 
     async def unschedule_health_check(self, name: str, instance_id: str) -> None: ...
 
-    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int, *,
+                                  done: Sequence[tuple[str, str, int]] = ()) -> list[tuple[str, str]]:
         """Up to ``limit`` checks due by ``now_ms``, as (service, instance id), each handed to this caller
-        alone and held for ``hold_ms``."""
+        alone and held for ``hold_ms``; first, in the same step, the checks ``done`` since the last claim,
+        as (service, instance id, next due ms), are rescheduled (those still scheduled)."""
         ...
 
     async def drop_idle(self, now_ms: int, retention_ms: int) -> list[str]:

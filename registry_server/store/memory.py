@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from registry_server.errors import InstanceConflictError, LeaseTokenError
@@ -198,6 +198,11 @@ class MemoryStore:
         found = self._live(instance_id, now_ms)
         return None if found is None else found[1]
 
+    async def get_many(self, instances: Sequence[tuple[str, str]], now_ms: int) -> list[Instance | None]:
+        found = [self._live(instance_id, now_ms) for _name, instance_id in instances]
+        return [None if hit is None or hit[1].name != name else hit[1]
+                for (name, _id), hit in zip(instances, found, strict=True)]
+
     async def service(self, name: str, now_ms: int) -> ServiceSnapshot:
         svc = self._services.get(name)
         if svc is None:
@@ -269,11 +274,11 @@ class MemoryStore:
                   and now_ms - checked.critical_since_ms >= deregister_after_ms):
                 self._remove(svc, inst, now_ms)
                 svc.revision += 1
-                self._emit(EventType.DEREGISTERED, svc, inst)
+                self._emit(EventType.DEREGISTERED, svc, replace(inst, health=Health(health, now_ms, output)))
                 return HealthRecord(inst, None, True)
         checked_inst = replace(inst, status=status, health=Health(health, now_ms, output))
         svc.members[instance_id] = checked_inst
-        if status != inst.status:
+        if transition is not None:  # a change even when the status shown stays (it reported DOWN itself)
             svc.revision += 1
             self._emit(EventType.STATUS_CHANGED, svc, checked_inst)
         return HealthRecord(checked_inst, transition, False)
@@ -288,7 +293,11 @@ class MemoryStore:
     async def unschedule_health_check(self, name: str, instance_id: str) -> None:
         self._due.pop((name, instance_id), None)
 
-    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int, *,
+                                  done: Sequence[tuple[str, str, int]] = ()) -> list[tuple[str, str]]:
+        for name, instance_id, due_ms in done:
+            if (name, instance_id) in self._due:
+                self._due[name, instance_id] = due_ms
         due = sorted((at, key) for key, at in self._due.items() if at <= now_ms)[:limit]
         for _at, key in due:
             self._due[key] = now_ms + hold_ms

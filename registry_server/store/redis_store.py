@@ -86,8 +86,10 @@ def _event_id(stream_id: str, service: str) -> str:
 
 
 def _event(documents: DocumentDecoder, stream_id: str, fields: dict[str, Any]) -> ChangeEvent:
+    """An event as recorded (a stream entry) or announced (its JSON); a checked instance's carries its health."""
     inst = Instance.from_document(str(fields["id"]), documents.decode(fields["doc"]), str(fields["status"]),
-                                  int(fields["reg"]), int(fields["hb"]), int(fields["exp"]))
+                                  int(fields["reg"]), int(fields["hb"]), int(fields["exp"]),
+                                  _health(fields.get("hs"), fields.get("hat"), fields.get("hout")))
     service = str(fields["service"])
     return ChangeEvent(_event_id(stream_id, service), EventType(fields["type"]), service, int(fields["rev"]), inst)
 
@@ -107,6 +109,8 @@ def _owned(instance_id: str, row: Sequence[Any]) -> Sequence[Any]:
 
 
 _UNCHECKED = Health()
+_INSTANCE_FIELDS = ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"]
+"""An instance's fields as :func:`_instance` reads them."""
 
 
 def _health(status: Any, checked_at: Any, output: Any) -> Health:
@@ -166,6 +170,9 @@ class RedisStore:
         # The sweep's own connection: a round of expiries is one write, sent behind no heartbeat batch.
         self._sweep_batch = (None if isinstance(client, RedisCluster)
                              else ScriptBatcher(client.connection_pool, self._expire, timeout_s=op_timeout_s))
+        # The checks' own connection: the outcomes of checks finishing together go as one write.
+        self._health_batch = (None if isinstance(client, RedisCluster)
+                              else ScriptBatcher(client.connection_pool, self._record_health, timeout_s=op_timeout_s))
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._keys.prefix!r}, cluster={self._cluster})"
@@ -491,8 +498,7 @@ class RedisStore:
 
     async def get(self, instance_id: str, now_ms: int) -> Instance | None:
         async def read(name: str) -> Instance | None:
-            row = await self._client.hmget(self._keys.instance(name, instance_id),
-                                           ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"])
+            row = await self._client.hmget(self._keys.instance(name, instance_id), _INSTANCE_FIELDS)
             if row[0] is None or int(row[4] or 0) <= now_ms:
                 return None
             try:
@@ -502,6 +508,24 @@ class RedisStore:
                 return None
 
         return await self._run("get", lambda: self._by_id(instance_id, read))
+
+    async def get_many(self, instances: Sequence[tuple[str, str]], now_ms: int) -> list[Instance | None]:
+        async def read() -> list[Instance | None]:
+            pipe = self._client.pipeline(transaction=False)
+            for name, instance_id in instances:
+                pipe.hmget(self._keys.instance(name, instance_id), _INSTANCE_FIELDS)
+            rows = await pipe.execute() if instances else []
+            found: list[Instance | None] = []
+            for (_name, instance_id), row in zip(instances, rows, strict=True):
+                try:
+                    live = row[0] is not None and int(row[4] or 0) > now_ms
+                    found.append(_instance(self._documents, instance_id, row) if live else None)
+                except UndecodableDocumentError as exc:
+                    self._documents.skipped(f"instance {instance_id!r}", exc)
+                    found.append(None)
+            return found
+
+        return await self._run("get", read)
 
     def _list_call(self, name: str, now_ms: int, client: Any = None) -> Any:
         k = self._keys
@@ -647,11 +671,11 @@ class RedisStore:
         k = self._keys
 
         async def record() -> HealthRecord | None:
-            row = await self._record_health(
-                keys=[k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name),
-                      k.events(name)],
-                args=[instance_id, name, "1" if passed else "0", output, now_ms, failures, deregister_after_ms,
-                      self._event_history, k.channel])
+            keys = [k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)]
+            args = [instance_id, name, "1" if passed else "0", output, now_ms, failures, deregister_after_ms,
+                    self._event_history, k.channel]
+            script = self._record_health if self._health_batch is None else self._health_batch
+            row = await script(keys=keys, args=args)
             if row is None:
                 return None
             inst = _instance(self._documents, instance_id, row[:8])
@@ -673,9 +697,11 @@ class RedisStore:
     async def unschedule_health_check(self, name: str, instance_id: str) -> None:
         await self._run("health_schedule", lambda: self._client.zrem(self._keys.health_due, f"{name}/{instance_id}"))
 
-    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int) -> list[tuple[str, str]]:
+    async def claim_health_checks(self, now_ms: int, hold_ms: int, limit: int, *,
+                                  done: Sequence[tuple[str, str, int]] = ()) -> list[tuple[str, str]]:
+        finished = [part for name, instance_id, due_ms in done for part in (f"{name}/{instance_id}", due_ms)]
         members = await self._run("health_schedule", lambda: self._claim_checks(
-            keys=[self._keys.health_due], args=[now_ms, hold_ms, limit]))
+            keys=[self._keys.health_due], args=[now_ms, hold_ms, limit, *finished]))
         claimed = []
         for member in members:
             name, _, instance_id = str(member).partition("/")
@@ -795,7 +821,7 @@ class RedisStore:
         await self._run("ping", ping)
 
     async def close(self) -> None:
-        for batcher in (self._heartbeat_batch, self._sweep_batch):
+        for batcher in (self._heartbeat_batch, self._sweep_batch, self._health_batch):
             if batcher is not None:
                 await batcher.aclose()
         await self._client.aclose()

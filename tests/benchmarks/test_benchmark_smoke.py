@@ -68,7 +68,7 @@ def test_bench_instructions_counts_each_heartbeat_load_against_its_ping() -> Non
 
 def test_bench_health_prints_detection_cost_and_two_replicas() -> None:
     out = _run("benchmarks.bench_health", "--interval", "1", "--timeout", "0.5", "--instances", "20",
-               "--seconds", "2", "--rate", "50", timeout=180, tools=("redis-server", "hey"))
+               "--seconds", "2", "--rate", "50", "--rounds", "1", timeout=180, tools=("redis-server", "hey"))
     assert "detection:" in out and "heartbeat with 20 checked:" in out and "two replicas:" in out, out
 
 

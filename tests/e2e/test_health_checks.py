@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from benchmarks.bench_health import _post, checks_run, register, start_backend, up_ids
 from tests.support.polling import wait_until
 from tests.support.processes import free_port, start_registry
 from tests.support.redis_server import RedisServer
+from tests.support.sse import SseReader
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +81,46 @@ def test_two_replicas_check_each_instance_about_once_per_interval_and_one_takes_
         a.stop()
         b.stop()
         backend.stop()
+
+
+def test_the_change_stream_shows_an_instance_going_critical_and_recovering_as_get_shows_it(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    registry = start_registry(tmp_path, redis_url=redis_server.url, ttl=90, extra_env=CHECKS)
+    port = free_port()
+    backend = start_backend(tmp_path, port)
+    stream = SseReader("")
+    try:
+        registry.wait_healthy()
+        register(registry, "Watched", "watched-1", port)
+
+        def current() -> dict[str, Any]:
+            answer: dict[str, Any] = httpx.get(f"{registry.url}/instances/watched-1").json()
+            return answer
+
+        wait_until(lambda: current()["health"]["status"] == "passing", timeout=INTERVAL * 3 + SLACK_S,
+                   message="a first passing check")
+        stream = SseReader(f"{registry.url}/events?service=Watched").start()
+        wait_until(lambda: stream.of_type("ready"), timeout=10, message="the stream to be ready")
+
+        def changes() -> list[dict[str, Any]]:
+            return [json.loads(e.data)["instance"] for e in stream.of_type("status_changed")]
+
+        _post(f"http://127.0.0.1:{port}/sick")
+        wait_until(lambda: len(changes()) >= 1, timeout=INTERVAL * FAILURES + TIMEOUT + SLACK_S,
+                   message="an event of the instance going critical")
+        down = changes()[0]
+        assert (down["status"], down["health"]["status"]) == ("DOWN", "critical")
+        assert down["health"]["output"].startswith("HTTP 500"), down["health"]
+        now = current()
+        assert {k: v for k, v in down.items() if k != "last_heartbeat" and k != "expires_at"} == {
+            k: v for k, v in now.items() if k != "last_heartbeat" and k != "expires_at"
+        }, "the event shows the instance as GET /instances/{id} does (but for the lease its heartbeats move)"
+
+        _post(f"http://127.0.0.1:{port}/well")
+        wait_until(lambda: len(changes()) >= 2, timeout=INTERVAL + SLACK_S, message="an event of the recovery")
+        back = changes()[1]
+        assert (back["status"], back["health"]["status"], back["health"]["output"]) == ("UP", "passing", "HTTP 200")
+    finally:
+        stream.close()
+        backend.stop()
+        registry.stop()

@@ -140,6 +140,21 @@ async def test_a_check_is_not_due_again_before_its_interval(api: Api, backend: B
     assert await run_due(api) == 1
 
 
+async def test_a_stopping_checker_hands_back_the_next_due_time_of_the_checks_it_ran(
+        api: Api, backend: Backend) -> None:
+    await register(api, backend, health_check={"interval": 5, "timeout": 1, "failures": 2})
+    api.clock.advance(5)
+    assert await run_due(api) == 1
+    checker: HealthChecker = api.app.state.health_checker
+    await checker.stop()
+    registry: Registry = api.app.state.registry
+    api.clock.advance(4.9)  # past the claim's hold (timeout + 1 s), before the next interval
+    assert await registry.store.claim_health_checks(api.clock.now_ms(), 2_000, 10) == [], (
+        "another replica would not check it again before its interval")
+    api.clock.advance(0.1)
+    assert await registry.store.claim_health_checks(api.clock.now_ms(), 2_000, 10) == [("Pay", "Pay-1")]
+
+
 async def test_a_redirect_is_not_followed_and_fails(api: Api, backend: Backend) -> None:
     await register(api, backend, health_check={"interval": 5, "timeout": 1, "failures": 1})
     backend.mode = "redirect"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from registry_server.model import (
+    ChangeEvent,
     EventType,
+    Health,
     HealthCheckSpec,
     HealthStatus,
     InstanceRegistration,
@@ -110,6 +114,61 @@ async def test_critical_for_longer_than_the_setting_deregisters_it(store: Instan
     assert await store.register(reg(), NOW + 10_004, TTL) is not None, "its id is free again"
 
 
+def shown(event: ChangeEvent) -> tuple[str, str, Health]:
+    return event.type.value, event.instance.status.value, event.instance.health
+
+
+async def test_events_show_the_instance_with_its_health_in_history_and_live(store_factory: StoreFactory) -> None:
+    follower, store = store_factory(), store_factory()
+    changes = follower.changes()
+    assert await asyncio.wait_for(anext(changes), 5) is None, "first: subscribed"
+    await store.register(reg(), NOW, TTL)
+    start = await store.last_event_id()
+    await fail(store, NOW + 1)
+    await fail(store, NOW + 2)
+    await store.heartbeat("Pay-1", InstanceStatus.STARTING, NOW + 3, TTL)  # kept for later: no change
+    await store.record_health("Pay", "Pay-1", True, "HTTP 200", NOW + 4, failures=2, deregister_after_ms=0)
+    await store.heartbeat("Pay-1", InstanceStatus.UP, NOW + 5, TTL)
+    await store.deregister("Pay-1", NOW + 6)
+    expected = [
+        ("status_changed", "DOWN", Health(HealthStatus.CRITICAL, NOW + 2, "HTTP 500")),
+        ("status_changed", "STARTING", Health(HealthStatus.PASSING, NOW + 4, "HTTP 200")),
+        ("status_changed", "UP", Health(HealthStatus.PASSING, NOW + 4, "HTTP 200")),
+        ("deregistered", "UP", Health(HealthStatus.PASSING, NOW + 4, "HTTP 200")),
+    ]
+    assert [shown(e) for e in await store.read_events(start)] == expected
+    live = []
+    while len(live) < 5:
+        notice = await asyncio.wait_for(anext(changes), 5)
+        assert notice is not None
+        live.append(notice.event)
+    assert shown(live[0]) == ("registered", "UP", Health()), "not checked yet"
+    assert [shown(e) for e in live[1:]] == expected, "the live feed carries what the history holds"
+    assert live[1].instance.to_json()["health"] == {
+        "status": "critical", "checked_at": "2026-11-18T11:06:40.002Z", "output": "HTTP 500"}
+
+
+async def test_a_transition_is_a_change_even_when_the_status_shown_stays(store: InstanceStore) -> None:
+    await store.register(reg(status=InstanceStatus.DOWN), NOW, TTL)
+    before, start = await store.revision("Pay"), await store.last_event_id()
+    await fail(store, NOW + 1)
+    second = await fail(store, NOW + 2)
+    assert second is not None and second.transition is HealthStatus.CRITICAL
+    assert await store.revision("Pay") == before + 1
+    (event,) = await store.read_events(start)
+    assert shown(event) == ("status_changed", "DOWN", Health(HealthStatus.CRITICAL, NOW + 2, "HTTP 500"))
+
+
+async def test_an_expired_critical_instance_leaves_with_what_its_checks_found(store: InstanceStore) -> None:
+    await store.register(reg(), NOW, TTL)
+    await fail(store, NOW + 1)
+    await fail(store, NOW + 2)
+    start = await store.last_event_id()
+    assert [e.id for e in await store.expire(NOW + TTL, 10)] == ["Pay-1"]
+    (event,) = await store.read_events(start)
+    assert shown(event) == ("expired", "DOWN", Health(HealthStatus.CRITICAL, NOW + 2, "HTTP 500"))
+
+
 async def test_a_check_of_an_instance_gone_records_nothing(store: InstanceStore) -> None:
     assert await fail(store, NOW) is None
 
@@ -131,3 +190,30 @@ async def test_each_due_check_goes_to_one_replica_until_its_hold_ends(store_fact
     assert sorted(after_hold) == [("Pay", "Pay-2"), ("Pay", "Pay-3")], "a claimer that never came back"
     rest = await one.claim_health_checks(NOW + 5_000, 2_000, 10)
     assert sorted(rest) == [("Pay", f"Pay-{n}") for n in (0, 2, 3, 4, 5)], "rescheduled, and the holds ended"
+
+
+async def test_a_claim_first_reschedules_the_checks_its_caller_finished(store_factory: StoreFactory) -> None:
+    one, two = store_factory(), store_factory()
+    for n in range(3):
+        await one.schedule_health_check("Pay", f"Pay-{n}", NOW)
+    assert len(await one.claim_health_checks(NOW, 2_000, 10)) == 3
+    await one.unschedule_health_check("Pay", "Pay-2")  # gone meanwhile: stays unscheduled
+    done = [("Pay", "Pay-0", NOW + 5_000), ("Pay", "Pay-1", NOW + 1_000), ("Pay", "Pay-2", NOW + 1_000)]
+    assert await one.claim_health_checks(NOW + 1_000, 60_000, 10, done=done) == [("Pay", "Pay-1")], (
+        "rescheduled before the claim: due again at once")
+    assert await two.claim_health_checks(NOW + 4_999, 2_000, 10) == [], "Pay-0 not before its next due time"
+    assert await two.claim_health_checks(NOW + 5_000, 2_000, 10) == [("Pay", "Pay-0")]
+    assert await one.claim_health_checks(NOW + 9_000, 2_000, 0, done=[("Pay", "Pay-0", NOW + 9_500)]) == [], (
+        "a claim of none only hands back")
+    assert await two.claim_health_checks(NOW + 9_500, 2_000, 10) == [("Pay", "Pay-0")]
+
+
+async def test_get_many_reads_each_live_instance_of_its_service_together(store: InstanceStore) -> None:
+    await store.register(reg("Pay-1"), NOW, TTL)
+    await store.register(reg("Pay-2", port=3002), NOW, TTL)
+    await store.register(reg("Pay-3"), NOW - TTL, TTL)  # its lease runs out at NOW
+    got = await store.get_many([("Pay", "Pay-2"), ("Pay", "Pay-1"), ("Other", "Pay-1"), ("Pay", "nope"),
+                                ("Pay", "Pay-3")], NOW)
+    assert [(i.id, i.port) if i is not None else None for i in got] == [("Pay-2", 3002), ("Pay-1", 3001), None,
+                                                                          None, None]
+    assert await store.get_many([], NOW) == []

@@ -4,7 +4,7 @@
 --       6 change channel
 -- Returns false, {"forbidden"} for a wrong lease token, or {doc, status, registered_at, hb, exp, instances
 -- left (counting those whose lease ran out unswept)}
-local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'hb', 'exp', 'tok')
+local old = redis.call('HMGET', KEYS[1], 'doc', 'status', 'reg', 'hb', 'exp', 'tok', 'hs', 'hat', 'hout')
 if not old[1] or tonumber(old[5]) <= tonumber(ARGV[3]) then
   return false
 end
@@ -15,5 +15,6 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[4], old[2], -1)
 local revision = redis.call('INCR', KEYS[3])
-emit(KEYS[5], ARGV[4], ARGV[6], 'deregistered', ARGV[2], ARGV[1], revision, old[1], old[2], old[3], old[4], old[5])
+emit(KEYS[5], ARGV[4], ARGV[6], 'deregistered', ARGV[2], ARGV[1], revision, old[1], old[2], old[3], old[4], old[5],
+     {old[7], old[8], old[9]})
 return {old[1], old[2], old[3], old[4], old[5], redis.call('ZCARD', KEYS[2])}

@@ -16,14 +16,14 @@ local out = {0}
 local events = {}
 for _, id in ipairs(ids) do
   local key = ARGV[4] .. id
-  local old = redis.call('HMGET', key, 'doc', 'status', 'reg', 'hb', 'exp')
+  local old = redis.call('HMGET', key, 'doc', 'status', 'reg', 'hb', 'exp', 'hs', 'hat', 'hout')
   redis.call('ZREM', KEYS[1], id)
   redis.call('DEL', key)
   if old[1] then
     redis.call('HINCRBY', KEYS[3], old[2], -1)
     table.insert(out, id)
     table.insert(events, record(KEYS[4], ARGV[5], 'expired', ARGV[1], id, revision, old[1], old[2], old[3],
-                                old[4], old[5]))
+                                old[4], old[5], {old[6], old[7], old[8]}))
   end
 end
 if #events > 0 then  -- one announcement for the whole batch: a mass expiry is not thousands of messages

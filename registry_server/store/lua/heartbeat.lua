@@ -22,7 +22,7 @@ elseif ARGV[4] ~= '' and ARGV[4] ~= status then
   redis.call('HSET', KEYS[1], 'status', status, 'hb', ARGV[2], 'exp', ARGV[3])
   local revision = redis.call('INCR', KEYS[3])
   emit(KEYS[5], ARGV[6], ARGV[8], 'status_changed', ARGV[5], ARGV[1], revision, old[1], status, old[3], ARGV[2],
-       ARGV[3])
+       ARGV[3], {old[6], old[7], old[8]})
 else
   redis.call('HSET', KEYS[1], 'hb', ARGV[2], 'exp', ARGV[3])
 end

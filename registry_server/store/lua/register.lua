@@ -62,10 +62,11 @@ if kind then
   end
   revision = redis.call('INCR', KEYS[3])
   if expired == 1 then
-    emit(KEYS[5], ARGV[8], ARGV[10], 'expired', ARGV[2], ARGV[1], revision, old[1], old[2], old[3], old[4], old[5])
+    emit(KEYS[5], ARGV[8], ARGV[10], 'expired', ARGV[2], ARGV[1], revision, old[1], old[2], old[3], old[4], old[5],
+         {old[7], old[8], old[9]})
   end
   emit(KEYS[5], ARGV[8], ARGV[10], kind, ARGV[2], ARGV[1], revision, ARGV[3], status, registered_at, ARGV[5],
-       ARGV[6])
+       ARGV[6], health)
 else
   revision = tonumber(redis.call('GET', KEYS[3]) or '0')
 end
