@@ -1,5 +1,6 @@
 """Tiny runs of the registry benchmarks, so they cannot rot (their figures are not checked here: they
-are measured by hand, as ratios within one run, and published in docs/benchmarks.md).
+are measured by hand, as ratios within one run, and published in docs/benchmarks.md). Each runs at the
+smallest size that still goes through every part of its benchmark: short phases, few instances, one round.
 
 Each starts its own redis-server and registry processes on 127.0.0.1 and stops them by process group.
 """
@@ -44,8 +45,8 @@ def test_bench_registry_prints_every_load_against_its_ping_and_the_fixed_rate_la
 
 
 def test_bench_scale_prints_scale_memory_and_mass_expiry() -> None:
-    out = _run("benchmarks.bench_scale", "--seconds", "1", "--window", "3", "--repeats", "1", "--cycles", "1",
-               "--small", "50", "--large", "500", "--sample", "50", "--expiring", "200", timeout=240)
+    out = _run("benchmarks.bench_scale", "--seconds", "1", "--window", "2", "--repeats", "1", "--cycles", "1",
+               "--small", "50", "--large", "200", "--sample", "50", "--expiring", "100", timeout=240)
     for word in ("per instance", "swept and counted", "p99"):
         assert word in out, out
 
@@ -67,15 +68,15 @@ def test_bench_instructions_counts_each_heartbeat_load_against_its_ping() -> Non
 
 
 def test_bench_health_prints_detection_cost_and_two_replicas() -> None:
-    out = _run("benchmarks.bench_health", "--interval", "1", "--timeout", "0.5", "--instances", "20",
-               "--seconds", "2", "--rate", "50", timeout=180, tools=("redis-server", "hey"))
-    assert "detection:" in out and "heartbeat with 20 checked:" in out and "two replicas:" in out, out
+    out = _run("benchmarks.bench_health", "--interval", "0.5", "--timeout", "0.5", "--failures", "1",
+               "--instances", "10", "--seconds", "1", "--rate", "50", timeout=180, tools=("redis-server", "hey"))
+    assert "detection:" in out and "heartbeat with 10 checked:" in out and "two replicas:" in out, out
 
 
 def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> None:
     # Exit 1 only says a target was missed, which a tiny run on a busy machine may: figures are not checked.
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_overload", "--ratios", "0.5", "--duration",
-                           "3", "--capacity-duration", "1", "--ttl", "4", "--no-pin", "--json"], cwd=ROOT,
+                           "1.5", "--capacity-duration", "0.5", "--ttl", "2", "--no-pin", "--json"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, start_new_session=True)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     capacity, summary = done.stdout.strip().splitlines()[-2:]
@@ -87,7 +88,7 @@ def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> 
 
 
 def test_bench_retention_prints_the_idle_cost_while_retained_and_once_dropped() -> None:
-    out = _run("benchmarks.bench_retention", "--names", "5", "--retention", "10", "--window", "0.5", timeout=180,
+    out = _run("benchmarks.bench_retention", "--names", "5", "--retention", "6", "--window", "0.5", timeout=180,
                tools=("redis-server", "redis-cli"))
     rows = [row for row in out.splitlines() if row.startswith("| 5 |")]
     assert [row.split("|")[2].strip() for row in rows] == ["retained", "just dropped", "markers expired"], out
