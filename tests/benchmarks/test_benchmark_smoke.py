@@ -7,9 +7,11 @@ Each starts its own redis-server and registry processes on 127.0.0.1 and stops t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +29,39 @@ def _run(*args: str, timeout: float, tools: tuple[str, ...] = ("redis-server", "
             if os.environ.get("CI"):
                 pytest.fail(f"CI is set and {tool} is not installed")
             pytest.skip(f"{tool} is not installed")
-    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
+    done = _bench(list(args), timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def _bench(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <args>``; past ``timeout``, kill it with every process it started (the benchmarks
+    start theirs in sessions of their own, which outlive a kill of the benchmark's own group)."""
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in [*_descendants(proc.pid), proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def test_bench_registry_prints_every_load_against_its_ping_and_the_fixed_rate_latencies() -> None:
@@ -75,9 +106,8 @@ def test_bench_health_prints_detection_cost_and_two_replicas() -> None:
 
 def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> None:
     # Exit 1 only says a target was missed, which a tiny run on a busy machine may: figures are not checked.
-    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_overload", "--ratios", "0.5", "--duration",
-                           "1.5", "--capacity-duration", "0.5", "--ttl", "2", "--no-pin", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, start_new_session=True)
+    done = _bench(["benchmarks.bench_overload", "--ratios", "0.5", "--duration", "1.5", "--capacity-duration", "0.5",
+                   "--ttl", "2", "--no-pin", "--json"], timeout=300)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     capacity, summary = done.stdout.strip().splitlines()[-2:]
     assert capacity.startswith("capacity: ")
