@@ -35,13 +35,13 @@ def _run(*args: str, timeout: float, tools: tuple[str, ...] = ("redis-server", "
 
 
 def _bench(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m <args>``; past ``timeout``, kill it with every process it started (the benchmarks
-    start theirs in sessions of their own, which outlive a kill of the benchmark's own group)."""
+    """Run ``python -m <args>``; past ``timeout`` (or the test's own), kill it with every process it started
+    (the benchmarks start theirs in sessions of their own, which outlive a kill of the benchmark's group)."""
     proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException:  # this timeout, or pytest-timeout's failure raised while waiting
         for pid in [*_descendants(proc.pid), proc.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
