@@ -1,14 +1,17 @@
 """Tiny runs of the registry benchmarks, so they cannot rot (their figures are not checked here: they
-are measured by hand, as ratios within one run, and published in docs/benchmarks.md).
+are measured by hand, as ratios within one run, and published in docs/benchmarks.md). Each runs at the
+smallest size that still goes through every part of its benchmark: short phases, few instances, one round.
 
 Each starts its own redis-server and registry processes on 127.0.0.1 and stops them by process group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +29,39 @@ def _run(*args: str, timeout: float, tools: tuple[str, ...] = ("redis-server", "
             if os.environ.get("CI"):
                 pytest.fail(f"CI is set and {tool} is not installed")
             pytest.skip(f"{tool} is not installed")
-    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
+    done = _bench(list(args), timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def _bench(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m <args>``; past ``timeout`` (or the test's own), kill it with every process it started
+    (the benchmarks start theirs in sessions of their own, which outlive a kill of the benchmark's group)."""
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:  # this timeout, or pytest-timeout's failure raised while waiting
+        for pid in [*_descendants(proc.pid), proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def test_bench_registry_prints_every_load_against_its_ping_and_the_fixed_rate_latencies() -> None:
@@ -44,8 +76,8 @@ def test_bench_registry_prints_every_load_against_its_ping_and_the_fixed_rate_la
 
 
 def test_bench_scale_prints_scale_memory_and_mass_expiry() -> None:
-    out = _run("benchmarks.bench_scale", "--seconds", "1", "--window", "3", "--repeats", "1", "--cycles", "1",
-               "--small", "50", "--large", "500", "--sample", "50", "--expiring", "200", timeout=240)
+    out = _run("benchmarks.bench_scale", "--seconds", "1", "--window", "2", "--repeats", "1", "--cycles", "1",
+               "--small", "50", "--large", "200", "--sample", "50", "--expiring", "100", timeout=240)
     for word in ("per instance", "swept and counted", "p99"):
         assert word in out, out
 
@@ -67,16 +99,16 @@ def test_bench_instructions_counts_each_heartbeat_load_against_its_ping() -> Non
 
 
 def test_bench_health_prints_detection_cost_and_two_replicas() -> None:
-    out = _run("benchmarks.bench_health", "--interval", "1", "--timeout", "0.5", "--instances", "20",
-               "--seconds", "2", "--rate", "50", "--rounds", "1", timeout=180, tools=("redis-server", "hey"))
-    assert "detection:" in out and "heartbeat with 20 checked:" in out and "two replicas:" in out, out
+    out = _run("benchmarks.bench_health", "--interval", "0.5", "--timeout", "0.5", "--failures", "1",
+               "--instances", "10", "--seconds", "1", "--rate", "50", "--rounds", "1", timeout=180,
+               tools=("redis-server", "hey"))
+    assert "detection:" in out and "heartbeat with 10 checked:" in out and "two replicas:" in out, out
 
 
 def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> None:
     # Exit 1 only says a target was missed, which a tiny run on a busy machine may: figures are not checked.
-    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_overload", "--ratios", "0.5", "--duration",
-                           "3", "--capacity-duration", "1", "--ttl", "4", "--no-pin", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, start_new_session=True)
+    done = _bench(["benchmarks.bench_overload", "--ratios", "0.5", "--duration", "1.5", "--capacity-duration", "0.5",
+                   "--ttl", "2", "--no-pin", "--json"], timeout=300)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     capacity, summary = done.stdout.strip().splitlines()[-2:]
     assert capacity.startswith("capacity: ")
@@ -87,7 +119,7 @@ def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> 
 
 
 def test_bench_retention_prints_the_idle_cost_while_retained_and_once_dropped() -> None:
-    out = _run("benchmarks.bench_retention", "--names", "5", "--retention", "10", "--window", "0.5", timeout=180,
+    out = _run("benchmarks.bench_retention", "--names", "5", "--retention", "6", "--window", "0.5", timeout=180,
                tools=("redis-server", "redis-cli"))
     rows = [row for row in out.splitlines() if row.startswith("| 5 |")]
     assert [row.split("|")[2].strip() for row in rows] == ["retained", "just dropped", "markers expired"], out
