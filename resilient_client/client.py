@@ -20,8 +20,9 @@ from resilient_client._breaker_board import BreakerBoard
 from resilient_client._clock import Clock, SystemClock
 from resilient_client._report import Reporter
 from resilient_client._retry import (
+    FAILOVER,
+    STOP,
     PassPlanner,
-    Verdict,
     classify_error,
     classify_status,
     counts_against_instance,
@@ -43,6 +44,10 @@ from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance
 from resilient_client.picker import LeastOutstandingPicker, Picker, RandomPicker, RoundRobinPicker, ZonePreference
 from resilient_client.response import Response
+
+_SUCCESS, _FAILURE = RequestOutcome.SUCCESS, RequestOutcome.FAILURE
+"""What every call reports, read as globals (see ``_retry.RETURN``: an enum member read costs more)."""
+
 
 class _CallFailedError(Exception):
     """Internal: a call ended without a response; carries the outcome to report."""
@@ -176,10 +181,10 @@ class ResilientClient:
                                                       timeout_s if timeout_s < remaining else remaining)
                     except TransportError as exc:
                         tried.error = exc
-                        if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
+                        if classify_error(exc, repeatable=repeatable) is STOP:
                             return self._finished(service, started, tried.last(service))
                     else:
-                        if classify_status(response.status, repeatable=repeatable) is not Verdict.FAILOVER:
+                        if classify_status(response.status, repeatable=repeatable) is not FAILOVER:
                             return self._finished(service, started, response)
                         tried.failed_over(response)
                 passes += 1
@@ -226,10 +231,8 @@ class ResilientClient:
         return RoundRobinPicker()
 
     def _finished(self, service: str, started: float, response: Response) -> Response:
-        self._reporter.request_finished(
-            service,
-            RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
-            self._clock.monotonic() - started)
+        self._reporter.request_finished(service, _SUCCESS if response.status < 500 else _FAILURE,
+                                        self._clock.monotonic() - started)
         return response
 
     # The verbs return :meth:`request`'s coroutine (await it) rather than awaiting it in a coroutine of
