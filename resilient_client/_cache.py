@@ -67,17 +67,24 @@ class DiscoveryCache(Generic[K, V]):
         self._entries: dict[K, _Entry[V]] = {}
         self._inflight: dict[K, asyncio.Task[V]] = {}
 
+    def fresh(self, key: K) -> V | None:
+        """The value of ``key`` while it is fresh, at once (reported as a hit), else ``None``: then
+        :meth:`get` decides. The only place freshness is judged."""
+        entry = self._entries.get(key)
+        if entry is not None and (entry.watched or self._clock.monotonic() - entry.fetched_at < entry.ttl_s):
+            self._reporter.looked_up(entry.label, entry.hit_result)
+            return entry.value
+        return None
+
     async def get(self, key: K) -> V:
-        """The value of ``key``: cached while fresh, else fetched (stale if the registry cannot be reached).
-        The only place freshness is judged."""
-        now = self._clock.monotonic()
+        """The value of ``key``: cached while fresh, else fetched (stale if the registry cannot be reached)."""
+        value = self.fresh(key)
+        if value is not None:
+            return value
         entry = self._entries.get(key)
         if entry is not None:
-            age = now - entry.fetched_at
-            if entry.watched or age < entry.ttl_s:
-                self._reporter.looked_up(entry.label, entry.hit_result)
-                return entry.value
-            if now < entry.quiet_until and age <= self._max_stale_s:
+            now = self._clock.monotonic()
+            if now < entry.quiet_until and now - entry.fetched_at <= self._max_stale_s:
                 self._report(key, DiscoveryResult.STALE, entry.value)
                 return entry.value
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Awaitable
 
 from resilient_client._cache import DiscoveryCache
 from resilient_client._clock import Clock
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 DiscoveryKey = tuple[str | None, str | None]
 """(service name or ``None`` for every service, status filter or ``None`` for all statuses)."""
+
+Found = tuple[ServiceInstance, ...] | Awaitable[tuple[ServiceInstance, ...]]
+"""A lookup's answer: the instances at once when the cache holds a fresh answer (nothing to await, the
+common case of a call), else an awaitable of them."""
 
 PROTECTED_TTL_S = 1.0
 """While protecting, a polled answer is fresh for at most this long: the registry is asked again soon."""
@@ -47,12 +52,21 @@ class WatchedDiscovery:
         self.watches: ServiceWatches[DiscoveryKey] = ServiceWatches(
             self, config.watch, idle_s=config.watch_idle_s, clock=clock, rng=rng, reporter=reporter)
 
-    async def lookup(self, name: str | None, status: str | None) -> tuple[ServiceInstance, ...]:
-        """The instances of ``name`` (every service: ``None``) with ``status`` (any: ``None``), from the cache;
-        a single service looked up is watched from now on."""
+    def lookup(self, name: str | None, status: str | None) -> Found:
+        """The instances of ``name`` (every service: ``None``) with ``status`` (any: ``None``), from the cache:
+        the cached tuple itself while it is fresh, else an awaitable of the answer. A single service looked
+        up is watched from now on."""
         key: DiscoveryKey = (name, status)
-        view = await self.cache.get(key)
+        view = self.cache.fresh(key)
+        if view is None:
+            return self._refreshed(key)
         if name is not None:
+            self.watches.touch(key)
+        return view.instances
+
+    async def _refreshed(self, key: DiscoveryKey) -> tuple[ServiceInstance, ...]:
+        view = await self.cache.get(key)
+        if key[0] is not None:
             self.watches.touch(key)
         return view.instances
 

@@ -25,6 +25,11 @@ class Verdict(Enum):
     """Do not try elsewhere: the request may have had an effect and may not be repeated."""
 
 
+# Every call reads a verdict: through these names, a global lookup. On Python 3.11 ``Verdict.RETURN``
+# goes through the enum metaclass's ``__getattr__`` hook instead, about 800 instructions a read.
+RETURN, FAILOVER, STOP = Verdict.RETURN, Verdict.FAILOVER, Verdict.STOP
+
+
 def is_idempotent(method: str, idempotent: bool | None) -> bool:
     """An explicit ``idempotent=`` wins; otherwise the HTTP method decides (POST and PATCH are not)."""
     if idempotent is not None:
@@ -40,15 +45,15 @@ def counts_against_instance(response: Response) -> bool:
 def classify_status(status: int, *, repeatable: bool) -> Verdict:
     """A response: 502/503/504 fail over when the request may be repeated; anything else is returned."""
     if status in FAILOVER_STATUSES:
-        return Verdict.FAILOVER if repeatable else Verdict.STOP
-    return Verdict.RETURN
+        return FAILOVER if repeatable else STOP
+    return RETURN
 
 
 def classify_error(error: TransportError, *, repeatable: bool) -> Verdict:
     """A failure below HTTP: fail over if nothing was sent or the request may be repeated."""
     if repeatable or not error.sent:
-        return Verdict.FAILOVER
-    return Verdict.STOP
+        return FAILOVER
+    return STOP
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,14 +81,13 @@ class ServiceWatches(Generic[K]):
 
     def touch(self, key: K) -> None:
         """``key`` was looked up now: watch it (unless closed, disabled or at ``max_services``)."""
-        now = self._clock.monotonic()
         watch = self._watches.get(key)
         if watch is not None:
-            watch.last_used = now
+            watch.last_used = self._clock.monotonic()
             return
         if self._closed or not self._config.enabled or len(self._watches) >= self._config.max_services:
             return
-        watch = self._watches[key] = _Watch(key, now)
+        watch = self._watches[key] = _Watch(key, self._clock.monotonic())
         watch.task = asyncio.get_running_loop().create_task(self._run(key, watch),
                                                             name=f"watch:{self._source.label(key)}")
 

@@ -20,8 +20,9 @@ from resilient_client._breaker_board import BreakerBoard
 from resilient_client._clock import Clock, SystemClock
 from resilient_client._report import Reporter
 from resilient_client._retry import (
+    FAILOVER,
+    STOP,
     PassPlanner,
-    Verdict,
     classify_error,
     classify_status,
     counts_against_instance,
@@ -43,6 +44,9 @@ from resilient_client.metrics import client_metrics
 from resilient_client.model import ServiceInstance
 from resilient_client.picker import LeastOutstandingPicker, Picker, RandomPicker, RoundRobinPicker, ZonePreference
 from resilient_client.response import Response
+
+_SUCCESS, _FAILURE = RequestOutcome.SUCCESS, RequestOutcome.FAILURE
+"""What every call reports, read as globals (see ``_retry.RETURN``: an enum member read costs more)."""
 
 
 class _CallFailedError(Exception):
@@ -89,8 +93,9 @@ class _Tried:
 class Discovery(Protocol):
     """Where a client finds instances: a :class:`ServiceRegistryManager`, or a stand-in in tests."""
 
-    def instances(self, service: str) -> Awaitable[Sequence[ServiceInstance]]:
-        """The UP instances of ``service``: the one way a client asks."""
+    def instances(self, service: str) -> tuple[ServiceInstance, ...] | Awaitable[Sequence[ServiceInstance]]:
+        """The UP instances of ``service``: the one way a client asks. A tuple when the answer is in hand
+        (nothing to await), else an awaitable of them."""
         ...
 
     async def close(self) -> None: ...
@@ -152,7 +157,9 @@ class ResilientClient:
         # The whole call runs in this one coroutine (each attempt in its breaker's ``call``): every coroutine
         # level between the caller and the transport costs again at each resumption of the call.
         try:
-            instances = await self._discover(service)
+            found = self.manager.instances(service)
+            # A fresh answer in the cache is a tuple: nothing to await (the common case).
+            instances = found if isinstance(found, tuple) and found else await self._discover(service, found)
             if budget is not None:
                 budget.first_attempt(service)
             passes = 0
@@ -174,10 +181,10 @@ class ResilientClient:
                                                       timeout_s if timeout_s < remaining else remaining)
                     except TransportError as exc:
                         tried.error = exc
-                        if classify_error(exc, repeatable=repeatable) is Verdict.STOP:
+                        if classify_error(exc, repeatable=repeatable) is STOP:
                             return self._finished(service, started, tried.last(service))
                     else:
-                        if classify_status(response.status, repeatable=repeatable) is not Verdict.FAILOVER:
+                        if classify_status(response.status, repeatable=repeatable) is not FAILOVER:
                             return self._finished(service, started, response)
                         tried.failed_over(response)
                 passes += 1
@@ -190,7 +197,7 @@ class ResilientClient:
                 await clock.sleep(delay)
                 self._reporter.retried(service, delay)
                 with contextlib.suppress(_CallFailedError):  # else keep the instances this call knows
-                    instances = await self._discover(service)
+                    instances = await self._discover(service, self.manager.instances(service))
         except _CallFailedError as failed:
             self._reporter.request_finished(service, failed.outcome, clock.monotonic() - started)
             raise failed.error from failed.error.last_error
@@ -224,10 +231,8 @@ class ResilientClient:
         return RoundRobinPicker()
 
     def _finished(self, service: str, started: float, response: Response) -> Response:
-        self._reporter.request_finished(
-            service,
-            RequestOutcome.SUCCESS if response.status < 500 else RequestOutcome.FAILURE,
-            self._clock.monotonic() - started)
+        self._reporter.request_finished(service, _SUCCESS if response.status < 500 else _FAILURE,
+                                        self._clock.monotonic() - started)
         return response
 
     # The verbs return :meth:`request`'s coroutine (await it) rather than awaiting it in a coroutine of
@@ -251,10 +256,12 @@ class ResilientClient:
     def delete(self, service: str, path: str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
         return self.request("DELETE", service, path, **kwargs)
 
-    async def _discover(self, service: str) -> Sequence[ServiceInstance]:
-        """The UP instances of ``service``, never empty (else the call fails with ``NO_INSTANCES``)."""
+    async def _discover(self, service: str, found: tuple[ServiceInstance, ...] | Awaitable[Sequence[ServiceInstance]],
+                        ) -> Sequence[ServiceInstance]:
+        """The UP instances of ``service`` that discovery ``found``, never empty (else the call fails with
+        ``NO_INSTANCES``)."""
         try:
-            instances = await self.manager.instances(service)
+            instances = found if isinstance(found, tuple) else await found
         except RegistryUnavailableError as exc:
             raise _CallFailedError(RequestOutcome.NO_INSTANCES, ServiceUnavailableError(
                 service, "the registry cannot be reached and nothing is cached", exc)) from exc

@@ -334,13 +334,17 @@ class ServiceRegistryManager:
         value = _STATUS_VALUES.get(status) if status is not None else None  # (Status(...) costs µs)
         if value is None and status is not None:
             value = Status(status).value
-        return list(await self.discovery.lookup(name, value))
+        found = self.discovery.lookup(name, value)
+        return list(found if isinstance(found, tuple) else await found)
 
-    def instances(self, service: str) -> Awaitable[tuple[ServiceInstance, ...]]:
+    def instances(self, service: str) -> tuple[ServiceInstance, ...] | Awaitable[tuple[ServiceInstance, ...]]:
         """The UP instances of ``service`` as a :class:`~resilient_client.ResilientClient` asks for them: what
         ``discover_services(service)`` lists, through the same cache, as the cached tuple itself (the same
-        object for as long as the cache serves the same answer, so the client sees at once that it did)."""
-        return self.discovery.lookup(service, _UP)  # (its coroutine: no coroutine of this method's own)
+        object for as long as the cache serves the same answer, so the client sees at once that it did).
+
+        While the cache holds a fresh answer, the tuple is returned at once, with nothing to await;
+        otherwise an awaitable of it."""
+        return self.discovery.lookup(service, _UP)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

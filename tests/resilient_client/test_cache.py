@@ -159,3 +159,13 @@ async def test_a_value_the_protected_hook_names_is_reported_as_protected() -> No
     cache.put("User", ("kept",))
     assert await cache.get("User") == ("kept",)
     assert results == ["protected"]
+
+
+async def test_fresh_answers_at_once_while_fresh_and_leaves_every_other_case_to_get() -> None:
+    cache, registry, clock, results = make(ttl=10)
+    assert cache.fresh("User") is None  # nothing cached
+    await cache.get("User")
+    assert cache.fresh("User") == ("User-1",)
+    clock.advance(10)
+    assert cache.fresh("User") is None  # aged out: neither served nor reported
+    assert (registry.calls, results) == (1, ["miss", "hit"])

@@ -15,6 +15,7 @@ from resilient_client import (
     ConnectError,
     ConnectionLostError,
     ResilientClient,
+    ServiceInstance,
     ServiceUnavailableError,
 )
 from resilient_client._breaker import InstanceBreaker
@@ -192,6 +193,27 @@ async def test_all_breakers_open_fails_at_once_without_network_io() -> None:
         await client.get("User", "/x")
     assert transport.sent == []
     assert sample(registry, "resilient_client_requests_total", service="User", outcome="circuit_open") == 1
+
+
+class AnswerInHand:
+    """A discovery whose answer is always fresh: a tuple, handed back at once."""
+
+    def __init__(self, *ports: int) -> None:
+        self.answer = tuple(instance("User", port) for port in ports)
+
+    def instances(self, service: str) -> tuple[ServiceInstance, ...]:
+        return self.answer
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_answer_discovery_hands_back_at_once_is_used_without_an_await() -> None:
+    transport = ScriptedTransport()
+    async with ResilientClient(AnswerInHand(7001, 7002), transport=transport, metrics=False) as client:
+        assert (await client.get("User", "/x")).status == 200
+        assert (await client.get("User", "/x")).status == 200
+    assert [request.url for request in transport.sent] == ["http://127.0.0.1:7001/x", "http://127.0.0.1:7002/x"]
 
 
 async def test_a_cancelled_call_is_not_a_breaker_failure() -> None:

@@ -171,6 +171,18 @@ async def test_a_fresh_cached_answer_is_served_without_asking_the_registry_and_c
                                         {"service": "User", "result": "hit"}) == 2
 
 
+async def test_instances_hands_back_a_fresh_answer_at_once_and_an_awaitable_otherwise(
+        registry: FakeRegistry) -> None:
+    registry.add("User", 7001)
+    async with manager_for(registry.url, watch=False) as manager:
+        found = manager.instances("User")
+        assert not isinstance(found, tuple)  # nothing cached yet: the registry is asked
+        first = await found
+        assert [inst.port for inst in first] == [7001]
+        assert manager.instances("User") is first  # fresh: the cached tuple itself, nothing to await
+        assert len(registry.requests("GET", "/services/User")) == 1
+
+
 async def test_discovery_returns_up_instances_and_caches_them(registry: FakeRegistry) -> None:
     registry.add("User", 7001)
     registry.add("User", 7002, status="DOWN")
