@@ -307,7 +307,13 @@ class RedisStore:
             if row is None:
                 return None
             row = _owned(instance_id, row)
-            return Renewal(_instance(self._documents, instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
+            try:
+                return Renewal(_instance(self._documents, instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
+            except UndecodableDocumentError as exc:
+                # Answered as unknown (404): the owner registers again, and its registration replaces the
+                # document that no reader can use.
+                self._documents.skipped(f"instance {instance_id!r}", exc)
+                return None
 
         cached = self._names.get(instance_id) if self._heartbeat_batch is not None else None
         if cached is None:
