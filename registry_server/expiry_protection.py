@@ -9,13 +9,13 @@ has a whole lease to heartbeat again):
 - No replica served at all (the whole fleet down or stalled). Replicas move a liveness mark in the store
   with every sweep; the first operation of a replica, and each sweep, moves it too, and the one replica
   that finds it older than the gap extends the leases live at that mark, before anything is read or swept.
-- This replica's event loop runs late (with lag watching on): heartbeats may be waiting, unread, in the
-  server. While it is held, and until a quiet period has passed without a late tick, every sweep gives
-  each lease that is live (or ran out since the last sweep) a full TTL from now. A death meanwhile is
-  detected at most one TTL plus the quiet period and one sweep after the loop catches up.
-
-(Heartbeats refused for overload renew their own leases: :mod:`registry_server.api.refused_heartbeats`.
-This module only records that the replica sheds, for ``/healthz`` and the log.)
+- This replica is overloaded: it refuses writes (503 + ``Retry-After``), or with lag watching on its event
+  loop runs late. Heartbeats then go unheard: refused ones renew their own leases
+  (:mod:`registry_server.api.refused_heartbeats`), but others wait in the server until their callers give
+  up. While it is held, and until a quiet period has passed, every sweep gives each lease that is live
+  (or ran out since the last sweep) a full TTL from now, if its instance was heard in the last
+  :data:`HELD_TTLS` TTLs. A death during an overload is then detected at most ``HELD_TTLS`` + 1 TTLs
+  and a sweep after the instance's last heartbeat, however long the overload lasts.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.expiry_protection")
+
+HELD_TTLS = 2
+"""While overloaded, a lease is held only if its instance was heard within this many TTLs: as long as the
+longest ``Retry-After``, so that a refused instance's next attempt is still covered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,21 +96,23 @@ class ExpiryProtection:
         return self._marked_at is None or (time.monotonic() - self._marked_at) * 1000 > gap
 
     def shed(self) -> None:
-        """A request was refused for overload (its sender was told when to come back)."""
+        """A request was refused for overload (its sender was told when to come back): others may be
+        waiting unheard, so the leases are held too."""
         now = self._clock.now_ms()
         self._last_shed_ms = now
         if self.shedding_since_ms is None:
             self.shedding_since_ms = now
-            log.warning("overloaded: refusing writes with 503 and Retry-After; refused heartbeats renew their "
-                        "leases")
+            log.warning("overloaded: refusing writes with 503 and Retry-After; the leases of instances heard "
+                        "in the last %d TTLs are held", HELD_TTLS)
+        self.hold()
 
     def hold(self) -> None:
-        """The event loop runs late: keep every live lease from running out until it catches up."""
+        """Heartbeats may go unheard (an overload): keep the live leases of instances heard lately from
+        running out until a quiet period has passed."""
         now = self._clock.now_ms()
         self._last_hold_ms = now
         if self.holding_since_ms is None:
             self.holding_since_ms = self._held_from_ms = now
-            log.warning("event loop behind: every sweep gives the live leases a full TTL until it catches up")
 
     async def before_sweep(self) -> int:
         """Move the fleet's mark (extending if the fleet was absent); while held, give every lease that is
@@ -115,17 +121,17 @@ class ExpiryProtection:
         now = self._clock.now_ms()
         if self.shedding_since_ms is not None and now - self._last_shed_ms >= self._quiet_ms:
             self.shedding_since_ms = None
-            log.info("no longer overloaded: every write is served again")
+            log.info("no longer overloaded: every write is served again; the leases held run a full TTL from now")
         if self.holding_since_ms is None:
             return now
         # A lease that ran out would answer its owner's next heartbeat 404 and force a re-registration: so
         # none may run out while heartbeats may be waiting unread, not even between two sweeps.
-        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms)
+        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms,
+                                                   heard_since_ms=now - HELD_TTLS * self._ttl_ms)
         self._held_from_ms = now
         self._observer.protection(self.active, extended)
         if now - self._last_hold_ms >= self._quiet_ms:
             self.holding_since_ms = None
-            log.info("event loop on time again: the leases live now run a full TTL from now")
         return now
 
     async def _check_fleet(self) -> None:
