@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_server.api.access import Access, ServiceNotInScopeError, UnauthorizedError
 from registry_server.api.admission import Admission
@@ -28,7 +28,7 @@ from registry_server.api.errors import (
     on_unexpected,
 )
 from registry_server.api.heartbeat import HeartbeatEndpoint, HeartbeatShortcut
-from registry_server.api.middleware import ErrorAnswers, ExceptionHandler, MetricsMiddleware
+from registry_server.api.middleware import ExceptionHandler, FrontLayer
 from registry_server.api.rendered import RenderedAnswers
 from registry_server.api.routes import RegistryApi
 from registry_server.api.ui import ui_routes
@@ -84,28 +84,38 @@ def fleet_gap_ms(settings: Settings) -> int:
 
 
 class RegistryApp(Starlette):
-    """The registry's Starlette application. Every request passes, in this order: admission, the request
-    metrics, the error answers, the cross-origin rule, the heartbeat shortcut, the router."""
+    """The registry's Starlette application. Every request passes, in this order: the front layer
+    (admission, the request metrics, the cross-origin rule, the error answers), the middleware added with
+    ``add_middleware`` (or given as ``middleware=``), the heartbeat shortcut, the router.
+
+    Starlette's own server-error and exception middleware are not in the stack: the front layer answers
+    every exception with ``handlers``."""
 
     def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
-                 heartbeat: HeartbeatEndpoint, max_in_flight: int, shed_on_lag: bool = False,
-                 allowed_origins: tuple[str, ...] = (), **options: Any) -> None:
+                 heartbeat: HeartbeatEndpoint, admission: Admission, cross_origin: CrossOrigin,
+                 **options: Any) -> None:
         super().__init__(**options)
-        self._allowed_origins = allowed_origins
         self._metrics = metrics
         self._handlers = handlers
         self._heartbeat = heartbeat
-        self._max_in_flight = max_in_flight
-        self._shed_on_lag = shed_on_lag
+        self._admission = admission
+        self._cross_origin = cross_origin
+        self._front: FrontLayer | None = None
 
-    def build_middleware_stack(self) -> ASGIApp:
-        # In place of Starlette's own stack (server errors, user middleware, exceptions): ErrorAnswers
-        # answers every exception with these handlers, inside the metrics, so that each answer is counted.
-        shortcut = HeartbeatShortcut(self.router, self._heartbeat)
-        stack = MetricsMiddleware(ErrorAnswers(CrossOrigin(shortcut, self._allowed_origins), self._handlers),
-                                  self._metrics)
-        return Admission(stack, self._max_in_flight, shed=self._heartbeat.registry.protection.shed,
-                         refused=self._metrics.requests_shed, watch_lag=self._shed_on_lag)
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        # Hands on the front layer's coroutine rather than awaiting it: no coroutine of its own per request.
+        scope["app"] = self
+        front = self._front
+        if front is None:
+            self.middleware_stack = front = self._front = self.build_middleware_stack()
+        return front(scope, receive, send)
+
+    def build_middleware_stack(self) -> FrontLayer:
+        app: ASGIApp = HeartbeatShortcut(self.router, self._heartbeat)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return FrontLayer(app, admission=self._admission, metrics=self._metrics, cross_origin=self._cross_origin,
+                          handlers=self._handlers)
 
 
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
@@ -157,9 +167,9 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
                   ServiceNotInScopeError: on_not_in_scope,
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
-        max_in_flight=settings.max_in_flight,
-        shed_on_lag=settings.shed_on_lag,
-        allowed_origins=settings.allowed_origins,
+        admission=Admission(settings.max_in_flight, shed=registry.protection.shed, refused=metrics.requests_shed,
+                            watch_lag=settings.shed_on_lag),
+        cross_origin=CrossOrigin(settings.allowed_origins),
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
                 *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access, body)],

@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable
 
 from prometheus_client import Counter
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 TARGET_LAG_S = 0.05
 """How late the loop may run before writes are shed: a heartbeat then waits about this long to start."""
@@ -39,12 +39,12 @@ _HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(
 
 
 class Admission:
-    """Middleware, outermost: counts the requests in flight and refuses writes beyond ``max_in_flight``."""
+    """Counts the requests in flight and refuses writes beyond ``max_in_flight``: the first call the front
+    layer makes on every request (see :class:`registry_server.api.middleware.FrontLayer`)."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, *, shed: Callable[[], None], refused: Counter,
+    def __init__(self, max_in_flight: int, *, shed: Callable[[], None], refused: Counter,
                  watch_lag: bool = True) -> None:
         """``watch_lag``: also shed while the event loop runs late (off, only the in-flight limit holds)."""
-        self.app = app
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._shed = shed
@@ -82,23 +82,27 @@ class Admission:
         else:
             self.share = min(1.0, self.share + 0.05)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def admit(self, scope: Scope) -> bool:
+        """Whether to serve the request: if so, it is in flight until :meth:`release`; if not, answer it
+        with :meth:`refusal`."""
         if not self._ticking:
             self._start_ticking()
         if self._refuse(scope):
             self._shed()
             self._refused.inc()
-            await send({"type": "http.response.start", "status": 503, "headers": _HEADERS})
-            await send({"type": "http.response.body", "body": _BODY})
-            return
+            return False
         self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
+        return True
+
+    def release(self) -> None:
+        """An admitted request is done."""
+        self.in_flight -= 1
+
+    @staticmethod
+    async def refusal(send: Send) -> None:
+        """The answer to a request not admitted: ``503`` and ``Retry-After``, before any work."""
+        await send({"type": "http.response.start", "status": 503, "headers": _HEADERS})
+        await send({"type": "http.response.body", "body": _BODY})
 
     def _refuse(self, scope: Scope) -> bool:
         if scope["method"] in _WRITES:
