@@ -41,18 +41,21 @@ class HeartbeatEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         instance_id: str = scope["path_params"]["id"]
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            headers[name] = value  # lower-case names (ASGI); of a repeated header the last
-        authorization = headers.get(b"authorization")
+        authorization = lease_token = content_type = None
+        for name, value in scope["headers"]:  # lower-case names (ASGI); of a repeated header the last
+            if name == b"x-lease-token":
+                lease_token = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
         bearer = bearer_token(authorization.decode("latin-1")) if authorization is not None else None
         grant = self.access.authorize((bearer,) if bearer else (), _WRITE)
         if grant.scope is not None:
             await grant.check_instance(self.registry, instance_id)
-        status = await self._status(headers, receive) if self.body.coming(scope) else None
-        given = headers.get(b"x-lease-token")
+        status = await self._status(content_type, receive) if self.body.coming(scope) else None
         inst = await self.registry.heartbeat(instance_id, status, lease_token_hash=grant.lease_hash(
-            given.decode("latin-1") if given is not None else None))
+            lease_token.decode("latin-1") if lease_token is not None else None))
         if inst is None:
             raise instance_not_found(instance_id)
         body = pydantic_core.to_json(inst.to_json())
@@ -60,12 +63,11 @@ class HeartbeatEndpoint:
                     "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _status(self, headers: dict[bytes, bytes], receive: Receive) -> InstanceStatus | None:
+    async def _status(self, content_type: bytes | None, receive: Receive) -> InstanceStatus | None:
         """The status the body asks for (none when it is empty)."""
         raw = await self.body.receive(receive)
         if not raw.strip():
             return None
-        content_type = headers.get(b"content-type")
         check_content_type(content_type.decode("latin-1") if content_type is not None else None)
         known = _COMMON_BODIES.get(raw)
         if known is not None:
