@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from registry_server.api.access import Access, ServiceNotInScopeError, UnauthorizedError
 from registry_server.api.admission import Admission
@@ -100,15 +100,6 @@ class RegistryApp(Starlette):
         self._heartbeat = heartbeat
         self._admission = admission
         self._cross_origin = cross_origin
-        self._front: FrontLayer | None = None
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
-        # Hands on the front layer's coroutine rather than awaiting it: no coroutine of its own per request.
-        scope["app"] = self
-        front = self._front
-        if front is None:
-            self.middleware_stack = front = self._front = self.build_middleware_stack()
-        return front(scope, receive, send)
 
     def build_middleware_stack(self) -> FrontLayer:
         app: ASGIApp = HeartbeatShortcut(self.router, self._heartbeat)
