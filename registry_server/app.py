@@ -28,7 +28,7 @@ from registry_server.api.errors import (
     on_unexpected,
 )
 from registry_server.api.heartbeat import HeartbeatEndpoint, HeartbeatShortcut
-from registry_server.api.middleware import ErrorAnswers, ExceptionHandler, MetricsMiddleware
+from registry_server.api.middleware import ExceptionHandler, FrontLayer
 from registry_server.api.refused_heartbeats import RefusedHeartbeats
 from registry_server.api.rendered import RenderedAnswers
 from registry_server.api.routes import RegistryApi
@@ -85,39 +85,29 @@ def fleet_gap_ms(settings: Settings) -> int:
 
 
 class RegistryApp(Starlette):
-    """The registry's Starlette application. Every request passes, in this order: admission, the request
-    metrics, the error answers, the cross-origin rule, the heartbeat shortcut, the router."""
+    """The registry's Starlette application. Every request passes, in this order: the front layer
+    (admission, the request metrics, the cross-origin rule, the error answers), the middleware added with
+    ``add_middleware`` (or given as ``middleware=``), the heartbeat shortcut, the router.
+
+    Starlette's own server-error and exception middleware are not in the stack: the front layer answers
+    every exception with ``handlers``."""
 
     def __init__(self, *, metrics: RegistryMetrics, handlers: Mapping[type[Exception], ExceptionHandler],
-                 heartbeat: HeartbeatEndpoint, refused: RefusedHeartbeats, max_in_flight: int,
-                 max_retry_after_s: float, shed_on_lag: bool = False,
-                 allowed_origins: tuple[str, ...] = (), **options: Any) -> None:
+                 heartbeat: HeartbeatEndpoint, admission: Admission, cross_origin: CrossOrigin,
+                 **options: Any) -> None:
         super().__init__(**options)
-        self._refused = refused
-        self._max_retry_after_s = max_retry_after_s
-        self._allowed_origins = allowed_origins
         self._metrics = metrics
         self._handlers = handlers
         self._heartbeat = heartbeat
-        self._max_in_flight = max_in_flight
-        self._shed_on_lag = shed_on_lag
+        self._admission = admission
+        self._cross_origin = cross_origin
 
-    def build_middleware_stack(self) -> ASGIApp:
-        # In place of Starlette's own stack (server errors, user middleware, exceptions): ErrorAnswers
-        # answers every exception with these handlers, inside the metrics, so that each answer is counted.
-        shortcut = HeartbeatShortcut(self.router, self._heartbeat)
-        stack = MetricsMiddleware(ErrorAnswers(CrossOrigin(shortcut, self._allowed_origins), self._handlers),
-                                  self._metrics)
-        protection = self._heartbeat.registry.protection
-        refused_heartbeats = self._refused
-
-        def refused(scope: Scope, retry_after_s: float) -> None:
-            protection.shed()
-            refused_heartbeats.refused(scope, retry_after_s)
-
-        return Admission(stack, self._max_in_flight, refused=refused, hold=protection.hold,
-                         counter=self._metrics.requests_shed, max_retry_after_s=self._max_retry_after_s,
-                         watch_lag=self._shed_on_lag)
+    def build_middleware_stack(self) -> FrontLayer:
+        app: ASGIApp = HeartbeatShortcut(self.router, self._heartbeat)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return FrontLayer(app, admission=self._admission, metrics=self._metrics, cross_origin=self._cross_origin,
+                          handlers=self._handlers)
 
 
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
@@ -143,6 +133,17 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     body = BodyReader(settings.max_body_bytes, settings.read_timeout_s)
     heartbeat = HeartbeatEndpoint(registry, access, body)
     refused = RefusedHeartbeats(heartbeat, settings.ttl_ms)
+
+    def refused_write(scope: Scope, retry_after_s: float) -> None:
+        registry.protection.shed()
+        refused.refused(scope, retry_after_s)
+
+    # Refused heartbeats' leases cover the delay, so it may exceed the TTL; the leases of instances not
+    # heard for that long are no longer held, so a death is seen at most a TTL after that.
+    admission = Admission(settings.max_in_flight, refused=refused_write, hold=registry.protection.hold,
+                          counter=metrics.requests_shed,
+                          max_retry_after_s=MAX_RETRY_AFTER_TTLS * settings.instance_ttl_s,
+                          watch_lag=settings.shed_on_lag)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -171,13 +172,8 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
                   ServiceNotInScopeError: on_not_in_scope,
                   LeaseTokenError: on_lease_error, StoreError: on_store_error, Exception: on_unexpected},
         heartbeat=heartbeat,
-        refused=refused,
-        max_in_flight=settings.max_in_flight,
-        # Refused heartbeats' leases cover the delay, so it may exceed the TTL; a death right after a refusal
-        # is then seen at most this plus a TTL later.
-        max_retry_after_s=MAX_RETRY_AFTER_TTLS * settings.instance_ttl_s,
-        shed_on_lag=settings.shed_on_lag,
-        allowed_origins=settings.allowed_origins,
+        admission=admission,
+        cross_origin=CrossOrigin(settings.allowed_origins),
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
                 *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access, body)],

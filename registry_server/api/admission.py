@@ -32,7 +32,7 @@ import random
 from collections.abc import Callable
 
 from prometheus_client import Counter
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 TARGET_LAG_S = 0.05
 """How late the loop may run before writes are shed: a heartbeat then waits about this long to start."""
@@ -58,15 +58,15 @@ _HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(
 
 
 class Admission:
-    """Middleware, outermost: counts the requests in flight and refuses writes beyond ``max_in_flight``."""
+    """Counts the requests in flight and refuses writes beyond ``max_in_flight``: the first call the front
+    layer makes on every request (see :class:`registry_server.api.middleware.FrontLayer`)."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, *, refused: Callable[[Scope, float], None],
+    def __init__(self, max_in_flight: int, *, refused: Callable[[Scope, float], None],
                  hold: Callable[[], None], counter: Counter, max_retry_after_s: float,
                  watch_lag: bool = True, clock: Callable[[], float] | None = None) -> None:
         """``refused(scope, retry_after_s)``: a write was refused and told to come back that much later.
         ``hold()``: the loop runs late (with ``watch_lag``), keep the live leases. ``watch_lag``: also shed
         while the event loop runs late (off: only the in-flight limit holds)."""
-        self.app = app
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._refused_hook = refused
@@ -112,27 +112,31 @@ class Admission:
         else:
             self.share = min(1.0, self.share + 0.05)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def admit(self, scope: Scope) -> bool:
+        """Whether to serve the request: if so, it is in flight until :meth:`release`; if not, answer it
+        with :meth:`refusal`."""
         if not self._ticking:
             self._start_ticking()
         if self._refuse(scope):
-            delay = self.refusal_delay_s()
-            self._refused_hook(scope, delay)
-            self._counter.inc()
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [*_HEADERS, (b"retry-after", str(math.ceil(delay)).encode())]})
-            await send({"type": "http.response.body", "body": _BODY})
-            return
+            return False
         if scope["method"] in _WRITES:
             self._admitted += 1
         self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
+        return True
+
+    def release(self) -> None:
+        """An admitted request is done."""
+        self.in_flight -= 1
+
+    async def refusal(self, scope: Scope, send: Send) -> None:
+        """The answer to a request not admitted: ``503`` and ``Retry-After``, before any work; the refused
+        are told (``refused``) with the delay given."""
+        delay = self.refusal_delay_s()
+        self._refused_hook(scope, delay)
+        self._counter.inc()
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [*_HEADERS, (b"retry-after", str(math.ceil(delay)).encode())]})
+        await send({"type": "http.response.body", "body": _BODY})
 
     def _refuse(self, scope: Scope) -> bool:
         if scope["method"] in _WRITES:

@@ -10,10 +10,11 @@ there can read nothing either. Clients that are not browsers send no ``Origin`` 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from registry_server.api.errors import ApiError
 
@@ -33,15 +34,31 @@ def origin_not_allowed(origin: str) -> ApiError:
                     "REGISTRY_ALLOWED_ORIGINS to allow its console")
 
 
+@dataclass(frozen=True, slots=True)
+class Readable:
+    """A request from a page on a listed origin: its answer carries ``headers``; a preflight is answered by
+    ``preflight`` in place of the route."""
+
+    headers: list[tuple[bytes, bytes]]
+    preflight: Response | None = None
+
+
 class CrossOrigin:
-    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
-        self.app = app
+    """The rule, a plain call the front layer makes on every request (see
+    :class:`registry_server.api.middleware.FrontLayer`)."""
+
+    def __init__(self, allowed: Iterable[str]) -> None:
         self.allowed = frozenset(allowed)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"] in _PREFLIGHTED and not self.allowed):
-            await self.app(scope, receive, send)  # nothing to refuse, no CORS header to add
-            return
+    def __repr__(self) -> str:
+        return f"CrossOrigin(allowed={sorted(self.allowed)})"
+
+    def check(self, scope: Scope) -> Readable | None:
+        """What a request from another origin gets: ``None``, nothing (no ``Origin``, the registry's own, or
+        a read from an origin not listed: answered without CORS headers, so unreadable there); else the CORS
+        headers of a listed origin. A change from an origin not listed is refused (:class:`ApiError` 403)."""
+        if scope["method"] in _PREFLIGHTED and not self.allowed:
+            return None  # nothing to refuse, no CORS header to add
         origin = host = None
         for name, value in scope["headers"]:
             if name == b"origin":
@@ -49,28 +66,16 @@ class CrossOrigin:
             elif name == b"host":
                 host = value.decode("latin-1")
         if origin is None or _same_origin(origin, host):
-            await self.app(scope, receive, send)
-            return
-        allowed = origin.lower() in self.allowed
+            return None
         method = scope["method"]
-        if method == "OPTIONS" and allowed:
-            await _preflight(origin)(scope, receive, send)
-            return
-        if not allowed:
+        if origin.lower() not in self.allowed:
             if method not in _READS:
                 raise origin_not_allowed(origin)
-            await self.app(scope, receive, send)  # a read, answered without CORS headers: unreadable there
-            return
-
-        def send_wrapper(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()),
-                                      (b"access-control-allow-origin", origin.encode("latin-1")),
-                                      (b"access-control-expose-headers", EXPOSED_HEADERS.encode()),
-                                      (b"vary", b"Origin")]
-            return send(message)
-
-        await self.app(scope, receive, send_wrapper)
+            return None
+        if method == "OPTIONS":
+            return Readable([], _preflight(origin))
+        return Readable([(b"access-control-allow-origin", origin.encode("latin-1")),
+                         (b"access-control-expose-headers", EXPOSED_HEADERS.encode()), (b"vary", b"Origin")])
 
 
 def _same_origin(origin: str, host: str | None) -> bool:

@@ -10,7 +10,7 @@ router's table with this same endpoint, so other methods on the path still answe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 
 import pydantic_core
 from pydantic import ValidationError
@@ -42,28 +42,32 @@ class HeartbeatEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         instance_id: str = scope["path_params"]["id"]
-        headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            headers[name] = value  # lower-case names (ASGI); of a repeated header the last
-        status = await self._status(headers, receive) if self.body.coming(scope) else None
-        inst = await self.renew(instance_id, headers, status)
+        authorization = lease_token = content_type = None
+        for name, value in scope["headers"]:  # lower-case names (ASGI); of a repeated header the last
+            if name == b"x-lease-token":
+                lease_token = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+        status = await self._status(content_type, receive) if self.body.coming(scope) else None
+        inst = await self.renew(instance_id, authorization, lease_token, status)
         body = pydantic_core.to_json(inst.to_json())
         await send({"type": "http.response.start", "status": 200,
                     "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    async def renew(self, instance_id: str, headers: Mapping[bytes, bytes], status: InstanceStatus | None, *,
-                    lease_ms: int | None = None) -> Instance:
-        """The heartbeat itself, as the request's credentials (``headers``) allow: the lease renewed for
-        ``lease_ms`` (default: the TTL). Raises the API's errors (unknown instance, wrong token)."""
-        authorization = headers.get(b"authorization")
+    async def renew(self, instance_id: str, authorization: bytes | None, lease_token: bytes | None,
+                    status: InstanceStatus | None, *, lease_ms: int | None = None) -> Instance:
+        """The heartbeat itself, as the request's credentials (its ``Authorization`` and ``X-Lease-Token``
+        headers) allow: the lease renewed for ``lease_ms`` (default: the TTL). Raises the API's errors
+        (unknown instance, wrong token)."""
         bearer = bearer_token(authorization.decode("latin-1")) if authorization is not None else None
         grant = self.access.authorize((bearer,) if bearer else (), _WRITE)
         if grant.scope is not None:
             await grant.check_instance(self.registry, instance_id)
-        given = headers.get(b"x-lease-token")
         inst = await self.registry.heartbeat(instance_id, status, lease_token_hash=grant.lease_hash(
-            given.decode("latin-1") if given is not None else None), lease_ms=lease_ms)
+            lease_token.decode("latin-1") if lease_token is not None else None), lease_ms=lease_ms)
         if inst is None:
             raise instance_not_found(instance_id)
         return inst
@@ -79,12 +83,11 @@ class HeartbeatEndpoint:
         match = self._match(path)
         return None if match is None else match["id"]
 
-    async def _status(self, headers: dict[bytes, bytes], receive: Receive) -> InstanceStatus | None:
+    async def _status(self, content_type: bytes | None, receive: Receive) -> InstanceStatus | None:
         """The status the body asks for (none when it is empty)."""
         raw = await self.body.receive(receive)
         if not raw.strip():
             return None
-        content_type = headers.get(b"content-type")
         check_content_type(content_type.decode("latin-1") if content_type is not None else None)
         known = _COMMON_BODIES.get(raw)
         if known is not None:

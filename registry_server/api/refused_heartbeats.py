@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
@@ -33,7 +32,6 @@ log = logging.getLogger("registry_server.overload")
 FLUSH_S = 0.25
 """How long refused heartbeats are collected before their leases are renewed: far below any TTL."""
 CONCURRENCY = 32
-_CREDENTIALS = (b"authorization", b"x-lease-token")
 _REFUSED_RENEWAL = (ApiError, HTTPException, LeaseTokenError, UnauthorizedError, ServiceNotInScopeError, StoreError)
 """What a renewal may meet and leaves alone: the instance is gone, the credentials do not hold, or the
 store is away (its own protection then holds every lease)."""
@@ -43,7 +41,7 @@ class RefusedHeartbeats:
     def __init__(self, endpoint: HeartbeatEndpoint, ttl_ms: int) -> None:
         self._endpoint = endpoint
         self._ttl_ms = ttl_ms
-        self._pending: dict[str, tuple[dict[bytes, bytes], int]] = {}
+        self._pending: dict[str, tuple[bytes | None, bytes | None, int]] = {}
         self._flushing: asyncio.Task[None] | None = None
         self.renewed = 0
         """Leases renewed for refused heartbeats, since the start."""
@@ -57,8 +55,13 @@ class RefusedHeartbeats:
         instance_id = self._endpoint.instance_id(scope)
         if instance_id is None:
             return
-        credentials = {name: value for name, value in scope["headers"] if name in _CREDENTIALS}
-        self._pending[instance_id] = (credentials, round(retry_after_s * 1000) + self._ttl_ms)
+        authorization = lease_token = None
+        for name, value in scope["headers"]:  # of a repeated header the last, as the endpoint reads them
+            if name == b"x-lease-token":
+                lease_token = value
+            elif name == b"authorization":
+                authorization = value
+        self._pending[instance_id] = (authorization, lease_token, round(retry_after_s * 1000) + self._ttl_ms)
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush_soon(),
                                                                     name="registry-refused-heartbeats")
@@ -75,14 +78,14 @@ class RefusedHeartbeats:
         """Renew the leases of the heartbeats refused so far."""
         pending, self._pending = self._pending, {}
         gate = asyncio.Semaphore(CONCURRENCY)
-        await asyncio.gather(*(self._renew(gate, iid, credentials, lease_ms)
-                               for iid, (credentials, lease_ms) in pending.items()))
+        await asyncio.gather(*(self._renew(gate, iid, authorization, lease_token, lease_ms)
+                               for iid, (authorization, lease_token, lease_ms) in pending.items()))
 
-    async def _renew(self, gate: asyncio.Semaphore, instance_id: str, credentials: Mapping[bytes, bytes],
-                     lease_ms: int) -> None:
+    async def _renew(self, gate: asyncio.Semaphore, instance_id: str, authorization: bytes | None,
+                     lease_token: bytes | None, lease_ms: int) -> None:
         async with gate:
             try:
-                await self._endpoint.renew(instance_id, credentials, None, lease_ms=lease_ms)
+                await self._endpoint.renew(instance_id, authorization, lease_token, None, lease_ms=lease_ms)
             except _REFUSED_RENEWAL as exc:
                 log.debug("refused heartbeat of %s renewed nothing: %s", instance_id, exc)
                 return

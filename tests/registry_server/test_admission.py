@@ -9,11 +9,14 @@ import time
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_server.api.admission import TARGET_LAG_S, TICK_S, WINDOW_S, Admission
+from registry_server.api.cross_origin import CrossOrigin
+from registry_server.api.middleware import FrontLayer
 from registry_server.app import create_app
 from registry_server.expiry_protection import HELD_TTLS
+from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceStatus, Renewal
 from registry_server.registry import Registry
 from registry_server.settings import Settings
@@ -110,7 +113,7 @@ async def test_in_an_overload_live_leases_are_kept_and_a_silent_instance_expires
 
 def test_the_delay_grows_steeply_while_many_writes_are_refused_and_shrinks_slowly_when_few_are() -> None:
     now = [0.0]
-    admission = Admission(_never_called, 8, refused=lambda scope, delay: None, hold=lambda: None,
+    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: None,
                           counter=Counter("refused", "refused", registry=CollectorRegistry()),
                           max_retry_after_s=20.0, clock=lambda: now[0])
     admission._random = lambda: 0.5  # no jitter: the mean itself
@@ -144,9 +147,10 @@ async def test_a_loop_behind_cuts_the_share_of_writes_and_holds_leases_until_it_
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    admission = Admission(app, 8, refused=lambda scope, delay: None, hold=lambda: held.append(time.monotonic()),
+    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: held.append(time.monotonic()),
                           counter=Counter("refused", "refused", registry=CollectorRegistry()), max_retry_after_s=20)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admission), base_url="http://r") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
+                                 base_url="http://r") as http:
         assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
         slow = asyncio.create_task(http.get("/slow"))  # a request in flight: the loop has work queued
         await until(lambda: admission.in_flight == 1)
@@ -168,9 +172,10 @@ async def test_a_late_loop_with_nothing_in_flight_sheds_nothing() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    admission = Admission(app, 8, refused=lambda scope, delay: None, hold=lambda: held.append(time.monotonic()),
+    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: held.append(time.monotonic()),
                           counter=Counter("refused", "refused", registry=CollectorRegistry()), max_retry_after_s=20)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admission), base_url="http://r") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
+                                 base_url="http://r") as http:
         assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
         ticks_seen = admission.share
         busy_until = time.monotonic() + 4 * TARGET_LAG_S
@@ -184,7 +189,7 @@ async def test_a_late_loop_with_nothing_in_flight_sheds_nothing() -> None:
 
 
 def test_the_share_falls_by_a_fifth_per_late_tick_and_rises_by_a_twentieth_per_timely_one() -> None:
-    admission = Admission(_never_called, 8, refused=lambda scope, delay: None, hold=lambda: None,
+    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: None,
                           counter=Counter("refused", "refused", registry=CollectorRegistry()), max_retry_after_s=20)
     for _ in range(3):
         admission.adjust(2 * TARGET_LAG_S)
@@ -199,5 +204,7 @@ def test_the_share_falls_by_a_fifth_per_late_tick_and_rises_by_a_twentieth_per_t
     assert admission.share == pytest.approx(0.02), "never below the floor: some writes always get through"
 
 
-async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
-    raise AssertionError("not called")
+def _front(app: ASGIApp, admission: Admission) -> FrontLayer:
+    """``app`` behind the front layer, which asks ``admission`` first."""
+    return FrontLayer(app, admission=admission, metrics=RegistryMetrics(CollectorRegistry()),
+                      cross_origin=CrossOrigin(()), handlers={})

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from registry_server.app import RegistryApp
 from registry_server.errors import StoreUnavailableError
 from registry_server.model import Instance, InstanceStatus
 from registry_server.settings import Settings
@@ -243,3 +244,48 @@ async def test_a_client_that_leaves_before_its_body_is_counted_as_gone(api: Api)
     await _registered(api)
     await _call(api, [{"type": "http.request", "body": b'{"status": ', "more_body": True}], hang=False)
     assert api.metric("registry_http_requests_total", method="PUT", route=ROUTE, status="499") == 1.0
+
+
+class Seen:
+    """A middleware added with ``add_middleware``: records the path of every request it passes on."""
+
+    def __init__(self, app: Any, paths: list[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.paths.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+async def test_every_layer_sees_a_heartbeat_and_added_middleware_too() -> None:
+    """Admission counts it in flight, the metrics count it, the cross-origin rule gives a listed origin
+    its headers, and middleware added with ``add_middleware`` sees it before the heartbeat shortcut."""
+    console = "https://console.example"
+    app, clock, metrics = make_api(Settings(instance_ttl_s=10.0, allowed_origins=(console,)))
+    assert isinstance(app, RegistryApp)
+    paths: list[str] = []
+    app.add_middleware(Seen, paths=paths)
+    admission = app.build_middleware_stack().admission
+    registry = app.state.registry
+    in_flight: list[int] = []
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://registry",
+                                 headers={"X-Lease-Token": TOKEN}) as http:
+        api = Api(http, clock, app, metrics)
+        await _registered(api)
+        original = registry.heartbeat
+
+        async def heartbeat(*args: Any, **kwargs: Any) -> Any:
+            in_flight.append(admission.in_flight)
+            return await original(*args, **kwargs)
+
+        registry.heartbeat = heartbeat
+        answer = await http.put("/instances/hb-1/heartbeat", headers={"origin": console})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["access-control-allow-origin"] == console
+    assert in_flight == [1], "admitted, and in flight while its endpoint runs"
+    assert paths == ["/instances", "/instances/hb-1/heartbeat"]
+    assert api.metric("registry_http_requests_total", method="PUT", route=ROUTE, status="200") == 1.0
+    assert admission.in_flight == 0
