@@ -10,12 +10,13 @@ has a whole lease to heartbeat again):
   with every sweep; the first operation of a replica, and each sweep, moves it too, and the one replica
   that finds it older than the gap extends the leases live at that mark, before anything is read or swept.
 - This replica is overloaded: it refuses writes (503 + ``Retry-After``), or with lag watching on its event
-  loop runs late. Heartbeats then go unheard: refused ones renew their own leases
+  loop runs late. Refused heartbeats renew their own leases, to cover the delay they were given
   (:mod:`registry_server.api.refused_heartbeats`), but others wait in the server until their callers give
-  up. While it is held, and until a quiet period has passed, every sweep gives each lease that is live
-  (or ran out since the last sweep) a full TTL from now, if its instance was heard in the last
-  :data:`HELD_TTLS` TTLs. A death during an overload is then detected at most ``HELD_TTLS`` + 1 TTLs
-  and a sweep after the instance's last heartbeat, however long the overload lasts.
+  up, and a request whose caller left is never served: nothing tells a live instance among those from a
+  dead one. So while it is held, and until a quiet period has passed, every sweep gives each lease that
+  is live (or ran out since the last sweep) a full TTL from now. A death during an overload is detected at
+  most one TTL, the quiet period and one sweep after the overload ends (or after the delay given to its
+  last refused heartbeat, if that is later).
 """
 
 from __future__ import annotations
@@ -30,10 +31,6 @@ from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.expiry_protection")
-
-HELD_TTLS = 2
-"""While overloaded, a lease is held only if its instance was heard within this many TTLs: as long as the
-longest ``Retry-After``, so that a refused instance's next attempt is still covered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +99,13 @@ class ExpiryProtection:
         self._last_shed_ms = now
         if self.shedding_since_ms is None:
             self.shedding_since_ms = now
-            log.warning("overloaded: refusing writes with 503 and Retry-After; the leases of instances heard "
-                        "in the last %d TTLs are held", HELD_TTLS)
+            log.warning("overloaded: refusing writes with 503 and Retry-After; every live lease is held "
+                        "until it is over")
         self.hold()
 
     def hold(self) -> None:
-        """Heartbeats may go unheard (an overload): keep the live leases of instances heard lately from
-        running out until a quiet period has passed."""
+        """Heartbeats may go unheard (an overload): keep every live lease from running out until a quiet
+        period has passed."""
         now = self._clock.now_ms()
         self._last_hold_ms = now
         if self.holding_since_ms is None:
@@ -126,8 +123,7 @@ class ExpiryProtection:
             return now
         # A lease that ran out would answer its owner's next heartbeat 404 and force a re-registration: so
         # none may run out while heartbeats may be waiting unread, not even between two sweeps.
-        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms,
-                                                   heard_since_ms=now - HELD_TTLS * self._ttl_ms)
+        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms)
         self._held_from_ms = now
         self._observer.protection(self.active, extended)
         if now - self._last_hold_ms >= self._quiet_ms:

@@ -128,9 +128,8 @@ class InstanceStore(Protocol):
         :meth:`expire`, :meth:`services` or :meth:`all_instances` visits those not due."""
         ...
 
-    async def extend_leases(self, since_ms: int, until_ms: int, *, heard_since_ms: int | None = None) -> int:
-        """Give every lease that expires after ``since_ms`` at least until ``until_ms`` (after an outage);
-        with ``heard_since_ms``, only those of instances that heartbeat at or after it.
+    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+        """Give every lease that expires after ``since_ms`` at least until ``until_ms`` (after an outage).
 
         Idempotent; returns how many leases were extended.
         """

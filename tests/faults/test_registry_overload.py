@@ -1,6 +1,6 @@
 """An overloaded registry refuses what it cannot serve with 503 + Retry-After, the client library honours
-it, and no live instance expires; an instance SIGKILLed during the overload still expires, within the
-longest Retry-After plus one TTL and a sweep.
+it, and no live instance expires; an instance SIGKILLed during the overload still expires, within one TTL,
+the quiet period and a sweep after the overload ends.
 
 The overload is made certain rather than large: the registry serves two writes at a time
 (``REGISTRY_MAX_IN_FLIGHT=2``) and a fleet of real ``ServiceRegistryManager`` instances registers and
@@ -29,7 +29,7 @@ TTL_S = 2.0
 SWEEP_S = 0.2
 FLEET = 150
 HEARTBEAT_MS = 400
-LONGEST_RETRY_AFTER_S = 2 * TTL_S  # the registry's cap: two TTLs
+QUIET_S = 1.0  # how long a replica serves without refusing before its sweeps stop holding leases
 
 
 async def _until(condition: object, deadline_s: float, what: str) -> None:
@@ -68,18 +68,17 @@ async def test_an_overloaded_registry_sheds_with_retry_after_and_no_live_instanc
             refused = metric_total(url, "registry_requests_shed_total")
             assert refused > 0, "the burst was not refused: the test did not overload the registry"
             victim.process.kill()
-            killed_at = time.monotonic()
-            bound_s = LONGEST_RETRY_AFTER_S + TTL_S + 2 * SWEEP_S + 1.0  # + the renewal batch and slack
-            await _until(lambda: victim_id not in _listed(url), bound_s,
-                         "an instance killed during the overload did not expire within the bound")
-            detected_s = time.monotonic() - killed_at
             listed = _listed(url)
             missing = [iid for iid in ids if listed.get(iid) != "UP"]
             assert missing == [], f"{len(missing)} live instances not listed UP"
-            assert metric_total(url, "registry_expirations_total") == 1, "only the killed instance expired"
-            assert metric_total(url, "registry_requests_shed_total") >= refused
-            print(f"\n{refused:.0f} writes refused while {FLEET} instances registered; the killed one "
-                  f"expired {detected_s:.2f}s after the kill (bound {bound_s:.1f}s)")
+            assert metric_total(url, "registry_expirations_total") == 0, "a live instance expired"
         finally:
-            await asyncio.gather(*(manager.close() for manager in fleet))
+            await asyncio.gather(*(manager.close() for manager in fleet))  # the load stops
+    stopped_at = time.monotonic()
+    bound_s = TTL_S + QUIET_S + 2 * SWEEP_S + 1.0  # + slack for the last refusals to drain
+    await _until(lambda: victim_id not in _listed(url), bound_s,
+                 "an instance killed during the overload did not expire within the bound after it")
+    detected_s = time.monotonic() - stopped_at
+    print(f"\n{refused:.0f} writes refused while {FLEET} instances registered; the killed one expired "
+          f"{detected_s:.2f}s after the load stopped (bound {bound_s:.1f}s)")
     assert "overloaded: refusing writes with 503 and Retry-After" in registry.log_text()

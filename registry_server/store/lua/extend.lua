@@ -1,18 +1,12 @@
--- Give every lease of one service that was live when the trouble began (ARGV[1]) at least until ARGV[2],
--- so that no owner is expired for heartbeats nobody could hear (a store outage, the fleet down, an
--- overload); with ARGV[4], only the leases of instances that heartbeat at or after it (an overload's hold
--- must not keep a dead instance for ever). Idempotent: replicas that each saw the trouble may all run it.
+-- After a store outage: give every lease of one service that was live when the outage began at least
+-- until ARGV[2], so that no owner is expired for heartbeats the outage swallowed. Idempotent: replicas
+-- that each saw the outage may all run it.
 -- KEYS: 1 leases
--- ARGV: 1 since ms  2 extended expiry ms  3 instance key prefix  4 heard since ms ('': any)
+-- ARGV: 1 outage start ms  2 extended expiry ms  3 instance key prefix
 -- Returns the number of leases extended
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '(' .. ARGV[2])
-local heard = tonumber(ARGV[4])
-local extended = 0
 for _, id in ipairs(ids) do
-  if not heard or (tonumber(redis.call('HGET', ARGV[3] .. id, 'hb')) or 0) >= heard then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-    redis.call('HSET', ARGV[3] .. id, 'exp', ARGV[2])
-    extended = extended + 1
-  end
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+  redis.call('HSET', ARGV[3] .. id, 'exp', ARGV[2])
 end
-return extended
+return #ids
