@@ -314,7 +314,7 @@ def test_every_dashboard_query_and_rule_returns_data_from_a_live_registry_and_cl
             redis_server.flushall()
             return seen('resilient_client_discovery_protections_total{outcome="started"}')
 
-        wait_until(wiped_and_protected, timeout=20, interval=0.3, message="Auth to protect User from a wiped store")
+        wait_until(wiped_and_protected, timeout=45, interval=0.3, message="Auth to protect User from a wiped store")
 
         # Every User backend gone: calls fail, retry, meet open breakers, then find no instance at all.
         user_b.kill()
