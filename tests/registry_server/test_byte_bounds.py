@@ -43,7 +43,9 @@ def test_a_cached_documents_charge_covers_the_memory_it_takes(metadata: dict[str
     finally:
         tracemalloc.stop()
     taken += sum(len(doc.encode()) + 49 for doc in docs)  # the texts, the cache's keys, made before tracing
-    assert taken <= decoder.cached_bytes <= 1.5 * taken
+    # The charge must cover what the documents take (the bound that matters); above that, it may charge
+    # small documents up to 1.6 times what they take (3.12 and 3.13 parse them into less than 3.11 does).
+    assert taken <= decoder.cached_bytes <= 1.6 * taken
 
 
 @pytest.mark.parametrize("doc", ['{"name":"S","host":"h","port":1,"metadata":{"k":"\\ud800"}}',
