@@ -1,11 +1,11 @@
-"""Heartbeats refused for overload still renew their leases: later, in bulk, and only as far as they must.
+"""Heartbeats refused for overload still renew their leases: later, in bulk, and as far as they must.
 
 A heartbeat the registry refused (``503`` + ``Retry-After``) came from a live instance, which will not
-try again before the delay it was given. Were its lease left alone, an overload would turn into mass
-expiry; were every lease renewed while the registry sheds, a death during the overload would go unseen
-until the overload ends. So each refused heartbeat's lease, and only it, is renewed until the delay given
-plus a full TTL: its owner finds it on coming back when told (or one TTL after that, if that attempt is
-lost too), and an instance that died stops being renewed at its last refused heartbeat.
+try again before the delay it was given, and that delay may be longer than a TTL. So each refused
+heartbeat's lease is renewed until the delay given plus a full TTL: its owner finds it on coming back when
+told (or one TTL after that, if that attempt is lost too). While the replica sheds, the expiry protection
+also holds every live lease (heartbeats that wait unread in the server tell nothing of their instances);
+this renewal is what carries a refused instance past the end of the overload.
 
 The renewal is the heartbeat itself (:meth:`HeartbeatEndpoint.renew`: the same credentials and lease
 rule, so a refused request renews nothing its sender could not renew when served), minus the HTTP
