@@ -1,22 +1,23 @@
 """Overload: one registry process offered 2x and 3x the heartbeats it can answer, open-loop.
 
     python -m benchmarks.bench_overload [--ratios 2 3] [--duration 60] [--interval 1] [--ttl 10]
-                                        [--capacity-duration 10] [--no-pin] [--json]
+                                        [--capacity-duration 10] [--no-pin] [--ignore-retry-after]
+                                        [--no-pacing] [--json]
 
 In one run, each phase on a fresh ``redis-server`` and ``registry-server`` (TTL ``--ttl``, sweep every
-second, default in-flight limit). The registry shares core 0 with a CPU hog (it gets about half of it)
-and the load generator has core 1 (``--no-pin``: no pinning): a load generator needs a core of its own
-to offer three times what a registry process answers. Heartbeats go over a lean HTTP/1.1 client on
-keep-alive connections: each instance opens its own before the load begins, and another while one is
-busy.
+second, its defaults otherwise; ``--no-pacing``: heartbeats are not paced). The registry shares core 0
+with a CPU hog (it gets about half of it) and the load generator has core 1 (``--no-pin``: no pinning): a
+load generator needs a core of its own to offer three times what a registry process answers. Heartbeats go
+over a lean HTTP/1.1 client on keep-alive connections: each instance opens its own before the load
+begins, and another while one is busy.
 
 1. Capacity: 32 workers send heartbeats back to back for ``--capacity-duration`` seconds; ``C`` is the
    heartbeats per second answered 200.
 2. For each ratio ``r``: ``N = r * C * interval`` instances, each heartbeating every ``--interval`` seconds
    on its own schedule (phase ``i / N``) without waiting for answers (open loop), with a 2 s client
    timeout and as many connections as it takes, for ``--duration`` seconds. As the client library does,
-   an instance answered ``503`` sends nothing before its ``Retry-After`` (``--ignore-retry-after``: it
-   keeps its schedule whatever the answers). Meanwhile a prober reads
+   an instance answered with ``Retry-After`` (a ``503``, or a paced ``200``) sends nothing before it
+   (``--ignore-retry-after``: it keeps its schedule whatever the answers). Meanwhile a prober reads
    ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
    heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
    every half TTL) for two TTLs.
@@ -74,6 +75,8 @@ class OverloadResult:
     death_detected_after_lease_s: float | None = None
     death_detected_after_overload_s: float | None = None
     requests_shed_metric: float = 0.0
+    paced: int = 0
+    """Heartbeats answered 200 with ``Retry-After``."""
     deferred: int = 0
     """Heartbeats not sent because their instance was told to come back later."""
     generator_late_s: float = 0.0
@@ -95,7 +98,7 @@ class OverloadResult:
             "offered_per_s": round(self.instances / 1.0), "sent": self.sent,
             "useful_per_s": round(self.useful_per_s), "useful_share_of_capacity": round(
                 self.useful_per_s / self.capacity_per_s, 3),
-            "deferred_by_retry_after": self.deferred,
+            "paced_200": self.paced, "deferred_by_retry_after": self.deferred,
             "shed_503": self.shed, "shed_p99_ms": round(1000 * _pct(self.shed_latencies_s, 0.99), 1),
             "other_status": self.other, "timeouts": self.timeouts, "errors": self.errors,
             "false_expiries": self.false_expiries,
@@ -122,7 +125,7 @@ def _pct(values: list[float], q: float) -> float:
 class Fleet:
     """A fresh Redis and one registry process, stopped at the end."""
 
-    def __init__(self, ttl_s: float, *, pinned: bool, shed_on_lag: bool = False) -> None:
+    def __init__(self, ttl_s: float, *, pinned: bool, pace_heartbeats: bool = True) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests.support.processes import start_registry
         from tests.support.redis_server import RedisServer
@@ -134,7 +137,7 @@ class Fleet:
         self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
         self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
                                        extra_env={"REGISTRY_LOG_LEVEL": "warning",
-                                                  "REGISTRY_SHED_ON_LAG": "on" if shed_on_lag else "off"})
+                                                  "REGISTRY_PACE_HEARTBEATS": "on" if pace_heartbeats else "off"})
         self.registry.wait_healthy()
         self.url = self.registry.url
 
@@ -248,7 +251,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         pending: set[asyncio.Task[None]] = set()
 
         not_before: dict[str, float] = {}
-        """When an instance told to come back later (503 + Retry-After) may send again."""
+        """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again."""
 
         async def one(instance_id: str, during: bool) -> None:
             registering = instance_id not in registered
@@ -265,6 +268,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             result.sent += 1
             if status == 200:
                 result.ok += 1
+                result.paced += 1 if retry_after else 0
             elif status == 503:
                 result.shed += 1
                 result.shed_latencies_s.append(took)
@@ -288,9 +292,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             lease_ends = loop.time() + ttl_s
             while loop.time() < victim_stops:
                 status, _, retry_after = await _beat(pools[victim[1]], requests[victim[1]])
-                if status == 200:
-                    lease_ends = loop.time() + ttl_s
-                elif status == 503:  # a refused heartbeat renews the lease until the time given plus a TTL
+                if status in (200, 503):  # a paced or refused heartbeat: the lease covers the delay, plus a TTL
                     lease_ends = max(lease_ends, loop.time() + retry_after + ttl_s)
                 await asyncio.sleep(max(interval_s, retry_after if honour_retry_after else 0.0))  # its schedule
             return lease_ends
@@ -388,9 +390,9 @@ def main() -> None:
                              "half a core) and the load generator has core 1")
     parser.add_argument("--ignore-retry-after", action="store_true",
                         help="instances send on their schedule whatever the answers (default: as the client does, "
-                             "not before the Retry-After of a 503)")
-    parser.add_argument("--shed-on-lag", action="store_true",
-                        help="run the registry with REGISTRY_SHED_ON_LAG=on (default: off, the registry's default)")
+                             "not before the Retry-After of a 503 or a paced 200)")
+    parser.add_argument("--no-pacing", action="store_true",
+                        help="run the registry with REGISTRY_PACE_HEARTBEATS=off (default: on, the registry's default)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     # A SIGTERM (a timeout around the run) unwinds like an exception, so every phase stops its processes.
@@ -410,7 +412,7 @@ def main() -> None:
           f"{opts.capacity_duration:g} s); p99 {measured.percentile_ms(0.99):.1f} ms")
     summaries = []
     for ratio in opts.ratios:
-        fleet = Fleet(opts.ttl, pinned=pinned, shed_on_lag=opts.shed_on_lag)
+        fleet = Fleet(opts.ttl, pinned=pinned, pace_heartbeats=not opts.no_pacing)
         try:
             outcome = _run(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
                                            duration_s=opts.duration, ttl_s=opts.ttl,

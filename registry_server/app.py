@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp
 
 from registry_server.api.access import Access, ServiceNotInScopeError, UnauthorizedError
 from registry_server.api.admission import MAX_RETRY_AFTER_TTLS, Admission
@@ -131,19 +131,14 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
                     on_change=rendered.forget)  # changes made through other replicas too
     access = Access(settings)
     body = BodyReader(settings.max_body_bytes, settings.read_timeout_s)
-    heartbeat = HeartbeatEndpoint(registry, access, body)
-    refused = RefusedHeartbeats(heartbeat, settings.ttl_ms)
-
-    def refused_write(scope: Scope, retry_after_s: float) -> None:
-        registry.protection.shed()
-        refused.refused(scope, retry_after_s)
-
-    # Refused heartbeats' leases cover the delay, so it may exceed the TTL; the leases of instances not
-    # heard for that long are no longer held, so a death is seen at most a TTL after that.
-    admission = Admission(settings.max_in_flight, refused=refused_write, hold=registry.protection.hold,
-                          counter=metrics.requests_shed,
+    # A heartbeat told to come back later has its lease cover the delay, so the delay may exceed the TTL.
+    admission = Admission(settings.max_in_flight, refused=lambda scope, delay: refused.refused(scope, delay),
+                          shed=registry.protection.shed, hold=registry.protection.hold,
+                          refusals=metrics.requests_shed, paced=metrics.heartbeats_paced,
                           max_retry_after_s=MAX_RETRY_AFTER_TTLS * settings.instance_ttl_s,
-                          watch_lag=settings.shed_on_lag)
+                          watch_lag=settings.pace_heartbeats)
+    heartbeat = HeartbeatEndpoint(registry, access, body, admission)
+    refused = RefusedHeartbeats(heartbeat, settings.ttl_ms)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -185,5 +180,6 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app.state.health_checker = checker
     app.state.hub = hub
     app.state.refused_heartbeats = refused
+    app.state.admission = admission
     app.state.access = access
     return app

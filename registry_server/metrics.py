@@ -86,6 +86,9 @@ class RegistryMetrics(RegistryObserver):
         self.requests_shed = Counter("registry_requests_shed_total",
                                      "Requests refused with 503 + Retry-After because the registry was overloaded",
                                      registry=registry)
+        self.heartbeats_paced = Counter("registry_heartbeats_paced_total",
+                                        "Heartbeats served with Retry-After (come back later) because the event "
+                                        "loop ran late", registry=registry)
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 

@@ -58,9 +58,9 @@ class Settings:
     """Seconds critical before an instance is deregistered (0: never)."""
     max_in_flight: int = 128
     """Writes one replica serves at once; beyond it a write is refused with 503 + Retry-After at once."""
-    shed_on_lag: bool = False
-    """Also refuse writes while the event loop runs late. Off by default: a host that is slow for other
-    reasons (shared cores, a profiler) reads as overloaded, and refused heartbeats follow."""
+    pace_heartbeats: bool = True
+    """While the event loop runs late, answer a share of heartbeats with ``Retry-After`` (served all the same,
+    their leases covering the delay), so the fleet's heartbeats follow what the replica can serve."""
     tokens_file: str | None = None
     """A TOML file of scoped tokens (:mod:`registry_server.tokens_file`), read again on SIGHUP."""
     tokens: tuple[ScopedToken, ...] = ()
@@ -124,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
                                                    "REGISTRY_HEALTH_CHECK_FAILURES, default 2)")
     p.add_argument("--health-check-deregister-after", help="seconds critical before deregistration (env "
                                                            "REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER, default 0: never)")
-    p.add_argument("--shed-on-lag", help="also refuse writes while the event loop runs late: on or off (env "
-                                         "REGISTRY_SHED_ON_LAG, default off)")
+    p.add_argument("--pace-heartbeats", help="while the event loop runs late, answer a share of heartbeats with "
+                                             "Retry-After: on or off (env REGISTRY_PACE_HEARTBEATS, default on)")
     p.add_argument("--max-in-flight", help="writes served at once per replica, beyond it 503 + Retry-After "
                                            "(env REGISTRY_MAX_IN_FLIGHT, default 128)")
     p.add_argument("--tokens-file", help="TOML file of scoped tokens, read again on SIGHUP (env "
@@ -236,9 +236,9 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
                                       or not 1 <= int(max_in_flight) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_IN_FLIGHT/--max-in-flight: {max_in_flight!r} is not a count (1-1000000)")
     origins = pick(args.allowed_origins, "REGISTRY_ALLOWED_ORIGINS")
-    shed_on_lag = (pick(args.shed_on_lag, "REGISTRY_SHED_ON_LAG") or "off").lower()
-    if shed_on_lag not in ("on", "off"):
-        raise ConfigError(f"REGISTRY_SHED_ON_LAG/--shed-on-lag: {shed_on_lag!r} is not on or off")
+    pace_heartbeats = (pick(args.pace_heartbeats, "REGISTRY_PACE_HEARTBEATS") or "on").lower()
+    if pace_heartbeats not in ("on", "off"):
+        raise ConfigError(f"REGISTRY_PACE_HEARTBEATS/--pace-heartbeats: {pace_heartbeats!r} is not on or off")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()
     if level not in LOG_LEVELS:
         raise ConfigError(f"REGISTRY_LOG_LEVEL/--log-level: {level!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -285,7 +285,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         read_timeout_s=(_positive_float("REGISTRY_READ_TIMEOUT/--read-timeout", read_timeout, maximum=3600)
                         if read_timeout is not None else defaults.read_timeout_s),
         max_in_flight=int(max_in_flight) if max_in_flight is not None else defaults.max_in_flight,
-        shed_on_lag=shed_on_lag == "on",
+        pace_heartbeats=pace_heartbeats == "on",
         tokens_file=tokens_file,
         tokens=read_tokens_file(tokens_file) if tokens_file is not None else (),
         metrics_token=metrics_token,

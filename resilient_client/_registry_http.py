@@ -98,12 +98,14 @@ class RegistryHttp:
             return _object(answer)
         raise _refused(answer)
 
-    async def heartbeat(self, instance_id: str, status: str, lease_token: str | None) -> dict[str, Any] | None:
-        """The renewed instance, or ``None`` when the registry does not know it (404)."""
+    async def heartbeat(self, instance_id: str, status: str, lease_token: str | None) -> float | None:
+        """Seconds before the next heartbeat may go (0: at the usual interval; more: the registry is pacing its
+        heartbeats and gave ``Retry-After``), or ``None`` when the registry does not know the instance (404)."""
         answer = await self.request("PUT", f"/instances/{quote(instance_id, safe='')}/heartbeat",
                                     body={"status": status}, headers=_lease(lease_token))
         if answer.status == 200:
-            return _object(answer)
+            _object(answer)
+            return parse_retry_after(answer.headers.get("Retry-After")) or 0.0
         if answer.status == 404:
             return None
         raise _refused(answer)

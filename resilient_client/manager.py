@@ -263,13 +263,15 @@ class ServiceRegistryManager:
         self._reporter.registration_attempted(registration.name, RegistrationOutcome.OK)
         self._set_state(RegistrationState.REGISTERED)
 
-    async def _beat_once(self) -> HeartbeatOutcome:
+    async def _beat_once(self) -> float:
+        """One heartbeat (or registration); the seconds the registry asked to wait before the next (0: none)."""
         registration = self._registration
         assert registration is not None
+        wait_s = 0.0
         try:
             if not self.registered:
                 await self._register_once()
-                return HeartbeatOutcome.REREGISTERED
+                return wait_s
             renewed = await self._http.heartbeat(registration.id, self._status.value, registration.lease_token)
             if renewed is None:
                 log.warning("registry forgot %s; registering again", registration.id)
@@ -278,11 +280,12 @@ class ServiceRegistryManager:
                 outcome = HeartbeatOutcome.REREGISTERED
             else:
                 outcome = HeartbeatOutcome.OK
+                wait_s = renewed
         except (RegistryUnavailableError, RegistryRequestError):
             self._reporter.heartbeat_sent(registration.name, HeartbeatOutcome.FAILED)
             raise
         self._reporter.heartbeat_sent(registration.name, outcome)
-        return outcome
+        return wait_s
 
     async def _heartbeat_loop(self) -> None:
         """One heartbeat right away (or a registration, while unregistered), then one per interval."""
@@ -292,7 +295,7 @@ class ServiceRegistryManager:
         while True:
             await self._clock.sleep(delay)
             try:
-                await self._beat_once()
+                wait_s = await self._beat_once()
             except RegistryUnavailableError as exc:
                 if failures == 0:  # one line when the registry goes away, one when it is back
                     log.warning("registry unreachable: heartbeats of %s fail (%s); retrying", self.instance_id, exc)
@@ -312,7 +315,7 @@ class ServiceRegistryManager:
                     log.info("registry reachable again: heartbeats of %s go through after %d failed",
                              self.instance_id, failures)
                 failures = 0
-                delay = interval
+                delay = max(interval, wait_s)  # an overloaded registry paces its heartbeats
 
     async def _stop_heartbeats(self) -> None:
         task, self._heartbeats = self._heartbeats, None

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_server.api.access import Access, Role, bearer_token
+from registry_server.api.admission import Admission
 from registry_server.api.body import BodyReader, check_content_type, validation_failure
 from registry_server.api.errors import instance_not_found
 from registry_server.model import Instance, InstanceStatus
@@ -29,10 +30,12 @@ _WRITE = Role.WRITE  # a global read: cheaper than through the enum class, on ev
 
 
 class HeartbeatEndpoint:
-    def __init__(self, registry: Registry, access: Access, body: BodyReader) -> None:
+    def __init__(self, registry: Registry, access: Access, body: BodyReader, admission: Admission) -> None:
+        """``admission``: while the replica runs late it paces heartbeats (:meth:`Admission.pace`)."""
         self.registry = registry
         self.access = access
         self.body = body
+        self.admission = admission
         self.route = Route("/instances/{id}/heartbeat", self, methods=["PUT"])
         """Its entry in the router's table (and the template its requests are counted under)."""
         self._match = self.route.path_regex.match  # the route's own pattern: one definition of the path
@@ -51,10 +54,19 @@ class HeartbeatEndpoint:
             elif name == b"content-type":
                 content_type = value
         status = await self._status(content_type, receive) if self.body.coming(scope) else None
-        inst = await self.renew(instance_id, authorization, lease_token, status)
-        body = pydantic_core.to_json(inst.to_json())
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
+        admission = self.admission
+        wait_s = admission.pace() if admission.share < 1.0 else None
+        if wait_s is None:
+            inst = await self.renew(instance_id, authorization, lease_token, status)
+            body = pydantic_core.to_json(inst.to_json())
+            headers = [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        else:  # paced: told when to come back, and its lease lasts until then plus a TTL
+            inst = await self.renew(instance_id, authorization, lease_token, status,
+                                    lease_ms=round(wait_s * 1000) + self.registry.ttl_ms)
+            body = pydantic_core.to_json(inst.to_json())
+            headers = [_JSON_HEADERS, (b"content-length", str(len(body)).encode()),
+                       (b"retry-after", str(round(wait_s)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def renew(self, instance_id: str, authorization: bytes | None, lease_token: bytes | None,

@@ -1,17 +1,19 @@
-"""Admission: beyond the in-flight limit a write is refused at once with 503 + Retry-After, the delay grows
-while many writes are refused, and a refused heartbeat renews its own lease to cover it."""
+"""Admission: beyond the in-flight limit a write is refused at once with 503 + Retry-After; while the loop
+runs late a share of heartbeats is served with Retry-After (paced); the delay grows while many writes are
+told to come back later, and such a heartbeat renews its own lease to cover it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry_server.api.admission import TARGET_LAG_S, TICK_S, WINDOW_S, Admission
+from registry_server.api.admission import HOLD_LAG_S, TARGET_LAG_S, TICK_S, WINDOW_S, Admission
 from registry_server.api.cross_origin import CrossOrigin
 from registry_server.api.middleware import FrontLayer
 from registry_server.app import create_app
@@ -121,33 +123,32 @@ async def test_no_live_lease_runs_out_in_an_overload_and_a_silent_instance_expir
         assert (metrics.get_sample_value("registry_lease_extensions_total") or 0) > 0
 
 
-def test_the_delay_grows_steeply_while_many_writes_are_refused_and_shrinks_slowly_when_few_are() -> None:
+def test_the_delay_grows_steeply_while_many_writes_are_deferred_and_shrinks_slowly_when_few_are() -> None:
     now = [0.0]
-    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: None,
-                          counter=Counter("refused", "refused", registry=CollectorRegistry()),
-                          max_retry_after_s=20.0, clock=lambda: now[0])
+    admission = _admission(clock=lambda: now[0])
     admission._random = lambda: 0.5  # no jitter: the mean itself
-    assert admission.refusal_delay_s() == 1.0
+    assert admission._delay_s() == 1.0
     means = []
-    for _ in range(8):  # every window: 10 writes admitted, 10 refused
+    for _ in range(8):  # every window: 10 writes admitted, 10 told to come back later
         now[0] += WINDOW_S
         admission._admitted += 10
-        for _ in range(10):
-            admission.refusal_delay_s()
+        admission._deferrals += 10
+        admission._delay_s()
         means.append(admission.retry_after_s)
     assert means[:3] == [3.0, 7.0, 15.0] and means[-1] == 20.0, "x2 + 1 per window, never above the cap"
     now[0] += WINDOW_S
-    admission._admitted += 1000  # the last window: 10 refused in 1,010, below the target
-    admission.refusal_delay_s()
+    admission._admitted += 1000  # the last window: 10 deferred in 1,010, below the target
+    admission._deferrals += 10
+    admission._delay_s()
     assert admission.retry_after_s == pytest.approx(20.0 / 1.1)
-    now[0] += 40 * WINDOW_S  # forty windows without a refusal
-    admission.refusal_delay_s()
+    now[0] += 40 * WINDOW_S  # forty windows without a deferral
+    admission._delay_s()
     assert admission.retry_after_s == 1.0
     admission._random = lambda: 0.999
-    assert admission.refusal_delay_s() == pytest.approx(1.499), "jittered by up to half the mean either way"
+    assert admission._delay_s() == pytest.approx(1.499), "jittered by up to half the mean either way"
 
 
-async def test_a_loop_behind_cuts_the_share_of_writes_and_holds_leases_until_it_catches_up() -> None:
+async def test_a_loop_far_behind_cuts_the_share_of_heartbeats_and_holds_leases_until_it_catches_up() -> None:
     held: list[float] = []
     release = asyncio.Event()
 
@@ -157,18 +158,17 @@ async def test_a_loop_behind_cuts_the_share_of_writes_and_holds_leases_until_it_
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: held.append(time.monotonic()),
-                          counter=Counter("refused", "refused", registry=CollectorRegistry()), max_retry_after_s=20)
+    admission = _admission(hold=lambda: held.append(time.monotonic()))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
                                  base_url="http://r") as http:
         assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
         slow = asyncio.create_task(http.get("/slow"))  # a request in flight: the loop has work queued
         await until(lambda: admission.in_flight == 1)
-        busy_until = time.monotonic() + 4 * TARGET_LAG_S
+        busy_until = time.monotonic() + 2 * HOLD_LAG_S
         while time.monotonic() < busy_until:  # the fault: the loop kept busy, as a CPU-bound overload does
             pass
         await until(lambda: admission.share < 1.0)
-        assert admission.share == 0.8 and held, "one late tick cuts the share and holds the leases"
+        assert admission.share == 0.8 and held, "one tick far behind cuts the share and holds the leases"
         release.set()
         assert (await slow).status_code == 204
         await until(lambda: admission.share == 1.0)  # the loop runs on time again: back to all writes
@@ -182,8 +182,7 @@ async def test_a_late_loop_with_nothing_in_flight_sheds_nothing() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: held.append(time.monotonic()),
-                          counter=Counter("refused", "refused", registry=CollectorRegistry()), max_retry_after_s=20)
+    admission = _admission(hold=lambda: held.append(time.monotonic()))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
                                  base_url="http://r") as http:
         assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
@@ -199,8 +198,7 @@ async def test_a_late_loop_with_nothing_in_flight_sheds_nothing() -> None:
 
 
 def test_the_share_falls_by_a_fifth_per_late_tick_and_rises_by_a_twentieth_per_timely_one() -> None:
-    admission = Admission(8, refused=lambda scope, delay: None, hold=lambda: None,
-                          counter=Counter("refused", "refused", registry=CollectorRegistry()), max_retry_after_s=20)
+    admission = _admission()
     for _ in range(3):
         admission.adjust(2 * TARGET_LAG_S)
     assert admission.share == pytest.approx(0.8 ** 3)
@@ -212,6 +210,68 @@ def test_the_share_falls_by_a_fifth_per_late_tick_and_rises_by_a_twentieth_per_t
     for _ in range(100):
         admission.adjust(1.0)
     assert admission.share == pytest.approx(0.02), "never below the floor: some writes always get through"
+
+
+async def test_a_loop_a_little_behind_paces_heartbeats_without_holding_leases() -> None:
+    held: list[float] = []
+    release = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/slow":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    admission = _admission(hold=lambda: held.append(time.monotonic()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
+                                 base_url="http://r") as http:
+        assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
+        slow = asyncio.create_task(http.get("/slow"))
+        await until(lambda: admission.in_flight == 1)
+        busy_until = time.monotonic() + (TARGET_LAG_S + HOLD_LAG_S) / 2
+        while time.monotonic() < busy_until:  # late, not far behind
+            pass
+        await until(lambda: admission.share < 1.0)
+        assert held == [], "a loop a little behind paces; it holds no lease"
+        release.set()
+        assert (await slow).status_code == 204
+
+
+async def test_a_paced_heartbeat_is_served_with_retry_after_and_its_lease_covers_the_delay() -> None:
+    clock, metrics = FakeClock(), CollectorRegistry()
+    store = MemoryStore()
+    app = create_app(Settings(instance_ttl_s=TTL_S), store=store, clock=clock, metrics_registry=metrics)
+    admission: Admission = app.state.admission
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as http:
+        created = await http.post("/instances", json={"name": "Auth", "host": "h", "port": 1, "id": "a"})
+        assert created.status_code == 201
+        lease = {"x-lease-token": created.json()["lease_token"]}
+        admission.share = 0.5
+        admission._random = lambda: 0.75  # drawn above the share: paced; the delay's jitter: x1.25
+        admission.retry_after_s = 8.0
+        paced = await http.put("/instances/a/heartbeat", headers=lease, json={"status": "DOWN"})
+        assert paced.status_code == 200 and paced.json()["status"] == "DOWN", "served all the same"
+        assert paced.headers["retry-after"] == "10"
+        assert metrics.get_sample_value("registry_heartbeats_paced_total") == 1
+        assert metrics.get_sample_value("registry_requests_shed_total") == 0
+        renewed = await store.get("a", clock.now_ms())
+        assert renewed is not None and renewed.expires_at_ms == clock.now_ms() + (10 + TTL_S) * 1000, \
+            "the lease covers the delay given, plus a TTL"
+        registration = await http.post("/instances", json={"name": "Auth", "host": "h", "port": 2, "id": "b"})
+        assert registration.status_code == 201 and "retry-after" not in registration.headers, \
+            "only heartbeats are paced"
+        admission._random = lambda: 0.25  # drawn below the share: answered plainly
+        plain = await http.put("/instances/a/heartbeat", headers=lease)
+        assert plain.status_code == 200 and "retry-after" not in plain.headers
+        health = await http.get("/healthz")
+        assert health.json()["shedding"] is False, "pacing refuses nothing"
+
+
+def _admission(*, hold: Callable[[], None] = lambda: None, clock: Callable[[], float] | None = None) -> Admission:
+    return Admission(8, refused=lambda scope, delay: None, shed=lambda: None,
+                     hold=hold, refusals=Counter("refused", "refused", registry=CollectorRegistry()),
+                     paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
+                     clock=clock)
 
 
 def _front(app: ASGIApp, admission: Admission) -> FrontLayer:

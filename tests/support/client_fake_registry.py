@@ -50,6 +50,8 @@ class FakeRegistry:
     fail_everything: bool = False
     shed_heartbeats: int = 0
     """Answer the next N heartbeats ``503 overloaded`` with ``Retry-After``, as an overloaded registry does."""
+    pace_heartbeats: int = 0
+    """Serve the next N heartbeats with ``Retry-After`` on their 200, as a registry running late does."""
     blocking: bool = True
     refuse_blocking: tuple[int, str] | None = None
     retry_after: str = "1"
@@ -164,6 +166,9 @@ class FakeRegistry:
                 instance["status"] = status
                 self.bump(instance["name"])
         instance["last_heartbeat"] = _now()
+        if self.pace_heartbeats > 0:
+            self.pace_heartbeats -= 1
+            return web.json_response(instance, headers={"Retry-After": self.retry_after})
         return web.json_response(instance)
 
     async def _deregister(self, request: web.Request) -> web.Response:
