@@ -222,6 +222,9 @@ class HealthOut(BaseModel):
     expiry_protection: bool = Field(description="true while a store outage pauses expiry and protects leases")
     shedding: bool = Field(description="true while overload holds expiry: writes beyond the in-flight limit "
                                        "are refused with 503 + Retry-After")
+    holding: bool = Field(description="true while every live lease is held from expiring: the replica sheds, or "
+                                      "its event loop runs late (heartbeats may wait unread), and for a second "
+                                      "after")
     fleet_revival: FleetRevivalOut | None = Field(
         description="the last time this replica found that no replica had served for longer than the gap, "
                     "and how many leases it extended by a full TTL")

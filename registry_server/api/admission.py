@@ -25,9 +25,8 @@ told to come back later is a sign of life, and its lease covers the delay: a pac
 renewal, a refused one's later, in bulk (``refused``, see :mod:`registry_server.api.refused_heartbeats`).
 
 Reads may use twice the in-flight limit and are never refused for lag; ``/healthz`` and ``/metrics`` are
-always served, so operators see the overload. While the loop is more than :data:`HOLD_LAG_S` behind,
-every tick tells ``hold``, which keeps every live lease from running out (heartbeats may be waiting
-unread in the server).
+always served, so operators see the overload. While the loop is behind, every tick tells ``hold``, which
+keeps every live lease from running out (heartbeats may be waiting unread in the server).
 """
 
 from __future__ import annotations
@@ -42,9 +41,6 @@ from starlette.types import Scope, Send
 
 TARGET_LAG_S = 0.05
 """How late the loop may run before heartbeats are paced: a heartbeat then waits about this long to start."""
-HOLD_LAG_S = 0.25
-"""How late the loop may run before every live lease is held: a request passes the loop several times, so
-it then waits about a second, the order of a client's timeout."""
 TICK_S = 0.05
 _MIN_SHARE = 0.02
 _WRITES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
@@ -75,7 +71,7 @@ class Admission:
                  hold: Callable[[], None], refusals: Counter, paced: Counter, max_retry_after_s: float,
                  watch_lag: bool = True, clock: Callable[[], float] | None = None) -> None:
         """``refused(scope, retry_after_s)``: a write was refused and told to come back that much later.
-        ``shed()``: likewise, said once per refusal. ``hold()``: the loop runs far behind (with
+        ``shed()``: likewise, said once per refusal. ``hold()``: the loop runs behind (with
         ``watch_lag``), keep the live leases. ``refusals`` and ``paced`` count the two answers.
         ``watch_lag``: pace heartbeats while the event loop runs late (off: only the in-flight limit
         holds)."""
@@ -111,10 +107,10 @@ class Admission:
         # A late tick counts only while requests are being served: a loop that ran late with none in
         # flight (a paused process, an in-process client that runs the loop only while it calls) had no
         # queue to protect, and shedding would refuse the first requests after it.
-        lag_s = now - due if self.in_flight else 0.0
-        self.adjust(lag_s)
-        if lag_s > HOLD_LAG_S:
-            # Far behind: heartbeats may be waiting in the server, unread, past their leases' end.
+        self.adjust(now - due if self.in_flight else 0.0)
+        if self.share < 1.0:
+            # Behind: heartbeats may be waiting in the server, unread, past their leases' end, however few
+            # were paced or refused yet.
             self._hold()
         if not loop.is_closed():
             loop.call_later(TICK_S, self._tick, loop, now + TICK_S)

@@ -134,6 +134,7 @@ class RegistryApi:
         revival = protection.revival
         return {"expiry_protection": protection.active,
                 "shedding": protection.shedding_since_ms is not None,
+                "holding": protection.holding_since_ms is not None,
                 "fleet_revival": None if revival is None else {
                     "absent_since_ms": revival.absent_since_ms, "at_ms": revival.at_ms,
                     "extended": revival.extended}}
