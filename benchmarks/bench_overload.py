@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_overload [--ratios 2 3] [--duration 60] [--interval 1] [--ttl 10]
                                         [--capacity-duration 10] [--no-pin] [--ignore-retry-after]
-                                        [--no-pacing] [--json]
+                                        [--no-pacing] [--max-in-flight N] [--json]
 
 In one run, each phase on a fresh ``redis-server`` and ``registry-server`` (TTL ``--ttl``, sweep every
 second, its defaults otherwise; ``--no-pacing``: heartbeats are not paced). The registry shares core 0
@@ -75,6 +75,7 @@ class OverloadResult:
     death_detected_after_lease_s: float | None = None
     death_detected_after_overload_s: float | None = None
     requests_shed_metric: float = 0.0
+    heartbeats_paced_metric: float = 0.0
     paced: int = 0
     """Heartbeats answered 200 with ``Retry-After``."""
     deferred: int = 0
@@ -99,6 +100,8 @@ class OverloadResult:
             "useful_per_s": round(self.useful_per_s), "useful_share_of_capacity": round(
                 self.useful_per_s / self.capacity_per_s, 3),
             "paced_200": self.paced, "deferred_by_retry_after": self.deferred,
+            "registry_counted": {"shed": round(self.requests_shed_metric),
+                                 "paced": round(self.heartbeats_paced_metric)},
             "shed_503": self.shed, "shed_p99_ms": round(1000 * _pct(self.shed_latencies_s, 0.99), 1),
             "other_status": self.other, "timeouts": self.timeouts, "errors": self.errors,
             "false_expiries": self.false_expiries,
@@ -125,7 +128,8 @@ def _pct(values: list[float], q: float) -> float:
 class Fleet:
     """A fresh Redis and one registry process, stopped at the end."""
 
-    def __init__(self, ttl_s: float, *, pinned: bool, pace_heartbeats: bool = True) -> None:
+    def __init__(self, ttl_s: float, *, pinned: bool, pace_heartbeats: bool = True,
+                 max_in_flight: int | None = None) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests.support.processes import start_registry
         from tests.support.redis_server import RedisServer
@@ -137,7 +141,9 @@ class Fleet:
         self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
         self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
                                        extra_env={"REGISTRY_LOG_LEVEL": "warning",
-                                                  "REGISTRY_PACE_HEARTBEATS": "on" if pace_heartbeats else "off"})
+                                                  "REGISTRY_PACE_HEARTBEATS": "on" if pace_heartbeats else "off",
+                                                  **({"REGISTRY_MAX_IN_FLIGHT": str(max_in_flight)}
+                                                     if max_in_flight else {})})
         self.registry.wait_healthy()
         self.url = self.registry.url
 
@@ -371,6 +377,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             text = await resp.text()
         result.expirations = _metric_sum(text, "registry_expirations_total")
         result.requests_shed_metric = _metric_sum(text, "registry_requests_shed_total")
+        result.heartbeats_paced_metric = _metric_sum(text, "registry_heartbeats_paced_total")
         async with session.get(url + "/instances") as resp:
             listed = {inst["id"] for inst in (await resp.json())["instances"]}
         result.missing_at_end = len(registered - listed)
@@ -393,6 +400,8 @@ def main() -> None:
                              "not before the Retry-After of a 503 or a paced 200)")
     parser.add_argument("--no-pacing", action="store_true",
                         help="run the registry with REGISTRY_PACE_HEARTBEATS=off (default: on, the registry's default)")
+    parser.add_argument("--max-in-flight", type=int,
+                        help="the registry's REGISTRY_MAX_IN_FLIGHT (default: unset, the registry's default)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     # A SIGTERM (a timeout around the run) unwinds like an exception, so every phase stops its processes.
@@ -412,7 +421,7 @@ def main() -> None:
           f"{opts.capacity_duration:g} s); p99 {measured.percentile_ms(0.99):.1f} ms")
     summaries = []
     for ratio in opts.ratios:
-        fleet = Fleet(opts.ttl, pinned=pinned, pace_heartbeats=not opts.no_pacing)
+        fleet = Fleet(opts.ttl, pinned=pinned, pace_heartbeats=not opts.no_pacing, max_in_flight=opts.max_in_flight)
         try:
             outcome = _run(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
                                            duration_s=opts.duration, ttl_s=opts.ttl,

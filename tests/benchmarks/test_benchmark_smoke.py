@@ -114,7 +114,7 @@ def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> 
     assert capacity.startswith("capacity: ")
     figures = json.loads(summary)
     assert figures["ratio"] == 0.5 and figures["sent"] > 0
-    assert {"useful_per_s", "shed_503", "false_expiries", "probe_p99_ms", "recovery_s",
+    assert {"useful_per_s", "shed_503", "paced_200", "registry_counted", "false_expiries", "probe_p99_ms", "recovery_s",
             "death_detected_after_lease_s", "generator_late_s"} <= figures.keys()
 
 
