@@ -6,7 +6,8 @@ what the replica can serve:
 
 - **The in-flight limit.** While ``max_in_flight`` writes are being served (they wait on the store), a
   write (a heartbeat, a registration, a removal) is answered at once with ``503`` and ``Retry-After``, at
-  the cost of two ``send`` calls.
+  the cost of two ``send`` calls. Reads may use twice the limit; watches (blocking queries, change
+  streams) count in neither once they wait, since ``REGISTRY_MAX_WATCHERS`` bounds them.
 - **Pacing** (``watch_lag``, on by default; the heartbeat endpoint asks :meth:`Admission.pace`). Part of
   the queue of an overloaded registry is not in the application at all but in the server, in requests
   read and parsed and waiting for their turn, where no limit sees them. A timer measures how late the
@@ -24,9 +25,9 @@ fewer are (at most ``max_retry_after_s``, jittered so that they do not come back
 told to come back later is a sign of life, and its lease covers the delay: a paced one's through its own
 renewal, a refused one's later, in bulk (``refused``, see :mod:`registry_server.api.refused_heartbeats`).
 
-Reads may use twice the in-flight limit and are never refused for lag; ``/healthz`` and ``/metrics`` are
-always served, so operators see the overload. While the loop is behind, every tick tells ``hold``, which
-keeps every live lease from running out (heartbeats may be waiting unread in the server).
+Reads are never refused for lag; ``/healthz`` and ``/metrics`` are always served, so operators see the
+overload. While the loop is behind, every tick tells ``hold``, which keeps every live lease from running
+out (heartbeats may be waiting unread in the server).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Admission:
         holds)."""
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        """Requests admitted and not yet answered, watches apart (``REGISTRY_MAX_WATCHERS`` bounds those)."""
+        self.writes_in_flight = 0
         self._refused_hook = refused
         self._shed = shed
         self._hold = hold
@@ -128,8 +131,9 @@ class Admission:
         if not self._ticking:
             self._start_ticking()
         if scope["method"] in _WRITES:
-            if self.in_flight >= self.max_in_flight:
+            if self.writes_in_flight >= self.max_in_flight:
                 return False
+            self.writes_in_flight += 1
             self._admitted += 1
         elif self.in_flight >= 2 * self.max_in_flight and scope["path"] not in _ALWAYS:
             return False
@@ -148,9 +152,11 @@ class Admission:
         self._paced.inc()
         return delay
 
-    def release(self) -> None:
-        """An admitted request is done."""
+    def release(self, scope: Scope) -> None:
+        """An admitted request is done, or became a watch (which waits on changes, not on this replica)."""
         self.in_flight -= 1
+        if scope["method"] in _WRITES:
+            self.writes_in_flight -= 1
 
     async def refusal(self, scope: Scope, send: Send) -> None:
         """The answer to a request not admitted: ``503`` and ``Retry-After``, before any work; the refused

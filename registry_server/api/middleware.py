@@ -25,12 +25,17 @@ CLIENT_GONE = 499
 """The status counted for a request whose client left before it was answered (nginx's code)."""
 
 _WATCH = "registry.watch"
+_ADMISSION = "registry.admission"
 
 
 def watching(scope: Scope, kind: str) -> None:
     """Mark the request as a watch (``blocking`` or ``stream``): :class:`FrontLayer` times it in
-    ``registry_watch_duration_seconds``, not with the requests that answer at once."""
+    ``registry_watch_duration_seconds``, not with the requests that answer at once, and admission no longer
+    counts it in flight (a watch waits on changes, not on this replica; the watcher limit bounds it)."""
+    admission: Admission | None = scope.pop(_ADMISSION, None)  # released once, however often marked
     scope[_WATCH] = kind
+    if admission is not None:
+        admission.release(scope)
 
 
 class FrontLayer:
@@ -64,6 +69,7 @@ class FrontLayer:
         if not admission.admit(scope):
             await admission.refusal(scope, send)
             return
+        scope[_ADMISSION] = admission
         started = time.perf_counter()
         status = CLIENT_GONE
         answering = False
@@ -100,11 +106,11 @@ class FrontLayer:
             status = 500
             raise
         finally:
-            admission.release()
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             watch = scope.get(_WATCH)
             if watch is None:
+                admission.release(scope)
                 self.metrics.observe_request(scope["method"], template, status, time.perf_counter() - started)
             else:
                 self.metrics.observe_watch(watch, scope["method"], template, status, time.perf_counter() - started)

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_server.api.admission import TARGET_LAG_S, TICK_S, WINDOW_S, Admission
 from registry_server.api.cross_origin import CrossOrigin
-from registry_server.api.middleware import FrontLayer
+from registry_server.api.middleware import FrontLayer, watching
 from registry_server.app import create_app
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceStatus, Renewal
@@ -242,8 +242,35 @@ async def test_a_paced_heartbeat_is_served_with_retry_after_and_its_lease_covers
         assert health.json()["shedding"] is False, "pacing refuses nothing"
 
 
-def _admission(*, hold: Callable[[], None] = lambda: None, clock: Callable[[], float] | None = None) -> Admission:
-    return Admission(8, refused=lambda scope, delay: None, shed=lambda: None,
+async def test_watches_waiting_count_in_no_limit_so_they_never_refuse_writes_or_reads() -> None:
+    release = asyncio.Event()
+    waiting: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == "/events":
+            watching(scope, "stream")
+            watching(scope, "stream")  # marked twice, released once
+            waiting.append(1)
+            await release.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    admission = _admission(max_in_flight=2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
+                                 base_url="http://r") as http:
+        watches = [asyncio.create_task(http.get("/events")) for _ in range(5)]  # beyond both limits
+        await until(lambda: len(waiting) == 5)
+        assert admission.in_flight == 0
+        assert (await http.put("/instances/a/heartbeat")).status_code == 204, "writes are served"
+        assert (await http.get("/services/a")).status_code == 204, "reads are served"
+        release.set()
+        assert [(await watch).status_code for watch in watches] == [204] * 5
+        assert admission.in_flight == admission.writes_in_flight == 0
+
+
+def _admission(*, hold: Callable[[], None] = lambda: None, clock: Callable[[], float] | None = None,
+               max_in_flight: int = 8) -> Admission:
+    return Admission(max_in_flight, refused=lambda scope, delay: None, shed=lambda: None,
                      hold=hold, refusals=Counter("refused", "refused", registry=CollectorRegistry()),
                      paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
                      clock=clock)
