@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
+from redis.asyncio import Redis
 
 from registry_server.api.rendered import RenderedAnswers
 from registry_server.change_hub import ChangeHub
 from registry_server.model import ChangeEvent, ChangeNotice, EventType, Instance, InstanceRegistration, compact_document
 from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError, footprint
 from registry_server.store.memory import MemoryStore
+from registry_server.store.redis_store import RedisStore
 
 
 def _doc(n: int, size: int) -> str:
@@ -109,3 +113,25 @@ async def test_a_watchers_buffer_is_charged_at_least_the_memory_it_holds(metadat
     assert sum(map(len, watchers)) == 350
     # The charge covers what the buffers hold in memory (the bound that matters), at most 1.6 times it.
     assert taken <= hub.held_bytes <= 1.6 * taken, (taken, hub.held_bytes)
+
+
+@pytest.mark.parametrize(("make_id", "make_name"), [(lambda n: f"i{n}", lambda n: f"s{n % 10}"),
+                                                    (lambda n: f"{n:06d}".ljust(128, "i"),
+                                                     lambda n: f"svc-{n % 150}".ljust(128, "s"))],
+                         ids=["short ids: the count bound", "128-character ids and names: the text bound"])
+def test_the_id_cache_takes_at_most_its_stated_memory(make_id: Callable[[int], str],
+                                                      make_name: Callable[[int], str]) -> None:
+    """30 MiB, as docs/security.md states: the dictionary and every id and name it holds (each its own
+    string, as read from Redis), just before it is emptied."""
+    store = RedisStore(Redis())  # never connects: the cache is filled as lookups would fill it
+    strings = peak = 0
+    for n in range(210_000):
+        instance_id, name = make_id(n), make_name(n)
+        store._remember(instance_id, name)
+        if len(store._names) == 1 and n > 0:  # emptied: it was at its fullest just before
+            break
+        strings += sys.getsizeof(instance_id) + sys.getsizeof(name)
+        peak = max(peak, sys.getsizeof(store._names) + strings)
+    else:
+        raise AssertionError("never emptied")
+    assert 10 * 2**20 < peak <= 30 * 2**20, peak
