@@ -186,7 +186,7 @@ class WatchApi:
         yield ServerSentEvent(data=pydantic_core.to_json({"last_event_id": sent}).decode(), event="ready",
                               id=sent)
         while True:
-            item = await sub.queue.get()
+            item = await sub.get()
             if item is CLOSED:
                 return
             if item is OVERFLOW:

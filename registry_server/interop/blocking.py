@@ -44,8 +44,8 @@ async def wait_for_any_change(hub: ChangeHub, index: int, current: Callable[[], 
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
-                    await sub.queue.get()
-                    while not sub.queue.empty():  # a burst of changes: one re-read
-                        sub.queue.get_nowait()
+                    await sub.get()
+                    while not sub.empty():  # a burst of changes: one re-read
+                        sub.get_nowait()
     finally:
         hub.unsubscribe(sub)

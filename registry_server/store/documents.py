@@ -14,7 +14,7 @@ import sys
 from collections import OrderedDict
 from typing import Any
 
-from registry_server.model import DOCUMENT_DEFAULTS
+from registry_server.model import DOCUMENT_DEFAULTS, Instance
 from registry_server.schemas import plain_text, prose
 
 log = logging.getLogger("registry_server.store")
@@ -50,6 +50,16 @@ def footprint(doc: str, parsed: dict[str, Any]) -> int:
     and a slot: a document of 64 short entries takes ten times its text). Measured against resident
     size: within 10 % above it for documents from 45 bytes to 15 KB."""
     return 2 * sys.getsizeof(doc) + 160 * len(parsed["metadata"]) + 768
+
+
+def instance_footprint(inst: Instance) -> int:
+    """About the bytes an instance held in memory takes at most (an event's, or the memory store's): its
+    strings as Python holds them (so text outside ASCII is charged what it takes), a slot for each metadata
+    entry and a fixed allowance for the objects."""
+    texts = (inst.id, inst.name, inst.host, inst.health_endpoint, inst.version, inst.description,
+             inst.health.output)
+    return (sum(map(sys.getsizeof, texts)) + 256
+            + sum(sys.getsizeof(k) + sys.getsizeof(v) + 64 for k, v in inst.metadata.items()))
 
 
 class DocumentDecoder:

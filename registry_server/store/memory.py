@@ -26,6 +26,7 @@ from registry_server.model import (
     ServiceSummary,
     event_id_order,
 )
+from registry_server.store.documents import instance_footprint
 
 
 @dataclass(slots=True)
@@ -68,7 +69,8 @@ class MemoryStore:
         self._event_sizes: deque[int] = deque(maxlen=event_history)
         self._event_bytes = 0
         self._event_bytes_limit = event_bytes
-        """The history also holds at most about this many bytes of instances (as :func:`_size` counts)."""
+        """The history also holds at most about this many bytes of instances (as :func:`instance_footprint`
+        counts)."""
         self._event_seq = 0
         self._trimmed_upto = "0-0"
         self._new_event = asyncio.Event()
@@ -97,7 +99,7 @@ class MemoryStore:
         return svc, inst
 
     def _emit(self, kind: EventType, svc: _Service, inst: Instance) -> None:
-        size = _size(inst)
+        size = instance_footprint(inst)
         while self._events and (self._event_bytes + size > self._event_bytes_limit
                                 or len(self._events) == self._events.maxlen):
             self._trimmed_upto = self._events.popleft().id
@@ -353,13 +355,6 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
-
-
-def _size(inst: Instance) -> int:
-    """About the bytes an event's instance holds: its text, a fixed allowance for the objects and one for
-    each metadata entry (two strings and a slot: as :func:`~registry_server.store.documents.footprint`)."""
-    return (len(inst.id) + len(inst.name) + len(inst.host) + len(inst.health_endpoint) + len(inst.version)
-            + len(inst.description) + sum(len(k) + len(v) + 160 for k, v in inst.metadata.items()) + 512)
 
 
 def _document(inst: Instance) -> tuple[object, ...]:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
+from redis.asyncio import Redis
 
 from registry_server.api.rendered import RenderedAnswers
-from registry_server.model import InstanceRegistration, compact_document
+from registry_server.change_hub import ChangeHub
+from registry_server.model import ChangeEvent, ChangeNotice, EventType, Instance, InstanceRegistration, compact_document
 from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError, footprint
 from registry_server.store.memory import MemoryStore
+from registry_server.store.redis_store import RedisStore
 
 
 def _doc(n: int, size: int) -> str:
@@ -75,3 +80,58 @@ async def test_the_memory_stores_history_holds_at_most_its_bytes() -> None:
     assert events[-1].instance.metadata["k"].startswith("199-")
     assert not await store.history_complete("0-0")
     assert sum(len(json.dumps(e.instance.metadata)) for e in events) < 100_000
+
+
+def _instance(n: int, metadata: dict[str, str], description: str = "") -> Instance:
+    """An instance as a store builds it from its stored text: every string its own."""
+    doc = json.loads(json.dumps({"name": f"svc-{n % 7}", "host": f"10.0.{n // 256}.{n % 256}", "port": 1,
+                                 "scheme": "http", "health_endpoint": "/health", "version": "",
+                                 "description": description, "health_check": None,
+                                 "metadata": {k: f"{n}-{v}" for k, v in metadata.items()}}))
+    return Instance.from_document(f"inst-{n:06d}", doc, "UP", 1, 2, 3)
+
+
+@pytest.mark.parametrize(("metadata", "description"),
+                         [({}, ""), ({f"k{i}": f"v{i}" for i in range(64)}, ""),
+                          ({f"k{i}": "v" * 1000 for i in range(15)}, ""),
+                          ({f"k{i}": "\U0001f600" * 1000 for i in range(4)}, "\u00e9" * 1000)],
+                         ids=["no metadata", "64 short entries", "15 KB", "outside ASCII"])
+async def test_a_watchers_buffer_is_charged_at_least_the_memory_it_holds(metadata: dict[str, str],
+                                                                        description: str) -> None:
+    hub = ChangeHub(MemoryStore(), max_watchers=100, watcher_bytes=1 << 40, watchers_bytes=1 << 40)
+    watchers = [hub.subscribe(f"svc-{n}") for n in range(7)]  # none reads: each holds its own events
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(350):
+            hub.dispatch(ChangeNotice.of(ChangeEvent(f"{n}-0", EventType.UPDATED, f"svc-{n % 7}", n,
+                                                     _instance(n, metadata, description))))
+        taken = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert hub.held_bytes == sum(w.held_bytes for w in watchers)
+    assert sum(map(len, watchers)) == 350
+    # The charge covers what the buffers hold in memory (the bound that matters), at most 1.6 times it.
+    assert taken <= hub.held_bytes <= 1.6 * taken, (taken, hub.held_bytes)
+
+
+@pytest.mark.parametrize(("make_id", "make_name"), [(lambda n: f"i{n}", lambda n: f"s{n % 10}"),
+                                                    (lambda n: f"{n:06d}".ljust(128, "i"),
+                                                     lambda n: f"svc-{n % 150}".ljust(128, "s"))],
+                         ids=["short ids: the count bound", "128-character ids and names: the text bound"])
+def test_the_id_cache_takes_at_most_its_stated_memory(make_id: Callable[[int], str],
+                                                      make_name: Callable[[int], str]) -> None:
+    """30 MiB, as docs/security.md states: the dictionary and every id and name it holds (each its own
+    string, as read from Redis), just before it is emptied."""
+    store = RedisStore(Redis())  # never connects: the cache is filled as lookups would fill it
+    strings = peak = 0
+    for n in range(210_000):
+        instance_id, name = make_id(n), make_name(n)
+        store._remember(instance_id, name)
+        if len(store._names) == 1 and n > 0:  # emptied: it was at its fullest just before
+            break
+        strings += sys.getsizeof(instance_id) + sys.getsizeof(name)
+        peak = max(peak, sys.getsizeof(store._names) + strings)
+    else:
+        raise AssertionError("never emptied")
+    assert 10 * 2**20 < peak <= 30 * 2**20, peak
