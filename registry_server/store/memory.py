@@ -167,7 +167,9 @@ class MemoryStore:
             self._checked[instance_id].reported = status  # shown again once a check passes
             status = None
         new_status = inst.status if status is None else status
-        renewed = replace(inst, status=new_status, last_heartbeat_ms=now_ms, expires_at_ms=now_ms + ttl_ms)
+        # Never shortens a lease: a heartbeat that waited in the server must not undo a longer one given since.
+        renewed = replace(inst, status=new_status, last_heartbeat_ms=now_ms,
+                          expires_at_ms=max(inst.expires_at_ms, now_ms + ttl_ms))
         svc.members[instance_id] = renewed
         if new_status != inst.status:
             svc.revision += 1

@@ -96,6 +96,16 @@ async def test_heartbeat_renews_the_lease_and_can_change_status(store: InstanceS
     assert await store.get("Auth-1", NOW + TTL + 1000) is not None, "renewed past the first lease"
 
 
+async def test_a_heartbeat_never_shortens_a_lease_given_since(store: InstanceStore) -> None:
+    await store.register(reg(), NOW, TTL)
+    long = await store.heartbeat("Auth-1", None, NOW + 1000, 3 * TTL)  # told to come back later
+    assert long is not None and long.instance.expires_at_ms == NOW + 1000 + 3 * TTL
+    late = await store.heartbeat("Auth-1", InstanceStatus.DOWN, NOW + 2000, TTL)  # sent before it, served after
+    assert late is not None and late.instance.status is InstanceStatus.DOWN
+    assert late.instance.expires_at_ms == NOW + 1000 + 3 * TTL, "the longer lease stands"
+    assert await store.get("Auth-1", NOW + 2 * TTL) is not None
+
+
 async def test_heartbeat_for_unknown_or_expired_ids_is_none(store: InstanceStore) -> None:
     assert await store.heartbeat("nobody", None, NOW, TTL) is None
     await store.register(reg(), NOW, TTL)
