@@ -93,9 +93,17 @@ def _service_blocks() -> dict[str, FencedBlock]:
 SERVICES = _service_blocks()
 
 
-def _env(tmp_path: Path, registry_port: int) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bytecode shared by the blocks' Python processes: the package's compilation, and pytest's assertion
+    rewriting of its plugins (hypothesis, schemathesis: seconds a run), are paid once, not in every block."""
+    return tmp_path_factory.mktemp("pycache")
+
+
+def _env(tmp_path: Path, registry_port: int, pycache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REGISTRY_", "REDIS_URL", "SERVICE_REGISTRY_", "PORT", "HOST"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode is written, under PYTHONPYCACHEPREFIX only
     env.update({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "SERVICE_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",
@@ -104,6 +112,7 @@ def _env(tmp_path: Path, registry_port: int) -> dict[str, str]:
         "REGISTRY_PORT": str(registry_port),
         "REGISTRY_LOG_LEVEL": "warning",
         "TMPDIR": str(tmp_path),
+        "PYTHONPYCACHEPREFIX": str(pycache),
         "NO_MKDOCS_2_WARNING": "1",
     })
     return env
@@ -158,7 +167,7 @@ def _shell_script(block: FencedBlock) -> str:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.label(REPO) for block in BLOCKS])
-def test_block_runs(block: FencedBlock, tmp_path: Path) -> None:
+def test_block_runs(block: FencedBlock, tmp_path: Path, pycache: Path) -> None:
     with ExitStack() as stack:
         if block.language in SHELL and _STARTS_REGISTRY.search(block.text):
             port = free_port()  # the block starts its own registry, on REGISTRY_PORT
@@ -167,7 +176,7 @@ def test_block_runs(block: FencedBlock, tmp_path: Path) -> None:
             stack.callback(registry.stop)
             registry.wait_healthy()
             port = registry.port
-        env = _env(tmp_path, port)
+        env = _env(tmp_path, port, pycache)
 
         if block.language == "python" and "run_app(" in block.text:
             service_port, service = stack.enter_context(_running_service(block, tmp_path, env))
