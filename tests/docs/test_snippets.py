@@ -1,7 +1,9 @@
 """Every shell and Python block of README.md and docs/ runs, against a real registry process.
 
 A block reads the registry's address from ``SERVICE_REGISTRY_URL`` (and ``REGISTRY_PORT`` when it starts a
-registry itself). Shell blocks run under bash with ``set -e`` in the repository root, with a few commands
+registry itself). A shell block with no way to the registry (no curl, registryctl or Python program other
+than the test collection, and neither variable) gets an address where nothing listens, not a registry: one
+that reached for it would fail. Shell blocks run under bash with ``set -e`` in the repository root, with a few commands
 standing in for what cannot run inside a test:
 
 - ``registry-server`` is started in the background and waited for until its port accepts connections; the
@@ -43,6 +45,7 @@ BLOCKS = list({(block.language, block.text): block for block in reversed(ALL_BLO
 BLOCK_TIMEOUT_S = 100.0
 
 _STARTS_REGISTRY = re.compile(r"(?:^|&&|;|\|\|)\s*(?:\w+=\S*\s+)*registry-server(?![\w-])(?!.*--help)", re.MULTILINE)
+_REACHES_REGISTRY = re.compile(r"\b(?:curl|registryctl)\b|\bpython3?\b(?! -m pytest\b)|REGISTRY_(?:URL|PORT)")
 _SERVICE_NAME = re.compile(r"attach_to_aiohttp\([^,]+,[^,]+,\s*\"(?P<name>\w+)\"")
 
 PRELUDE = r"""
@@ -171,6 +174,8 @@ def test_block_runs(block: FencedBlock, tmp_path: Path, pycache: Path) -> None:
     with ExitStack() as stack:
         if block.language in SHELL and _STARTS_REGISTRY.search(block.text):
             port = free_port()  # the block starts its own registry, on REGISTRY_PORT
+        elif block.language in SHELL and not _REACHES_REGISTRY.search(block.text):
+            port = free_port()  # nothing listens there
         else:
             registry: RegistryProcess = start_registry(tmp_path, redis_url=None, ttl=5.0, sweep=0.2)
             stack.callback(registry.stop)
