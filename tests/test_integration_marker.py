@@ -71,6 +71,8 @@ def test_a_refusing_guard_stops_every_way_of_starting_a_process() -> None:
 def test_unmarked_tests_that_start_processes_and_marked_ones_that_do_not_fail(pytester: pytest.Pytester,
                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
+    # The sample needs no installed plugin; loading them (hypothesis, schemathesis) is most of each run's time.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makeconftest('pytest_plugins = ["tests.conftest"]\n')
     pytester.makeini("[pytest]\nmarkers =\n    integration: starts a process\n")
     pytester.makepyfile(test_sample=SAMPLE_TESTS)

@@ -76,7 +76,7 @@ def test_bench_registry_prints_every_load_against_its_ping_and_the_fixed_rate_la
 
 
 def test_bench_scale_prints_scale_memory_and_mass_expiry() -> None:
-    out = _run("benchmarks.bench_scale", "--seconds", "1", "--window", "2", "--repeats", "1", "--cycles", "1",
+    out = _run("benchmarks.bench_scale", "--seconds", "1", "--window", "1", "--repeats", "1", "--cycles", "1",
                "--small", "50", "--large", "200", "--sample", "50", "--expiring", "100", timeout=240)
     for word in ("per instance", "swept and counted", "p99"):
         assert word in out, out

@@ -1,7 +1,9 @@
 """Every shell and Python block of README.md and docs/ runs, against a real registry process.
 
 A block reads the registry's address from ``SERVICE_REGISTRY_URL`` (and ``REGISTRY_PORT`` when it starts a
-registry itself). Shell blocks run under bash with ``set -e`` in the repository root, with a few commands
+registry itself). A shell block with no way to the registry (no curl, registryctl or Python program other
+than the test collection, and neither variable) gets an address where nothing listens, not a registry: one
+that reached for it would fail. Shell blocks run under bash with ``set -e`` in the repository root, with a few commands
 standing in for what cannot run inside a test:
 
 - ``registry-server`` is started in the background and waited for until its port accepts connections; the
@@ -43,6 +45,7 @@ BLOCKS = list({(block.language, block.text): block for block in reversed(ALL_BLO
 BLOCK_TIMEOUT_S = 100.0
 
 _STARTS_REGISTRY = re.compile(r"(?:^|&&|;|\|\|)\s*(?:\w+=\S*\s+)*registry-server(?![\w-])(?!.*--help)", re.MULTILINE)
+_REACHES_REGISTRY = re.compile(r"\b(?:curl|registryctl)\b|\bpython3?\b(?! -m pytest\b)|REGISTRY_(?:URL|PORT)")
 _SERVICE_NAME = re.compile(r"attach_to_aiohttp\([^,]+,[^,]+,\s*\"(?P<name>\w+)\"")
 
 PRELUDE = r"""
@@ -93,9 +96,17 @@ def _service_blocks() -> dict[str, FencedBlock]:
 SERVICES = _service_blocks()
 
 
-def _env(tmp_path: Path, registry_port: int) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Bytecode shared by the blocks' Python processes: the package's compilation, and pytest's assertion
+    rewriting of its plugins (hypothesis, schemathesis: seconds a run), are paid once, not in every block."""
+    return tmp_path_factory.mktemp("pycache")
+
+
+def _env(tmp_path: Path, registry_port: int, pycache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REGISTRY_", "REDIS_URL", "SERVICE_REGISTRY_", "PORT", "HOST"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode is written, under PYTHONPYCACHEPREFIX only
     env.update({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "SERVICE_REGISTRY_URL": f"http://127.0.0.1:{registry_port}",
@@ -104,6 +115,7 @@ def _env(tmp_path: Path, registry_port: int) -> dict[str, str]:
         "REGISTRY_PORT": str(registry_port),
         "REGISTRY_LOG_LEVEL": "warning",
         "TMPDIR": str(tmp_path),
+        "PYTHONPYCACHEPREFIX": str(pycache),
         "NO_MKDOCS_2_WARNING": "1",
     })
     return env
@@ -158,16 +170,18 @@ def _shell_script(block: FencedBlock) -> str:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.label(REPO) for block in BLOCKS])
-def test_block_runs(block: FencedBlock, tmp_path: Path) -> None:
+def test_block_runs(block: FencedBlock, tmp_path: Path, pycache: Path) -> None:
     with ExitStack() as stack:
         if block.language in SHELL and _STARTS_REGISTRY.search(block.text):
             port = free_port()  # the block starts its own registry, on REGISTRY_PORT
+        elif block.language in SHELL and not _REACHES_REGISTRY.search(block.text):
+            port = free_port()  # nothing listens there
         else:
             registry: RegistryProcess = start_registry(tmp_path, redis_url=None, ttl=5.0, sweep=0.2)
             stack.callback(registry.stop)
             registry.wait_healthy()
             port = registry.port
-        env = _env(tmp_path, port)
+        env = _env(tmp_path, port, pycache)
 
         if block.language == "python" and "run_app(" in block.text:
             service_port, service = stack.enter_context(_running_service(block, tmp_path, env))

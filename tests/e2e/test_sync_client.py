@@ -18,7 +18,7 @@ from tests.support.e2e_backends import SERVICE, Backend, registered
 from tests.support.polling import wait_until
 from tests.support.processes import RegistryProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.parametrize("store_backend", ["redis"], indirect=True)]
+pytestmark = pytest.mark.integration
 
 
 def loop_threads() -> list[threading.Thread]:
@@ -26,7 +26,8 @@ def loop_threads() -> list[threading.Thread]:
 
 
 def test_calls_from_many_threads_spread_over_the_instances_and_count_in_the_same_metrics(
-        registry: RegistryProcess, backends: list[Backend]) -> None:
+        steady_backends: tuple[RegistryProcess, list[Backend]]) -> None:
+    registry, backends = steady_backends
     metrics = CollectorRegistry()
     with ServiceRegistryManager(registry.url, metrics_registry=metrics) as manager, \
             ResilientClient(manager, config=ClientConfig(total_timeout_s=10), metrics_registry=metrics) as client:
@@ -38,8 +39,9 @@ def test_calls_from_many_threads_spread_over_the_instances_and_count_in_the_same
                                     {"service": SERVICE, "outcome": "success"}) == 120
 
 
-def test_register_discover_set_status_and_deregister_without_await(registry: RegistryProcess,
-                                                                    backends: list[Backend]) -> None:
+def test_register_discover_set_status_and_deregister_without_await(
+        steady_backends: tuple[RegistryProcess, list[Backend]]) -> None:
+    registry, backends = steady_backends
     with ServiceRegistryManager(registry.url, metrics_registry=CollectorRegistry()) as manager:
         instance_id = manager.register("Scripted", 4200, metadata={"kind": "script"})
         assert instance_id is not None and manager.registration_state is RegistrationState.REGISTERED
@@ -60,7 +62,8 @@ def _call_in_child(registry_url: str, answers: multiprocessing.Queue[object]) ->
         answers.put(client.get(SERVICE, "/whoami").status)
 
 
-def test_a_forked_child_gets_a_loop_of_its_own(registry: RegistryProcess, backends: list[Backend]) -> None:
+def test_a_forked_child_gets_a_loop_of_its_own(steady_backends: tuple[RegistryProcess, list[Backend]]) -> None:
+    registry, _backends = steady_backends
     with ResilientClient(registry_url=registry.url, metrics_registry=CollectorRegistry()) as client:
         assert client.get(SERVICE, "/whoami").status == 200  # the parent's loop is running before the fork
         context = multiprocessing.get_context("fork")
