@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_overload [--ratios 2 3] [--duration 60] [--interval 1] [--ttl 10]
                                         [--capacity-duration 10] [--no-pin] [--ignore-retry-after]
-                                        [--no-pacing] [--max-in-flight N] [--json]
+                                        [--no-pacing] [--max-in-flight N] [--log-level L] [--json]
 
 In one run, each phase on a fresh ``redis-server`` and ``registry-server`` (TTL ``--ttl``, sweep every
 second, its defaults otherwise; ``--no-pacing``: heartbeats are not paced). The registry shares core 0
@@ -20,7 +20,7 @@ begins, and another while one is busy.
    (``--ignore-retry-after``: it keeps its schedule whatever the answers). Meanwhile a prober reads
    ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
    heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
-   every half TTL) for two TTLs.
+   every half TTL) for two TTLs, and until the dead instance has expired.
 
 Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C``; 503s and
 their latency; timeouts; false expiries (``registry_expirations_total`` other than the dead instance, and
@@ -129,7 +129,7 @@ class Fleet:
     """A fresh Redis and one registry process, stopped at the end."""
 
     def __init__(self, ttl_s: float, *, pinned: bool, pace_heartbeats: bool = True,
-                 max_in_flight: int | None = None) -> None:
+                 max_in_flight: int | None = None, log_level: str = "warning") -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests.support.processes import start_registry
         from tests.support.redis_server import RedisServer
@@ -140,7 +140,7 @@ class Fleet:
         wrapper = ["taskset", "-c", "0"] if pinned else []
         self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
         self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
-                                       extra_env={"REGISTRY_LOG_LEVEL": "warning",
+                                       extra_env={"REGISTRY_LOG_LEVEL": log_level,
                                                   "REGISTRY_PACE_HEARTBEATS": "on" if pace_heartbeats else "off",
                                                   **({"REGISTRY_MAX_IN_FLIGHT": str(max_in_flight)}
                                                      if max_in_flight else {})})
@@ -352,14 +352,15 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             launch(ids[beat % instances][1], True)
             beat += 1
         # After it, the fleet heartbeats more slowly (as after raising its interval): 60 % of the capacity,
-        # still at most every half TTL.
+        # still at most every half TTL; for two TTLs, and on until the dead instance's expiry is seen (the
+        # live ones go on heartbeating while the figures are read, or the wait would expire them).
         calm_interval = min(ttl_s / 2, instances / (0.6 * capacity))
         calm_step = calm_interval / instances
         calm_ends = overload_ends + 2 * ttl_s
         calm = 0
         while True:
             due = overload_ends + calm * calm_step
-            if due >= calm_ends:
+            if due >= calm_ends and watcher.done():
                 break
             delay = due - loop.time()
             await asyncio.sleep(max(0.0, delay))
@@ -402,6 +403,9 @@ def main() -> None:
                         help="run the registry with REGISTRY_PACE_HEARTBEATS=off (default: on, the registry's default)")
     parser.add_argument("--max-in-flight", type=int,
                         help="the registry's REGISTRY_MAX_IN_FLIGHT (default: unset, the registry's default)")
+    parser.add_argument("--log-level", default="warning",
+                        help="the registry's REGISTRY_LOG_LEVEL (default: warning; info logs each expiry sweep); its "
+                             "log stays in the phase's /tmp/bench-overload-* directory")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     # A SIGTERM (a timeout around the run) unwinds like an exception, so every phase stops its processes.
@@ -421,7 +425,8 @@ def main() -> None:
           f"{opts.capacity_duration:g} s); p99 {measured.percentile_ms(0.99):.1f} ms")
     summaries = []
     for ratio in opts.ratios:
-        fleet = Fleet(opts.ttl, pinned=pinned, pace_heartbeats=not opts.no_pacing, max_in_flight=opts.max_in_flight)
+        fleet = Fleet(opts.ttl, pinned=pinned, pace_heartbeats=not opts.no_pacing, max_in_flight=opts.max_in_flight,
+                      log_level=opts.log_level)
         try:
             outcome = _run(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
                                            duration_s=opts.duration, ttl_s=opts.ttl,
