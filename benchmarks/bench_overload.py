@@ -139,16 +139,22 @@ class Fleet:
         self.redis.start()
         wrapper = ["taskset", "-c", "0"] if pinned else []
         self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
-        self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
-                                       extra_env={"REGISTRY_LOG_LEVEL": log_level,
-                                                  "REGISTRY_PACE_HEARTBEATS": "on" if pace_heartbeats else "off",
-                                                  **({"REGISTRY_MAX_IN_FLIGHT": str(max_in_flight)}
-                                                     if max_in_flight else {})})
-        self.registry.wait_healthy()
+        self.registry = None
+        try:  # a registry that does not start must not leave the hog and Redis behind
+            self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
+                                           extra_env={"REGISTRY_LOG_LEVEL": log_level,
+                                                      "REGISTRY_PACE_HEARTBEATS": "on" if pace_heartbeats else "off",
+                                                      **({"REGISTRY_MAX_IN_FLIGHT": str(max_in_flight)}
+                                                         if max_in_flight else {})})
+            self.registry.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
         self.url = self.registry.url
 
     def stop(self) -> None:
-        self.registry.stop()
+        if self.registry is not None:
+            self.registry.stop()
         self.redis.stop()
         if self.hog is not None:
             self.hog.kill()
