@@ -269,30 +269,20 @@ class SleepLog:
         await asyncio.sleep(min(seconds, 0.01))  # virtual waits: the test checks what was asked, not how long
 
 
-async def test_a_heartbeat_refused_with_retry_after_waits_at_least_that_long(registry: FakeRegistry) -> None:
+@pytest.mark.parametrize("answer", ["503 overloaded", "200 paced"])
+async def test_a_heartbeat_answered_with_retry_after_waits_that_long_once(registry: FakeRegistry, answer: str) -> None:
     clock = SleepLog()
     registry.retry_after = "7"
     async with manager_for(registry.url, heartbeat_ms=50, clock=clock) as manager:
         await manager.register("Auth", 3001)
         await async_wait_until(lambda: _true(bool(registry.requests("PUT"))), message="first heartbeat")
         clock.sleeps.clear()
-        registry.shed_heartbeats = 1
+        if answer == "503 overloaded":
+            registry.shed_heartbeats = 1
+        else:
+            registry.pace_heartbeats = 1
         before = len(registry.requests("PUT"))
         await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= before + 3), message="heartbeats on")
-        assert 7.0 in clock.sleeps, f"the wait after the 503 honours Retry-After: {clock.sleeps}"
+        assert clock.sleeps.count(7.0) == 1, f"the wait after the {answer} is the Retry-After: {clock.sleeps}"
         assert all(s in (0.05, 7.0) for s in clock.sleeps), clock.sleeps
-
-
-async def test_a_heartbeat_paced_with_retry_after_on_its_200_waits_that_long(registry: FakeRegistry) -> None:
-    clock = SleepLog()
-    registry.retry_after = "7"
-    async with manager_for(registry.url, heartbeat_ms=50, clock=clock) as manager:
-        await manager.register("Auth", 3001)
-        await async_wait_until(lambda: _true(bool(registry.requests("PUT"))), message="first heartbeat")
-        clock.sleeps.clear()
-        registry.pace_heartbeats = 1
-        before = len(registry.requests("PUT"))
-        await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= before + 3), message="heartbeats on")
-        assert clock.sleeps.count(7.0) == 1, f"the wait after the paced heartbeat is the one given: {clock.sleeps}"
-        assert all(s in (0.05, 7.0) for s in clock.sleeps), clock.sleeps
-        assert manager.registered, "a paced heartbeat is a renewed one"
+        assert manager.registered, "the instance stays registered: nothing to register again"
