@@ -55,13 +55,9 @@ class RefusedHeartbeats:
         instance_id = self._endpoint.instance_id(scope)
         if instance_id is None:
             return
-        authorization = lease_token = None
-        for name, value in scope["headers"]:  # of a repeated header the last, as the endpoint reads them
-            if name == b"x-lease-token":
-                lease_token = value
-            elif name == b"authorization":
-                authorization = value
-        self._pending[instance_id] = (authorization, lease_token, round(retry_after_s * 1000) + self._ttl_ms)
+        headers = dict(scope["headers"])  # of a repeated header the last, as the endpoint reads them
+        self._pending[instance_id] = (headers.get(b"authorization"), headers.get(b"x-lease-token"),
+                                      round(retry_after_s * 1000) + self._ttl_ms)
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush_soon(),
                                                                     name="registry-refused-heartbeats")
@@ -85,9 +81,12 @@ class RefusedHeartbeats:
                      lease_token: bytes | None, lease_ms: int) -> None:
         async with gate:
             try:
-                await self._endpoint.renew(instance_id, authorization, lease_token, None, lease_ms=lease_ms)
+                renewed = await self._endpoint.renew(instance_id, authorization, lease_token, None, lease_ms=lease_ms)
             except _REFUSED_RENEWAL as exc:
                 log.debug("refused heartbeat of %s renewed nothing: %s", instance_id, exc)
+                return
+            if renewed is None:
+                log.debug("refused heartbeat of %s renewed nothing: no such instance", instance_id)
                 return
         self.renewed += 1
 

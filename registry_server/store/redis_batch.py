@@ -52,9 +52,10 @@ class ScriptBatcher:
     def __repr__(self) -> str:
         return f"ScriptBatcher(pending={len(self._pending)}, sending={self._sender is not None})"
 
-    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        """The script's reply; :class:`TimeoutError` when it is not there within ``timeout_s``."""
-        return await self.submit(keys, args)
+    def __call__(self, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+        """The script's reply, to await; :class:`TimeoutError` when it is not there within ``timeout_s``.
+        (The future itself, not a coroutine awaiting it: no coroutine of its own for every call.)"""
+        return self.submit(keys, args)
 
     def submit(self, keys: list[Any], args: list[Any], *, script: AsyncScript | None = None) -> asyncio.Future[Any]:
         """Queue a call of ``script`` (by default the batcher's own) and return its future at once: calls

@@ -295,37 +295,45 @@ class RedisStore:
     async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
                         lease_token_hash: str | None = None) -> Renewal | None:
         k = self._keys
+        presented = _presented(lease_token_hash)
+
+        def call(name: str) -> tuple[list[Any], list[Any]]:
+            return ([k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)],
+                    [instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name, self._event_history,
+                     presented, k.channel])
 
         async def renew(name: str) -> Renewal | None:
-            keys = [k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)]
-            args: list[str | int] = [instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
-                                     self._event_history, _presented(lease_token_hash), k.channel]
+            keys, args = call(name)
             if self._heartbeat_batch is not None:
-                row = await self._heartbeat_batch(keys, args)
-            else:
-                row = await self._heartbeat(keys=keys, args=args)
-            if row is None:
-                return None
-            row = _owned(instance_id, row)
-            try:
-                return Renewal(_instance(self._documents, instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
-            except UndecodableDocumentError as exc:
-                # Answered as unknown (404): the owner registers again, and its registration replaces the
-                # document that no reader can use.
-                self._documents.skipped(f"instance {instance_id!r}", exc)
-                return None
+                return self._renewal(instance_id, await self._heartbeat_batch(keys, args))
+            return self._renewal(instance_id, await self._heartbeat(keys=keys, args=args))
 
-        cached = self._names.get(instance_id) if self._heartbeat_batch is not None else None
-        if cached is None:
+        batch = self._heartbeat_batch
+        cached = self._names.get(instance_id) if batch is not None else None
+        if cached is None or batch is None:
             return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
-        # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch).
+        # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch),
+        # awaited here rather than through ``renew``: no coroutine more on every heartbeat.
         try:
-            renewal = await renew(cached)
+            renewal = self._renewal(instance_id, await batch(*call(cached)))
         except (*_UNAVAILABLE, rexc.RedisError) as exc:
             raise self._store_error("heartbeat", exc) from exc
         if renewal is not None:
             return renewal
         return await self._run("heartbeat", lambda: self._recheck(instance_id, cached, renew))
+
+    def _renewal(self, instance_id: str, row: Any) -> Renewal | None:
+        """The heartbeat script's reply as the renewal (``None``: no such instance in that service)."""
+        if row is None:
+            return None
+        row = _owned(instance_id, row)
+        try:
+            return Renewal(_instance(self._documents, instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
+        except UndecodableDocumentError as exc:
+            # Answered as unknown (404): the owner registers again, and its registration replaces the
+            # document that no reader can use.
+            self._documents.skipped(f"instance {instance_id!r}", exc)
+            return None
 
     async def deregister(self, instance_id: str, now_ms: int, *,
                          lease_token_hash: str | None = None) -> Instance | None:
