@@ -64,6 +64,8 @@ _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, 
                 rexc.TryAgainError, rexc.ClusterDownError, rexc.MasterDownError, TimeoutError, OSError)
 _NAME_CACHE_LIMIT = 200_000
 _NAME_CACHE_BYTES = 16 * 1024 * 1024
+_SERVICE_KEYS_CACHED = 4096
+"""Services whose heartbeat keys are kept built (the most recently used)."""
 STREAM_BYTES = 1024 * 1024
 """A service's event stream keeps about this many bytes of events (see lua/_emit.lua, which holds the
 number): each event trims it to at least 16 and at most ``event_history`` events of its own size."""
@@ -142,6 +144,7 @@ class RedisStore:
         self._names: dict[str, str] = {}
         self._names_bytes = 0
         self._documents = DocumentDecoder()
+        self._heartbeat_keys = functools.lru_cache(maxsize=_SERVICE_KEYS_CACHED)(self._service_keys)
         self._epoch_set = False
         self.next_expiry_ms: int | None = None
         self._register = self._script("register")
@@ -294,13 +297,13 @@ class RedisStore:
 
     async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
                         lease_token_hash: str | None = None) -> Renewal | None:
-        k = self._keys
         presented = _presented(lease_token_hash)
 
         def call(name: str) -> tuple[list[Any], list[Any]]:
-            return ([k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)],
+            instance_prefix, leases, revision, counts, events, channel = self._heartbeat_keys(name)
+            return ([instance_prefix + instance_id, leases, revision, counts, events],
                     [instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name, self._event_history,
-                     presented, k.channel])
+                     presented, channel])
 
         async def renew(name: str) -> Renewal | None:
             keys, args = call(name)
@@ -321,6 +324,12 @@ class RedisStore:
         if renewal is not None:
             return renewal
         return await self._run("heartbeat", lambda: self._recheck(instance_id, cached, renew))
+
+    def _service_keys(self, name: str) -> tuple[str, str, str, str, str, str]:
+        """The keys a heartbeat of ``name`` names besides its instance's (and the instance's prefix): built
+        once per service, not by seven calls on every heartbeat (see ``_heartbeat_keys``)."""
+        k = self._keys
+        return k.instance_prefix(name), k.leases(name), k.revision(name), k.counts(name), k.events(name), k.channel
 
     def _renewal(self, instance_id: str, row: Any) -> Renewal | None:
         """The heartbeat script's reply as the renewal (``None``: no such instance in that service)."""
