@@ -128,6 +128,9 @@ class ScriptBatcher:
         """One write of every command, then their replies in order (a Redis error reply as its exception)."""
         if self._conn is None:
             self._conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            # No socket timeout of its own: the batch's deadline bounds the whole exchange, and with one,
+            # redis-py wraps every write in asyncio.wait_for (a task and a timer more on every batch).
+            self._conn.socket_timeout = None
         conn = self._conn
         try:
             if not conn.is_connected:
