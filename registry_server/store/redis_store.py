@@ -111,6 +111,8 @@ def _owned(instance_id: str, row: Sequence[Any]) -> Sequence[Any]:
 
 
 _UNCHECKED = Health()
+_HEALTH_STATUSES = {status.value: status for status in HealthStatus}
+"""By stored value: a dict read, where ``HealthStatus(value)`` is an enum call on every checked heartbeat."""
 _INSTANCE_FIELDS = ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"]
 """An instance's fields as :func:`_instance` reads them."""
 
@@ -119,7 +121,7 @@ def _health(status: Any, checked_at: Any, output: Any) -> Health:
     """The stored health fields (empty or missing: never checked)."""
     if not status:
         return _UNCHECKED
-    return Health(HealthStatus(str(status)), int(checked_at) if checked_at else None, str(output or ""))
+    return Health(_HEALTH_STATUSES[status], int(checked_at) if checked_at else None, str(output or ""))
 
 
 def _instance(documents: DocumentDecoder, instance_id: str, row: Sequence[Any]) -> Instance:
