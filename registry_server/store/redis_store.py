@@ -124,9 +124,10 @@ def _health(status: Any, checked_at: Any, output: Any) -> Health:
     return Health(_HEALTH_STATUSES[status], int(checked_at) if checked_at else None, str(output or ""))
 
 
-def _instance(documents: DocumentDecoder, instance_id: str, row: Sequence[Any]) -> Instance:
+def _instance(documents: DocumentDecoder, instance_id: str, row: Sequence[Any], health_at: int = 5) -> Instance:
+    """The instance of a script's row: its :data:`_INSTANCE_FIELDS`, the health fields from ``health_at``."""
     doc, status, reg, hb, exp = row[:5]
-    health = _health(*row[5:8]) if len(row) >= 8 else _UNCHECKED
+    health = _health(*row[health_at:health_at + 3]) if len(row) >= health_at + 3 else _UNCHECKED
     return Instance.from_document(instance_id, documents.decode(doc), status, int(reg), int(hb), int(exp), health)
 
 
@@ -304,7 +305,7 @@ class RedisStore:
         def call(name: str) -> tuple[list[Any], list[Any]]:
             instance_prefix, leases, revision, counts, events, channel = self._heartbeat_keys(name)
             return ([instance_prefix + instance_id, leases, revision, counts, events],
-                    [instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name, self._event_history,
+                    [instance_id, now_ms, now_ms + ttl_ms, status or "", name, self._event_history,  # a StrEnum: a str
                      presented, channel])
 
         async def renew(name: str) -> Renewal | None:
@@ -339,7 +340,7 @@ class RedisStore:
             return None
         row = _owned(instance_id, row)
         try:
-            return Renewal(_instance(self._documents, instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
+            return Renewal(_instance(self._documents, instance_id, row, health_at=6), row[5] == 1)
         except UndecodableDocumentError as exc:
             # Answered as unknown (404): the owner registers again, and its registration replaces the
             # document that no reader can use.
