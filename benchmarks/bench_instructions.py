@@ -1,12 +1,12 @@
 """Instructions per request of the registry and of the bare ``/ping``, counted by callgrind.
 
-    python -m benchmarks.bench_instructions [--requests 2000] [--concurrency 8]
+    python -m benchmarks.bench_instructions [--requests 2000] [--concurrency 8] [--warmup N]
 
 The throughput ratios of ``bench_registry`` move 0.7 to 0.8 from run to run on a shared machine (the
 rounds of one run spread wider still). This counts what does not move: the user-space instructions each
 server executes per request. It starts a redis-server, then ``registry-server`` and the ``/ping``
 baseline (same hypercorn settings, same loop) each under ``valgrind --tool=callgrind``, registers one
-heartbeating instance, and for each load sends a warm-up, zeroes the counters
+heartbeating instance, and for each load sends a warm-up (``--warmup``), zeroes the counters
 (``callgrind_control -z``), sends ``--requests`` requests with ``hey``, and dumps the counters
 (``callgrind_control -d``): instructions / requests. Each load is compared with the ping receiving the
 same kind of request (the heartbeat's headers, and its body for the body's load).
@@ -80,9 +80,13 @@ def counted(pid: int, out_dir: Path, tag: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000, help="requests counted per load")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=2000, help="requests counted per load (default: 2000)")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent requests (default: 8)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="uncounted requests sent first per load (default: a tenth of --requests, at least 50)")
     opts = parser.parse_args()
+    if opts.warmup is not None and opts.warmup < 0:
+        parser.error("--warmup must be 0 or more")
     for tool in ("valgrind", "callgrind_control", "hey", "redis-server"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (apt-get install valgrind hey redis-server)")
@@ -105,11 +109,13 @@ def main() -> None:
         wait_until(lambda: http_status(servers["ping"][0] + "/ping") == 200, timeout=180, message="the ping")
         post(registry.url + "/instances", {"name": "Counted", "port": 1000, "host": "10.0.0.1", "id": "counted-1",
                                            "lease_token": LEASE_TOKEN})
+        warmup = max(50, opts.requests // 10) if opts.warmup is None else opts.warmup
         per_request: dict[str, float] = {}
         for n, load in enumerate(LOADS):
             server = "ping" if load.name.startswith("ping") else "registry"
             url, pid = servers[server]
-            send(url, load, max(50, opts.requests // 10), opts.concurrency)  # warm-up
+            if warmup:
+                send(url, load, warmup, opts.concurrency)
             subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True, timeout=120)
             send(url, load, opts.requests, opts.concurrency)
             per_request[load.name] = counted(pid, dumps[server], f"load-{n}") / opts.requests

@@ -52,12 +52,15 @@ class Registry:
                 await self.protection.recover()
             result = await operation(self.clock.now_ms())
         except StoreError as exc:
-            if isinstance(exc, StoreUnavailableError):
-                self.protection.unreachable()
-            self.observer.store_error(exc.operation)
+            self._failed(exc)
             raise
         self.protection.reached()
         return result
+
+    def _failed(self, exc: StoreError) -> None:
+        if isinstance(exc, StoreUnavailableError):
+            self.protection.unreachable()
+        self.observer.store_error(exc.operation)
 
     async def register(self, registration: InstanceRegistration, *,
                        lease_token_hash: str | None = None) -> RegisterResult:
@@ -82,9 +85,17 @@ class Registry:
     async def heartbeat(self, instance_id: str, status: InstanceStatus | None, *,
                         lease_token_hash: str | None = None, lease_ms: int | None = None) -> Instance | None:
         """Renew the lease for ``lease_ms`` (default: the TTL)."""
-        ttl_ms = self.ttl_ms if lease_ms is None else lease_ms
-        renewal = await self._store(lambda now: self.store.heartbeat(instance_id, status, now, ttl_ms,
-                                                                     lease_token_hash=lease_token_hash))
+        # :meth:`_store`'s steps, taken here: on every heartbeat, neither a closure nor a coroutine more.
+        try:
+            if self.protection.pending:
+                await self.protection.recover()
+            renewal = await self.store.heartbeat(instance_id, status, self.clock.now_ms(),
+                                                 self.ttl_ms if lease_ms is None else lease_ms,
+                                                 lease_token_hash=lease_token_hash)
+        except StoreError as exc:
+            self._failed(exc)
+            raise
+        self.protection.reached()
         if renewal is None:
             self.observer.unknown_heartbeat(instance_id)
             return None

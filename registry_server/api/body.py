@@ -53,6 +53,11 @@ class BodyReader:
                 length = value
             elif name == b"transfer-encoding":
                 chunked = True
+        return self.declared(scope, length, chunked)
+
+    def declared(self, scope: Scope, length: bytes | None, chunked: bool) -> bool:
+        """:meth:`coming`, told the request's last ``content-length`` and whether it has a
+        ``transfer-encoding`` (for a caller that has read its headers already)."""
         if length is not None and length.isdigit() and int(length) > self.limit:
             raise too_large(self.limit)
         # HTTP/1.x without a length or a chunked encoding says there is no body: nothing to wait for

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry_server.api.access import Access, Role, bearer_token
+from registry_server.api.access import Access, Grant, Role, bearer_token
 from registry_server.api.admission import Admission
 from registry_server.api.body import BodyReader, check_content_type, validation_failure
 from registry_server.api.errors import instance_not_found
@@ -45,44 +45,41 @@ class HeartbeatEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         instance_id: str = scope["path_params"]["id"]
-        authorization = lease_token = content_type = None
-        for name, value in scope["headers"]:  # lower-case names (ASGI); of a repeated header the last
-            if name == b"x-lease-token":
-                lease_token = value
-            elif name == b"authorization":
-                authorization = value
-            elif name == b"content-type":
-                content_type = value
-        status = await self._status(content_type, receive) if self.body.coming(scope) else None
+        headers = dict(scope["headers"])  # lower-case names (ASGI); of a repeated header the last
+        get = headers.get
+        status = (await self._status(get(b"content-type"), receive)
+                  if self.body.declared(scope, get(b"content-length"), b"transfer-encoding" in headers) else None)
         admission = self.admission
+        # Paced (the replica runs late): told when to come back, and its lease lasts until then plus a TTL.
         wait_s = admission.pace() if admission.share < 1.0 else None
-        if wait_s is None:
-            inst = await self.renew(instance_id, authorization, lease_token, status)
-            body = pydantic_core.to_json(inst.to_json())
-            headers = [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-        else:  # paced: told when to come back, and its lease lasts until then plus a TTL
-            inst = await self.renew(instance_id, authorization, lease_token, status,
-                                    lease_ms=round(wait_s * 1000) + self.registry.ttl_ms)
-            body = pydantic_core.to_json(inst.to_json())
-            headers = [_JSON_HEADERS, (b"content-length", str(len(body)).encode()),
-                       (b"retry-after", str(round(wait_s)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    async def renew(self, instance_id: str, authorization: bytes | None, lease_token: bytes | None,
-                    status: InstanceStatus | None, *, lease_ms: int | None = None) -> Instance:
-        """The heartbeat itself, as the request's credentials (its ``Authorization`` and ``X-Lease-Token``
-        headers) allow: the lease renewed for ``lease_ms`` (default: the TTL). Raises the API's errors
-        (unknown instance, wrong token)."""
-        bearer = bearer_token(authorization.decode("latin-1")) if authorization is not None else None
-        grant = self.access.authorize((bearer,) if bearer else (), _WRITE)
-        if grant.scope is not None:
-            await grant.check_instance(self.registry, instance_id)
-        inst = await self.registry.heartbeat(instance_id, status, lease_token_hash=grant.lease_hash(
-            lease_token.decode("latin-1") if lease_token is not None else None), lease_ms=lease_ms)
+        inst = await self.renew(instance_id, get(b"authorization"), get(b"x-lease-token"), status,
+                                lease_ms=None if wait_s is None else round(wait_s * 1000) + self.registry.ttl_ms)
         if inst is None:
             raise instance_not_found(instance_id)
-        return inst
+        body = pydantic_core.to_json(inst.to_json())
+        answer = [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        if wait_s is not None:
+            answer.append((b"retry-after", str(round(wait_s)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": answer})
+        await send({"type": "http.response.body", "body": body})
+
+    def renew(self, instance_id: str, authorization: bytes | None, lease_token: bytes | None,
+              status: InstanceStatus | None, *, lease_ms: int | None = None) -> Awaitable[Instance | None]:
+        """The heartbeat itself, as the request's credentials (its ``Authorization`` and ``X-Lease-Token``
+        headers) allow: the lease renewed for ``lease_ms`` (default: the TTL); the instance, ``None`` when
+        there is none. Raises the API's errors (wrong token). (The registry's own awaitable, not a
+        coroutine of this method's: no coroutine more on every heartbeat.)"""
+        bearer = bearer_token(authorization.decode("latin-1")) if authorization is not None else None
+        grant = self.access.authorize((bearer,) if bearer else (), _WRITE)
+        lease_hash = grant.lease_hash(lease_token.decode("latin-1") if lease_token is not None else None)
+        if grant.scope is not None:
+            return self._renew_in_scope(grant, instance_id, status, lease_hash, lease_ms)
+        return self.registry.heartbeat(instance_id, status, lease_token_hash=lease_hash, lease_ms=lease_ms)
+
+    async def _renew_in_scope(self, grant: Grant, instance_id: str, status: InstanceStatus | None,
+                              lease_hash: str | None, lease_ms: int | None) -> Instance | None:
+        await grant.check_instance(self.registry, instance_id)
+        return await self.registry.heartbeat(instance_id, status, lease_token_hash=lease_hash, lease_ms=lease_ms)
 
     def instance_id(self, scope: Scope) -> str | None:
         """The instance a request heartbeats (``None``: the request is not a heartbeat)."""

@@ -32,6 +32,12 @@ log = logging.getLogger("registry_server.overload")
 FLUSH_S = 0.25
 """How long refused heartbeats are collected before their leases are renewed: far below any TTL."""
 CONCURRENCY = 32
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+"""What the refused heartbeats waiting for their renewal may hold (their ids and credentials; twice this
+while a flush runs). Beyond it a refused heartbeat renews nothing: while the replica refuses, every live
+lease is held anyway; this only bounds what a flood of refused requests with large headers can pin."""
+_ENTRY_BYTES = 200
+"""What an entry takes beside its strings (the tuple, the dict slot, the objects' headers)."""
 _REFUSED_RENEWAL = (ApiError, HTTPException, LeaseTokenError, UnauthorizedError, ServiceNotInScopeError, StoreError)
 """What a renewal may meet and leaves alone: the instance is gone, the credentials do not hold, or the
 store is away (its own protection then holds every lease)."""
@@ -42,6 +48,7 @@ class RefusedHeartbeats:
         self._endpoint = endpoint
         self._ttl_ms = ttl_ms
         self._pending: dict[str, tuple[bytes | None, bytes | None, int]] = {}
+        self._pending_bytes = 0
         self._flushing: asyncio.Task[None] | None = None
         self.renewed = 0
         """Leases renewed for refused heartbeats, since the start."""
@@ -55,12 +62,12 @@ class RefusedHeartbeats:
         instance_id = self._endpoint.instance_id(scope)
         if instance_id is None:
             return
-        authorization = lease_token = None
-        for name, value in scope["headers"]:  # of a repeated header the last, as the endpoint reads them
-            if name == b"x-lease-token":
-                lease_token = value
-            elif name == b"authorization":
-                authorization = value
+        headers = dict(scope["headers"])  # of a repeated header the last, as the endpoint reads them
+        authorization, lease_token = headers.get(b"authorization"), headers.get(b"x-lease-token")
+        size = _ENTRY_BYTES + len(instance_id) + len(authorization or b"") + len(lease_token or b"")
+        if self._pending_bytes + size > MAX_PENDING_BYTES:
+            return
+        self._pending_bytes += size  # an instance refused twice is charged twice: a bound, not a count
         self._pending[instance_id] = (authorization, lease_token, round(retry_after_s * 1000) + self._ttl_ms)
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush_soon(),
@@ -76,7 +83,7 @@ class RefusedHeartbeats:
 
     async def flush(self) -> None:
         """Renew the leases of the heartbeats refused so far."""
-        pending, self._pending = self._pending, {}
+        pending, self._pending, self._pending_bytes = self._pending, {}, 0
         gate = asyncio.Semaphore(CONCURRENCY)
         await asyncio.gather(*(self._renew(gate, iid, authorization, lease_token, lease_ms)
                                for iid, (authorization, lease_token, lease_ms) in pending.items()))
@@ -85,9 +92,12 @@ class RefusedHeartbeats:
                      lease_token: bytes | None, lease_ms: int) -> None:
         async with gate:
             try:
-                await self._endpoint.renew(instance_id, authorization, lease_token, None, lease_ms=lease_ms)
+                renewed = await self._endpoint.renew(instance_id, authorization, lease_token, None, lease_ms=lease_ms)
             except _REFUSED_RENEWAL as exc:
                 log.debug("refused heartbeat of %s renewed nothing: %s", instance_id, exc)
+                return
+            if renewed is None:
+                log.debug("refused heartbeat of %s renewed nothing: no such instance", instance_id)
                 return
         self.renewed += 1
 

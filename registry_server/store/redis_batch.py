@@ -48,13 +48,16 @@ class ScriptBatcher:
         self._pending: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
         self._conn: AbstractConnection | None = None
+        self._late = False
+        """The batch on the wire ran out of time (its timer cancelled the sender)."""
 
     def __repr__(self) -> str:
         return f"ScriptBatcher(pending={len(self._pending)}, sending={self._sender is not None})"
 
-    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        """The script's reply; :class:`TimeoutError` when it is not there within ``timeout_s``."""
-        return await self.submit(keys, args)
+    def __call__(self, keys: list[Any], args: list[Any]) -> asyncio.Future[Any]:
+        """The script's reply, to await; :class:`TimeoutError` when it is not there within ``timeout_s``.
+        (The future itself, not a coroutine awaiting it: no coroutine of its own for every call.)"""
+        return self.submit(keys, args)
 
     def submit(self, keys: list[Any], args: list[Any], *, script: AsyncScript | None = None) -> asyncio.Future[Any]:
         """Queue a call of ``script`` (by default the batcher's own) and return its future at once: calls
@@ -65,22 +68,37 @@ class ScriptBatcher:
         self._pending.append((script, ("EVALSHA", script.sha, len(keys), *keys, *args), future,
                               loop.time() + self._timeout_s))
         if self._sender is None:
-            self._sender = asyncio.ensure_future(self._drain())
+            self._sender = loop.create_task(self._drain())
         return future
 
     async def _drain(self) -> None:
         batch: list[_Call] = []
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
         try:
             while self._pending:
                 batch = self._pending[:self._max_batch]
                 del self._pending[:len(batch)]
+                # The first call's deadline is the earliest (calls queue in order, each given timeout_s). A
+                # bare timer that cancels this task, not asyncio.timeout_at: on every batch, its context
+                # manager costs as much as the rest of a lone heartbeat's batch.
+                self._late = False
+                timer = loop.call_at(batch[0][3], self._give_up, task)
                 try:
-                    async with asyncio.timeout_at(min(deadline for _script, _command, _future, deadline in batch)):
-                        replies = await self._send(batch)
-                except Exception as exc:  # the connection failed or timed out: every call in the batch fails
+                    replies = await self._send(batch)
+                except asyncio.CancelledError:
+                    if not self._late or task.uncancel() > 0:
+                        raise  # cancelled from outside (too)
+                    for _script, _command, future, _deadline in batch:
+                        _settle(future, TimeoutError())
+                    continue
+                except Exception as exc:  # the connection failed: every call in the batch fails
                     for _script, _command, future, _deadline in batch:
                         _settle(future, exc)
                     continue
+                finally:
+                    timer.cancel()
                 for (_script, _command, future, _deadline), reply in zip(batch, replies, strict=True):
                     _settle(future, reply)
         except asyncio.CancelledError:
@@ -90,6 +108,11 @@ class ScriptBatcher:
             raise
         finally:
             self._sender = None
+
+    def _give_up(self, task: asyncio.Task[None]) -> None:
+        """The batch on the wire has run out of time: cancel its exchange (which disconnects)."""
+        self._late = True
+        task.cancel()
 
     async def _send(self, batch: list[_Call]) -> list[Any]:
         replies = await self._exchange([command for _script, command, _future, _deadline in batch])
@@ -105,6 +128,9 @@ class ScriptBatcher:
         """One write of every command, then their replies in order (a Redis error reply as its exception)."""
         if self._conn is None:
             self._conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            # No socket timeout of its own: the batch's deadline bounds the whole exchange, and with one,
+            # redis-py wraps every write in asyncio.wait_for (a task and a timer more on every batch).
+            self._conn.socket_timeout = None
         conn = self._conn
         try:
             if not conn.is_connected:

@@ -64,6 +64,8 @@ _UNAVAILABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, 
                 rexc.TryAgainError, rexc.ClusterDownError, rexc.MasterDownError, TimeoutError, OSError)
 _NAME_CACHE_LIMIT = 200_000
 _NAME_CACHE_BYTES = 16 * 1024 * 1024
+_SERVICE_KEYS_CACHED = 4096
+"""Services whose heartbeat keys are kept built (the most recently used)."""
 STREAM_BYTES = 1024 * 1024
 """A service's event stream keeps about this many bytes of events (see lua/_emit.lua, which holds the
 number): each event trims it to at least 16 and at most ``event_history`` events of its own size."""
@@ -109,6 +111,8 @@ def _owned(instance_id: str, row: Sequence[Any]) -> Sequence[Any]:
 
 
 _UNCHECKED = Health()
+_HEALTH_STATUSES = {status.value: status for status in HealthStatus}
+"""By stored value: a dict read, where ``HealthStatus(value)`` is an enum call on every checked heartbeat."""
 _INSTANCE_FIELDS = ["doc", "status", "reg", "hb", "exp", "hs", "hat", "hout"]
 """An instance's fields as :func:`_instance` reads them."""
 
@@ -117,12 +121,13 @@ def _health(status: Any, checked_at: Any, output: Any) -> Health:
     """The stored health fields (empty or missing: never checked)."""
     if not status:
         return _UNCHECKED
-    return Health(HealthStatus(str(status)), int(checked_at) if checked_at else None, str(output or ""))
+    return Health(_HEALTH_STATUSES[status], int(checked_at) if checked_at else None, str(output or ""))
 
 
-def _instance(documents: DocumentDecoder, instance_id: str, row: Sequence[Any]) -> Instance:
+def _instance(documents: DocumentDecoder, instance_id: str, row: Sequence[Any], health_at: int = 5) -> Instance:
+    """The instance of a script's row: its :data:`_INSTANCE_FIELDS`, the health fields from ``health_at``."""
     doc, status, reg, hb, exp = row[:5]
-    health = _health(*row[5:8]) if len(row) >= 8 else _UNCHECKED
+    health = _health(*row[health_at:health_at + 3]) if len(row) >= health_at + 3 else _UNCHECKED
     return Instance.from_document(instance_id, documents.decode(doc), status, int(reg), int(hb), int(exp), health)
 
 
@@ -142,6 +147,7 @@ class RedisStore:
         self._names: dict[str, str] = {}
         self._names_bytes = 0
         self._documents = DocumentDecoder()
+        self._heartbeat_keys = functools.lru_cache(maxsize=_SERVICE_KEYS_CACHED)(self._service_keys)
         self._epoch_set = False
         self.next_expiry_ms: int | None = None
         self._register = self._script("register")
@@ -294,38 +300,52 @@ class RedisStore:
 
     async def heartbeat(self, instance_id: str, status: InstanceStatus | None, now_ms: int, ttl_ms: int, *,
                         lease_token_hash: str | None = None) -> Renewal | None:
-        k = self._keys
+        presented = _presented(lease_token_hash)
+
+        def call(name: str) -> tuple[list[Any], list[Any]]:
+            instance_prefix, leases, revision, counts, events, channel = self._heartbeat_keys(name)
+            return ([instance_prefix + instance_id, leases, revision, counts, events],
+                    [instance_id, now_ms, now_ms + ttl_ms, status or "", name, self._event_history,  # a StrEnum: a str
+                     presented, channel])
 
         async def renew(name: str) -> Renewal | None:
-            keys = [k.instance(name, instance_id), k.leases(name), k.revision(name), k.counts(name), k.events(name)]
-            args: list[str | int] = [instance_id, now_ms, now_ms + ttl_ms, status.value if status else "", name,
-                                     self._event_history, _presented(lease_token_hash), k.channel]
+            keys, args = call(name)
             if self._heartbeat_batch is not None:
-                row = await self._heartbeat_batch(keys, args)
-            else:
-                row = await self._heartbeat(keys=keys, args=args)
-            if row is None:
-                return None
-            row = _owned(instance_id, row)
-            try:
-                return Renewal(_instance(self._documents, instance_id, [*row[:5], *row[6:9]]), row[5] == 1)
-            except UndecodableDocumentError as exc:
-                # Answered as unknown (404): the owner registers again, and its registration replaces the
-                # document that no reader can use.
-                self._documents.skipped(f"instance {instance_id!r}", exc)
-                return None
+                return self._renewal(instance_id, await self._heartbeat_batch(keys, args))
+            return self._renewal(instance_id, await self._heartbeat(keys=keys, args=args))
 
-        cached = self._names.get(instance_id) if self._heartbeat_batch is not None else None
-        if cached is None:
+        batch = self._heartbeat_batch
+        cached = self._names.get(instance_id) if batch is not None else None
+        if cached is None or batch is None:
             return await self._run("heartbeat", lambda: self._by_id(instance_id, renew))
-        # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch).
+        # The steady state, one batched round trip: the batcher bounds the wait itself (one timer per batch),
+        # awaited here rather than through ``renew``: no coroutine more on every heartbeat.
         try:
-            renewal = await renew(cached)
+            renewal = self._renewal(instance_id, await batch(*call(cached)))
         except (*_UNAVAILABLE, rexc.RedisError) as exc:
             raise self._store_error("heartbeat", exc) from exc
         if renewal is not None:
             return renewal
         return await self._run("heartbeat", lambda: self._recheck(instance_id, cached, renew))
+
+    def _service_keys(self, name: str) -> tuple[str, str, str, str, str, str]:
+        """The keys a heartbeat of ``name`` names besides its instance's (and the instance's prefix): built
+        once per service, not by seven calls on every heartbeat (see ``_heartbeat_keys``)."""
+        k = self._keys
+        return k.instance_prefix(name), k.leases(name), k.revision(name), k.counts(name), k.events(name), k.channel
+
+    def _renewal(self, instance_id: str, row: Any) -> Renewal | None:
+        """The heartbeat script's reply as the renewal (``None``: no such instance in that service)."""
+        if row is None:
+            return None
+        row = _owned(instance_id, row)
+        try:
+            return Renewal(_instance(self._documents, instance_id, row, health_at=6), row[5] == 1)
+        except UndecodableDocumentError as exc:
+            # Answered as unknown (404): the owner registers again, and its registration replaces the
+            # document that no reader can use.
+            self._documents.skipped(f"instance {instance_id!r}", exc)
+            return None
 
     async def deregister(self, instance_id: str, now_ms: int, *,
                          lease_token_hash: str | None = None) -> Instance | None:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from registry_server.api.admission import TARGET_LAG_S, TICK_S, WINDOW_S, Admission
 from registry_server.api.cross_origin import CrossOrigin
 from registry_server.api.middleware import FrontLayer, watching
+from registry_server.api.refused_heartbeats import MAX_PENDING_BYTES
 from registry_server.app import create_app
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceStatus, Renewal
@@ -280,3 +281,19 @@ def _front(app: ASGIApp, admission: Admission) -> FrontLayer:
     """``app`` behind the front layer, which asks ``admission`` first."""
     return FrontLayer(app, admission=admission, metrics=RegistryMetrics(CollectorRegistry()),
                       cross_origin=CrossOrigin(()), handlers={})
+
+
+async def test_refused_heartbeats_awaiting_renewal_hold_a_bounded_number_of_bytes() -> None:
+    app = create_app(Settings(instance_ttl_s=TTL_S), store=MemoryStore(), clock=FakeClock(),
+                     metrics_registry=CollectorRegistry())
+    refused = app.state.refused_heartbeats
+    big = b"t" * 15_000  # about as large as a request's headers may be
+    for n in range(2 * MAX_PENDING_BYTES // len(big)):
+        refused.refused({"type": "http", "method": "PUT", "path": f"/instances/i-{n}/heartbeat",
+                         "headers": [(b"x-lease-token", big)]}, 1.0)
+    held = len(refused._pending)
+    assert 0.9 * MAX_PENDING_BYTES < held * len(big) <= MAX_PENDING_BYTES, "filled to the bound, not past it"
+    await refused.flush()  # renews nothing here (no such instances) and frees the room
+    refused.refused({"type": "http", "method": "PUT", "path": "/instances/late/heartbeat", "headers": []}, 1.0)
+    assert list(refused._pending) == ["late"]
+    await refused.stop()
