@@ -8,7 +8,7 @@ what the replica can serve:
   write (a heartbeat, a registration, a removal) is answered at once with ``503`` and ``Retry-After``, at
   the cost of two ``send`` calls. Reads may use twice the limit; watches (blocking queries, change
   streams) count in neither once they wait, since ``REGISTRY_MAX_WATCHERS`` bounds them.
-- **Pacing** (``watch_lag``, on by default; the heartbeat endpoint asks :meth:`Admission.pace`). Part of
+- **Pacing** (``watch_lag``, ``REGISTRY_PACE_HEARTBEATS``; the heartbeat endpoint asks :meth:`Admission.pace`). Part of
   the queue of an overloaded registry is not in the application at all but in the server, in requests
   read and parsed and waiting for their turn, where no limit sees them. A timer measures how late the
   loop runs it; while it is later than :data:`TARGET_LAG_S`, the share of heartbeats answered plainly is
