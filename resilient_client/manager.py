@@ -272,15 +272,15 @@ class ServiceRegistryManager:
             if not self.registered:
                 await self._register_once()
                 return wait_s
-            renewed = await self._http.heartbeat(registration.id, self._status.value, registration.lease_token)
-            if renewed is None:
+            next_in_s = await self._http.heartbeat(registration.id, self._status.value, registration.lease_token)
+            if next_in_s is None:
                 log.warning("registry forgot %s; registering again", registration.id)
                 self._set_state(RegistrationState.REGISTERING)
                 await self._register_once()
                 outcome = HeartbeatOutcome.REREGISTERED
             else:
                 outcome = HeartbeatOutcome.OK
-                wait_s = renewed
+                wait_s = next_in_s
         except (RegistryUnavailableError, RegistryRequestError):
             self._reporter.heartbeat_sent(registration.name, HeartbeatOutcome.FAILED)
             raise

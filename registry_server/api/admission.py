@@ -109,7 +109,7 @@ class Admission:
         now = loop.time()
         # A late tick counts only while requests are being served: a loop that ran late with none in
         # flight (a paused process, an in-process client that runs the loop only while it calls) had no
-        # queue to protect, and shedding would refuse the first requests after it.
+        # queue to protect, and pacing would slow (and holding keep) the first heartbeats after it.
         self.adjust(now - due if self.in_flight else 0.0)
         if self.share < 1.0:
             # Behind: heartbeats may be waiting in the server, unread, past their leases' end, however few
@@ -140,7 +140,7 @@ class Admission:
         self.in_flight += 1
         return True
 
-    def pace(self) -> float | None:
+    def pace(self) -> int | None:
         """For the heartbeat being served: while the loop is behind (``share`` below 1, so callers may skip
         the call otherwise), for a share of heartbeats, the seconds it should wait before the next one,
         which it is told with ``Retry-After`` and its lease covers; ``None``: answer it plainly."""

@@ -53,13 +53,13 @@ class HeartbeatEndpoint:
         # Paced (the replica runs late): told when to come back, and its lease lasts until then plus a TTL.
         wait_s = admission.pace() if admission.share < 1.0 else None
         inst = await self.renew(instance_id, get(b"authorization"), get(b"x-lease-token"), status,
-                                lease_ms=None if wait_s is None else round(wait_s * 1000) + self.registry.ttl_ms)
+                                lease_ms=None if wait_s is None else wait_s * 1000 + self.registry.ttl_ms)
         if inst is None:
             raise instance_not_found(instance_id)
         body = pydantic_core.to_json(inst.to_json())
         answer = [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if wait_s is not None:
-            answer.append((b"retry-after", str(round(wait_s)).encode()))
+            answer.append((b"retry-after", str(wait_s).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": answer})
         await send({"type": "http.response.body", "body": body})
 
