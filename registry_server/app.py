@@ -31,6 +31,7 @@ from registry_server.api.heartbeat import HeartbeatEndpoint, HeartbeatShortcut
 from registry_server.api.middleware import ExceptionHandler, FrontLayer
 from registry_server.api.refused_heartbeats import RefusedHeartbeats
 from registry_server.api.rendered import RenderedAnswers
+from registry_server.api.replay_positions import PositionsBudget
 from registry_server.api.routes import RegistryApi
 from registry_server.api.ui import ui_routes
 from registry_server.api.watching import WatchApi
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     metrics = RegistryMetrics(metrics_registry if metrics_registry is not None else CollectorRegistry())
     metrics.count_undecodable(lambda: store.undecodable_documents)
     rendered = RenderedAnswers()  # discovery answers, dropped as their service changes
+    positions = PositionsBudget()  # what change streams' replays sent, till the live events pass it
     sweeper = Sweeper(store, clock, settings.sweep_interval_s,  # sweeps sooner when a lease ends sooner
                       retention_s=settings.service_retention_s)
     registry = Registry(store, clock, settings.ttl_ms, RegistryObservers(metrics, rendered, sweeper),
@@ -170,7 +172,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
         admission=admission,
         cross_origin=CrossOrigin(settings.allowed_origins),
         routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
-                *WatchApi(registry, hub, metrics, access, rendered).routes(), *ui_routes(),
+                *WatchApi(registry, hub, metrics, access, rendered, positions).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access, body)],
         lifespan=lifespan,
     )
@@ -179,6 +181,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     app.state.sweeper = sweeper
     app.state.health_checker = checker
     app.state.hub = hub
+    app.state.replay_positions = positions
     app.state.refused_heartbeats = refused
     app.state.admission = admission
     app.state.access = access

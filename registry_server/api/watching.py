@@ -18,6 +18,7 @@ from registry_server.api.errors import ApiError
 from registry_server.api.middleware import watching
 from registry_server.api.query import blocking_index, filtered, service_name, status_filter, wait_seconds
 from registry_server.api.rendered import Rendered, RenderedAnswers
+from registry_server.api.replay_positions import PositionsBudget, ReplayPositions
 from registry_server.change_hub import CLOSED, GAP, OVERFLOW, ChangeHub, Subscription, WatchLimitError
 from registry_server.errors import StoreError
 from registry_server.metrics import RegistryMetrics
@@ -25,6 +26,10 @@ from registry_server.model import ChangeEvent, event_id_order
 from registry_server.registry import Registry
 
 _REPLAY_BATCH = 500
+
+
+class _ReplayTooWideError(Exception):
+    """A replay spans more services than the stream may keep positions for."""
 
 
 def _too_many(exc: WatchLimitError) -> ApiError:
@@ -52,13 +57,15 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 class WatchApi:
     def __init__(self, registry: Registry, hub: ChangeHub, metrics: RegistryMetrics, access: Access,
-                 rendered: RenderedAnswers) -> None:
-        """``rendered`` must hear of every change (``create_app`` has the registry and the hub tell it)."""
+                 rendered: RenderedAnswers, positions: PositionsBudget) -> None:
+        """``rendered`` must hear of every change (``create_app`` has the registry and the hub tell it).
+        ``positions``: what the change streams' replays may hold (see :mod:`.replay_positions`)."""
         self.registry = registry
         self.hub = hub
         self.metrics = metrics
         self.access = access
         self.rendered = rendered
+        self.positions = positions
 
     def routes(self) -> list[Route]:
         return [Route("/services/{name}", self.discover, methods=["GET"]),
@@ -161,45 +168,48 @@ class WatchApi:
                       last_id: str | None) -> AsyncIterator[ServerSentEvent]:
         store = self.registry.store
         sent = last_id or await store.last_event_id()
-        positions: dict[str, tuple[int, int]] = {}  # per service, the newest event sent
+        replayed = ReplayPositions(self.positions)
 
-        def first_time(event: ChangeEvent) -> bool:
-            """Events of one service are strictly ordered, so a position per service spots what a replay
-            already sent (across services, ids are ordered by time only)."""
+        def note(event: ChangeEvent) -> None:
             nonlocal sent
-            position = event_id_order(event.id)
-            last = positions.get(event.service)
-            if last is not None and position[:2] <= last:
-                return False
-            positions[event.service] = position[:2]
             sent = max(sent, event.id, key=event_id_order)
-            return True
 
-        if last_id is not None:
-            if await store.history_complete(last_id):
-                async for event in self._replay(service, last_id):  # what the consumer missed
-                    if first_time(event):
-                        yield self._event(event)
-            else:
-                sent = await store.last_event_id()
-                yield self._reset("events after Last-Event-ID are no longer held; re-read /services")
-        yield ServerSentEvent(data=pydantic_core.to_json({"last_event_id": sent}).decode(), event="ready",
-                              id=sent)
-        while True:
-            item = await sub.get()
-            if item is CLOSED:
-                return
-            if item is OVERFLOW:
-                yield self._reset("events were lost (consumer too slow); re-read /services")
-                return
-            if item is GAP:
-                if not await store.history_complete(sent):
-                    yield self._reset("events were lost while the store was away; re-read /services")
+        async def replay(after: str) -> AsyncIterator[ServerSentEvent]:
+            async for event in self._replay(service, after):
+                if not replayed.record(event):
+                    raise _ReplayTooWideError
+                note(event)
+                yield self._event(event)
+
+        try:
+            if last_id is not None:
+                if await store.history_complete(last_id):
+                    async for replayed_event in replay(last_id):  # what the consumer missed
+                        yield replayed_event
+                else:
+                    sent = await store.last_event_id()
+                    yield self._reset("events after Last-Event-ID are no longer held; re-read /services")
+            yield ServerSentEvent(data=pydantic_core.to_json({"last_event_id": sent}).decode(), event="ready",
+                                  id=sent)
+            while True:
+                item = await sub.get()
+                if item is CLOSED:
                     return
-                async for event in self._replay(service, sent):
-                    if first_time(event):
-                        yield self._event(event)
-                continue
-            assert isinstance(item, ChangeEvent)
-            if first_time(item):
-                yield self._event(item)
+                if item is OVERFLOW:
+                    yield self._reset("events were lost (consumer too slow); re-read /services")
+                    return
+                if item is GAP:
+                    if not await store.history_complete(sent):
+                        yield self._reset("events were lost while the store was away; re-read /services")
+                        return
+                    async for replayed_event in replay(sent):
+                        yield replayed_event
+                    continue
+                assert isinstance(item, ChangeEvent)
+                if replayed.live(item):
+                    note(item)
+                    yield self._event(item)
+        except _ReplayTooWideError:
+            yield self._reset("the events missed span too many services to replay; re-read /services")
+        finally:
+            replayed.clear()
