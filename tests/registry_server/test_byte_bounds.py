@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import tracemalloc
@@ -12,7 +13,16 @@ from redis.asyncio import Redis
 
 from registry_server.api.rendered import RenderedAnswers
 from registry_server.change_hub import ChangeHub
-from registry_server.model import ChangeEvent, ChangeNotice, EventType, Instance, InstanceRegistration, compact_document
+from registry_server.model import (
+    ChangeEvent,
+    ChangeNotice,
+    EventType,
+    Instance,
+    InstanceRegistration,
+    base_url,
+    compact_document,
+    format_timestamp,
+)
 from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError, footprint
 from registry_server.store.memory import MemoryStore
 from registry_server.store.redis_store import RedisStore
@@ -135,3 +145,48 @@ def test_the_id_cache_takes_at_most_its_stated_memory(make_id: Callable[[int], s
     else:
         raise AssertionError("never emptied")
     assert 10 * 2**20 < peak <= 30 * 2**20, peak
+
+
+def _filled_bytes(fill: Callable[[int], object], entries: int) -> int:
+    """What calling ``fill`` for ``entries`` distinct arguments leaves allocated (its cache, nothing else)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(entries):
+            fill(n)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_timestamp_cache_takes_at_most_its_stated_memory() -> None:
+    """14 MiB, as docs/security.md states, filled past its 65,536 entries."""
+    format_timestamp.cache_clear()
+    try:
+        taken = _filled_bytes(lambda n: format_timestamp(1_700_000_000_000 + 7 * n), 70_000)
+        assert format_timestamp.cache_info().currsize == 65_536
+    finally:
+        format_timestamp.cache_clear()
+    assert 5 * 2**20 < taken <= 14 * 2**20, taken
+
+
+def test_the_base_url_cache_takes_at_most_its_stated_memory() -> None:
+    """51 MiB, as docs/security.md states, filled past its 65,536 entries with the longest hosts (each its
+    own string, as decoded from a document, kept alive by the cache alone)."""
+    base_url.cache_clear()
+    try:
+        taken = _filled_bytes(lambda n: base_url("https", f"{n:07d}".ljust(253, "h"), 1 + n % 65535), 70_000)
+        assert base_url.cache_info().currsize == 65_536
+    finally:
+        base_url.cache_clear()
+    assert 20 * 2**20 < taken <= 51 * 2**20, taken
+
+
+def test_the_heartbeat_keys_cache_takes_at_most_its_stated_memory() -> None:
+    """6 MiB, as docs/security.md states: 4,096 services with names of 128 characters."""
+    store = RedisStore(Redis())  # never connects: the cache is filled as heartbeats would fill it
+    taken = _filled_bytes(lambda n: store._heartbeat_keys(f"{n:06d}".ljust(128, "s")), 5_000)
+    assert store._heartbeat_keys.cache_info().currsize == 4_096
+    assert 2**20 < taken <= 6 * 2**20, taken
