@@ -9,12 +9,14 @@ second, its defaults otherwise; ``--pacing``: heartbeats are paced). The registr
 with a CPU hog (it gets about half of it) and the load generator has core 1 (``--no-pin``: no pinning): a
 load generator needs a core of its own to offer three times what a registry process answers. Redis runs on
 core 1 too, at a higher priority than the generator (as root). Heartbeats go
-over a lean HTTP/1.1 client on keep-alive connections: each instance opens its own before the load
-begins, and another while one is busy.
+over a lean HTTP/1.1 client on keep-alive connections: each instance its own, and another while one is
+busy.
 
 1. Capacity: 32 workers send heartbeats back to back for ``--capacity-duration`` seconds; ``C`` is the
    heartbeats per second answered 200.
-2. For each ratio ``r``: ``N = r * C * interval`` instances, each heartbeating every ``--interval`` seconds
+2. For each ratio ``r``: ``N = r * C * interval`` instances register and heartbeat at 90 % of ``C`` (a
+   running fleet, its connections open and in use) until all are registered and have had two turns. Then,
+   for the overload, each heartbeats every ``--interval`` seconds
    on its own schedule (phase ``i / N``) without waiting for answers (open loop), with a 2 s client
    timeout and as many connections as it takes, for ``--duration`` seconds. As the client library does,
    an instance answered with ``Retry-After`` (a ``503``, or a paced ``200``) sends nothing before it
@@ -42,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,11 @@ class OverloadResult:
     deferred: int = 0
     """Heartbeats not sent because their instance was told to come back later."""
     generator_late_s: float = 0.0
-    never_registered: int = 0
     """The most the load generator fell behind its own schedule (large: the figures measure it, not the
     registry)."""
+    warm_up_s: float = 0.0
+    """How long the fleet took to register and warm up before the overload."""
+    never_registered: int = 0
 
     @property
     def useful_per_s(self) -> float:
@@ -113,6 +116,7 @@ class OverloadResult:
             "death_detected_after_lease_s": _round(self.death_detected_after_lease_s),
             "death_detected_after_overload_s": _round(self.death_detected_after_overload_s),
             "generator_late_s": round(self.generator_late_s, 2), "never_registered": self.never_registered,
+            "warm_up_s": round(self.warm_up_s, 1),
         }
 
 
@@ -206,17 +210,6 @@ class RawHttp:
             writer.close()
 
 
-async def _open(pools: Iterable[RawHttp]) -> None:
-    """One connection for each instance before the load begins, as a fleet of running services has."""
-    gate = asyncio.Semaphore(64)
-
-    async def one(pool: RawHttp) -> None:
-        async with gate:
-            pool.idle.append(await asyncio.open_connection(pool.host, pool.port))
-
-    await asyncio.gather(*(one(pool) for pool in pools))
-
-
 def _registration_request(host: str, service: str, n: int, instance_id: str, token: str) -> bytes:
     body = json.dumps({"name": service, "host": "127.0.0.1", "port": 10000 + n % 50000, "id": instance_id,
                        "lease_token": token}).encode()
@@ -251,29 +244,26 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)) as session:
-        victim = ("Victim", "Victim-000000")
-        tokens = await _register_all(session, url, [victim], _LoadResult(1, interval_s, duration_s))
+        victim = ("Victim", "Victim-000000")  # registered once the fleet is warm, so that it lapses only when it dies
         host = url.removeprefix("http://")
-        tokens.update({iid: f"overload-token-{iid}" for _, iid in ids})
+        tokens = {iid: f"overload-token-{iid}" for _, iid in ids}
         requests = {iid: _heartbeat_request(host, iid, token) for iid, token in tokens.items()}
-        # An instance registers in its first slot of the schedule (and again in the next while refused),
-        # then heartbeats: no lease waits for the whole fleet to register before its first renewal.
+        # An instance registers in its first turn of the warm-up (and again in its next while refused), then
+        # heartbeats: no lease waits for the whole fleet to register before its first renewal.
         registrations = {iid: _registration_request(host, service, n, iid, tokens[iid])
                          for n, (service, iid) in enumerate(ids)}
         registered: set[str] = set()
         pools = {iid: RawHttp(url) for iid in tokens}  # each instance its own keep-alive connection(s)
-        await _open(pools.values())
         loop = asyncio.get_running_loop()
-        start = loop.time() + 0.2
-        overload_ends = start + duration_s
-        victim_stops = start + duration_s / 3
         answers_after: list[tuple[float, int]] = []
         pending: set[asyncio.Task[None]] = set()
 
         not_before: dict[str, float] = {}
         """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again."""
 
-        async def one(instance_id: str, during: bool) -> None:
+        async def one(instance_id: str, during: bool | None) -> None:
+            """One heartbeat (or registration) of the warm-up (``during`` None), the overload (True) or
+            after it (False)."""
             registering = instance_id not in registered
             raw = registrations[instance_id] if registering else requests[instance_id]
             status, took, retry_after = await _beat(pools[instance_id], raw)
@@ -282,6 +272,8 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             if registering and status in (200, 201):
                 registered.add(instance_id)
                 status = 200
+            if during is None:
+                return
             if not during:
                 answers_after.append((loop.time(), status))
                 return
@@ -299,8 +291,10 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             else:
                 result.other[status] = result.other.get(status, 0) + 1
 
-        def launch(instance_id: str, during: bool) -> None:
+        def launch(instance_id: str, during: bool | None) -> None:
             if not_before.get(instance_id, 0.0) > loop.time():
+                if during is None:
+                    return
                 result.deferred += 1  # its own schedule, as the client keeps it: not before the time given
                 return
             task = loop.create_task(one(instance_id, during))
@@ -348,6 +342,24 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
                     return
                 await asyncio.sleep(0.1)  # polling pace
 
+        # Warm-up: the fleet registers and heartbeats at 90 % of the capacity, each instance on its own
+        # connection, until every instance is registered and has had two turns: a running fleet, whose
+        # connections are open and in use, is then offered the overload (opening them all beforehand would
+        # leave the first ones idle past the registry's idle timer, closed before the load begins).
+        warm_step = max(instances / (0.9 * capacity), interval_s) / instances
+        warm_start = loop.time()
+        turn = 0
+        while not (turn >= 2 * instances and len(registered) == instances) and turn < 100 * instances:
+            await asyncio.sleep(max(0.0, warm_start + turn * warm_step - loop.time()))
+            launch(ids[turn % instances][1], None)
+            turn += 1
+        result.warm_up_s = loop.time() - warm_start
+        victim_token = (await _register_all(session, url, [victim], _LoadResult(1, interval_s, duration_s)))[victim[1]]
+        requests[victim[1]] = _heartbeat_request(host, victim[1], victim_token)
+        pools[victim[1]] = RawHttp(url)
+        start = loop.time() + 0.2
+        overload_ends = start + duration_s
+        victim_stops = start + duration_s / 3
         victim_task = loop.create_task(victim_beats())
         watcher = loop.create_task(watch_victim(victim_task))
         prober = loop.create_task(probe())
