@@ -74,6 +74,8 @@ class OverloadResult:
     probe_failures: int = 0
     expirations: float = 0.0
     missing_at_end: int = 0
+    up_one_interval_after: int = 0
+    """The registered instances listed UP one heartbeat interval after the overload."""
     recovery_s: float = 0.0
     death_detected_after_lease_s: float | None = None
     death_detected_after_overload_s: float | None = None
@@ -113,6 +115,7 @@ class OverloadResult:
             "probe_p99_ms": {name: round(1000 * _pct(values, 0.99), 1)
                              for name, values in self.probe_latencies_s.items()},
             "probe_failures": self.probe_failures, "recovery_s": round(self.recovery_s, 2),
+            "up_one_interval_after": self.up_one_interval_after,
             "death_detected_after_lease_s": _round(self.death_detected_after_lease_s),
             "death_detected_after_overload_s": _round(self.death_detected_after_overload_s),
             "generator_late_s": round(self.generator_late_s, 2), "never_registered": self.never_registered,
@@ -361,8 +364,16 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         overload_ends = start + duration_s
         victim_stops = start + duration_s / 3
         victim_task = loop.create_task(victim_beats())
+        async def count_up() -> None:
+            """One heartbeat interval after the overload: how many of the fleet are listed UP."""
+            await asyncio.sleep(max(0.0, overload_ends + interval_s - loop.time()))
+            async with session.get(url + "/instances", timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                listed = {inst["id"] for inst in (await resp.json())["instances"] if inst["status"] == "UP"}
+            result.up_one_interval_after = len(registered & listed)
+
         watcher = loop.create_task(watch_victim(victim_task))
         prober = loop.create_task(probe())
+        counter = loop.create_task(count_up())
         step = interval_s / instances
         beat = 0
         while True:  # the overload: every instance on its own schedule, whatever the answers
@@ -393,6 +404,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             launch(ids[calm % instances][1], False)
             calm += 1
         await prober
+        await counter
         if pending:
             await asyncio.wait(pending)
         await watcher
