@@ -364,12 +364,17 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         overload_ends = start + duration_s
         victim_stops = start + duration_s / 3
         victim_task = loop.create_task(victim_beats())
+        async def listed(*, up_only: bool) -> set[str]:
+            """The ids of the instances listed (only those UP, with ``up_only``): a full listing may take longer
+            than a heartbeat's timeout after an overload."""
+            async with session.get(url + "/instances", timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                return {inst["id"] for inst in (await resp.json())["instances"]
+                        if not up_only or inst["status"] == "UP"}
+
         async def count_up() -> None:
             """One heartbeat interval after the overload: how many of the fleet are listed UP."""
             await asyncio.sleep(max(0.0, overload_ends + interval_s - loop.time()))
-            async with session.get(url + "/instances", timeout=aiohttp.ClientTimeout(total=30)) as resp:
-                listed = {inst["id"] for inst in (await resp.json())["instances"] if inst["status"] == "UP"}
-            result.up_one_interval_after = len(registered & listed)
+            result.up_one_interval_after = len(registered & await listed(up_only=True))
 
         watcher = loop.create_task(watch_victim(victim_task))
         prober = loop.create_task(probe())
@@ -417,9 +422,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         result.expirations = _metric_sum(text, "registry_expirations_total")
         result.requests_shed_metric = _metric_sum(text, "registry_requests_shed_total")
         result.heartbeats_paced_metric = _metric_sum(text, "registry_heartbeats_paced_total")
-        async with session.get(url + "/instances") as resp:
-            listed = {inst["id"] for inst in (await resp.json())["instances"]}
-        result.missing_at_end = len(registered - listed)
+        result.missing_at_end = len(registered - await listed(up_only=False))
         result.never_registered = instances - len(registered)
     return result
 
