@@ -13,10 +13,10 @@ has a whole lease to heartbeat again):
   loop runs late. Refused heartbeats renew their own leases, to cover the delay they were given
   (:mod:`registry_server.api.refused_heartbeats`), but others wait in the server until their callers give
   up, and a request whose caller left is never served: nothing tells a live instance among those from a
-  dead one. So once the overload lasts beyond a stall, while it is held and until a quiet period has
-  passed, every sweep gives each lease that is live (or ran out since the last sweep) a full TTL from
-  now. A death during an overload is detected at most one TTL, the quiet period and one sweep after the
-  overload ends (or after the delay given to its last refused heartbeat, if that is later).
+  dead one. So while it is held, and until a quiet period has passed, every sweep gives each lease that
+  is live (or ran out since the last sweep) a full TTL from now. A death during an overload is detected at
+  most one TTL, the quiet period and one sweep after the overload ends (or after the delay given to its
+  last refused heartbeat, if that is later).
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.expiry_protection")
-
-SUSTAINED_MS = 500
-"""How long refusals must go on (with no quiet period between them) before every live lease is held."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +93,15 @@ class ExpiryProtection:
         return self._marked_at is None or (time.monotonic() - self._marked_at) * 1000 > gap
 
     def shed(self) -> None:
-        """A request was refused for overload (its sender was told when to come back): once refusals have
-        gone on for :data:`SUSTAINED_MS`, others may be waiting unheard, so the leases are held too. A lone
-        burst (the in-flight limit passed for a moment after a stall) holds nothing: the refused renew
-        their own leases, and the others waited no longer than the burst."""
+        """A request was refused for overload (its sender was told when to come back): others may be
+        waiting unheard, so the leases are held too."""
         now = self._clock.now_ms()
         self._last_shed_ms = now
         if self.shedding_since_ms is None:
             self.shedding_since_ms = now
-            log.warning("overloaded: refusing writes with 503 and Retry-After; if it lasts, every live lease "
-                        "is held until it is over")
-        if now - self.shedding_since_ms >= SUSTAINED_MS:
-            self.hold()
+            log.warning("overloaded: refusing writes with 503 and Retry-After; every live lease is held "
+                        "until it is over")
+        self.hold()
 
     def hold(self) -> None:
         """Heartbeats may go unheard (an overload): keep every live lease from running out until a quiet

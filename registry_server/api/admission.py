@@ -26,8 +26,8 @@ told to come back later is a sign of life, and its lease covers the delay: a pac
 renewal, a refused one's later, in bulk (``refused``, see :mod:`registry_server.api.refused_heartbeats`).
 
 Reads are never refused for lag; ``/healthz`` and ``/metrics`` are always served, so operators see the
-overload. While the loop is behind for more than a stall (:data:`HOLD_SHARE`), every tick tells ``hold``,
-which keeps every live lease from running out (heartbeats may be waiting unread in the server).
+overload. While the loop is behind, every tick tells ``hold``, which keeps every live lease from running
+out (heartbeats may be waiting unread in the server).
 """
 
 from __future__ import annotations
@@ -43,11 +43,6 @@ from starlette.types import Scope, Send
 TARGET_LAG_S = 0.05
 """How late the loop may run before heartbeats are paced: a heartbeat then waits about this long to start."""
 TICK_S = 0.05
-HOLD_SHARE = 0.5
-"""Below this share (four late ticks in a row, or more), the loop is taken to be behind and every live lease
-is held. A lone stall (a garbage collection, a slow store reply) only delays the heartbeats waiting by its
-length, too little for a lease renewed on time to run out, while holding for it would renew every lease,
-and a replica that stalls now and then would never let a dead instance expire."""
 _MIN_SHARE = 0.02
 _WRITES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
 _ALWAYS = frozenset({"/healthz", "/metrics"})
@@ -116,9 +111,9 @@ class Admission:
         # flight (a paused process, an in-process client that runs the loop only while it calls) had no
         # queue to protect, and pacing would slow (and holding keep) the first heartbeats after it.
         self.adjust(now - due if self.in_flight else 0.0)
-        if self.share < HOLD_SHARE:
-            # Behind for a while: heartbeats may be waiting in the server, unread, past their leases' end,
-            # however few were paced or refused yet.
+        if self.share < 1.0:
+            # Behind: heartbeats may be waiting in the server, unread, past their leases' end, however few
+            # were paced or refused yet.
             self._hold()
         if not loop.is_closed():
             loop.call_later(TICK_S, self._tick, loop, now + TICK_S)

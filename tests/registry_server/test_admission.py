@@ -13,12 +13,11 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry_server.api.admission import HOLD_SHARE, TARGET_LAG_S, TICK_S, WINDOW_S, Admission
+from registry_server.api.admission import TARGET_LAG_S, TICK_S, WINDOW_S, Admission
 from registry_server.api.cross_origin import CrossOrigin
 from registry_server.api.middleware import FrontLayer, watching
 from registry_server.api.refused_heartbeats import MAX_PENDING_BYTES
 from registry_server.app import create_app
-from registry_server.expiry_protection import SUSTAINED_MS
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceStatus, Renewal
 from registry_server.registry import Registry
@@ -76,12 +75,8 @@ async def test_a_write_beyond_the_limit_is_refused_at_once_reads_and_health_stil
         assert again.status_code == 503, "registrations are writes too"
         assert (await http.get("/services/Auth")).status_code == 200, "reads have twice the limit"
         health = await http.get("/healthz")
-        assert health.status_code == 200 and health.json()["shedding"] is True
-        assert health.json()["holding"] is False, "a lone burst of refusals holds no lease"
+        assert health.status_code == 200 and health.json()["shedding"] is True and health.json()["holding"] is True
         assert metrics.get_sample_value("registry_requests_shed_total") == 2
-        clock.advance(SUSTAINED_MS / 1000)
-        assert (await http.put("/instances/a/heartbeat", headers=lease)).status_code == 503
-        assert (await http.get("/healthz")).json()["holding"] is True, "refusals that go on hold every lease"
         store.release.set()
         assert (await held).status_code == 200
 
@@ -102,7 +97,7 @@ async def test_no_live_lease_runs_out_in_an_overload_and_a_silent_instance_expir
         await until(lambda: store.waiting == 1)  # the one write the registry can serve at a time: the overload
         refused_heartbeats = app.state.refused_heartbeats
         delay_s = 0
-        for _ in range(6 * TTL_S):  # thirty seconds: alive is refused every half second, dead is silent
+        for _ in range(3 * TTL_S):  # thirty seconds: alive is refused every second, dead is silent
             renewed = refused_heartbeats.renewed
             refused = await http.put("/instances/alive/heartbeat", headers={"x-lease-token": tokens["alive"]})
             assert refused.status_code == 503 and 1 <= int(refused.headers["retry-after"]) <= 2 * TTL_S
@@ -110,7 +105,7 @@ async def test_no_live_lease_runs_out_in_an_overload_and_a_silent_instance_expir
             forged = await http.put("/instances/dead/heartbeat", headers={"x-lease-token": "not-its-token"})
             assert forged.status_code == 503, "refused before any check: its renewal checks the token"
             await until(lambda target=renewed + 1: refused_heartbeats.renewed == target)  # (not the forged one)
-            clock.advance(0.5)
+            clock.advance(1)
             assert await registry.sweep() == [], "nothing expires while the registry cannot hear every heartbeat"
         alive = await store.get("alive", clock.now_ms())
         assert alive is not None and alive.expires_at_ms >= clock.now_ms() + (delay_s - 2 + TTL_S) * 1000, \
@@ -154,7 +149,7 @@ def test_the_delay_grows_steeply_while_many_writes_are_deferred_and_shrinks_slow
     assert admission._delay_s() == pytest.approx(1.499), "jittered by up to half the mean either way"
 
 
-async def test_a_loop_behind_cuts_the_share_of_heartbeats_and_holds_leases_once_it_stays_behind() -> None:
+async def test_a_loop_behind_cuts_the_share_of_heartbeats_and_holds_leases_until_it_catches_up() -> None:
     held: list[float] = []
     release = asyncio.Event()
 
@@ -174,13 +169,7 @@ async def test_a_loop_behind_cuts_the_share_of_heartbeats_and_holds_leases_once_
         while time.monotonic() < busy_until:  # the fault: the loop kept busy, as a CPU-bound overload does
             pass
         await until(lambda: admission.share < 1.0)
-        assert admission.share == 0.8 and not held, "one late tick (a stall) cuts the share, holds nothing"
-        while admission.share >= HOLD_SHARE:  # the loop stays behind: one late tick after another
-            busy_until = time.monotonic() + 2 * TARGET_LAG_S
-            while time.monotonic() < busy_until:
-                pass
-            await asyncio.sleep(0)
-        await until(lambda: bool(held))  # behind for a while: the leases are held
+        assert admission.share == 0.8 and held, "one late tick cuts the share and holds the leases"
         release.set()
         assert (await slow).status_code == 204
         await until(lambda: admission.share == 1.0)  # the loop runs on time again: back to all writes
