@@ -61,22 +61,26 @@ YOUNG_COLLECTION_THRESHOLD = 20_000
 """Allocations between two collections of the youngest generation (CPython's default: 700)."""
 MIDDLE_COLLECTION_THRESHOLD = 4
 """Young collections between two of the middle generation (CPython's default: 10)."""
+FULL_COLLECTION_THRESHOLD = 2
+"""Middle collections between two full ones (CPython's default: 10). Full collections are what find the
+cycles of closed connections (promoted before they close); rarer ones would each stall the replica for
+seconds and hold hundreds of MB of dead connections meanwhile."""
 
 
 def tune_garbage_collector() -> None:
     """Collect less often than CPython's defaults, and never scan again what start-up made.
 
     Each connection the server closes leaves a few dozen objects in reference cycles, and a busy replica
-    holds thousands of connections; with the default thresholds the objects of requests in flight are
-    promoted at every young collection, and full collections (every few seconds under an overload, each
-    scanning every object of every connection) took a fifth of the replica's time, in stalls of 0.3-0.6 s
-    that pushed writes past the in-flight limit and callers past their timeouts. With these thresholds
-    a request's objects are freed before a collection sees them, and start-up's objects (modules,
-    classes, the app) are frozen: measured in the overload benchmark, 4-6 % of the time instead of 21 %
-    (see docs/benchmarks.md)."""
+    holds thousands of connections. With the default thresholds the objects of requests in flight are
+    promoted at nearly every young collection, and full collections (every few seconds under an
+    overload, each scanning every object of every open connection) took a fifth of the replica's time.
+    With these thresholds a request's objects are mostly freed before a collection sees them, start-up's
+    objects (modules, classes, the app) are frozen, and an overloaded replica spends 4-6 % of its time
+    collecting; a full collection is rarer and longer (up to about a second, measured in the overload
+    benchmark, see docs/benchmarks.md)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, gc.get_threshold()[2])
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD)
 
 
 def _reload_tokens(access: Access, path: str) -> None:

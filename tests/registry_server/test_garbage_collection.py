@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from registry_server.cli import MIDDLE_COLLECTION_THRESHOLD, YOUNG_COLLECTION_THRESHOLD
+from registry_server.cli import FULL_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, YOUNG_COLLECTION_THRESHOLD
 
 pytestmark = pytest.mark.integration  # a child interpreter
 
@@ -41,7 +41,7 @@ print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count
 def test_start_up_objects_are_frozen_collections_are_rarer_and_cycles_still_collected() -> None:
     child = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=60, check=True)
     seen = json.loads(child.stdout)
-    assert seen["threshold"][:2] == [YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD]
+    assert seen["threshold"] == [YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD]
     assert YOUNG_COLLECTION_THRESHOLD > 700, "rarer than CPython's default young collections"
     assert seen["frozen"] > 10_000, "the modules, classes and functions loaded at start-up"
     assert seen["collected"] >= 15, "cycles are still found and freed without an explicit collection"
