@@ -50,8 +50,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.load_heartbeats import LoadResult as _LoadResult
-from benchmarks.load_heartbeats import _metric_sum, _register_all, _run, instance_ids, run_load
+from benchmarks.load_heartbeats import _metric_sum, _run, instance_ids, run_load
 
 CLIENT_TIMEOUT_S = 2.0
 PROBE_EVERY_S = 0.2
@@ -239,6 +238,29 @@ async def _beat(http: RawHttp, raw: bytes) -> tuple[int, float, float]:
     return status, time.monotonic() - started, retry_after
 
 
+async def _register_victim(url: str, victim: tuple[str, str]) -> str:
+    """Register the instance that will die, as a service starting beside a busy fleet would: with its own
+    lease token (so that a retry after a timeout is the same registration), again after a timeout or when
+    told, for up to a minute. Its lease token."""
+    service, instance_id = victim
+    token = f"load-token-{instance_id}"
+    raw = _registration_request(url.removeprefix("http://"), service, 0, instance_id, token)
+    http = RawHttp(url)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            status, _, retry_after = await _beat(http, raw)
+            if status in (200, 201):
+                return token
+            if status > 0 and status != 503:
+                raise RuntimeError(f"registration of {instance_id} answered {status}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"registration of {instance_id} not answered within a minute")
+            await asyncio.sleep(retry_after)
+    finally:
+        http.close()
+
+
 async def overload(url: str, *, ratio: float, capacity: float, interval_s: float, duration_s: float,
                    ttl_s: float, honour_retry_after: bool = True) -> OverloadResult:
     instances = max(1, round(ratio * capacity * interval_s))
@@ -357,7 +379,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             launch(ids[turn % instances][1], None)
             turn += 1
         result.warm_up_s = loop.time() - warm_start
-        victim_token = (await _register_all(session, url, [victim], _LoadResult(1, interval_s, duration_s)))[victim[1]]
+        victim_token = await _register_victim(url, victim)
         requests[victim[1]] = _heartbeat_request(host, victim[1], victim_token)
         pools[victim[1]] = RawHttp(url)
         start = loop.time() + 0.2
@@ -417,7 +439,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             pool.close()
         bad = [at for at, status in answers_after if status != 200]
         result.recovery_s = max(bad) - overload_ends if bad else 0.0
-        async with session.get(url + "/metrics") as resp:
+        async with session.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=30)) as resp:
             text = await resp.text()
         result.expirations = _metric_sum(text, "registry_expirations_total")
         result.requests_shed_metric = _metric_sum(text, "registry_requests_shed_total")
