@@ -71,10 +71,11 @@ def tune_garbage_collector() -> None:
     """Collect less often than CPython's defaults, and never scan again what start-up made.
 
     Each connection the server closes leaves a few dozen objects in reference cycles, and a busy replica
-    holds thousands of connections. With the default thresholds the objects of requests in flight are
-    promoted at nearly every young collection, and full collections (every few seconds under an
-    overload, each scanning every object of every open connection) took a fifth of the replica's time.
-    With these thresholds a request's objects are mostly freed before a collection sees them, start-up's
+    holds thousands of connections. With the default thresholds a young collection runs every 700
+    allocations, so the objects of requests in flight are often promoted, and full collections (every few
+    seconds under an overload, each scanning every object of every open connection) took a fifth of the
+    replica's time. With these thresholds more of a request's objects are freed before a collection sees
+    them, start-up's
     objects (modules, classes, the app) are frozen, and an overloaded replica spends 4-6 % of its time
     collecting; a full collection is rarer and longer (up to about a second, measured in the overload
     benchmark, see docs/benchmarks.md)."""
