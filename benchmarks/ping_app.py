@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from registry_server.cli import hypercorn_config, run_event_loop
+from registry_server.serving import hypercorn_config, run_event_loop
 from registry_server.settings import Settings
 
 

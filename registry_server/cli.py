@@ -3,85 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from registry_server.api.access import Access
 from registry_server.app import create_app
 from registry_server.errors import ConfigError, StoreError
 from registry_server.logs import configure_logging
+from registry_server.serving import hypercorn_config, run_event_loop, tune_garbage_collector, tune_hypercorn
 from registry_server.settings import Settings, load_settings
 
 log = logging.getLogger("registry_server")
-
-
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop (a libuv event loop, markedly faster for many small requests) when it is
-    installed, else on the standard asyncio loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
-def hypercorn_config(settings: Settings) -> Config:
-    """Every server timeout set on purpose, none left at a default that waits forever."""
-    config = Config()
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    config.bind = [f"{host}:{settings.port}"]
-    # No per-read timeout: hypercorn applies it while a response streams too, which would cut every long
-    # poll and change stream whose client (rightly) sends nothing. A client stalling before its request
-    # head is complete is closed by the idle (keep-alive) timer; one trickling its body gets 408 from the
-    # body deadline (REGISTRY_READ_TIMEOUT, registry_server/api/body.py).
-    config.read_timeout = None
-    config.keep_alive_timeout = 5
-    config.graceful_timeout = 10  # SIGTERM: in-flight requests get this long to finish
-    config.h11_max_incomplete_size = 16 * 1024
-    config.startup_timeout = 10
-    config.shutdown_timeout = 15
-    if settings.certfile and settings.keyfile:
-        config.certfile = settings.certfile
-        config.keyfile = settings.keyfile
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    return config
-
-
-YOUNG_COLLECTION_THRESHOLD = 20_000
-"""Allocations between two collections of the youngest generation (CPython's default: 700)."""
-MIDDLE_COLLECTION_THRESHOLD = 4
-"""Young collections between two of the middle generation (CPython's default: 10)."""
-FULL_COLLECTION_THRESHOLD = 2
-"""Middle collections between two full ones (CPython's default: 10). Full collections are what find the
-cycles of closed connections (promoted before they close); rarer ones would each stall the replica for
-seconds and hold hundreds of MB of dead connections meanwhile."""
-
-
-def tune_garbage_collector() -> None:
-    """Collect less often than CPython's defaults, and never scan again what start-up made.
-
-    Each connection the server closes leaves a few dozen objects in reference cycles, and a busy replica
-    holds thousands of connections. With the default thresholds a young collection runs every 700
-    allocations, so the objects of requests in flight are often promoted, and full collections (every few
-    seconds under an overload, each scanning every object of every open connection) took a fifth of the
-    replica's time. With these thresholds more of a request's objects are freed before a collection sees
-    them, start-up's
-    objects (modules, classes, the app) are frozen, and an overloaded replica spends 4-6 % of its time
-    collecting; a full collection is rarer and longer (up to about a second, measured in the overload
-    benchmark, see docs/benchmarks.md)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD)
 
 
 def _reload_tokens(access: Access, path: str) -> None:
@@ -97,6 +34,7 @@ def _reload_tokens(access: Access, path: str) -> None:
 async def _serve(settings: Settings) -> None:
     app = create_app(settings)
     tune_garbage_collector()
+    tune_hypercorn()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

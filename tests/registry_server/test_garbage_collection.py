@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from registry_server.cli import FULL_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, YOUNG_COLLECTION_THRESHOLD
+from registry_server.serving import FULL_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, YOUNG_COLLECTION_THRESHOLD
 
 pytestmark = pytest.mark.integration  # a child interpreter
 
 _CHILD = """
 import gc, json, weakref
-from registry_server.cli import tune_garbage_collector
+from registry_server.serving import tune_garbage_collector
 import registry_server.app  # the server's modules, as the console script has them at start-up
 
 tune_garbage_collector()

@@ -1,0 +1,79 @@
+"""How the app is served: the event hypercorn's connections wait on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypercorn.asyncio import serve
+from hypercorn.asyncio.worker_context import WorkerContext
+from starlette.types import Receive, Scope, Send
+
+from registry_server.serving import HypercornEvent, hypercorn_config, tune_hypercorn
+from registry_server.settings import Settings
+
+
+async def test_set_wakes_every_waiter_and_a_cancelled_wait_leaves_no_waiter_behind() -> None:
+    event = HypercornEvent()
+    waiting = [asyncio.create_task(event.wait()) for _ in range(50)]
+    cancelled = [asyncio.create_task(event.wait()) for _ in range(1000)]
+    await asyncio.sleep(0)  # every wait has begun
+    for task in cancelled:
+        task.cancel()
+    await asyncio.gather(*cancelled, return_exceptions=True)
+    assert repr(event) == "HypercornEvent(set=False, waiters=50)"
+    assert not any(task.done() for task in waiting)
+
+    await event.set()
+    await asyncio.wait_for(asyncio.gather(*waiting), timeout=5)
+    assert event.is_set()
+    assert repr(event) == "HypercornEvent(set=True, waiters=0)"
+    await asyncio.wait_for(event.wait(), timeout=5)  # already set: returns at once
+
+    await event.clear()
+    late = asyncio.create_task(event.wait())
+    await asyncio.sleep(0)
+    assert not late.done() and not event.is_set()
+    await event.set()
+    await asyncio.wait_for(late, timeout=5)
+
+
+async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            kind = (await receive())["type"]
+            await send({"type": f"{kind}.complete"})
+            if kind == "lifespan.shutdown":
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_hypercorn_keeps_connections_alive_and_shuts_down_with_its_events_replaced(
+        monkeypatch: pytest.MonkeyPatch, unused_tcp_port: int) -> None:
+    monkeypatch.setattr(WorkerContext, "event_class", WorkerContext.event_class)  # restored after the test
+    tune_hypercorn()
+    assert isinstance(WorkerContext(None).terminated, HypercornEvent)
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(_hello, hypercorn_config(Settings(host="127.0.0.1", port=unused_tcp_port)),  # type: ignore[arg-type]
+                                       shutdown_trigger=stop.wait))
+    async with asyncio.timeout(10):
+        while True:  # until the server listens
+            try:
+                connections = [await asyncio.open_connection("127.0.0.1", unused_tcp_port)]
+                break
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.05)
+    connections += [await asyncio.open_connection("127.0.0.1", unused_tcp_port) for _ in range(99)]
+    for _ in range(2):  # two requests on every connection: each restarts the connection's idle timer
+        for _, writer in connections:
+            writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        for reader, _ in connections:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert await reader.readexactly(2) == b"ok"
+    stop.set()  # a hundred idle connections wait on the shutdown event: it must release them all
+    await asyncio.wait_for(server, timeout=10)
+    for reader, writer in connections:
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed by the server
+        writer.close()
