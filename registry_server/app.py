@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -112,8 +112,11 @@ class RegistryApp(Starlette):
 
 
 def create_app(settings: Settings, *, store: InstanceStore | None = None, clock: WallClock | None = None,
-               metrics_registry: CollectorRegistry | None = None) -> Starlette:
+               metrics_registry: CollectorRegistry | None = None,
+               accept_queue: Callable[[], float | None] | None = None) -> Starlette:
     """Build the registry app. Every I/O dependency can be injected; nothing starts until the lifespan.
+    ``accept_queue``: how full the listening socket's accept queue is (see
+    :class:`registry_server.serving.AcceptQueue`), when the server tells it.
 
     All the wiring is here: who tells whom of changes, and which parts share the access rule and the body
     reader."""
@@ -138,7 +141,8 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
                           shed=registry.protection.shed, hold=registry.protection.hold,
                           refusals=metrics.requests_shed, paced=metrics.heartbeats_paced,
                           max_retry_after_s=MAX_RETRY_AFTER_TTLS * settings.instance_ttl_s,
-                          watch_lag=settings.pace_heartbeats)
+                          pace=settings.pace_heartbeats, accept_queue=accept_queue)
+    metrics.heartbeat_spacing.set_function(lambda: admission.spacing_s or 0.0)
     heartbeat = HeartbeatEndpoint(registry, access, body, admission)
     refused = RefusedHeartbeats(heartbeat, settings.ttl_ms)
 
@@ -171,7 +175,7 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
         heartbeat=heartbeat,
         admission=admission,
         cross_origin=CrossOrigin(settings.allowed_origins),
-        routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body).routes(),
+        routes=[heartbeat.route, *RegistryApi(registry, settings, metrics, access, body, admission).routes(),
                 *WatchApi(registry, hub, metrics, access, rendered, positions).routes(), *ui_routes(),
                 *interop_routes(registry, hub, settings, access, body)],
         lifespan=lifespan,

@@ -15,7 +15,14 @@ from registry_server.api.access import Access
 from registry_server.app import create_app
 from registry_server.errors import ConfigError, StoreError
 from registry_server.logs import configure_logging
-from registry_server.serving import hypercorn_config, run_event_loop, tune_garbage_collector, tune_hypercorn
+from registry_server.serving import (
+    AcceptQueue,
+    hypercorn_config,
+    listening_socket,
+    run_event_loop,
+    tune_garbage_collector,
+    tune_hypercorn,
+)
 from registry_server.settings import Settings, load_settings
 
 log = logging.getLogger("registry_server")
@@ -32,7 +39,9 @@ def _reload_tokens(access: Access, path: str) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    app = create_app(settings)
+    sock = listening_socket(settings)
+    accept_queue = AcceptQueue(sock)
+    app = create_app(settings, accept_queue=accept_queue.fill)
     tune_garbage_collector()
     tune_hypercorn()
     stop = asyncio.Event()
@@ -47,7 +56,10 @@ async def _serve(settings: Settings) -> None:
         app.state.hub.close()  # long polls answer now instead of holding shutdown for their whole wait
 
     log.info("listening on %s://%s:%d", "https" if settings.certfile else "http", settings.host, settings.port)
-    await serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    try:
+        await serve(app, hypercorn_config(settings, sock), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    finally:
+        accept_queue.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -87,8 +87,11 @@ class RegistryMetrics(RegistryObserver):
                                      "Requests refused with 503 + Retry-After because the registry was overloaded",
                                      registry=registry)
         self.heartbeats_paced = Counter("registry_heartbeats_paced_total",
-                                        "Heartbeats served with Retry-After (come back later) because the event "
-                                        "loop ran late", registry=registry)
+                                        "Heartbeats served with Retry-After (come back later) because the replica "
+                                        "spaces heartbeats", registry=registry)
+        self.heartbeat_spacing = Gauge("registry_heartbeat_spacing_seconds",
+                                       "How far apart a saturated replica tells instances to send heartbeats "
+                                       "(0: it does not)", registry=registry)
         self.store_errors = Counter("registry_store_errors_total", "Failed store operations", ["operation"],
                                     registry=registry)
 

@@ -225,6 +225,9 @@ class HealthOut(BaseModel):
     holding: bool = Field(description="true while every live lease is held from expiring: the replica sheds, or "
                                       "its event loop runs late (heartbeats may wait unread), and for a second "
                                       "after")
+    heartbeat_spacing_s: float | None = Field(
+        description="while the replica is saturated, how far apart (seconds) it tells instances to send "
+                    "heartbeats, with Retry-After on each; null when it does not")
     fleet_revival: FleetRevivalOut | None = Field(
         description="the last time this replica found that no replica had served for longer than the gap, "
                     "and how many leases it extended by a full TTL")

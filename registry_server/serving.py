@@ -4,8 +4,12 @@ the number of open connections (hypercorn's shutdown event and the garbage colle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
+import socket
+import struct
 from collections.abc import Coroutine
 from typing import Any
 
@@ -73,11 +77,58 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def hypercorn_config(settings: Settings) -> Config:
-    """Every server timeout set on purpose, none left at a default that waits forever."""
+def listening_socket(settings: Settings) -> socket.socket:
+    """The socket the server will listen on, bound to the host and port (hypercorn makes it listen): made
+    here, so that the replica can watch its accept queue (:class:`AcceptQueue`)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted connections inherit it
+        sock.bind((settings.host, settings.port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class AcceptQueue:
+    """How full the accept queue of the listening socket is: connections the kernel completed and the
+    replica has not accepted yet.
+
+    When it is full the kernel drops new connection attempts, which their clients send again one and then
+    three seconds later: heartbeats lost where the replica cannot see them, while it may still answer
+    every request it does accept in time. Read with ``TCP_INFO`` (Linux; as ``ss -lnt`` shows it), on a
+    duplicate of the socket's descriptor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._probe = socket.socket(fileno=os.dup(sock.fileno()))
+
+    def __repr__(self) -> str:
+        return f"AcceptQueue(fill={self.fill()})"
+
+    def fill(self) -> float | None:
+        """The share of the queue in use (``None`` where ``TCP_INFO`` does not tell it, or before listening)."""
+        try:
+            info = self._probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+        except (AttributeError, OSError):
+            return None
+        queued, backlog = struct.unpack_from("II", info, 24)  # tcpi_unacked, tcpi_sacked of a listening socket
+        return queued / backlog if backlog else None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._probe.close()
+
+
+def hypercorn_config(settings: Settings, sock: socket.socket | None = None) -> Config:
+    """Every server timeout set on purpose, none left at a default that waits forever. ``sock``: listen on
+    this socket (from :func:`listening_socket`; hypercorn then owns it) rather than bind one."""
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    config.bind = [f"{host}:{settings.port}"]
+    if sock is None:
+        config.bind = [f"{host}:{settings.port}"]
+    else:
+        config.bind = [f"fd://{sock.detach()}"]
     # No per-read timeout: hypercorn applies it while a response streams too, which would cut every long
     # poll and change stream whose client (rightly) sends nothing. A client stalling before its request
     # head is complete is closed by the idle (keep-alive) timer; one trickling its body gets 408 from the

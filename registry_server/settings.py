@@ -58,11 +58,11 @@ class Settings:
     """Seconds critical before an instance is deregistered (0: never)."""
     max_in_flight: int = 128
     """Writes one replica serves at once; beyond it a write is refused with 503 + Retry-After at once."""
-    pace_heartbeats: bool = False
-    """While the event loop runs late, answer a share of heartbeats with ``Retry-After`` (served all the same,
-    their leases covering the delay), so the fleet's heartbeats follow what the replica can serve. Off by
-    default: while the loop runs late every live lease is also held, and a host slow for other reasons
-    (a CPU limit, a profiler) reads as overloaded."""
+    pace_heartbeats: bool = True
+    """Once the replica has been saturated, answer every heartbeat with ``Retry-After``: the instances it
+    hears divided by the heartbeats a second it serves (see :mod:`registry_server.api.admission`), so the
+    fleet's heartbeats follow what the replica serves; each lease covers the delay. Off: only the
+    in-flight limit guards the replica."""
     tokens_file: str | None = None
     """A TOML file of scoped tokens (:mod:`registry_server.tokens_file`), read again on SIGHUP."""
     tokens: tuple[ScopedToken, ...] = ()
@@ -126,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                                                    "REGISTRY_HEALTH_CHECK_FAILURES, default 2)")
     p.add_argument("--health-check-deregister-after", help="seconds critical before deregistration (env "
                                                            "REGISTRY_HEALTH_CHECK_DEREGISTER_AFTER, default 0: never)")
-    p.add_argument("--pace-heartbeats", help="while the event loop runs late, answer a share of heartbeats with "
-                                             "Retry-After: on or off (env REGISTRY_PACE_HEARTBEATS, default off)")
+    p.add_argument("--pace-heartbeats", help="once saturated, tell every heartbeat with Retry-After how far apart "
+                                             "to send them: on or off (env REGISTRY_PACE_HEARTBEATS, default on)")
     p.add_argument("--max-in-flight", help="writes served at once per replica, beyond it 503 + Retry-After "
                                            "(env REGISTRY_MAX_IN_FLIGHT, default 128)")
     p.add_argument("--tokens-file", help="TOML file of scoped tokens, read again on SIGHUP (env "
@@ -238,7 +238,7 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
                                       or not 1 <= int(max_in_flight) <= 1_000_000):
         raise ConfigError(f"REGISTRY_MAX_IN_FLIGHT/--max-in-flight: {max_in_flight!r} is not a count (1-1000000)")
     origins = pick(args.allowed_origins, "REGISTRY_ALLOWED_ORIGINS")
-    pace_heartbeats = (pick(args.pace_heartbeats, "REGISTRY_PACE_HEARTBEATS") or "off").lower()
+    pace_heartbeats = (pick(args.pace_heartbeats, "REGISTRY_PACE_HEARTBEATS") or "on").lower()
     if pace_heartbeats not in ("on", "off"):
         raise ConfigError(f"REGISTRY_PACE_HEARTBEATS/--pace-heartbeats: {pace_heartbeats!r} is not on or off")
     level = (pick(args.log_level, "REGISTRY_LOG_LEVEL") or "info").lower()

@@ -1,4 +1,5 @@
-"""Admission: a request the registry cannot serve in time is refused at the door, or told to slow down.
+"""Admission: a request the registry cannot serve in time is refused at the door, and a fleet that sends
+more heartbeats than the replica serves is told how far apart to send them.
 
 An overloaded registry that queues everything answers late, to callers that have already given up, and
 its heartbeats arrive after the leases they should renew have run out. Two rules keep the load within
@@ -8,74 +9,87 @@ what the replica can serve:
   write (a heartbeat, a registration, a removal) is answered at once with ``503`` and ``Retry-After``, at
   the cost of two ``send`` calls. Reads may use twice the limit; watches (blocking queries, change
   streams) count in neither once they wait, since ``REGISTRY_MAX_WATCHERS`` bounds them.
-- **Pacing** (``watch_lag``, ``REGISTRY_PACE_HEARTBEATS``; the heartbeat endpoint asks :meth:`Admission.pace`). Part of
-  the queue of an overloaded registry is not in the application at all but in the server, in requests
-  read and parsed and waiting for their turn, where no limit sees them. A timer measures how late the
-  loop runs it; while it is later than :data:`TARGET_LAG_S`, the share of heartbeats answered plainly is
-  cut by a fifth every tick (and raised by a twentieth while it is not), and the others are served all
-  the same, with ``Retry-After`` on their ``200``: come back that much later. Refusing them would not
-  help: in a Python server, reading and answering a request costs most of what serving a heartbeat does,
-  so a refusal frees little, while a paced heartbeat is useful and carries the same message. A false
-  alarm (a host slow for other reasons) costs a few heartbeats a later turn, nothing more. Other writes
-  are not paced.
+- **Spacing** (``REGISTRY_PACE_HEARTBEATS``, on by default). The replica knows two figures: the instances
+  whose heartbeats it served lately, and the requests a second it serves while it is saturated (the loop
+  running late for half of a second, or writes refused). From its first saturated second on, every
+  heartbeat it answers carries ``Retry-After``: the spacing, instances ÷ 95 % of that throughput. Were
+  every instance to come back exactly then, the heartbeats would arrive a little slower than the replica
+  serves them, whatever the fleet's own interval (an instance whose interval is longer waits the longer
+  of the two, and is not slowed). It is what Consul does when it scales its agents' sync interval with
+  the cluster's size, decided here by the replica that bears the load, from what it measures. A paced
+  heartbeat is served all the same (refusing it would free little: in a Python server, reading and
+  answering a request costs most of what serving a heartbeat does), and its lease covers the spacing
+  plus a TTL. In a second in which the loop never ran late the estimate grows by a fiftieth (the replica
+  could have served more than it was sent). The spacing ends when it falls under a second, or after a
+  minute without saturation with the load under half the throughput.
 
-Either way the load follows the capacity: ``Retry-After`` grows while more than :data:`TARGET_REFUSED` of
-the writes are told to come back later (doubling every quarter of a second) and shrinks slowly while
-fewer are (at most ``max_retry_after_s``, jittered so that they do not come back together). A heartbeat
-told to come back later is a sign of life, and its lease covers the delay: a paced one's through its own
-renewal, a refused one's later, in bulk (``refused``, see :mod:`registry_server.api.refused_heartbeats`).
+A refused write is told to come back after the spacing too (a second when there is none), jittered so that
+the instances do not come back together. A heartbeat told to come back later is a sign of life, and its
+lease covers the delay: a paced one's through its own renewal, a refused one's later, in bulk
+(``refused``, see :mod:`registry_server.api.refused_heartbeats`).
 
 Reads are never refused for lag; ``/healthz`` and ``/metrics`` are always served, so operators see the
-overload. While the loop is behind, every tick tells ``hold``, which keeps every live lease from running
-out (heartbeats may be waiting unread in the server).
+overload. While the loop runs late, or the listening socket's accept queue is half full, every check tells
+``hold``, which keeps every live lease from running out: heartbeats may be waiting unread in the server,
+or be dropped by the kernel as connection attempts, where nothing tells their instances from dead ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
+from collections import deque
 from collections.abc import Callable
 
 from prometheus_client import Counter
 from starlette.types import Scope, Send
 
+log = logging.getLogger("registry_server.overload")
+
 TARGET_LAG_S = 0.05
-"""How late the loop may run before heartbeats are paced: a heartbeat then waits about this long to start."""
+"""How late the loop may run before it counts as behind: a request then waits about this long to start."""
 TICK_S = 0.05
-_MIN_SHARE = 0.02
+SECOND_S = 1.0
+"""How often the spacing is worked out again."""
+LATE_TICKS = 10
+"""Late checks in a second (of twenty) that make it a saturated one: the loop was behind for half of it. A
+stall (a collection) and the backlog it leaves are not a saturated replica."""
+UTILISATION = 0.95
+"""The share of the measured throughput the spacing aims the heartbeats at: a margin for the requests
+that are not heartbeats, and for the estimate being the best recent second."""
+GROWTH = 1.02
+"""How much the throughput estimate grows in a second in which the loop never ran late: what the replica
+served then is what it was sent, not all it could serve."""
+QUIET_S = 60.0
+"""Seconds without saturation, the load under half the throughput, after which the spacing is lifted."""
+RECENT = 8
+"""Saturated seconds whose throughput the estimate is the best of: a second with a stall in it, or in
+which saturation began or ended, does not drag the estimate (and so the fleet's pace) down."""
 _WRITES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
 _ALWAYS = frozenset({"/healthz", "/metrics"})
-TARGET_REFUSED = 0.05
-"""The share of writes told to come back later (refused or paced) that ``Retry-After`` aims at: above it
-the delay grows, below a third of it the delay shrinks."""
 MAX_RETRY_AFTER_TTLS = 2
-"""The longest ``Retry-After``, in TTLs: a death right after a refused heartbeat is seen at most this plus
-one TTL later, and a heartbeat interval of a third of the TTL can still stretch six-fold."""
-WINDOW_S = 0.25
-"""How often the delay is adjusted, from the writes admitted and refused since the last adjustment. Short,
-and the growth steep: an overload must be spread before the queue it builds outlasts callers' timeouts
-(then nobody hears a ``Retry-After`` and the load never falls); the decay is slow, since the delays
-given out keep working for as long as they last."""
-_GROW = 2.0
-_DECAY = 1.1
+"""The longest ``Retry-After``, in TTLs: a death right after a paced or refused heartbeat is seen at most
+this plus one TTL later."""
+_JITTER = 0.2
 _BODY = b'{"error":{"code":"overloaded","message":"the registry is overloaded; retry after the time given"}}'
 _HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_BODY)).encode())]
 
 
 class Admission:
-    """Counts the requests in flight, refuses writes beyond ``max_in_flight`` and paces heartbeats while the
-    loop runs late: the first call the front layer makes on every request (see
+    """Counts the requests in flight, refuses writes beyond ``max_in_flight`` and, once the replica has been
+    saturated, spaces heartbeats: the first call the front layer makes on every request (see
     :class:`registry_server.api.middleware.FrontLayer`)."""
 
     def __init__(self, max_in_flight: int, *, refused: Callable[[Scope, float], None], shed: Callable[[], None],
                  hold: Callable[[], None], refusals: Counter, paced: Counter, max_retry_after_s: float,
-                 watch_lag: bool = True, clock: Callable[[], float] | None = None) -> None:
+                 pace: bool = True, accept_queue: Callable[[], float | None] | None = None) -> None:
         """``refused(scope, retry_after_s)``: a write was refused and told to come back that much later.
-        ``shed()``: likewise, said once per refusal. ``hold()``: the loop runs behind (with
-        ``watch_lag``), keep the live leases. ``refusals`` and ``paced`` count the two answers.
-        ``watch_lag``: pace heartbeats while the event loop runs late (off: only the in-flight limit
-        holds)."""
+        ``shed()``: likewise, said once per refusal. ``hold()``: the loop runs behind, keep the live leases.
+        ``refusals`` and ``paced`` count the two answers. ``pace``: watch the loop and space heartbeats
+        (off: only the in-flight limit holds). ``accept_queue``: how full the listening socket's accept
+        queue is; at half full, a check counts as late too (connection attempts may be dropped unseen)."""
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         """Requests admitted and not yet answered, watches apart (``REGISTRY_MAX_WATCHERS`` bounds those)."""
@@ -85,45 +99,93 @@ class Admission:
         self._hold = hold
         self._refusals = refusals
         self._paced = paced
-        self.share = 1.0
-        """The share of heartbeats answered without ``Retry-After`` while the loop is behind (1.0: all)."""
-        self._ticking = not watch_lag  # never started when the lag is not watched
-        self._random = random.random
-        self._clock = clock
         self.max_retry_after_s = max(1.0, max_retry_after_s)
-        self.retry_after_s = 1.0
-        """The mean delay given now (each one jittered between half and one and a half of it)."""
-        self._window_start: float | None = None
-        self._admitted = 0
-        self._deferrals = 0
+        self.spacing_s: float | None = None
+        """While the replica paces heartbeats, how far apart each instance should send them; ``None``: they
+        are answered plainly."""
+        self.capacity_per_s: float | None = None
+        """Requests a second the replica serves when saturated (``None``: it never was)."""
+        self._ticking = not pace  # never started when the loop is not watched
+        self._accept_queue = accept_queue
+        self._random = random.random
+        self._heard: set[str] = set()
+        self._heard_before: set[str] = set()
+        """The instances whose heartbeats were served in this window and the one before: a window is the
+        longest ``Retry-After``, so that every live instance is heard in each."""
+        self._completed = 0
+        self._late_ticks = 0
+        self._refused = 0
+        self._recent: deque[float] = deque(maxlen=RECENT)
+        self._quiet_s = 0.0
+        self._logged_spacing_s = 0.0
 
     def __repr__(self) -> str:
-        return f"Admission(max_in_flight={self.max_in_flight}, in_flight={self.in_flight}, share={self.share:.2f})"
+        return (f"Admission(max_in_flight={self.max_in_flight}, in_flight={self.in_flight}, "
+                f"spacing_s={self.spacing_s})")
+
+    @property
+    def instances(self) -> int:
+        """The instances heard lately (their heartbeats served)."""
+        return max(len(self._heard), len(self._heard_before))
 
     def _start_ticking(self) -> None:
         self._ticking = True
         loop = asyncio.get_running_loop()
-        loop.call_later(TICK_S, self._tick, loop, loop.time() + TICK_S)
+        now = loop.time()
+        loop.call_later(TICK_S, self._tick, loop, now + TICK_S, now, now)
 
-    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float, second: float, window: float) -> None:
         now = loop.time()
         # A late tick counts only while requests are being served: a loop that ran late with none in
         # flight (a paused process, an in-process client that runs the loop only while it calls) had no
-        # queue to protect, and pacing would slow (and holding keep) the first heartbeats after it.
-        self.adjust(now - due if self.in_flight else 0.0)
-        if self.share < 1.0:
-            # Behind: heartbeats may be waiting in the server, unread, past their leases' end, however few
-            # were paced or refused yet.
-            self._hold()
+        # queue to protect.
+        queue = self._accept_queue
+        if (self.in_flight and now - due > TARGET_LAG_S) or (queue is not None and (queue() or 0.0) >= 0.5):
+            self._late_ticks += 1
+            self._hold()  # heartbeats may be waiting in the server, unread, past their leases' end
+        if now - second >= SECOND_S:
+            self.second(now - second)
+            second = now
+        if now - window >= self.max_retry_after_s:
+            self._heard_before, self._heard = self._heard, set()
+            window = now
         if not loop.is_closed():
-            loop.call_later(TICK_S, self._tick, loop, now + TICK_S)
+            loop.call_later(TICK_S, self._tick, loop, now + TICK_S, second, window)
 
-    def adjust(self, lag_s: float) -> None:
-        """One tick of the control: the timer ran ``lag_s`` late."""
-        if lag_s > TARGET_LAG_S:
-            self.share = max(_MIN_SHARE, self.share * 0.8)
-        else:
-            self.share = min(1.0, self.share + 0.05)
+    def second(self, elapsed_s: float) -> None:
+        """The control, once a second (``elapsed_s``: since the last). A saturated second tells the
+        throughput: the requests it answered (refusals included). A second in which the loop never ran
+        late tells only that the replica could serve more than it was sent: the estimate grows a little.
+        From the estimate, the spacing."""
+        completed_per_s = self._completed / elapsed_s
+        saturated = self._late_ticks >= LATE_TICKS or self._refused > 0
+        idle = self._late_ticks == 0 and self._refused == 0
+        self._completed = self._late_ticks = self._refused = 0
+        if saturated and completed_per_s > 0:
+            self._recent.append(completed_per_s)
+            self.capacity_per_s = max(self._recent)
+        elif idle and self.capacity_per_s is not None:
+            self.capacity_per_s *= GROWTH
+        self._quiet_s = 0.0 if saturated else self._quiet_s + elapsed_s
+        capacity_per_s = self.capacity_per_s
+        if capacity_per_s is None:
+            return
+        spacing_s = min(self.max_retry_after_s, self.instances / (UTILISATION * capacity_per_s))
+        lifted = self._quiet_s >= QUIET_S and completed_per_s < capacity_per_s / 2
+        if spacing_s > 1.0 and (saturated or self.spacing_s is not None) and not lifted:
+            if self.spacing_s is None:
+                log.warning("saturated: heartbeats spaced %.1f s apart (%d instances, about %.0f requests/s "
+                            "served); each lease covers the spacing", spacing_s, self.instances, capacity_per_s)
+                self._logged_spacing_s = spacing_s
+            elif abs(spacing_s - self._logged_spacing_s) > 0.25 * self._logged_spacing_s:
+                log.info("heartbeats spaced %.1f s apart (%d instances, about %.0f requests/s served)",
+                         spacing_s, self.instances, capacity_per_s)
+                self._logged_spacing_s = spacing_s
+            self.spacing_s = spacing_s
+        elif self.spacing_s is not None:
+            log.warning("heartbeats no longer spaced: the replica serves what its %d instances send",
+                        self.instances)
+            self.spacing_s = None
 
     def admit(self, scope: Scope) -> bool:
         """Whether to serve the request: if so, it is in flight until :meth:`release`; if not, answer it
@@ -134,27 +196,28 @@ class Admission:
             if self.writes_in_flight >= self.max_in_flight:
                 return False
             self.writes_in_flight += 1
-            self._admitted += 1
         elif self.in_flight >= 2 * self.max_in_flight and scope["path"] not in _ALWAYS:
             return False
         self.in_flight += 1
         return True
 
+    def heard(self, instance_id: str) -> None:
+        """A heartbeat of ``instance_id`` was served (it renewed a lease)."""
+        self._heard.add(instance_id)
+
     def pace(self) -> int | None:
-        """For the heartbeat being served: while the loop is behind (``share`` below 1, so callers may skip
-        the call otherwise), for a share of heartbeats, the seconds it should wait before the next one,
-        which it is told with ``Retry-After`` and its lease covers; ``None``: answer it plainly."""
-        if self.share >= 1.0 or self._random() < self.share:
+        """For the heartbeat being served: while the replica spaces heartbeats, the seconds its instance
+        should wait before the next one, which it is told with ``Retry-After`` and its lease covers;
+        ``None``: answer it plainly."""
+        if self.spacing_s is None:
             return None
-        delay = math.ceil(self._delay_s())
-        self._admitted -= 1  # counted as told to come back later, not as answered plainly
-        self._deferrals += 1
         self._paced.inc()
-        return delay
+        return self._delay_s()
 
     def release(self, scope: Scope) -> None:
         """An admitted request is done, or became a watch (which waits on changes, not on this replica)."""
         self.in_flight -= 1
+        self._completed += 1
         if scope["method"] in _WRITES:
             self.writes_in_flight -= 1
 
@@ -162,33 +225,19 @@ class Admission:
         """The answer to a request not admitted: ``503`` and ``Retry-After``, before any work; the refused
         are told (``refused``) with the delay given."""
         delay = self._delay_s()
-        self._deferrals += 1
+        self._refused += 1
+        self._completed += 1
         self._shed()
         self._refused_hook(scope, delay)
         self._refusals.inc()
         await send({"type": "http.response.start", "status": 503,
-                    "headers": [*_HEADERS, (b"retry-after", str(math.ceil(delay)).encode())]})
+                    "headers": [*_HEADERS, (b"retry-after", str(delay).encode())]})
         await send({"type": "http.response.body", "body": _BODY})
 
-    def _delay_s(self) -> float:
-        """The delay for one more write told to come back later: the current mean, adjusted once per window,
-        jittered."""
-        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
-        start = self._window_start
-        if start is None:
-            self._window_start = now
-        elif now - start >= WINDOW_S:
-            self._adjust_delay(int((now - start) / WINDOW_S))
-            self._window_start = now
-        return min(self.max_retry_after_s, self.retry_after_s * (0.5 + self._random()))
-
-    def _adjust_delay(self, windows: int) -> None:
-        """After ``windows`` windows: grow the delay while too many writes are told to come back later,
-        shrink it while few are (and by one step per window that passed without one)."""
-        total = self._admitted + self._deferrals
-        deferred = self._deferrals / total if total else 0.0
-        self._admitted = self._deferrals = 0
-        if windows == 1 and deferred > TARGET_REFUSED:
-            self.retry_after_s = min(self.max_retry_after_s, self.retry_after_s * _GROW + 1.0)
-        elif deferred < TARGET_REFUSED / 3 or windows > 1:
-            self.retry_after_s = max(1.0, self.retry_after_s / _DECAY ** windows)
+    def _delay_s(self) -> int:
+        """Whole seconds (as ``Retry-After`` gives them) to come back after: the spacing (a second without
+        one) jittered by a fifth either way, rounded up or down at random so that the mean is kept."""
+        mean = self.spacing_s if self.spacing_s is not None else 1.0
+        delay = mean * (1.0 - _JITTER + 2 * _JITTER * self._random())
+        whole = math.floor(delay)
+        return max(1, min(int(self.max_retry_after_s), whole + (self._random() < delay - whole)))

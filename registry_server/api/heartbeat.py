@@ -31,7 +31,8 @@ _WRITE = Role.WRITE  # a global read: cheaper than through the enum class, on ev
 
 class HeartbeatEndpoint:
     def __init__(self, registry: Registry, access: Access, body: BodyReader, admission: Admission) -> None:
-        """``admission``: while the replica runs late it paces heartbeats (:meth:`Admission.pace`)."""
+        """``admission``: once saturated, the replica spaces heartbeats (:meth:`Admission.pace`), from the
+        instances it hears (:meth:`Admission.heard`)."""
         self.registry = registry
         self.access = access
         self.body = body
@@ -50,12 +51,14 @@ class HeartbeatEndpoint:
         status = (await self._status(get(b"content-type"), receive)
                   if self.body.declared(scope, get(b"content-length"), b"transfer-encoding" in headers) else None)
         admission = self.admission
-        # Paced (the replica runs late): told when to come back, and its lease lasts until then plus a TTL.
-        wait_s = admission.pace() if admission.share < 1.0 else None
+        # Paced (the replica spaces heartbeats): told when to come back, and its lease lasts until then plus
+        # a TTL.
+        wait_s = admission.pace() if admission.spacing_s is not None else None
         inst = await self.renew(instance_id, get(b"authorization"), get(b"x-lease-token"), status,
                                 lease_ms=None if wait_s is None else wait_s * 1000 + self.registry.ttl_ms)
         if inst is None:
             raise instance_not_found(instance_id)
+        admission.heard(instance_id)
         body = pydantic_core.to_json(inst.to_json())
         answer = [_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if wait_s is not None:

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from registry_server.api.access import DERIVED_LEASE_PREFIX, Access, Role, UnauthorizedError, presented
+from registry_server.api.admission import Admission
 from registry_server.api.body import BodyReader, parse_body
 from registry_server.api.errors import ApiError, instance_not_found
 from registry_server.api.openapi import openapi_document
@@ -32,8 +33,9 @@ from registry_server.settings import Settings
 
 class RegistryApi:
     def __init__(self, registry: Registry, settings: Settings, metrics: RegistryMetrics, access: Access,
-                 body: BodyReader) -> None:
+                 body: BodyReader, admission: Admission) -> None:
         self.registry = registry
+        self.admission = admission
         self.settings = settings
         self.metrics = metrics
         self.access = access
@@ -135,6 +137,7 @@ class RegistryApi:
         return {"expiry_protection": protection.active,
                 "shedding": protection.shedding_since_ms is not None,
                 "holding": protection.holding_since_ms is not None,
+                "heartbeat_spacing_s": self.admission.spacing_s,
                 "fleet_revival": None if revival is None else {
                     "absent_since_ms": revival.absent_since_ms, "at_ms": revival.at_ms,
                     "extended": revival.extended}}

@@ -82,7 +82,8 @@ async def test_an_outage_longer_than_the_ttl_expires_nothing(spawned: Spawned, o
     ids = {str(inst["id"]) for inst in wait_registered(registry.url, 3)}
     registrations_before = metric_total(registry.url, "registry_registrations_total")
     assert health(registry) == (200, {"status": "ok", "store": "redis", "expiry_protection": False,
-                                      "shedding": False, "holding": False, "fleet_revival": None})
+                                      "shedding": False, "holding": False,
+                                      "heartbeat_spacing_s": None, "fleet_revival": None})
 
     protection_seen = health_seen = False
     with OUTAGES[outage](spawned):

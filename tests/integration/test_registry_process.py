@@ -38,7 +38,8 @@ def test_full_api_round_trip_against_redis(tmp_path: Path, redis_server: RedisSe
     ):
         reg.wait_healthy()
         assert http.get("/healthz").json() == {"status": "ok", "store": "redis", "expiry_protection": False,
-                                             "shedding": False, "holding": False, "fleet_revival": None}
+                                             "shedding": False, "holding": False,
+                                             "heartbeat_spacing_s": None, "fleet_revival": None}
         created = http.post(
             "/instances",
             json={
@@ -280,7 +281,8 @@ def test_without_redis_url_the_embedded_store_serves_with_a_warning(tmp_path: Pa
     with running_registry(tmp_path, redis_url=None, port=free_port()) as reg:
         reg.wait_healthy()
         assert httpx.get(reg.url + "/healthz").json() == {"status": "ok", "store": "memory", "expiry_protection": False,
-                                                            "shedding": False, "holding": False, "fleet_revival": None}
+                                                            "shedding": False, "holding": False,
+                                                            "heartbeat_spacing_s": None, "fleet_revival": None}
         assert "nothing persists" in reg.log_text()
 
 

@@ -1,10 +1,11 @@
-"""Admission: beyond the in-flight limit a write is refused at once with 503 + Retry-After; while the loop
-runs late a share of heartbeats is served with Retry-After (paced); the delay grows while many writes are
-told to come back later, and such a heartbeat renews its own lease to cover it."""
+"""Admission: beyond the in-flight limit a write is refused at once with 503 + Retry-After; once the replica
+has been saturated every heartbeat is served with Retry-After (paced), the instances heard over what a
+saturated second served; a heartbeat told to come back later has its lease cover the delay."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
@@ -13,7 +14,15 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry_server.api.admission import TARGET_LAG_S, TICK_S, WINDOW_S, Admission
+from registry_server.api.admission import (
+    GROWTH,
+    LATE_TICKS,
+    QUIET_S,
+    TARGET_LAG_S,
+    TICK_S,
+    UTILISATION,
+    Admission,
+)
 from registry_server.api.cross_origin import CrossOrigin
 from registry_server.api.middleware import FrontLayer, watching
 from registry_server.api.refused_heartbeats import MAX_PENDING_BYTES
@@ -114,42 +123,91 @@ async def test_no_live_lease_runs_out_in_an_overload_and_a_silent_instance_expir
         assert (await held).status_code == 200
         overload_ended = clock.now_ms()
         expired: list[str] = []
-        while not expired:  # dead (and holder, served once at last) never heartbeat again
+        beats = 0
+        while not expired:  # dead (and holder, served once at last) never heartbeat again; alive comes back
             clock.advance(0.5)
+            beats += 1
+            if beats % (2 * delay_s) == 0:  # when it was told to, and on as it did before
+                served = await http.put("/instances/alive/heartbeat", headers={"x-lease-token": tokens["alive"]})
+                assert served.status_code == 200
             expired = [gone.id for gone in await registry.sweep()]
-        assert sorted(expired) == ["dead", "holder"], "a TTL after the overload; alive's lease covers its delay"
+        assert sorted(expired) == ["dead", "holder"], "a TTL after the overload; alive heard when it came back"
         assert clock.now_ms() - overload_ended <= (1 + TTL_S + 0.5) * 1000, "quiet period + TTL + a sweep"
         renewed_beat = await http.put("/instances/alive/heartbeat", headers={"x-lease-token": tokens["alive"]})
         assert renewed_beat.status_code == 200, "no 404, no re-registration"
         assert (metrics.get_sample_value("registry_lease_extensions_total") or 0) > 0
 
 
-def test_the_delay_grows_steeply_while_many_writes_are_deferred_and_shrinks_slowly_when_few_are() -> None:
-    now = [0.0]
-    admission = _admission(clock=lambda: now[0])
-    admission._random = lambda: 0.5  # no jitter: the mean itself
-    assert admission._delay_s() == 1.0
-    means = []
-    for _ in range(8):  # every window: 10 writes admitted, 10 told to come back later
-        now[0] += WINDOW_S
-        admission._admitted += 10
-        admission._deferrals += 10
-        admission._delay_s()
-        means.append(admission.retry_after_s)
-    assert means[:3] == [3.0, 7.0, 15.0] and means[-1] == 20.0, "x2 + 1 per window, never above the cap"
-    now[0] += WINDOW_S
-    admission._admitted += 1000  # the last window: 10 deferred in 1,010, below the target
-    admission._deferrals += 10
-    admission._delay_s()
-    assert admission.retry_after_s == pytest.approx(20.0 / 1.1)
-    now[0] += 40 * WINDOW_S  # forty windows without a deferral
-    admission._delay_s()
-    assert admission.retry_after_s == 1.0
-    admission._random = lambda: 0.999
-    assert admission._delay_s() == pytest.approx(1.499), "jittered by up to half the mean either way"
+def test_the_spacing_is_the_instances_heard_over_what_a_saturated_second_served() -> None:
+    admission = _admission()
+    for n in range(3000):  # a fleet heard, in seconds the replica kept up with
+        admission.heard(f"i-{n}")
+    _second(admission, completed=500)
+    assert admission.capacity_per_s is None and admission.spacing_s is None, "never saturated: nothing to pace"
+    _second(admission, completed=1000, late_ticks=LATE_TICKS)
+    assert admission.capacity_per_s == 1000
+    assert admission.spacing_s == pytest.approx(3000 / (UTILISATION * 1000)), \
+        "three instances for each request a second served: each told to wait a little over three seconds"
+    _second(admission, completed=200, late_ticks=LATE_TICKS)  # a second with a long stall in it
+    assert admission.capacity_per_s == 1000, "the best of the recent saturated seconds"
+    _second(admission, completed=950, late_ticks=1)  # busy: one late check, not saturated
+    assert admission.capacity_per_s == 1000, "nothing learnt"
+    _second(admission, completed=950)  # the loop never ran late: it could have served more
+    assert admission.capacity_per_s == pytest.approx(1000 * GROWTH)
+    assert admission.spacing_s == pytest.approx(3000 / (UTILISATION * 1000 * GROWTH))
 
 
-async def test_a_loop_behind_cuts_the_share_of_heartbeats_and_holds_leases_until_it_catches_up() -> None:
+def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_light_load() -> None:
+    admission = _admission()
+    for n in range(500):
+        admission.heard(f"i-{n}")
+    _second(admission, completed=400, late_ticks=LATE_TICKS)
+    assert admission.spacing_s == pytest.approx(500 / (UTILISATION * 400))
+    seconds = 0
+    while admission.spacing_s is not None:
+        _second(admission, completed=400)
+        seconds += 1
+    assert seconds == 1 + math.floor(math.log(500 / (UTILISATION * 400)) / math.log(GROWTH)), \
+        "the estimate grows while the loop keeps up, until every instance may heartbeat every second"
+
+    for n in range(5000):
+        admission.heard(f"j-{n}")
+    _second(admission, completed=1000, late_ticks=LATE_TICKS)
+    assert admission.spacing_s is not None
+    for _ in range(int(QUIET_S) - 1):
+        _second(admission, completed=400, late_ticks=1)  # the fleet's own pace is light now
+    assert admission.spacing_s is not None
+    _second(admission, completed=400, late_ticks=1)
+    assert admission.spacing_s is None, "a minute without saturation at under half the throughput"
+
+
+def test_a_lone_stall_starts_no_spacing_and_the_spacing_never_passes_the_longest_delay() -> None:
+    admission = _admission()
+    for n in range(100_000):
+        admission.heard(f"i-{n}")
+    _second(admission, completed=1000, late_ticks=LATE_TICKS - 1)
+    assert admission.capacity_per_s is None and admission.spacing_s is None
+    _second(admission, completed=1000, late_ticks=LATE_TICKS)
+    assert admission.spacing_s == admission.max_retry_after_s == 20.0
+
+
+def test_delays_keep_the_spacing_on_average_in_whole_seconds_around_it() -> None:
+    admission = _admission()
+    assert admission._delay_s() in (1, 2), "without a spacing: a second, jittered"
+    admission.spacing_s = 3.3
+    delays = [admission._delay_s() for _ in range(20_000)]
+    assert set(delays) <= {2, 3, 4}, "within a fifth either way, in whole seconds"
+    assert sum(delays) / len(delays) == pytest.approx(3.3, rel=0.02), "rounded at random: the mean is kept"
+
+
+def _second(admission: Admission, *, completed: int, late_ticks: int = 0) -> None:
+    """A second in which ``completed`` requests were answered, the loop running late at ``late_ticks`` checks."""
+    admission._completed = completed
+    admission._late_ticks = late_ticks
+    admission.second(1.0)
+
+
+async def test_a_loop_behind_holds_the_leases() -> None:
     held: list[float] = []
     release = asyncio.Event()
 
@@ -168,15 +226,37 @@ async def test_a_loop_behind_cuts_the_share_of_heartbeats_and_holds_leases_until
         busy_until = time.monotonic() + 4 * TARGET_LAG_S
         while time.monotonic() < busy_until:  # the fault: the loop kept busy, as a CPU-bound overload does
             pass
-        await until(lambda: admission.share < 1.0)
-        assert admission.share == 0.8 and held, "one late tick cuts the share and holds the leases"
+        await until(lambda: bool(held))
+        assert admission._late_ticks == 1, "one late check, counted towards a saturated second"
         release.set()
         assert (await slow).status_code == 204
-        await until(lambda: admission.share == 1.0)  # the loop runs on time again: back to all writes
-        assert (await http.put("/instances/a/heartbeat")).status_code == 204
 
 
-async def test_a_late_loop_with_nothing_in_flight_sheds_nothing() -> None:
+async def test_a_half_full_accept_queue_holds_the_leases_like_a_late_loop() -> None:
+    held: list[float] = []
+    fill = [0.0]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    admission = Admission(8, refused=lambda scope, delay: None, shed=lambda: None,
+                          hold=lambda: held.append(time.monotonic()),
+                          refusals=Counter("refused", "refused", registry=CollectorRegistry()),
+                          paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
+                          accept_queue=lambda: fill[0])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
+                                 base_url="http://r") as http:
+        assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
+        fill[0] = 0.4
+        await asyncio.sleep(3 * TICK_S)
+        assert held == [] and admission._late_ticks == 0, "connections waiting, not yet a backlog"
+        fill[0] = 0.5  # connection attempts may soon be dropped where the replica cannot see them
+        await until(lambda: bool(held))
+        assert admission._late_ticks >= 1 and admission.in_flight == 0
+
+
+async def test_a_late_loop_with_nothing_in_flight_holds_nothing() -> None:
     held: list[float] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -187,30 +267,14 @@ async def test_a_late_loop_with_nothing_in_flight_sheds_nothing() -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
                                  base_url="http://r") as http:
         assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
-        ticks_seen = admission.share
         busy_until = time.monotonic() + 4 * TARGET_LAG_S
         while time.monotonic() < busy_until:  # late, but idle: no request waits
             pass
         for _ in range(3):
             assert (await http.put("/instances/a/heartbeat")).status_code == 204
             await asyncio.sleep(TICK_S)  # pacing: let the control tick between requests
-        assert admission.share == ticks_seen == 1.0
+        assert admission._late_ticks == 0
         assert held == []
-
-
-def test_the_share_falls_by_a_fifth_per_late_tick_and_rises_by_a_twentieth_per_timely_one() -> None:
-    admission = _admission()
-    for _ in range(3):
-        admission.adjust(2 * TARGET_LAG_S)
-    assert admission.share == pytest.approx(0.8 ** 3)
-    admission.adjust(TARGET_LAG_S / 2)
-    assert admission.share == pytest.approx(0.8 ** 3 + 0.05)
-    for _ in range(40):
-        admission.adjust(0.0)
-    assert admission.share == 1.0
-    for _ in range(100):
-        admission.adjust(1.0)
-    assert admission.share == pytest.approx(0.02), "never below the floor: some writes always get through"
 
 
 async def test_a_paced_heartbeat_is_served_with_retry_after_and_its_lease_covers_the_delay() -> None:
@@ -222,21 +286,21 @@ async def test_a_paced_heartbeat_is_served_with_retry_after_and_its_lease_covers
         created = await http.post("/instances", json={"name": "Auth", "host": "h", "port": 1, "id": "a"})
         assert created.status_code == 201
         lease = {"x-lease-token": created.json()["lease_token"]}
-        admission.share = 0.5
-        admission._random = lambda: 0.75  # drawn above the share: paced; the delay's jitter: x1.25
-        admission.retry_after_s = 8.0
+        admission.spacing_s = 8.0
+        admission._random = lambda: 0.75  # jittered to 8.8 s, rounded up (drawn below 0.8): 9
         paced = await http.put("/instances/a/heartbeat", headers=lease, json={"status": "DOWN"})
         assert paced.status_code == 200 and paced.json()["status"] == "DOWN", "served all the same"
-        assert paced.headers["retry-after"] == "10"
+        assert paced.headers["retry-after"] == "9"
+        assert admission.instances == 1, "heard"
         assert metrics.get_sample_value("registry_heartbeats_paced_total") == 1
         assert metrics.get_sample_value("registry_requests_shed_total") == 0
         renewed = await store.get("a", clock.now_ms())
-        assert renewed is not None and renewed.expires_at_ms == clock.now_ms() + (10 + TTL_S) * 1000, \
+        assert renewed is not None and renewed.expires_at_ms == clock.now_ms() + (9 + TTL_S) * 1000, \
             "the lease covers the delay given, plus a TTL"
         registration = await http.post("/instances", json={"name": "Auth", "host": "h", "port": 2, "id": "b"})
         assert registration.status_code == 201 and "retry-after" not in registration.headers, \
             "only heartbeats are paced"
-        admission._random = lambda: 0.25  # drawn below the share: answered plainly
+        admission.spacing_s = None  # no longer spaced: answered plainly
         plain = await http.put("/instances/a/heartbeat", headers=lease)
         assert plain.status_code == 200 and "retry-after" not in plain.headers
         health = await http.get("/healthz")
@@ -269,12 +333,10 @@ async def test_watches_waiting_count_in_no_limit_so_they_never_refuse_writes_or_
         assert admission.in_flight == admission.writes_in_flight == 0
 
 
-def _admission(*, hold: Callable[[], None] = lambda: None, clock: Callable[[], float] | None = None,
-               max_in_flight: int = 8) -> Admission:
+def _admission(*, hold: Callable[[], None] = lambda: None, max_in_flight: int = 8) -> Admission:
     return Admission(max_in_flight, refused=lambda scope, delay: None, shed=lambda: None,
                      hold=hold, refusals=Counter("refused", "refused", registry=CollectorRegistry()),
-                     paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
-                     clock=clock)
+                     paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0)
 
 
 def _front(app: ASGIApp, admission: Admission) -> FrontLayer:

@@ -284,7 +284,8 @@ async def test_every_spec_metric_is_exposed(api: Api) -> None:
 async def test_healthz_reports_the_store(api: Api) -> None:
     resp = await api.http.get("/healthz")
     assert resp.status_code == 200 and resp.json() == {"status": "ok", "store": "memory", "expiry_protection": False,
-                                                       "shedding": False, "holding": False, "fleet_revival": None}
+                                                       "shedding": False, "holding": False,
+                                                       "heartbeat_spacing_s": None, "fleet_revival": None}
 
 
 class DownStore(MemoryStore):

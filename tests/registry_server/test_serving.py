@@ -1,15 +1,16 @@
-"""How the app is served: the event hypercorn's connections wait on."""
+"""How the app is served: the event hypercorn's connections wait on, the listening socket's accept queue."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from hypercorn.asyncio import serve
 from hypercorn.asyncio.worker_context import WorkerContext
 from starlette.types import Receive, Scope, Send
 
-from registry_server.serving import HypercornEvent, hypercorn_config, tune_hypercorn
+from registry_server.serving import AcceptQueue, HypercornEvent, hypercorn_config, listening_socket, tune_hypercorn
 from registry_server.settings import Settings
 
 
@@ -77,3 +78,23 @@ async def test_hypercorn_keeps_connections_alive_and_shuts_down_with_its_events_
     for reader, writer in connections:
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed by the server
         writer.close()
+
+
+def test_the_accept_queue_tells_how_full_it_is_and_nothing_before_the_socket_listens() -> None:
+    sock = listening_socket(Settings(host="127.0.0.1", port=0))
+    queue = AcceptQueue(sock)
+    waiting: list[socket.socket] = []
+    try:
+        assert queue.fill() is None, "not listening yet: no queue"
+        sock.listen(10)
+        assert queue.fill() == 0.0
+        port = sock.getsockname()[1]
+        waiting += [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(6)]
+        assert queue.fill() == 0.6, "six connections the kernel completed and nobody accepted, of ten"
+        sock.accept()[0].close()
+        assert queue.fill() == 0.5
+    finally:
+        for client in waiting:
+            client.close()
+        queue.close()
+        sock.close()

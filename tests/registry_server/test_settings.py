@@ -107,9 +107,9 @@ def test_service_retention_from_env_or_flag_and_bad_values_name_the_setting() ->
             load_settings([], {"REGISTRY_SERVICE_RETENTION": bad})
 
 
-def test_shedding_on_loop_lag_is_off_unless_asked_for() -> None:
-    assert load_settings([], {}).pace_heartbeats is False
-    assert load_settings([], {"REGISTRY_PACE_HEARTBEATS": "on"}).pace_heartbeats is True
-    assert load_settings(["--pace-heartbeats", "off"], {"REGISTRY_PACE_HEARTBEATS": "on"}).pace_heartbeats is False
+def test_heartbeats_are_spaced_unless_turned_off() -> None:
+    assert load_settings([], {}).pace_heartbeats is True
+    assert load_settings([], {"REGISTRY_PACE_HEARTBEATS": "off"}).pace_heartbeats is False
+    assert load_settings(["--pace-heartbeats", "on"], {"REGISTRY_PACE_HEARTBEATS": "off"}).pace_heartbeats is True
     with pytest.raises(ConfigError, match="REGISTRY_PACE_HEARTBEATS/--pace-heartbeats"):
         load_settings([], {"REGISTRY_PACE_HEARTBEATS": "sometimes"})
