@@ -105,6 +105,7 @@ class Admission:
         are answered plainly."""
         self.capacity_per_s: float | None = None
         """Requests a second the replica serves when saturated (``None``: it never was)."""
+        self._pace = pace
         self._ticking = not pace  # never started when the loop is not watched
         self._accept_queue = accept_queue
         self._random = random.random
@@ -203,7 +204,8 @@ class Admission:
 
     def heard(self, instance_id: str) -> None:
         """A heartbeat of ``instance_id`` was served (it renewed a lease)."""
-        self._heard.add(instance_id)
+        if self._pace:  # (the ticks forget the instances no longer heard: without them, keep none)
+            self._heard.add(instance_id)
 
     def pace(self) -> int | None:
         """For the heartbeat being served: while the replica spaces heartbeats, the seconds its instance

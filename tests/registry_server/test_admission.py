@@ -191,6 +191,16 @@ def test_a_lone_stall_starts_no_spacing_and_the_spacing_never_passes_the_longest
     assert admission.spacing_s == admission.max_retry_after_s == 20.0
 
 
+def test_without_pacing_no_instance_is_remembered() -> None:
+    admission = Admission(8, refused=lambda scope, delay: None, shed=lambda: None, hold=lambda: None,
+                          refusals=Counter("refused", "refused", registry=CollectorRegistry()),
+                          paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
+                          pace=False)
+    for n in range(1000):
+        admission.heard(f"i-{n}")
+    assert admission.instances == 0, "nothing would ever forget them"
+
+
 def test_delays_keep_the_spacing_on_average_in_whole_seconds_around_it() -> None:
     admission = _admission()
     assert admission._delay_s() in (1, 2), "without a spacing: a second, jittered"
