@@ -9,14 +9,14 @@ has a whole lease to heartbeat again):
 - No replica served at all (the whole fleet down or stalled). Replicas move a liveness mark in the store
   with every sweep; the first operation of a replica, and each sweep, moves it too, and the one replica
   that finds it older than the gap extends the leases live at that mark, before anything is read or swept.
-- This replica is overloaded: it refuses writes (503 + ``Retry-After``), or with lag watching on its event
-  loop runs late. Refused heartbeats renew their own leases, to cover the delay they were given
-  (:mod:`registry_server.api.refused_heartbeats`), but others wait in the server until their callers give
-  up, and a request whose caller left is never served: nothing tells a live instance among those from a
-  dead one. So while it is held, and until a quiet period has passed, every sweep gives each lease that
-  is live (or ran out since the last sweep) a full TTL from now. A death during an overload is detected at
-  most one TTL, the quiet period and one sweep after the overload ends (or after the delay given to its
-  last refused heartbeat, if that is later).
+- This replica is overloaded: it refuses writes (503 + ``Retry-After``), or (with pacing on) its event
+  loop runs late or its accept queue is half full. Refused heartbeats renew their own leases, to cover the
+  delay they were given (:mod:`registry_server.api.refused_heartbeats`), but others wait in the server
+  until their callers give up, and a request whose caller left is never served: nothing tells a live
+  instance among those from a dead one. So while it is held, and until a quiet period has passed, every
+  sweep gives each lease that is live (or ran out since the last sweep) a full TTL from now. A death
+  during an overload is detected at most one TTL, the quiet period and one sweep after the overload ends
+  (or after the delay given to its last refused heartbeat, if that is later).
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.expiry_protection")
+
+OVERLOAD_LOG_QUIET_MS = 60_000
+"""How long without a refusal ends an overload in the log. An overload comes in pulses, each refusing
+for a second or two: logged once at its start and once at its end, not at every pulse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,10 @@ class ExpiryProtection:
         self.shedding_since_ms: int | None = None
         """Since the first refusal of an overload, until a quiet period without one."""
         self._last_shed_ms = 0
+        self._overload_logged_ms: int | None = None
+        """When the overload being logged began (``None``: none is)."""
+        self._refusals = 0
+        """Refusals since then."""
         self.holding_since_ms: int | None = None
         """While set (since the loop first ran late), every sweep renews the live leases."""
         self._last_hold_ms = 0
@@ -97,8 +105,11 @@ class ExpiryProtection:
         waiting unheard, so the leases are held too."""
         now = self._clock.now_ms()
         self._last_shed_ms = now
+        self._refusals += 1
         if self.shedding_since_ms is None:
             self.shedding_since_ms = now
+        if self._overload_logged_ms is None:
+            self._overload_logged_ms = now
             log.warning("overloaded: refusing writes with 503 and Retry-After; every live lease is held "
                         "until it is over")
         self.hold()
@@ -117,8 +128,14 @@ class ExpiryProtection:
         await self._check_fleet()
         now = self._clock.now_ms()
         if self.shedding_since_ms is not None and now - self._last_shed_ms >= self._quiet_ms:
-            self.shedding_since_ms = None
-            log.info("no longer overloaded: every write is served again; the leases held run a full TTL from now")
+            self.shedding_since_ms = None  # (for /healthz: this pulse is over)
+        started = self._overload_logged_ms
+        if started is not None and now - self._last_shed_ms >= OVERLOAD_LOG_QUIET_MS:
+            log.info("no longer overloaded: no write refused for %d s (%d refused in %.0f s); the leases held "
+                     "run a full TTL from now", OVERLOAD_LOG_QUIET_MS // 1000, self._refusals,
+                     (self._last_shed_ms - started) / 1000)
+            self._overload_logged_ms = None
+            self._refusals = 0
         if self.holding_since_ms is None:
             return now
         # A lease that ran out would answer its owner's next heartbeat 404 and force a re-registration: so

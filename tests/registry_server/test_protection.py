@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from registry_server.errors import StoreUnavailableError
+from registry_server.expiry_protection import OVERLOAD_LOG_QUIET_MS
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceRegistration
 from registry_server.registry import Registry
@@ -100,3 +103,27 @@ async def test_concurrent_requests_share_one_recovery_attempt_instead_of_queuein
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert attempts == 1
     assert all(isinstance(o, StoreUnavailableError) for o in outcomes)
+
+
+async def test_an_overload_in_pulses_is_logged_once_at_its_start_and_once_a_minute_after_its_end(
+        caplog: pytest.LogCaptureFixture) -> None:
+    registry, _, clock, _ = setup()
+    protection = registry.protection
+    caplog.set_level(logging.INFO, logger="registry_server.expiry_protection")
+    for _ in range(5):  # five pulses of refusals, each a second long, five seconds apart
+        for _ in range(10):
+            protection.shed()
+            clock.advance(0.1)
+        await registry.sweep()
+        assert protection.shedding_since_ms is not None
+        clock.advance(5)
+        await registry.sweep()
+        assert protection.shedding_since_ms is None, "/healthz: this pulse is over"
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum("overloaded: refusing writes" in line for line in lines) == 1
+    assert not any("no longer overloaded" in line for line in lines)
+    clock.advance(OVERLOAD_LOG_QUIET_MS / 1000)
+    await registry.sweep()
+    ended = [record.getMessage() for record in caplog.records if "no longer overloaded" in record.getMessage()]
+    assert ended == ["no longer overloaded: no write refused for 60 s (50 refused in 25 s); the leases held "
+                     "run a full TTL from now"]
