@@ -192,10 +192,7 @@ def test_a_lone_stall_starts_no_spacing_and_the_spacing_never_passes_the_longest
 
 
 def test_without_pacing_no_instance_is_remembered() -> None:
-    admission = Admission(8, refused=lambda scope, delay: None, shed=lambda: None, hold=lambda: None,
-                          refusals=Counter("refused", "refused", registry=CollectorRegistry()),
-                          paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
-                          pace=False)
+    admission = _admission(pace=False)
     for n in range(1000):
         admission.heard(f"i-{n}")
     assert admission.instances == 0, "nothing would ever forget them"
@@ -250,11 +247,7 @@ async def test_a_half_full_accept_queue_holds_the_leases_like_a_late_loop() -> N
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    admission = Admission(8, refused=lambda scope, delay: None, shed=lambda: None,
-                          hold=lambda: held.append(time.monotonic()),
-                          refusals=Counter("refused", "refused", registry=CollectorRegistry()),
-                          paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
-                          accept_queue=lambda: fill[0])
+    admission = _admission(hold=lambda: held.append(time.monotonic()), accept_queue=lambda: fill[0])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_front(app, admission)),
                                  base_url="http://r") as http:
         assert (await http.put("/instances/a/heartbeat")).status_code == 204  # the control starts ticking
@@ -343,10 +336,12 @@ async def test_watches_waiting_count_in_no_limit_so_they_never_refuse_writes_or_
         assert admission.in_flight == admission.writes_in_flight == 0
 
 
-def _admission(*, hold: Callable[[], None] = lambda: None, max_in_flight: int = 8) -> Admission:
+def _admission(*, hold: Callable[[], None] = lambda: None, max_in_flight: int = 8, pace: bool = True,
+               accept_queue: Callable[[], float | None] | None = None) -> Admission:
     return Admission(max_in_flight, refused=lambda scope, delay: None, shed=lambda: None,
                      hold=hold, refusals=Counter("refused", "refused", registry=CollectorRegistry()),
-                     paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0)
+                     paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
+                     pace=pace, accept_queue=accept_queue)
 
 
 def _front(app: ASGIApp, admission: Admission) -> FrontLayer:
