@@ -14,9 +14,12 @@ has a whole lease to heartbeat again):
   delay they were given (:mod:`registry_server.api.refused_heartbeats`), but others wait in the server
   until their callers give up, and a request whose caller left is never served: nothing tells a live
   instance among those from a dead one. So while it is held, and until a quiet period has passed, every
-  sweep gives each lease that is live (or ran out since the last sweep) a full TTL from now. A death
-  during an overload is detected at most one TTL, the quiet period and one sweep after the overload ends
-  (or after the delay given to its last refused heartbeat, if that is later).
+  sweep gives each lease that is live (or ran out since the last sweep) a full TTL from now, if its
+  owner was heard (a heartbeat served or refused, or its registration) within :data:`HELD_UNHEARD_TTLS`
+  TTLs. A death during an overload is therefore detected at most that, one TTL more and one sweep after
+  the instance's last heartbeat, however long the overload lasts; sooner, one TTL, the quiet period and
+  one sweep after the overload ends (or after the delay given to its last refused heartbeat, if that is
+  later).
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ from registry_server.registry_observer import RegistryObserver
 from registry_server.store.base import InstanceStore
 
 log = logging.getLogger("registry_server.expiry_protection")
+
+HELD_UNHEARD_TTLS = 6
+"""How long (in TTLs) an overload holds the lease of an instance that nobody hears from. A live one is
+told to come back at most two TTLs later (``MAX_RETRY_AFTER_TTLS``, registry_server/api/admission.py),
+and then has four more for a heartbeat to get through: in an overload its attempts time out, and each
+retry on a new connection waits behind the accept queue (in the overload benchmark, live instances went
+unheard for 40 s at 3 x C with a 10 s TTL). A dead one stops being held after that, even if the replica
+never stops being overloaded."""
 
 OVERLOAD_LOG_QUIET_MS = 60_000
 """How long without a refusal ends an overload in the log. An overload comes in pulses, each refusing
@@ -115,8 +126,8 @@ class ExpiryProtection:
         self.hold()
 
     def hold(self) -> None:
-        """Heartbeats may go unheard (an overload): keep every live lease from running out until a quiet
-        period has passed."""
+        """Heartbeats may go unheard (an overload): keep every live lease of an instance heard lately
+        (:data:`HELD_UNHEARD_TTLS`) from running out until a quiet period has passed."""
         now = self._clock.now_ms()
         self._last_hold_ms = now
         if self.holding_since_ms is None:
@@ -124,7 +135,8 @@ class ExpiryProtection:
 
     async def before_sweep(self) -> int:
         """Move the fleet's mark (extending if the fleet was absent); while held, give every lease that is
-        live, or ran out since the last sweep, a full TTL. The moment the sweep may expire leases up to."""
+        live, or ran out since the last sweep, a full TTL if its owner was heard lately. The moment the
+        sweep may expire leases up to."""
         await self._check_fleet()
         now = self._clock.now_ms()
         if self.shedding_since_ms is not None and now - self._last_shed_ms >= self._quiet_ms:
@@ -140,7 +152,8 @@ class ExpiryProtection:
             return now
         # A lease that ran out would answer its owner's next heartbeat 404 and force a re-registration: so
         # none may run out while heartbeats may be waiting unread, not even between two sweeps.
-        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms)
+        extended = await self._store.extend_leases(self._held_from_ms, now + self._ttl_ms,
+                                                   heard_since_ms=now - HELD_UNHEARD_TTLS * self._ttl_ms)
         self._held_from_ms = now
         self._observer.protection(self.active, extended)
         if now - self._last_hold_ms >= self._quiet_ms:

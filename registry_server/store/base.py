@@ -128,8 +128,9 @@ class InstanceStore(Protocol):
         :meth:`expire`, :meth:`services` or :meth:`all_instances` visits those not due."""
         ...
 
-    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+    async def extend_leases(self, since_ms: int, until_ms: int, *, heard_since_ms: int | None = None) -> int:
         """Give every lease that expires after ``since_ms`` at least until ``until_ms`` (after an outage).
+        ``heard_since_ms``: only leases whose owner's last heartbeat (or registration) is no older.
 
         Idempotent; returns how many leases were extended.
         """

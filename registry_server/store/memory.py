@@ -246,11 +246,12 @@ class MemoryStore:
                                   default=None)
         return removed
 
-    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+    async def extend_leases(self, since_ms: int, until_ms: int, *, heard_since_ms: int | None = None) -> int:
         extended = 0
         for svc in self._occupied_services():
             for iid, inst in list(svc.members.items()):
-                if since_ms < inst.expires_at_ms < until_ms:
+                if since_ms < inst.expires_at_ms < until_ms and (heard_since_ms is None
+                                                                 or inst.last_heartbeat_ms >= heard_since_ms):
                     svc.members[iid] = replace(inst, expires_at_ms=until_ms)
                     extended += 1
         return extended

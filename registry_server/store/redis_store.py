@@ -509,10 +509,11 @@ class RedisStore:
         if failed:
             _unreleased(sum(n for n, _exc in failed), failed[0][1])
 
-    async def extend_leases(self, since_ms: int, until_ms: int) -> int:
+    async def extend_leases(self, since_ms: int, until_ms: int, *, heard_since_ms: int | None = None) -> int:
         k = self._keys
+        heard = "" if heard_since_ms is None else heard_since_ms
         replies = await self._run("extend", lambda: self._each_service(lambda name, client: self._extend(
-            keys=[k.leases(name)], args=[since_ms, until_ms, k.instance_prefix(name)], client=client)))
+            keys=[k.leases(name)], args=[since_ms, until_ms, k.instance_prefix(name), heard], client=client)))
         return sum(int(n) for _name, n in replies)
 
     async def mark_alive(self, now_ms: int, gap_ms: int) -> int | None:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from registry_server.errors import StoreUnavailableError
-from registry_server.expiry_protection import OVERLOAD_LOG_QUIET_MS
+from registry_server.expiry_protection import HELD_UNHEARD_TTLS, OVERLOAD_LOG_QUIET_MS
 from registry_server.metrics import RegistryMetrics
 from registry_server.model import InstanceRegistration
 from registry_server.registry import Registry
@@ -127,3 +127,29 @@ async def test_an_overload_in_pulses_is_logged_once_at_its_start_and_once_a_minu
     ended = [record.getMessage() for record in caplog.records if "no longer overloaded" in record.getMessage()]
     assert ended == ["no longer overloaded: no write refused for 60 s (50 refused in 25 s); the leases held "
                      "run a full TTL from now"]
+
+
+async def test_an_endless_overload_still_expires_an_instance_nobody_hears_from() -> None:
+    """While the replica stays overloaded, the leases of instances heard lately are held; one that stopped
+    heartbeating is held only for a while, so its death is seen during the overload itself."""
+    registry, _, clock, metrics = setup()
+    protection = registry.protection
+    for name in ("alive", "dead"):
+        await registry.register(InstanceRegistration(id=name, name="Auth", host="h", port=1))
+    ttl_s = TTL_MS / 1000
+    expired_at: float | None = None
+    for second in range(1, int(10 * ttl_s)):  # ten TTLs of overload, swept every second
+        clock.advance(1)
+        protection.hold()  # the loop ran late within the last second
+        if second % 25 == 0:  # heard now and then: further apart than a TTL (told to come back later)
+            await registry.heartbeat("alive", None)
+        expired = [gone.id for gone in await registry.sweep()]
+        assert "alive" not in expired
+        if expired:
+            assert expired == ["dead"]
+            expired_at = second
+            break
+    assert protection.holding_since_ms is not None, "the overload never ended"
+    assert expired_at is not None, "the dead instance was held for as long as the overload lasted"
+    assert HELD_UNHEARD_TTLS * ttl_s < expired_at <= (HELD_UNHEARD_TTLS + 1) * ttl_s + 1
+    assert metrics.get_sample_value("registry_expirations_total", {"service": "Auth"}) == 1

@@ -314,6 +314,22 @@ async def test_extending_leases_after_an_outage_covers_only_those_live_when_it_b
     assert [i.id for i in await store.expire(back, 100)] == ["gone-before"]
 
 
+async def test_extending_leases_can_spare_those_whose_owner_was_not_heard_lately(store: InstanceStore) -> None:
+    """An overload holds the leases of instances heard lately only: a dead one is no longer held."""
+    await store.register(reg("silent"), NOW, TTL)
+    await store.register(reg("renewed"), NOW, TTL)
+    await store.heartbeat("renewed", None, NOW + 5000, TTL)
+    await store.register(reg("late-comer"), NOW + 6000, TTL)
+    extended = await store.extend_leases(NOW, NOW + 3 * TTL, heard_since_ms=NOW + 5000)
+    assert extended == 2
+    for kept in ("renewed", "late-comer"):
+        found = await store.get(kept, NOW + 2 * TTL)
+        assert found is not None and found.expires_at_ms == NOW + 3 * TTL
+    silent = await store.get("silent", NOW)
+    assert silent is not None and silent.expires_at_ms == NOW + TTL, "not heard since: its lease is left as it was"
+    assert [i.id for i in await store.expire(NOW + TTL, 100)] == ["silent"]
+
+
 async def test_lease_tokens_guard_renewal_removal_and_reregistration(store: InstanceStore) -> None:
     from registry_server.errors import LeaseTokenError
     from registry_server.model import lease_token_hash
