@@ -20,8 +20,9 @@ what the replica can serve:
   heartbeat is served all the same (refusing it would free little: in a Python server, reading and
   answering a request costs most of what serving a heartbeat does), and its lease covers the spacing
   plus a TTL. In a second in which the loop never ran late the estimate grows by a fiftieth (the replica
-  could have served more than it was sent). The spacing ends when it falls under a second, or after a
-  minute without saturation with the load under half the throughput.
+  could have served more than it was sent), if the fleet sent most of what the spacing aims at. The
+  spacing ends when it falls under a second, or after a minute without saturation with the load under
+  half the throughput.
 
 A refused write is told to come back after the spacing too (a second when there is none), jittered so that
 the instances do not come back together. A heartbeat told to come back later is a sign of life, and its
@@ -62,6 +63,10 @@ that are not heartbeats, and for the estimate being the best recent second."""
 GROWTH = 1.02
 """How much the throughput estimate grows in a second in which the loop never ran late: what the replica
 served then is what it was sent, not all it could serve."""
+GROWS_FROM = 0.8
+"""The share of what the spacing aims at that a second must have served for the estimate to grow: a
+second the fleet sent less in (it answers a shorter spacing only a spacing later) proves nothing more,
+and growing on it would run ahead of the fleet, then space it for more than the replica serves."""
 QUIET_S = 60.0
 """Seconds without saturation, the load under half the throughput, after which the spacing is lifted."""
 RECENT = 8
@@ -155,7 +160,9 @@ class Admission:
 
     def second(self, elapsed_s: float) -> None:
         """The control, once a second (``elapsed_s``: since the last). A saturated second tells the
-        throughput: the requests it answered (refusals included). A second in which the loop never ran
+        throughput: the requests it served. Refusals are not counted: each costs a fraction of a served
+        request, and a replica refusing half of what it answers would take itself for one serving all of
+        it, space the fleet for that, and go on refusing. A second in which the loop never ran
         late tells only that the replica could serve more than it was sent: the estimate grows a little.
         From the estimate, the spacing."""
         completed_per_s = self._completed / elapsed_s
@@ -165,7 +172,8 @@ class Admission:
         if saturated and completed_per_s > 0:
             self._recent.append(completed_per_s)
             self.capacity_per_s = max(self._recent)
-        elif idle and self.capacity_per_s is not None:
+        elif idle and self.capacity_per_s is not None \
+                and completed_per_s >= GROWS_FROM * UTILISATION * self.capacity_per_s:
             self.capacity_per_s *= GROWTH
         self._quiet_s = 0.0 if saturated else self._quiet_s + elapsed_s
         capacity_per_s = self.capacity_per_s
@@ -216,6 +224,12 @@ class Admission:
         self._paced.inc()
         return self._delay_s()
 
+    def longest_delay_s(self) -> int:
+        """The longest ``Retry-After`` the replica gives now (0: it spaces nothing)."""
+        if self.spacing_s is None:
+            return 0
+        return min(int(self.max_retry_after_s), math.ceil((1.0 + _JITTER) * self.spacing_s))
+
     def release(self, scope: Scope) -> None:
         """An admitted request is done, or became a watch (which waits on changes, not on this replica)."""
         self.in_flight -= 1
@@ -228,7 +242,6 @@ class Admission:
         are told (``refused``) with the delay given."""
         delay = self._delay_s()
         self._refused += 1
-        self._completed += 1
         self._shed()
         self._refused_hook(scope, delay)
         self._refusals.inc()

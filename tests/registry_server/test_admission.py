@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_server.api.admission import (
+    GROWS_FROM,
     GROWTH,
     LATE_TICKS,
     QUIET_S,
@@ -155,6 +156,10 @@ def test_the_spacing_is_the_instances_heard_over_what_a_saturated_second_served(
     _second(admission, completed=950)  # the loop never ran late: it could have served more
     assert admission.capacity_per_s == pytest.approx(1000 * GROWTH)
     assert admission.spacing_s == pytest.approx(3000 / (UTILISATION * 1000 * GROWTH))
+    for _ in range(30):  # the fleet has not answered the shorter spacing yet: it sends far less than aimed at
+        _second(admission, completed=GROWS_FROM * UTILISATION * 1000 * GROWTH - 1)
+    assert admission.capacity_per_s == pytest.approx(1000 * GROWTH), \
+        "the estimate grows only on seconds that served what the spacing aims at, not ahead of the fleet"
 
 
 def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_light_load() -> None:
@@ -179,6 +184,29 @@ def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_l
     assert admission.spacing_s is not None
     _second(admission, completed=400, late_ticks=1)
     assert admission.spacing_s is None, "a minute without saturation at under half the throughput"
+
+
+async def test_a_saturated_second_counts_what_it_served_not_what_it_refused() -> None:
+    """A refusal costs a fraction of a served request: counting refusals, a replica refusing half of what
+    it answers would space the fleet for twice what it serves, and go on refusing."""
+    admission = _admission(max_in_flight=1)
+    admission._ticking = True  # (the control is driven by hand below)
+    for n in range(2000):
+        admission.heard(f"i-{n}")
+    write: Scope = {"type": "http", "method": "PUT", "path": "/instances/i-0/heartbeat", "headers": []}
+    sent: list[object] = []
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    for _ in range(500):  # each served heartbeat beside one refused
+        assert admission.admit(write)
+        assert not admission.admit(write)
+        await admission.refusal(write, send)
+        admission.release(write)
+    admission.second(1.0)
+    assert admission.capacity_per_s == 500, "a second with refusals is saturated; it served 500"
+    assert admission.spacing_s == pytest.approx(2000 / (UTILISATION * 500))
 
 
 def test_a_lone_stall_starts_no_spacing_and_the_spacing_never_passes_the_longest_delay() -> None:
