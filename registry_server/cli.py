@@ -57,7 +57,8 @@ async def _serve(settings: Settings) -> None:
 
     log.info("listening on %s://%s:%d", "https" if settings.certfile else "http", settings.host, settings.port)
     try:
-        await serve(app, hypercorn_config(settings, sock), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+        config = hypercorn_config(settings, sock, paced_for_s=app.state.admission.longest_delay_s)
+        await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
     finally:
         accept_queue.close()
 

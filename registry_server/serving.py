@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from hypercorn.asyncio.worker_context import WorkerContext
@@ -120,10 +120,37 @@ class AcceptQueue:
             self._probe.close()
 
 
-def hypercorn_config(settings: Settings, sock: socket.socket | None = None) -> Config:
+IDLE_S = 5.0
+"""How long a keep-alive connection may stay idle, and a request head take to arrive (hypercorn's idle
+timer bounds both)."""
+
+
+class ServerConfig(Config):
+    """hypercorn's settings, with an idle timer that outlasts the ``Retry-After`` a paced heartbeat is
+    given. A paced instance then comes back on its open connection: a new one costs the replica nearly
+    twice what the heartbeat does (accepting it, setting it up, closing the old one), which is the last
+    thing a saturated replica can afford. hypercorn reads the timer each time a connection falls idle."""
+
+    def __init__(self, paced_for_s: Callable[[], int] = lambda: 0) -> None:
+        """``paced_for_s()``: the longest ``Retry-After`` the replica gives now (0: none)."""
+        self._paced_for_s = paced_for_s
+        self._idle_s: float = IDLE_S
+
+    @property
+    def keep_alive_timeout(self) -> float:
+        return self._idle_s + self._paced_for_s()
+
+    @keep_alive_timeout.setter
+    def keep_alive_timeout(self, idle_s: float) -> None:
+        self._idle_s = idle_s
+
+
+def hypercorn_config(settings: Settings, sock: socket.socket | None = None, *,
+                     paced_for_s: Callable[[], int] = lambda: 0) -> ServerConfig:
     """Every server timeout set on purpose, none left at a default that waits forever. ``sock``: listen on
-    this socket (from :func:`listening_socket`; hypercorn then owns it) rather than bind one."""
-    config = Config()
+    this socket (from :func:`listening_socket`; hypercorn then owns it) rather than bind one.
+    ``paced_for_s``: see :class:`ServerConfig`."""
+    config = ServerConfig(paced_for_s)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     if sock is None:
         config.bind = [f"{host}:{settings.port}"]
@@ -131,10 +158,11 @@ def hypercorn_config(settings: Settings, sock: socket.socket | None = None) -> C
         config.bind = [f"fd://{sock.detach()}"]
     # No per-read timeout: hypercorn applies it while a response streams too, which would cut every long
     # poll and change stream whose client (rightly) sends nothing. A client stalling before its request
-    # head is complete is closed by the idle (keep-alive) timer; one trickling its body gets 408 from the
-    # body deadline (REGISTRY_READ_TIMEOUT, registry_server/api/body.py).
+    # head is complete is closed by the idle (keep-alive) timer (IDLE_S, longer only while heartbeats are
+    # paced); one trickling its body gets 408 from the body deadline (REGISTRY_READ_TIMEOUT,
+    # registry_server/api/body.py).
     config.read_timeout = None
-    config.keep_alive_timeout = 5
+    config.keep_alive_timeout = IDLE_S
     config.graceful_timeout = 10  # SIGTERM: in-flight requests get this long to finish
     config.h11_max_incomplete_size = 16 * 1024
     config.startup_timeout = 10

@@ -10,7 +10,14 @@ from hypercorn.asyncio import serve
 from hypercorn.asyncio.worker_context import WorkerContext
 from starlette.types import Receive, Scope, Send
 
-from registry_server.serving import AcceptQueue, HypercornEvent, hypercorn_config, listening_socket, tune_hypercorn
+from registry_server.serving import (
+    IDLE_S,
+    AcceptQueue,
+    HypercornEvent,
+    hypercorn_config,
+    listening_socket,
+    tune_hypercorn,
+)
 from registry_server.settings import Settings
 
 
@@ -78,6 +85,46 @@ async def test_hypercorn_keeps_connections_alive_and_shuts_down_with_its_events_
     for reader, writer in connections:
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed by the server
         writer.close()
+
+
+async def test_an_idle_connection_stays_open_past_the_delay_a_paced_heartbeat_is_given(
+        unused_tcp_port: int) -> None:
+    """A paced instance comes back on its connection: a new one would cost the replica nearly twice as
+    much. Once nothing is paced, idle connections close after the usual idle timer."""
+    paced_for_s = 0
+    config = hypercorn_config(Settings(host="127.0.0.1", port=unused_tcp_port), paced_for_s=lambda: paced_for_s)
+    assert config.keep_alive_timeout == IDLE_S
+    paced_for_s = 20
+    assert config.keep_alive_timeout == IDLE_S + 20, "the idle timer outlasts the longest delay given"
+    config.keep_alive_timeout = 0.1  # (short, for the test)
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(_hello, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        async with asyncio.timeout(10):
+            while True:  # until the server listens
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
+                    break
+                except ConnectionRefusedError:
+                    await asyncio.sleep(0.05)
+
+        async def hello() -> None:
+            writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)).startswith(b"HTTP/1.1 200")
+            assert await reader.readexactly(2) == b"ok"
+
+        paced_for_s = 1
+        await hello()  # idle now, for up to 1.1 s
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), timeout=0.5)  # still open well past the bare idle timer
+        await hello()
+        paced_for_s = 0
+        await hello()  # idle now, for 0.1 s: the server closes it
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+        writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, timeout=10)
 
 
 def test_the_accept_queue_tells_how_full_it_is_and_nothing_before_the_socket_listens() -> None:
