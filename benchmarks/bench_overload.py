@@ -5,22 +5,27 @@
                                         [--no-pacing] [--max-in-flight N] [--log-level L] [--json]
 
 In one run, each phase on a fresh ``redis-server`` and ``registry-server`` (TTL ``--ttl``, sweep every
-second, its defaults otherwise; ``--no-pacing``: heartbeats are not paced). The registry shares core 0
-with a CPU hog (it gets about half of it) and the load generator has core 1 (``--no-pin``: no pinning): a
-load generator needs a core of its own to offer three times what a registry process answers. Redis runs on
+second, its defaults otherwise; ``--no-pacing``: heartbeats are not paced). The registry has core 0 and
+may use half of it (a CPU quota in a cgroup, as a container's CPU limit; without root, it shares the core
+with a CPU hog instead), and the load generator has core 1 (``--no-pin``: no pinning, no limit): a load
+generator needs a core of its own to offer three times what a registry process answers. Redis runs on
 core 1 too, at a higher priority than the generator (as root). Heartbeats go
 over a lean HTTP/1.1 client on keep-alive connections: each instance its own, and another while one is
 busy.
 
-1. Capacity: 32 workers send heartbeats back to back for ``--capacity-duration`` seconds; ``C`` is the
-   heartbeats per second answered 200.
-2. For each ratio ``r``: ``N = r * C * interval`` instances register and heartbeat at 90 % of ``C`` (a
+For each ratio ``r``:
+
+1. Capacity, measured just before (and again just after: the machine's speed drifts by minutes, so the
+   useful share is of the mean of the two): 32 workers send heartbeats back to back for
+   ``--capacity-duration`` seconds; ``C`` is the heartbeats per second answered 200.
+2. ``N = r * C * interval`` instances register and heartbeat at 90 % of ``C`` (a
    running fleet, its connections open and in use) until all are registered and have had two turns. Then,
    for the overload, each heartbeats every ``--interval`` seconds
    on its own schedule (phase ``i / N``) without waiting for answers (open loop), with a 2 s client
    timeout and as many connections as it takes, for ``--duration`` seconds. As the client library does,
-   an instance answered with ``Retry-After`` (a ``503``, or a paced ``200``) sends nothing before it
-   (``--ignore-retry-after``: it keeps its schedule whatever the answers). Meanwhile a prober reads
+   an instance answered with ``Retry-After`` (a ``503``, or a paced ``200``) sends its next heartbeat
+   exactly then, and keeps its interval from there (``--ignore-retry-after``: it keeps its schedule
+   whatever the answers). Meanwhile a prober reads
    ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
    heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
    every half TTL) for two TTLs, and until the dead instance has expired.
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import json
 import os
 import signal
@@ -60,6 +66,7 @@ PROBE_EVERY_S = 0.2
 class OverloadResult:
     ratio: float
     capacity_per_s: float
+    """``C`` measured just before, which sized the fleet."""
     instances: int
     duration_s: float
     sent: int = 0
@@ -90,10 +97,22 @@ class OverloadResult:
     warm_up_s: float = 0.0
     """How long the fleet took to register and warm up before the overload."""
     never_registered: int = 0
+    capacity_after_per_s: float | None = None
+    """``C`` measured again just after: the useful share is of the mean of the two."""
+    connections_opened: int = 0
+    """Connections the instances opened during the overload (the first, or after a timeout or the
+    registry's idle timer closed one): each costs the registry more than a request on an open one."""
+    registry_cpu_s: float | None = None
+    """CPU time the registry process used during the overload (``None``: not on Linux)."""
 
     @property
     def useful_per_s(self) -> float:
         return self.ok / self.duration_s
+
+    @property
+    def mean_capacity_per_s(self) -> float:
+        after = self.capacity_after_per_s
+        return self.capacity_per_s if after is None else (self.capacity_per_s + after) / 2
 
     @property
     def false_expiries(self) -> int:
@@ -101,10 +120,11 @@ class OverloadResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "ratio": self.ratio, "capacity_per_s": round(self.capacity_per_s), "instances": self.instances,
+            "ratio": self.ratio, "capacity_per_s": round(self.capacity_per_s),
+            "capacity_after_per_s": _round(self.capacity_after_per_s), "instances": self.instances,
             "offered_per_s": round(self.instances / 1.0), "sent": self.sent,
             "useful_per_s": round(self.useful_per_s), "useful_share_of_capacity": round(
-                self.useful_per_s / self.capacity_per_s, 3),
+                self.useful_per_s / self.mean_capacity_per_s, 3),
             "paced_200": self.paced, "deferred_by_retry_after": self.deferred,
             "registry_counted": {"shed": round(self.requests_shed_metric),
                                  "paced": round(self.heartbeats_paced_metric)},
@@ -119,11 +139,25 @@ class OverloadResult:
             "death_detected_after_overload_s": _round(self.death_detected_after_overload_s),
             "generator_late_s": round(self.generator_late_s, 2), "never_registered": self.never_registered,
             "warm_up_s": round(self.warm_up_s, 1),
+            "connections_opened": self.connections_opened,
+            "registry_cores": _round(None if self.registry_cpu_s is None else self.registry_cpu_s / self.duration_s),
+            "registry_cpu_us_per_answer": _round(
+                None if self.registry_cpu_s is None
+                else 1e6 * self.registry_cpu_s / max(1, self.ok + self.shed + sum(self.other.values()))),
         }
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def _cpu_s(pid: int) -> float | None:
+    """The CPU time (user and system) process ``pid`` has used, from ``/proc`` (``None`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -133,8 +167,51 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class CpuQuota:
+    """A cgroup that lets its processes use half a core, enforced every 10 ms (as a container's CPU limit
+    is): the registry gets the same CPU whatever the shape of its load. Sharing a core with a CPU hog
+    instead, a process that often waits (closed-loop clients) gets more of the core from the scheduler than
+    one that never does (an overload): the capacity and the overload would be measured on different
+    machines. ``None`` from :meth:`create` without a writable cgroup ``cpu`` controller (not root)."""
+
+    PERIOD_US = 10_000
+
+    def __init__(self, path: Path, v2: bool) -> None:
+        self.path, self.v2 = path, v2
+
+    @classmethod
+    def create(cls) -> CpuQuota | None:
+        for root, v2 in ((Path("/sys/fs/cgroup/cpu"), False), (Path("/sys/fs/cgroup"), True)):
+            if not (root / ("cgroup.controllers" if v2 else "cpu.cfs_quota_us")).exists():
+                continue
+            path = root / f"bench-overload-{os.getpid()}"
+            try:
+                path.mkdir(exist_ok=True)
+                half = cls.PERIOD_US // 2
+                if v2:
+                    (path / "cpu.max").write_text(f"{half} {cls.PERIOD_US}")
+                else:
+                    (path / "cpu.cfs_period_us").write_text(str(cls.PERIOD_US))
+                    (path / "cpu.cfs_quota_us").write_text(str(half))
+            except OSError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            return cls(path, v2)
+        return None
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
 class Fleet:
-    """A fresh Redis and one registry process, stopped at the end."""
+    """A fresh Redis and one registry process, stopped at the end. Pinned: the registry has core 0 and half
+    of it (a :class:`CpuQuota`, or beside a CPU hog where no quota can be set), Redis and the load generator
+    core 1."""
 
     def __init__(self, ttl_s: float, *, pinned: bool, pace_heartbeats: bool = True,
                  max_in_flight: int | None = None, log_level: str = "warning") -> None:
@@ -152,7 +229,9 @@ class Fleet:
             with contextlib.suppress(PermissionError):
                 os.setpriority(os.PRIO_PROCESS, self.redis.proc.pid, -10)
         wrapper = ["taskset", "-c", "0"] if pinned else []
-        self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"]) if pinned else None)
+        self.quota = CpuQuota.create() if pinned else None
+        self.hog = (subprocess.Popen([*wrapper, sys.executable, "-c", "while True: pass"])
+                    if pinned and self.quota is None else None)
         self.registry = None
         try:  # a registry that does not start must not leave the hog and Redis behind
             self.registry = start_registry(tmp, redis_url=self.redis.url, ttl=ttl_s, sweep=1.0, wrapper=wrapper,
@@ -160,16 +239,21 @@ class Fleet:
                                                       "REGISTRY_PACE_HEARTBEATS": "on" if pace_heartbeats else "off",
                                                       **({"REGISTRY_MAX_IN_FLIGHT": str(max_in_flight)}
                                                          if max_in_flight else {})})
+            if self.quota is not None:
+                self.quota.add(self.registry.pid)
             self.registry.wait_healthy()
         except BaseException:
             self.stop()
             raise
         self.url = self.registry.url
+        self.pid = self.registry.pid
 
     def stop(self) -> None:
         if self.registry is not None:
             self.registry.stop()
         self.redis.stop()
+        if self.quota is not None:
+            self.quota.remove()
         if self.hog is not None:
             self.hog.kill()
             self.hog.wait()
@@ -180,6 +264,9 @@ class RawHttp:
     than the registry does, or it, not the registry, is what saturates. A request that times out closes its
     connection, as aiohttp does (and the client library with it)."""
 
+    opened = 0
+    """Connections opened by every client of this process."""
+
     def __init__(self, url: str) -> None:
         host, _, port = url.removeprefix("http://").partition(":")
         self.host, self.port = host, int(port)
@@ -189,7 +276,11 @@ class RawHttp:
         """(status, the Retry-After it gave in seconds, 0 without one)."""
         while self.idle and self.idle[-1][0].at_eof():  # closed by the server's idle timer: as aiohttp does,
             self.idle.pop()[1].close()  # drop it rather than send on it
-        conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        if self.idle:
+            conn = self.idle.pop()
+        else:
+            RawHttp.opened += 1
+            conn = await asyncio.open_connection(self.host, self.port)
         reader, writer = conn
         retry_after = 0.0
         try:
@@ -264,7 +355,7 @@ async def _register_victim(url: str, victim: tuple[str, str]) -> str:
 
 
 async def overload(url: str, *, ratio: float, capacity: float, interval_s: float, duration_s: float,
-                   ttl_s: float, honour_retry_after: bool = True) -> OverloadResult:
+                   ttl_s: float, honour_retry_after: bool = True, registry_pid: int | None = None) -> OverloadResult:
     instances = max(1, round(ratio * capacity * interval_s))
     result = OverloadResult(ratio, capacity, instances, duration_s)
     ids = instance_ids(instances)
@@ -403,20 +494,33 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         watcher = loop.create_task(watch_victim(victim_task))
         prober = loop.create_task(probe())
         counter = loop.create_task(count_up())
-        step = interval_s / instances
-        beat = 0
-        while True:  # the overload: every instance on its own schedule, whatever the answers
-            due = start + beat * step
-            if due >= overload_ends:
-                break
+        # The overload: every instance on its own schedule, whatever the answers, except that one told to
+        # come back later sends exactly then (as the client library does) and keeps its interval from there.
+        schedule = [(start + n * interval_s / instances, n) for n in range(instances)]
+        cpu_at_start = None if registry_pid is None else _cpu_s(registry_pid)
+        opened_at_start = RawHttp.opened
+        while schedule[0][0] < overload_ends:
+            due, n = schedule[0]
+            instance_id = ids[n][1]
+            resume = not_before.get(instance_id, 0.0)
+            if resume > due:
+                result.deferred += 1
+                heapq.heapreplace(schedule, (resume, n))
+                continue
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             else:  # behind its own schedule: still let answers in, or the generator starves itself
                 result.generator_late_s = max(result.generator_late_s, -delay)
                 await asyncio.sleep(0)
-            launch(ids[beat % instances][1], True)
-            beat += 1
+            if not_before.get(instance_id, 0.0) > due:  # told to wait while this one slept
+                continue
+            heapq.heapreplace(schedule, (due + interval_s, n))
+            launch(instance_id, True)
+        cpu_at_end = None if registry_pid is None else _cpu_s(registry_pid)
+        result.connections_opened = RawHttp.opened - opened_at_start
+        if cpu_at_start is not None and cpu_at_end is not None:
+            result.registry_cpu_s = cpu_at_end - cpu_at_start
         # After it, the fleet heartbeats more slowly (as after raising its interval): 60 % of the capacity,
         # still at most every half TTL; for two TTLs, and on until the dead instance's expiry is seen (the
         # live ones go on heartbeating while the figures are read, or the wait would expire them).
@@ -451,6 +555,24 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
     return result
 
 
+def _capacity(duration_s: float, *, pinned: bool) -> float:
+    """``C``: heartbeats a second answered 200 by a fresh registry, 32 workers sending back to back."""
+    fleet = Fleet(3600.0, pinned=pinned)
+    try:
+        cpu_before = _cpu_s(fleet.pid)
+        measured = _run(run_load(fleet.url, instances=1000, interval_s=1.0, duration_s=duration_s,
+                                 connections=32, closed_loop=True))
+        cpu_after = _cpu_s(fleet.pid)
+    finally:
+        fleet.stop()
+    cpu = ("" if cpu_before is None or cpu_after is None else
+           f"; registry CPU {1e6 * (cpu_after - cpu_before) / max(1, measured.ok):.0f} us per heartbeat "
+           f"(its 1,000 registrations included)")
+    print(f"capacity: {measured.heartbeats_per_s:.0f} heartbeats/s answered 200 (closed loop, 32 workers, "
+          f"{duration_s:g} s); p99 {measured.percentile_ms(0.99):.1f} ms{cpu}", flush=True)
+    return measured.heartbeats_per_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ratios", type=float, nargs="+", default=[2.0, 3.0])
@@ -459,8 +581,8 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=10.0)
     parser.add_argument("--capacity-duration", type=float, default=10.0)
     parser.add_argument("--no-pin", action="store_true",
-                        help="do not pin: by default the registry shares core 0 with a CPU hog (so it has about "
-                             "half a core) and the load generator has core 1")
+                        help="do not pin: by default the registry has core 0 and may use half of it (a cgroup CPU "
+                             "quota, or a CPU hog beside it without root) and the load generator has core 1")
     parser.add_argument("--ignore-retry-after", action="store_true",
                         help="instances send on their schedule whatever the answers (default: as the client does, "
                              "not before the Retry-After of a 503 or a paced 200)")
@@ -479,25 +601,23 @@ def main() -> None:
     if pinned:
         os.sched_setaffinity(0, {1})
 
-    fleet = Fleet(3600.0, pinned=pinned)
-    try:
-        measured = _run(run_load(fleet.url, instances=1000, interval_s=1.0, duration_s=opts.capacity_duration,
-                                 connections=32, closed_loop=True))
-    finally:
-        fleet.stop()
-    capacity = measured.heartbeats_per_s
-    print(f"capacity: {capacity:.0f} heartbeats/s answered 200 (closed loop, 32 workers, "
-          f"{opts.capacity_duration:g} s); p99 {measured.percentile_ms(0.99):.1f} ms")
+    if pinned:
+        quota = CpuQuota.create()
+        print("registry CPU: " + ("half of core 0, a cgroup quota" if quota else "core 0, beside a CPU hog"))
+        if quota is not None:
+            quota.remove()
     summaries = []
     for ratio in opts.ratios:
+        capacity = _capacity(opts.capacity_duration, pinned=pinned)  # just before: the machine's speed drifts
         fleet = Fleet(opts.ttl, pinned=pinned, pace_heartbeats=not opts.no_pacing, max_in_flight=opts.max_in_flight,
                       log_level=opts.log_level)
         try:
             outcome = _run(overload(fleet.url, ratio=ratio, capacity=capacity, interval_s=opts.interval,
-                                           duration_s=opts.duration, ttl_s=opts.ttl,
-                                           honour_retry_after=not opts.ignore_retry_after))
+                                    duration_s=opts.duration, ttl_s=opts.ttl,
+                                    honour_retry_after=not opts.ignore_retry_after, registry_pid=fleet.pid))
         finally:
             fleet.stop()
+        outcome.capacity_after_per_s = _capacity(opts.capacity_duration, pinned=pinned)
         summary = outcome.summary()
         summaries.append(summary)
         print(json.dumps(summary) if opts.json else "\n".join(f"  {k}: {v}" for k, v in summary.items()))

@@ -116,7 +116,8 @@ def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> 
     figures = json.loads(summary)
     assert figures["ratio"] == 0.5 and figures["sent"] > 0
     assert {"useful_per_s", "shed_503", "paced_200", "registry_counted", "false_expiries", "probe_p99_ms", "recovery_s",
-            "death_detected_after_lease_s", "generator_late_s", "warm_up_s", "up_one_interval_after"} <= figures.keys()
+            "death_detected_after_lease_s", "generator_late_s", "warm_up_s", "up_one_interval_after",
+            "registry_cores", "registry_cpu_us_per_answer", "capacity_after_per_s"} <= figures.keys()
 
 
 def test_bench_retention_prints_the_idle_cost_while_retained_and_once_dropped() -> None:
