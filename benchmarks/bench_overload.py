@@ -56,7 +56,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.load_heartbeats import _metric_sum, _run, instance_ids, run_load
+from benchmarks.load_heartbeats import _metric_sum, _run, instance_ids, process_cpu_s, run_load
 
 CLIENT_TIMEOUT_S = 2.0
 PROBE_EVERY_S = 0.2
@@ -149,15 +149,6 @@ class OverloadResult:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _cpu_s(pid: int) -> float | None:
-    """The CPU time (user and system) process ``pid`` has used, from ``/proc`` (``None`` elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -497,7 +488,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         # The overload: every instance on its own schedule, whatever the answers, except that one told to
         # come back later sends exactly then (as the client library does) and keeps its interval from there.
         schedule = [(start + n * interval_s / instances, n) for n in range(instances)]
-        cpu_at_start = None if registry_pid is None else _cpu_s(registry_pid)
+        cpu_at_start = None if registry_pid is None else process_cpu_s(registry_pid)
         opened_at_start = RawHttp.opened
         while schedule[0][0] < overload_ends:
             due, n = schedule[0]
@@ -517,7 +508,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
                 continue
             heapq.heapreplace(schedule, (due + interval_s, n))
             launch(instance_id, True)
-        cpu_at_end = None if registry_pid is None else _cpu_s(registry_pid)
+        cpu_at_end = None if registry_pid is None else process_cpu_s(registry_pid)
         result.connections_opened = RawHttp.opened - opened_at_start
         if cpu_at_start is not None and cpu_at_end is not None:
             result.registry_cpu_s = cpu_at_end - cpu_at_start
@@ -558,18 +549,16 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
 def _capacity(duration_s: float, *, pinned: bool) -> float:
     """``C``: heartbeats a second answered 200 by a fresh registry, 32 workers sending back to back."""
     fleet = Fleet(3600.0, pinned=pinned)
+    cpu: list[float] = []  # the registry's CPU time when the heartbeats begin and end (after registering)
     try:
-        cpu_before = _cpu_s(fleet.pid)
         measured = _run(run_load(fleet.url, instances=1000, interval_s=1.0, duration_s=duration_s,
-                                 connections=32, closed_loop=True))
-        cpu_after = _cpu_s(fleet.pid)
+                                 connections=32, closed_loop=True,
+                                 loaded=lambda _: cpu.append(process_cpu_s(fleet.pid))))
     finally:
         fleet.stop()
-    cpu = ("" if cpu_before is None or cpu_after is None else
-           f"; registry CPU {1e6 * (cpu_after - cpu_before) / max(1, measured.ok):.0f} us per heartbeat "
-           f"(its 1,000 registrations included)")
     print(f"capacity: {measured.heartbeats_per_s:.0f} heartbeats/s answered 200 (closed loop, 32 workers, "
-          f"{duration_s:g} s); p99 {measured.percentile_ms(0.99):.1f} ms{cpu}", flush=True)
+          f"{duration_s:g} s); p99 {measured.percentile_ms(0.99):.1f} ms; registry CPU "
+          f"{1e6 * (cpu[1] - cpu[0]) / max(1, measured.ok):.0f} us per heartbeat", flush=True)
     return measured.heartbeats_per_s
 
 
