@@ -103,7 +103,7 @@ class OverloadResult:
     """Connections the instances opened during the overload (the first, or after a timeout or the
     registry's idle timer closed one): each costs the registry more than a request on an open one."""
     registry_cpu_s: float | None = None
-    """CPU time the registry process used during the overload (``None``: not on Linux)."""
+    """CPU time the registry process used during the overload (``None``: not measured)."""
 
     @property
     def useful_per_s(self) -> float:
@@ -167,8 +167,8 @@ class CpuQuota:
 
     PERIOD_US = 10_000
 
-    def __init__(self, path: Path, v2: bool) -> None:
-        self.path, self.v2 = path, v2
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
     @classmethod
     def create(cls) -> CpuQuota | None:
@@ -188,7 +188,7 @@ class CpuQuota:
                 with contextlib.suppress(OSError):
                     path.rmdir()
                 continue
-            return cls(path, v2)
+            return cls(path)
         return None
 
     def add(self, pid: int) -> None:
@@ -488,7 +488,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         # The overload: every instance on its own schedule, whatever the answers, except that one told to
         # come back later sends exactly then (as the client library does) and keeps its interval from there.
         schedule = [(start + n * interval_s / instances, n) for n in range(instances)]
-        cpu_at_start = None if registry_pid is None else process_cpu_s(registry_pid)
+        cpu_at_start = 0.0 if registry_pid is None else process_cpu_s(registry_pid)
         opened_at_start = RawHttp.opened
         while schedule[0][0] < overload_ends:
             due, n = schedule[0]
@@ -508,10 +508,9 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
                 continue
             heapq.heapreplace(schedule, (due + interval_s, n))
             launch(instance_id, True)
-        cpu_at_end = None if registry_pid is None else process_cpu_s(registry_pid)
         result.connections_opened = RawHttp.opened - opened_at_start
-        if cpu_at_start is not None and cpu_at_end is not None:
-            result.registry_cpu_s = cpu_at_end - cpu_at_start
+        if registry_pid is not None:
+            result.registry_cpu_s = process_cpu_s(registry_pid) - cpu_at_start
         # After it, the fleet heartbeats more slowly (as after raising its interval): 60 % of the capacity,
         # still at most every half TTL; for two TTLs, and on until the dead instance's expiry is seen (the
         # live ones go on heartbeating while the figures are read, or the wait would expire them).
@@ -553,7 +552,7 @@ def _capacity(duration_s: float, *, pinned: bool) -> float:
     try:
         measured = _run(run_load(fleet.url, instances=1000, interval_s=1.0, duration_s=duration_s,
                                  connections=32, closed_loop=True,
-                                 loaded=lambda _: cpu.append(process_cpu_s(fleet.pid))))
+                                 loaded=lambda: cpu.append(process_cpu_s(fleet.pid))))
     finally:
         fleet.stop()
     print(f"capacity: {measured.heartbeats_per_s:.0f} heartbeats/s answered 200 (closed loop, 32 workers, "

@@ -157,12 +157,12 @@ async def _beat(session: aiohttp.ClientSession, url: str, instance_id: str, toke
 
 async def run_load(url: str, *, instances: int, interval_s: float, duration_s: float,
                    connections: int = 64, closed_loop: bool = False,
-                   loaded: Callable[[bool], None] | None = None) -> LoadResult:
+                   loaded: Callable[[], None] | None = None) -> LoadResult:
     """Register ``instances``, heartbeat each every ``interval_s`` for ``duration_s``, then check them all.
 
     ``closed_loop``: instead of the schedule, ``connections`` workers send heartbeats back to back (round
-    the instances) for ``duration_s``: the most heartbeats per second the registry answers. ``loaded(True)``
-    is called when the heartbeats begin (the registrations done), ``loaded(False)`` when they end.
+    the instances) for ``duration_s``: the most heartbeats per second the registry answers. ``loaded()`` is
+    called when the heartbeats begin (the registrations done), and again when they end.
     """
     result = LoadResult(instances, interval_s, duration_s)
     ids = instance_ids(instances)
@@ -174,7 +174,7 @@ async def run_load(url: str, *, instances: int, interval_s: float, duration_s: f
         pending: set[asyncio.Task[None]] = set()
         start = loop.time() + 0.1
         if loaded is not None:
-            loaded(True)
+            loaded()
         if closed_loop:
             turn = itertools.count()
 
@@ -203,7 +203,7 @@ async def run_load(url: str, *, instances: int, interval_s: float, duration_s: f
             await asyncio.wait(pending)
         result.elapsed_s = loop.time() - start
         if loaded is not None:
-            loaded(False)
+            loaded()
         async with session.get(url + "/metrics") as resp:
             text = await resp.text()
         result.expirations = _metric_sum(text, "registry_expirations_total")

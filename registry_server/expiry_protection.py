@@ -86,7 +86,8 @@ class ExpiryProtection:
         self._refusals = 0
         """Refusals since then."""
         self.holding_since_ms: int | None = None
-        """While set (since the loop first ran late), every sweep renews the live leases."""
+        """While set (since the loop first ran late), every sweep renews the live leases of the instances
+        heard lately."""
         self._last_hold_ms = 0
         self._held_from_ms = 0
         """Leases ending after this moment (the last renewing sweep) are renewed by the next one."""
@@ -121,8 +122,8 @@ class ExpiryProtection:
             self.shedding_since_ms = now
         if self._overload_logged_ms is None:
             self._overload_logged_ms = now
-            log.warning("overloaded: refusing writes with 503 and Retry-After; every live lease is held "
-                        "until it is over")
+            log.warning("overloaded: refusing writes with 503 and Retry-After; every live lease of an instance "
+                        "heard lately is held until it is over")
         self.hold()
 
     def hold(self) -> None:

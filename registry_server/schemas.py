@@ -222,9 +222,10 @@ class HealthOut(BaseModel):
     expiry_protection: bool = Field(description="true while a store outage pauses expiry and protects leases")
     shedding: bool = Field(description="true while overload holds expiry: writes beyond the in-flight limit "
                                        "are refused with 503 + Retry-After")
-    holding: bool = Field(description="true while every live lease is held from expiring: the replica sheds, "
-                                      "its event loop runs late (heartbeats may wait unread) or its accept queue "
-                                      "is half full (connection attempts may be dropped), and for a second after")
+    holding: bool = Field(description="true while every live lease of an instance heard within six TTLs is "
+                                      "held from expiring: the replica sheds, its event loop runs late "
+                                      "(heartbeats may wait unread) or its accept queue is half full (connection "
+                                      "attempts may be dropped), and for a second after")
     heartbeat_spacing_s: float | None = Field(
         description="while the replica is saturated, how far apart (seconds) it tells instances to send "
                     "heartbeats, with Retry-After on each; null when it does not")
