@@ -166,8 +166,9 @@ class Admission:
         late tells only that the replica could serve more than it was sent: the estimate grows a little.
         From the estimate, the spacing."""
         completed_per_s = self._completed / elapsed_s
-        saturated = self._late_ticks >= LATE_TICKS or self._refused > 0
-        idle = self._late_ticks == 0 and self._refused == 0
+        late_ticks, refused = self._late_ticks, self._refused
+        saturated = late_ticks >= LATE_TICKS or refused > 0
+        idle = late_ticks == 0 and refused == 0
         self._completed = self._late_ticks = self._refused = 0
         if saturated and completed_per_s > 0:
             self._recent.append(completed_per_s)
@@ -195,6 +196,12 @@ class Admission:
             log.warning("heartbeats no longer spaced: the replica serves what its %d instances send",
                         self.instances)
             self.spacing_s = None
+        # What the control saw and decided, each second once it has an estimate: what an operator (or a
+        # benchmark) needs to tell an overload that the spacing absorbs from one it oscillates around.
+        log.debug("control: %.0f requests/s served, %d writes refused, loop late at %d of %d checks; estimate "
+                  "%.0f requests/s, %d instances, spacing %s", completed_per_s, refused, late_ticks,
+                  round(SECOND_S / TICK_S), capacity_per_s, self.instances,
+                  "none" if self.spacing_s is None else f"{self.spacing_s:.2f} s")
 
     def admit(self, scope: Scope) -> bool:
         """Whether to serve the request: if so, it is in flight until :meth:`release`; if not, answer it

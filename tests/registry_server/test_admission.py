@@ -5,6 +5,7 @@ saturated second served; a heartbeat told to come back later has its lease cover
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -160,6 +161,21 @@ def test_the_spacing_is_the_instances_heard_over_what_a_saturated_second_served(
         _second(admission, completed=GROWS_FROM * UTILISATION * 1000 * GROWTH - 1)
     assert admission.capacity_per_s == pytest.approx(1000 * GROWTH), \
         "the estimate grows only on seconds that served what the spacing aims at, not ahead of the fleet"
+
+
+def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
+        caplog: pytest.LogCaptureFixture) -> None:
+    admission = _admission()
+    for n in range(3000):
+        admission.heard(f"i-{n}")
+    with caplog.at_level(logging.DEBUG, logger="registry_server.overload"):
+        _second(admission, completed=500)
+        assert not [r for r in caplog.records if r.levelno == logging.DEBUG], "no estimate yet: nothing to tell"
+        admission._refused = 7
+        _second(admission, completed=1000, late_ticks=LATE_TICKS)
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert line == (f"control: 1000 requests/s served, 7 writes refused, loop late at {LATE_TICKS} of 20 checks; "
+                    f"estimate 1000 requests/s, 3000 instances, spacing {3000 / (UTILISATION * 1000):.2f} s")
 
 
 def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_light_load() -> None:
