@@ -57,6 +57,16 @@ async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
+async def _connect_when_listening(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the server starting on ``port``, once it listens (within 10 s)."""
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                return await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                await asyncio.sleep(0.05)
+
+
 async def test_hypercorn_keeps_connections_alive_and_shuts_down_with_its_events_replaced(
         monkeypatch: pytest.MonkeyPatch, unused_tcp_port: int) -> None:
     monkeypatch.setattr(WorkerContext, "event_class", WorkerContext.event_class)  # restored after the test
@@ -65,13 +75,7 @@ async def test_hypercorn_keeps_connections_alive_and_shuts_down_with_its_events_
     stop = asyncio.Event()
     server = asyncio.create_task(serve(_hello, hypercorn_config(Settings(host="127.0.0.1", port=unused_tcp_port)),  # type: ignore[arg-type]
                                        shutdown_trigger=stop.wait))
-    async with asyncio.timeout(10):
-        while True:  # until the server listens
-            try:
-                connections = [await asyncio.open_connection("127.0.0.1", unused_tcp_port)]
-                break
-            except ConnectionRefusedError:
-                await asyncio.sleep(0.05)
+    connections = [await _connect_when_listening(unused_tcp_port)]
     connections += [await asyncio.open_connection("127.0.0.1", unused_tcp_port) for _ in range(99)]
     for _ in range(2):  # two requests on every connection: each restarts the connection's idle timer
         for _, writer in connections:
@@ -100,13 +104,7 @@ async def test_an_idle_connection_stays_open_past_the_delay_a_paced_heartbeat_is
     stop = asyncio.Event()
     server = asyncio.create_task(serve(_hello, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     try:
-        async with asyncio.timeout(10):
-            while True:  # until the server listens
-                try:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", unused_tcp_port)
-                    break
-                except ConnectionRefusedError:
-                    await asyncio.sleep(0.05)
+        reader, writer = await _connect_when_listening(unused_tcp_port)
 
         async def hello() -> None:
             writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
