@@ -1,7 +1,7 @@
 """Overload: one registry process offered 2x and 3x the heartbeats it can answer, open-loop.
 
     python -m benchmarks.bench_overload [--ratios 2 3] [--duration 60] [--interval 1] [--ttl 10]
-                                        [--capacity-duration 10] [--no-pin] [--ignore-retry-after]
+                                        [--capacity-duration 10] [--open-step 4] [--no-pin] [--ignore-retry-after]
                                         [--no-pacing] [--max-in-flight N] [--log-level L] [--json]
 
 In one run, each phase on a fresh ``redis-server`` and ``registry-server`` (TTL ``--ttl``, sweep every
@@ -17,7 +17,9 @@ For each ratio ``r``:
 
 1. Capacity, measured just before (and again just after: the machine's speed drifts by minutes, so the
    useful share is of the mean of the two): 32 workers send heartbeats back to back for
-   ``--capacity-duration`` seconds; ``C`` is the heartbeats per second answered 200.
+   ``--capacity-duration`` seconds; ``C`` is the heartbeats per second answered 200. Next to each, the
+   open-loop capacity ``C_open`` (:func:`open_capacity`): what a plain replica sustains when heartbeats
+   come open-loop, each instance on its own connection.
 2. ``N = r * C * interval`` instances register and heartbeat at 90 % of ``C`` (a
    running fleet, its connections open and in use) until all are registered and have had two turns. Then,
    for the overload, each heartbeats every ``--interval`` seconds
@@ -30,7 +32,8 @@ For each ratio ``r``:
    heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
    every half TTL) for two TTLs, and until the dead instance has expired.
 
-Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C``; 503s and
+Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C`` and of
+``C_open``; 503s and
 their latency; timeouts; false expiries (``registry_expirations_total`` other than the dead instance, and
 instances missing at the end); p99 of the prober's reads; how long after the overload every heartbeat
 was answered 200 again (recovery); when the dead instance expired, after its lease ran out and after the
@@ -99,6 +102,8 @@ class OverloadResult:
     never_registered: int = 0
     capacity_after_per_s: float | None = None
     """``C`` measured again just after: the useful share is of the mean of the two."""
+    open_capacity_per_s: list[float] = field(default_factory=list)
+    """``C_open`` measured just before and just after (see :func:`open_capacity`)."""
     connections_opened: int = 0
     """Connections the instances opened during the overload (the first, or after a timeout or the
     registry's idle timer closed one): each costs the registry more than a request on an open one."""
@@ -115,6 +120,11 @@ class OverloadResult:
         return self.capacity_per_s if after is None else (self.capacity_per_s + after) / 2
 
     @property
+    def mean_open_capacity_per_s(self) -> float | None:
+        found = self.open_capacity_per_s
+        return sum(found) / len(found) if found else None
+
+    @property
     def false_expiries(self) -> int:
         return max(0, int(self.expirations) - 1) + self.missing_at_end
 
@@ -125,6 +135,9 @@ class OverloadResult:
             "offered_per_s": round(self.instances / 1.0), "sent": self.sent,
             "useful_per_s": round(self.useful_per_s), "useful_share_of_capacity": round(
                 self.useful_per_s / self.mean_capacity_per_s, 3),
+            "open_capacity_per_s": [round(c) for c in self.open_capacity_per_s],
+            "useful_share_of_open_capacity": None if not self.mean_open_capacity_per_s else round(
+                self.useful_per_s / self.mean_open_capacity_per_s, 3),
             "paced_200": self.paced, "deferred_by_retry_after": self.deferred,
             "registry_counted": {"shed": round(self.requests_shed_metric),
                                  "paced": round(self.heartbeats_paced_metric)},
@@ -561,6 +574,74 @@ def _capacity(duration_s: float, *, pinned: bool) -> float:
     return measured.heartbeats_per_s
 
 
+OPEN_STEPS = tuple(round(0.3 + 0.05 * k, 2) for k in range(19))
+"""The rates :func:`open_capacity` offers, as shares of ``C``: 30 % to 120 % in steps of 5 %."""
+
+
+async def open_capacity(url: str, *, capacity: float, step_s: float) -> float:
+    """``C_open``: the most heartbeats a second the replica answers in full when they come as a fleet sends
+    them, open-loop, each instance on its own keep-alive connection. ``round(C)`` instances (each then
+    heartbeats every one to three seconds, within the registry's idle timer) register, then are offered
+    :data:`OPEN_STEPS` of ``C`` in turn, ``step_s`` each, whatever the answers. A rate holds when at
+    least 99 % of its heartbeats are answered 200 within the client timeout; the first one that does not
+    ends the ramp, and ``C_open`` is what the last one that held answered a second (0: none held)."""
+    instances = max(1, round(capacity))
+    ids = instance_ids(instances)
+    host = url.removeprefix("http://")
+    pools = [RawHttp(url) for _ in ids]
+    loop = asyncio.get_running_loop()
+    try:
+        queue = list(enumerate(ids))
+
+        async def register() -> None:
+            while queue:
+                n, (service, iid) = queue.pop()
+                status, _, _ = await _beat(pools[n], _registration_request(host, service, n, iid, f"t-{iid}"))
+                if status not in (200, 201):
+                    raise RuntimeError(f"registration of {iid} answered {status}")
+
+        await asyncio.gather(*(register() for _ in range(32)))
+        beats = [_heartbeat_request(host, iid, f"t-{iid}") for _, iid in ids]
+        held = 0.0
+        turn = 0
+        for share in OPEN_STEPS:
+            rate = share * capacity
+            ok = sent = 0
+
+            async def one(n: int) -> None:
+                nonlocal ok
+                status, _, _ = await _beat(pools[n], beats[n])
+                ok += status == 200
+
+            tasks = []
+            start = loop.time()
+            for k in range(max(1, round(rate * step_s))):
+                await asyncio.sleep(max(0.0, start + k / rate - loop.time()))
+                tasks.append(loop.create_task(one(turn % instances)))
+                turn += 1
+                sent += 1
+            await asyncio.gather(*tasks)
+            if ok < 0.99 * sent:
+                break
+            held = ok / step_s
+        return held
+    finally:
+        for pool in pools:
+            pool.close()
+
+
+def _open_capacity(capacity: float, *, step_s: float, pinned: bool) -> float:
+    """``C_open`` (:func:`open_capacity`) of a fresh registry, heartbeats not paced (a plain replica)."""
+    fleet = Fleet(3600.0, pinned=pinned, pace_heartbeats=False)
+    try:
+        measured = _run(open_capacity(fleet.url, capacity=capacity, step_s=step_s))
+    finally:
+        fleet.stop()
+    print(f"open-loop capacity: {measured:.0f} heartbeats/s answered 200 in full ({measured / capacity:.0%} of "
+          f"C), each instance on its own connection", flush=True)
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ratios", type=float, nargs="+", default=[2.0, 3.0])
@@ -568,6 +649,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between heartbeats of one instance")
     parser.add_argument("--ttl", type=float, default=10.0)
     parser.add_argument("--capacity-duration", type=float, default=10.0)
+    parser.add_argument("--open-step", type=float, default=4.0,
+                        help="seconds of each rate of the open-loop ramp that measures C_open")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin: by default the registry has core 0 and may use half of it (a cgroup CPU "
                              "quota, or a CPU hog beside it without root) and the load generator has core 1")
@@ -597,6 +680,7 @@ def main() -> None:
     summaries = []
     for ratio in opts.ratios:
         capacity = _capacity(opts.capacity_duration, pinned=pinned)  # just before: the machine's speed drifts
+        open_before = _open_capacity(capacity, step_s=opts.open_step, pinned=pinned)
         fleet = Fleet(opts.ttl, pinned=pinned, pace_heartbeats=not opts.no_pacing, max_in_flight=opts.max_in_flight,
                       log_level=opts.log_level)
         try:
@@ -606,6 +690,8 @@ def main() -> None:
         finally:
             fleet.stop()
         outcome.capacity_after_per_s = _capacity(opts.capacity_duration, pinned=pinned)
+        outcome.open_capacity_per_s = [
+            open_before, _open_capacity(outcome.capacity_after_per_s, step_s=opts.open_step, pinned=pinned)]
         summary = outcome.summary()
         summaries.append(summary)
         print(json.dumps(summary) if opts.json else "\n".join(f"  {k}: {v}" for k, v in summary.items()))

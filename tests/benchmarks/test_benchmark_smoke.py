@@ -106,18 +106,20 @@ def test_bench_health_prints_detection_cost_and_two_replicas() -> None:
     assert "detection:" in out and "heartbeat with 10 checked:" in out and "two replicas:" in out, out
 
 
-def test_bench_overload_prints_the_capacity_and_every_figure_of_each_ratio() -> None:
+def test_bench_overload_prints_both_capacities_and_every_figure_of_each_ratio() -> None:
     # Exit 1 only says a target was missed, which a tiny run on a busy machine may: figures are not checked.
     done = _bench(["benchmarks.bench_overload", "--ratios", "0.5", "--duration", "1.5", "--capacity-duration", "0.5",
-                   "--ttl", "2", "--no-pin", "--json"], timeout=300)
+                   "--open-step", "0.2", "--ttl", "2", "--no-pin", "--json"], timeout=300)
     assert done.returncode in (0, 1), done.stdout + done.stderr
-    capacity, summary = done.stdout.strip().splitlines()[-2:]
-    assert capacity.startswith("capacity: ")
+    *capacities, summary = done.stdout.strip().splitlines()[-5:]
+    assert [line.split(":")[0] for line in capacities] == ["capacity", "open-loop capacity"] * 2, capacities
     figures = json.loads(summary)
     assert figures["ratio"] == 0.5 and figures["sent"] > 0
     assert {"useful_per_s", "shed_503", "paced_200", "registry_counted", "false_expiries", "probe_p99_ms", "recovery_s",
             "death_detected_after_lease_s", "generator_late_s", "warm_up_s", "up_one_interval_after",
             "registry_cores", "registry_cpu_us_per_answer", "capacity_after_per_s"} <= figures.keys()
+    assert len(figures["open_capacity_per_s"]) == 2 and all(c > 0 for c in figures["open_capacity_per_s"]), figures
+    assert figures["useful_share_of_open_capacity"] > 0, figures
 
 
 def test_bench_retention_prints_the_idle_cost_while_retained_and_once_dropped() -> None:
