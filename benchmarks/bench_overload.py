@@ -581,7 +581,7 @@ OPEN_STEPS = tuple(round(0.3 + 0.05 * k, 2) for k in range(19))
 async def open_capacity(url: str, *, capacity: float, step_s: float) -> float:
     """``C_open``: the most heartbeats a second the replica answers in full when they come as a fleet sends
     them, open-loop, each instance on its own keep-alive connection. ``round(C)`` instances (each then
-    heartbeats every one to three seconds, within the registry's idle timer) register, then are offered
+    heartbeats every 0.8 to 3.3 s, within the registry's idle timer) register, then are offered
     :data:`OPEN_STEPS` of ``C`` in turn, ``step_s`` each, whatever the answers. A rate holds when at
     least 99 % of its heartbeats are answered 200 within the client timeout; the first one that does not
     ends the ramp, and ``C_open`` is what the last one that held answered a second (0: none held)."""
