@@ -33,11 +33,10 @@ For each ratio ``r``:
    every half TTL) for two TTLs, and until the dead instance has expired.
 
 Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C`` and of
-``C_open``; 503s and
-their latency; timeouts; false expiries (``registry_expirations_total`` other than the dead instance, and
-instances missing at the end); p99 of the prober's reads; how long after the overload every heartbeat
-was answered 200 again (recovery); when the dead instance expired, after its lease ran out and after the
-overload stopped.
+``C_open``; 503s and their latency; timeouts; false expiries (``registry_expirations_total`` other than
+the dead instance, and instances missing at the end); p99 of the prober's reads; how long after the
+overload every heartbeat was answered 200 again (recovery); when the dead instance expired, after its
+lease ran out and after the overload stopped.
 """
 
 from __future__ import annotations
