@@ -605,22 +605,15 @@ async def open_capacity(url: str, *, capacity: float, step_s: float) -> float:
         turn = 0
         for share in OPEN_STEPS:
             rate = share * capacity
-            ok = sent = 0
-
-            async def one(n: int) -> None:
-                nonlocal ok
-                status, _, _ = await _beat(pools[n], beats[n])
-                ok += status == 200
-
             tasks = []
             start = loop.time()
             for k in range(max(1, round(rate * step_s))):
                 await asyncio.sleep(max(0.0, start + k / rate - loop.time()))
-                tasks.append(loop.create_task(one(turn % instances)))
+                n = turn % instances
+                tasks.append(loop.create_task(_beat(pools[n], beats[n])))
                 turn += 1
-                sent += 1
-            await asyncio.gather(*tasks)
-            if ok < 0.99 * sent:
+            ok = sum(status == 200 for status, _, _ in await asyncio.gather(*tasks))
+            if ok < 0.99 * len(tasks):
                 break
             held = ok / step_s
         return held
