@@ -158,6 +158,10 @@ class ScriptBatcher:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
+        # A sender cancelled before its first step never ran its own clean-up: its callers would wait forever.
+        for _script, _command, future, _deadline in self._pending:
+            future.cancel()
+        self._pending = []
         if self._conn is not None:
             await self._conn.disconnect()
             self._conn = None

@@ -104,3 +104,10 @@ async def test_calls_of_other_scripts_share_the_write_and_are_reloaded_each(clie
     assert batcher.sends == 1, "submitted in one turn of the loop: one batch"
     assert await client.script_exists(batcher._script.sha, upper.sha) == [True, True]
     await batcher.aclose()
+
+
+async def test_closing_before_the_sender_starts_cancels_what_is_queued(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=5.0)
+    queued = batcher([], ["queued"])
+    await batcher.aclose()  # in the same turn: the sender's task never ran
+    assert queued.cancelled()
