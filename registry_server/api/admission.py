@@ -41,6 +41,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -114,6 +115,9 @@ class Admission:
         self._ticking = not pace  # never started when the loop is not watched
         self._accept_queue = accept_queue
         self._random = random.random
+        self._cpu_s = time.process_time
+        """The process's CPU time so far, for the debug line: whether the replica used all it has."""
+        self._cpu_at = self._cpu_s()
         self._heard: set[str] = set()
         self._heard_before: set[str] = set()
         """The instances whose heartbeats were served in this window and the one before: a window is the
@@ -136,6 +140,7 @@ class Admission:
 
     def _start_ticking(self) -> None:
         self._ticking = True
+        self._cpu_at = self._cpu_s()
         loop = asyncio.get_running_loop()
         now = loop.time()
         loop.call_later(TICK_S, self._tick, loop, now + TICK_S, now, now)
@@ -166,6 +171,8 @@ class Admission:
         late tells only that the replica could serve more than it was sent: the estimate grows a little.
         From the estimate, the spacing."""
         completed_per_s = self._completed / elapsed_s
+        cpu_s, cpu_at = self._cpu_s(), self._cpu_at
+        self._cpu_at = cpu_s
         late_ticks, refused = self._late_ticks, self._refused
         saturated = late_ticks >= LATE_TICKS or refused > 0
         idle = late_ticks == 0 and refused == 0
@@ -197,11 +204,13 @@ class Admission:
                         self.instances)
             self.spacing_s = None
         # What the control saw and decided, each second once it has an estimate: what an operator (or a
-        # benchmark) needs to tell an overload that the spacing absorbs from one it oscillates around.
-        log.debug("control: %.0f requests/s served, %d writes refused, loop late at %d of %d checks; estimate "
-                  "%.0f requests/s, %d instances, spacing %s", completed_per_s, refused, late_ticks,
-                  round(SECOND_S / TICK_S), capacity_per_s, self.instances,
-                  "none" if self.spacing_s is None else f"{self.spacing_s:.2f} s")
+        # benchmark) needs to tell an overload that the spacing absorbs from one it oscillates around, and,
+        # by the cores used, a replica sent less than it could serve from one with no more CPU to give (a
+        # check finds the loop late only behind a backlog, which a replica under a CPU limit may not have).
+        log.debug("control: %.0f requests/s served, %d writes refused, loop late at %d of %d checks, %.2f cores "
+                  "used; estimate %.0f requests/s, %d instances, spacing %s", completed_per_s, refused, late_ticks,
+                  round(SECOND_S / TICK_S), (cpu_s - cpu_at) / elapsed_s,
+                  capacity_per_s, self.instances, "none" if self.spacing_s is None else f"{self.spacing_s:.2f} s")
 
     def admit(self, scope: Scope) -> bool:
         """Whether to serve the request: if so, it is in flight until :meth:`release`; if not, answer it

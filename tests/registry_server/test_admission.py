@@ -166,6 +166,8 @@ def test_the_spacing_is_the_instances_heard_over_what_a_saturated_second_served(
 def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
         caplog: pytest.LogCaptureFixture) -> None:
     admission = _admission()
+    cpu = iter([10.0, 10.49])  # the process's CPU time at the end of each second
+    admission._cpu_s = lambda: next(cpu)
     for n in range(3000):
         admission.heard(f"i-{n}")
     with caplog.at_level(logging.DEBUG, logger="registry_server.overload"):
@@ -174,8 +176,9 @@ def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
         admission._refused = 7
         _second(admission, completed=1000, late_ticks=LATE_TICKS)
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
-    assert line == (f"control: 1000 requests/s served, 7 writes refused, loop late at {LATE_TICKS} of 20 checks; "
-                    f"estimate 1000 requests/s, 3000 instances, spacing {3000 / (UTILISATION * 1000):.2f} s")
+    assert line == (f"control: 1000 requests/s served, 7 writes refused, loop late at {LATE_TICKS} of 20 checks, "
+                    f"0.49 cores used; estimate 1000 requests/s, 3000 instances, "
+                    f"spacing {3000 / (UTILISATION * 1000):.2f} s")
 
 
 def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_light_load() -> None:
