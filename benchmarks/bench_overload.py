@@ -34,7 +34,8 @@ For each ratio ``r``:
 
 Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C`` and of
 ``C_open``; 503s and their latency; timeouts; false expiries (``registry_expirations_total`` other than
-the dead instance, and instances missing at the end); p99 of the prober's reads; how long after the
+the dead instance, or instances missing at the end, whichever is more: an instance that expired is missing
+too), with the last heartbeats of up to five of them; p99 of the prober's reads; how long after the
 overload every heartbeat was answered 200 again (recovery); when the dead instance expired, after its
 lease ran out and after the overload stopped.
 """
@@ -52,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,10 @@ class OverloadResult:
     probe_failures: int = 0
     expirations: float = 0.0
     missing_at_end: int = 0
+    lost: dict[str, list[tuple[float, float, int, float]]] = field(default_factory=dict)
+    """For (up to five of) the live instances missing at the end: their last heartbeats, as (sent, seconds
+    since the overload began; seconds to the answer; status; ``Retry-After``), to tell what their leases were
+    last given."""
     up_one_interval_after: int = 0
     """The registered instances listed UP one heartbeat interval after the overload."""
     recovery_s: float = 0.0
@@ -125,7 +131,8 @@ class OverloadResult:
 
     @property
     def false_expiries(self) -> int:
-        return max(0, int(self.expirations) - 1) + self.missing_at_end
+        # A live instance that expired is also missing at the end (it never registers again): counted once.
+        return max(0, int(self.expirations) - 1, self.missing_at_end)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -142,7 +149,7 @@ class OverloadResult:
                                  "paced": round(self.heartbeats_paced_metric)},
             "shed_503": self.shed, "shed_p99_ms": round(1000 * _pct(self.shed_latencies_s, 0.99), 1),
             "other_status": self.other, "timeouts": self.timeouts, "errors": self.errors,
-            "false_expiries": self.false_expiries,
+            "false_expiries": self.false_expiries, "lost": self.lost,
             "probe_p99_ms": {name: round(1000 * _pct(values, 0.99), 1)
                              for name, values in self.probe_latencies_s.items()},
             "probe_failures": self.probe_failures, "recovery_s": round(self.recovery_s, 2),
@@ -381,6 +388,8 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
 
         not_before: dict[str, float] = {}
         """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again."""
+        answers: dict[str, deque[tuple[float, float, int, float]]] = {}
+        """Each instance's last answers, for those lost (see :attr:`OverloadResult.lost`)."""
 
         async def one(instance_id: str, during: bool | None) -> None:
             """One heartbeat (or registration) of the warm-up (``during`` None), the overload (True) or
@@ -388,6 +397,9 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             registering = instance_id not in registered
             raw = registrations[instance_id] if registering else requests[instance_id]
             status, took, retry_after = await _beat(pools[instance_id], raw)
+            if during is not None:
+                answers.setdefault(instance_id, deque(maxlen=6)).append(
+                    (round(loop.time() - took - start, 2), round(took, 2), status, retry_after))
             if retry_after and honour_retry_after:
                 not_before[instance_id] = loop.time() + retry_after
             if registering and status in (200, 201):
@@ -552,7 +564,9 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         result.expirations = _metric_sum(text, "registry_expirations_total")
         result.requests_shed_metric = _metric_sum(text, "registry_requests_shed_total")
         result.heartbeats_paced_metric = _metric_sum(text, "registry_heartbeats_paced_total")
-        result.missing_at_end = len(registered - await listed(up_only=False))
+        lost = registered - await listed(up_only=False)
+        result.missing_at_end = len(lost)
+        result.lost = {iid: list(answers.get(iid, ())) for iid in sorted(lost)[:5]}
         result.never_registered = instances - len(registered)
     return result
 
