@@ -63,6 +63,8 @@ import aiohttp
 from benchmarks.load_heartbeats import _metric_sum, _run, instance_ids, process_cpu_s, run_load
 
 CLIENT_TIMEOUT_S = 2.0
+SKIPPED = -2
+"""In :attr:`OverloadResult.lost`: a turn not sent, its instance having been told to come back later."""
 PROBE_EVERY_S = 0.2
 
 
@@ -86,8 +88,8 @@ class OverloadResult:
     missing_at_end: int = 0
     lost: dict[str, list[tuple[float, float, int, float]]] = field(default_factory=dict)
     """For (up to five of) the live instances missing at the end: their last heartbeats, as (sent, seconds
-    since the overload began; seconds to the answer; status; ``Retry-After``), to tell what their leases were
-    last given."""
+    since the overload began; seconds to the answer; status; ``Retry-After``), and turns they skipped while
+    told to wait (status :data:`SKIPPED`, and how much longer), to tell what their leases were last given."""
     up_one_interval_after: int = 0
     """The registered instances listed UP one heartbeat interval after the overload."""
     recovery_s: float = 0.0
@@ -389,7 +391,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         not_before: dict[str, float] = {}
         """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again."""
         answers: dict[str, deque[tuple[float, float, int, float]]] = {}
-        """Each instance's last answers, for those lost (see :attr:`OverloadResult.lost`)."""
+        """Each instance's last heartbeats and skipped turns, for those lost (see :attr:`OverloadResult.lost`)."""
 
         async def one(instance_id: str, during: bool | None) -> None:
             """One heartbeat (or registration) of the warm-up (``during`` None), the overload (True) or
@@ -429,6 +431,8 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
                 if during is None:
                     return
                 result.deferred += 1  # its own schedule, as the client keeps it: not before the time given
+                answers.setdefault(instance_id, deque(maxlen=6)).append(
+                    (round(loop.time() - start, 2), 0.0, SKIPPED, round(not_before[instance_id] - loop.time(), 2)))
                 return
             task = loop.create_task(one(instance_id, during))
             pending.add(task)
