@@ -101,10 +101,9 @@ class ScriptBatcher:
                     timer.cancel()
                 for (_script, _command, future, _deadline), reply in zip(batch, replies, strict=True):
                     _settle(future, reply)
-        except asyncio.CancelledError:
-            for _script, _command, future, _deadline in batch + self._pending:
+        except asyncio.CancelledError:  # closing: aclose cancels what is still queued
+            for _script, _command, future, _deadline in batch:
                 future.cancel()
-            self._pending = []
             raise
         finally:
             self._sender = None
@@ -158,7 +157,7 @@ class ScriptBatcher:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
-        # A sender cancelled before its first step never ran its own clean-up: its callers would wait forever.
+        # Queued calls are cancelled here, not by the sender: one cancelled before its first step never runs.
         for _script, _command, future, _deadline in self._pending:
             future.cancel()
         self._pending = []
