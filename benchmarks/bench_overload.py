@@ -53,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,7 +390,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
 
         not_before: dict[str, float] = {}
         """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again."""
-        answers: dict[str, deque[tuple[float, float, int, float]]] = {}
+        answers: defaultdict[str, deque[tuple[float, float, int, float]]] = defaultdict(lambda: deque(maxlen=6))
         """Each instance's last heartbeats and skipped turns, for those lost (see :attr:`OverloadResult.lost`)."""
 
         async def one(instance_id: str, during: bool | None) -> None:
@@ -400,8 +400,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             raw = registrations[instance_id] if registering else requests[instance_id]
             status, took, retry_after = await _beat(pools[instance_id], raw)
             if during is not None:
-                answers.setdefault(instance_id, deque(maxlen=6)).append(
-                    (round(loop.time() - took - start, 2), round(took, 2), status, retry_after))
+                answers[instance_id].append((round(loop.time() - took - start, 2), round(took, 2), status, retry_after))
             if retry_after and honour_retry_after:
                 not_before[instance_id] = loop.time() + retry_after
             if registering and status in (200, 201):
@@ -431,7 +430,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
                 if during is None:
                     return
                 result.deferred += 1  # its own schedule, as the client keeps it: not before the time given
-                answers.setdefault(instance_id, deque(maxlen=6)).append(
+                answers[instance_id].append(
                     (round(loop.time() - start, 2), 0.0, SKIPPED, round(not_before[instance_id] - loop.time(), 2)))
                 return
             task = loop.create_task(one(instance_id, during))
