@@ -30,7 +30,8 @@ For each ratio ``r``:
    whatever the answers). Meanwhile a prober reads
    ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
    heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
-   every half TTL) for two TTLs, and until the dead instance has expired.
+   every half TTL), each on its own schedule as in the overload, for two TTLs, and until the dead instance has
+   expired.
 
 Reported per ratio: useful answers (200 within the timeout) per second and as a share of ``C`` and of
 ``C_open``; 503s and their latency; timeouts; false expiries (``registry_expirations_total`` other than
@@ -54,6 +55,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,7 @@ from benchmarks.load_heartbeats import _metric_sum, _run, instance_ids, process_
 CLIENT_TIMEOUT_S = 2.0
 SKIPPED = -2
 """In :attr:`OverloadResult.lost`: a turn not sent, its instance having been told to come back later."""
+_IDEMPOTENT = (b"PUT ", b"GET ", b"DELETE ")
 PROBE_EVERY_S = 0.2
 
 
@@ -285,19 +288,34 @@ class RawHttp:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def request(self, raw: bytes) -> tuple[int, float]:
-        """(status, the Retry-After it gave in seconds, 0 without one)."""
-        while self.idle and self.idle[-1][0].at_eof():  # closed by the server's idle timer: as aiohttp does,
-            self.idle.pop()[1].close()  # drop it rather than send on it
-        if self.idle:
-            conn = self.idle.pop()
-        else:
-            RawHttp.opened += 1
-            conn = await asyncio.open_connection(self.host, self.port)
-        reader, writer = conn
+        """(status, the Retry-After it gave in seconds, 0 without one). As aiohttp does for an idempotent
+        method (RFC 9112, section 9.3.1), a request that a reused connection fails before any answer (the
+        server's idle timer closed it as the request went out) is sent once more, on a new connection."""
+        retry = raw.startswith(_IDEMPOTENT)
+        while True:
+            while self.idle and self.idle[-1][0].at_eof():  # closed by the server's idle timer: as aiohttp
+                self.idle.pop()[1].close()  # does, drop it rather than send on it
+            reused = bool(self.idle)
+            if reused:
+                reader, writer = self.idle.pop()
+            else:
+                RawHttp.opened += 1
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                writer.write(raw)
+                head = await reader.readline()
+            except ConnectionError:
+                head = b""
+            except BaseException:
+                writer.close()
+                raise
+            if head or not (reused and retry):
+                break
+            writer.close()
+            retry = False
         retry_after = 0.0
         try:
-            writer.write(raw)
-            status = int((await reader.readline()).split(b" ", 2)[1])
+            status = int(head.split(b" ", 2)[1])
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 lower = line.lower()
@@ -309,7 +327,7 @@ class RawHttp:
         except BaseException:
             writer.close()
             raise
-        self.idle.append(conn)
+        self.idle.append((reader, writer))
         return status, retry_after
 
     def close(self) -> None:
@@ -426,16 +444,36 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
                 result.other[status] = result.other.get(status, 0) + 1
 
         def launch(instance_id: str, during: bool | None) -> None:
-            if not_before.get(instance_id, 0.0) > loop.time():
-                if during is None:
-                    return
-                result.deferred += 1  # its own schedule, as the client keeps it: not before the time given
-                answers[instance_id].append(
-                    (round(loop.time() - start, 2), 0.0, SKIPPED, round(not_before[instance_id] - loop.time(), 2)))
-                return
             task = loop.create_task(one(instance_id, during))
             pending.add(task)
             task.add_done_callback(pending.discard)
+
+        async def keep_schedules(begins: float, interval_s: float, *, during: bool,
+                                 ends: Callable[[float], bool]) -> None:
+            """Every instance heartbeats every ``interval_s`` on its own schedule (phase ``i / N`` from
+            ``begins``), whatever the answers, except that one told to come back later sends exactly then (as
+            the client library does) and keeps its interval from there; until ``ends(due)``."""
+            schedule = [(begins + n * interval_s / instances, n) for n in range(instances)]
+            while not ends(schedule[0][0]):
+                due, n = schedule[0]
+                instance_id = ids[n][1]
+                resume = not_before.get(instance_id, 0.0)
+                if resume > due:
+                    result.deferred += 1 if during else 0
+                    answers[instance_id].append((round(due - start, 2), 0.0, SKIPPED, round(resume - due, 2)))
+                    heapq.heapreplace(schedule, (resume, n))
+                    continue
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:  # behind its own schedule: still let answers in, or the generator starves itself
+                    if during:
+                        result.generator_late_s = max(result.generator_late_s, -delay)
+                    await asyncio.sleep(0)
+                if not_before.get(instance_id, 0.0) > due:  # told to wait while this one slept
+                    continue
+                heapq.heapreplace(schedule, (due + interval_s, n))
+                launch(instance_id, during)
 
         async def victim_beats() -> float:
             """Heartbeats the victim until it 'dies'; when its lease (as last renewed) runs out."""
@@ -487,7 +525,9 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         turn = 0
         while not (turn >= 2 * instances and len(registered) == instances) and turn < 100 * instances:
             await asyncio.sleep(max(0.0, warm_start + turn * warm_step - loop.time()))
-            launch(ids[turn % instances][1], None)
+            instance_id = ids[turn % instances][1]
+            if not_before.get(instance_id, 0.0) <= loop.time():  # told to come back later: not this turn
+                launch(instance_id, None)
             turn += 1
         result.warm_up_s = loop.time() - warm_start
         victim_token = await _register_victim(url, victim)
@@ -512,47 +552,18 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         watcher = loop.create_task(watch_victim(victim_task))
         prober = loop.create_task(probe())
         counter = loop.create_task(count_up())
-        # The overload: every instance on its own schedule, whatever the answers, except that one told to
-        # come back later sends exactly then (as the client library does) and keeps its interval from there.
-        schedule = [(start + n * interval_s / instances, n) for n in range(instances)]
         cpu_at_start = 0.0 if registry_pid is None else process_cpu_s(registry_pid)
         opened_at_start = RawHttp.opened
-        while schedule[0][0] < overload_ends:
-            due, n = schedule[0]
-            instance_id = ids[n][1]
-            resume = not_before.get(instance_id, 0.0)
-            if resume > due:
-                result.deferred += 1
-                heapq.heapreplace(schedule, (resume, n))
-                continue
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:  # behind its own schedule: still let answers in, or the generator starves itself
-                result.generator_late_s = max(result.generator_late_s, -delay)
-                await asyncio.sleep(0)
-            if not_before.get(instance_id, 0.0) > due:  # told to wait while this one slept
-                continue
-            heapq.heapreplace(schedule, (due + interval_s, n))
-            launch(instance_id, True)
+        await keep_schedules(start, interval_s, during=True, ends=lambda due: due >= overload_ends)
         result.connections_opened = RawHttp.opened - opened_at_start
         if registry_pid is not None:
             result.registry_cpu_s = process_cpu_s(registry_pid) - cpu_at_start
         # After it, the fleet heartbeats more slowly (as after raising its interval): 60 % of the capacity,
         # still at most every half TTL; for two TTLs, and on until the dead instance's expiry is seen (the
         # live ones go on heartbeating while the figures are read, or the wait would expire them).
-        calm_interval = min(ttl_s / 2, instances / (0.6 * capacity))
-        calm_step = calm_interval / instances
         calm_ends = overload_ends + 2 * ttl_s
-        calm = 0
-        while True:
-            due = overload_ends + calm * calm_step
-            if due >= calm_ends and watcher.done():
-                break
-            delay = due - loop.time()
-            await asyncio.sleep(max(0.0, delay))
-            launch(ids[calm % instances][1], False)
-            calm += 1
+        await keep_schedules(overload_ends, min(ttl_s / 2, instances / (0.6 * capacity)), during=False,
+                             ends=lambda due: due >= calm_ends and watcher.done())
         await prober
         await counter
         if pending:
