@@ -54,7 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +96,8 @@ class OverloadResult:
     up_one_interval_after: int = 0
     """The registered instances listed UP one heartbeat interval after the overload."""
     recovery_s: float = 0.0
+    not_200_after: dict[int, int] = field(default_factory=dict)
+    """Heartbeats after the overload answered other than ``200``, by status (0: timeout, -1: error)."""
     death_detected_after_lease_s: float | None = None
     death_detected_after_overload_s: float | None = None
     requests_shed_metric: float = 0.0
@@ -158,6 +160,7 @@ class OverloadResult:
             "probe_p99_ms": {name: round(1000 * _pct(values, 0.99), 1)
                              for name, values in self.probe_latencies_s.items()},
             "probe_failures": self.probe_failures, "recovery_s": round(self.recovery_s, 2),
+            "not_200_after": self.not_200_after,
             "up_one_interval_after": self.up_one_interval_after,
             "death_detected_after_lease_s": _round(self.death_detected_after_lease_s),
             "death_detected_after_overload_s": _round(self.death_detected_after_overload_s),
@@ -451,8 +454,8 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         async def keep_schedules(begins: float, interval_s: float, *, during: bool,
                                  ends: Callable[[float], bool]) -> None:
             """Every instance heartbeats every ``interval_s`` on its own schedule (phase ``i / N`` from
-            ``begins``), whatever the answers, except that one told to come back later sends exactly then (as
-            the client library does) and keeps its interval from there; until ``ends(due)``."""
+            ``begins``), whatever the answers, except that one told to come back later sends then (as the
+            client library does: see ``not_before``) and keeps its interval from there; until ``ends(due)``."""
             schedule = [(begins + n * interval_s / instances, n) for n in range(instances)]
             while not ends(schedule[0][0]):
                 due, n = schedule[0]
@@ -571,8 +574,9 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         await watcher
         for pool in pools.values():
             pool.close()
-        bad = [at for at, status in answers_after if status != 200]
-        result.recovery_s = max(bad) - overload_ends if bad else 0.0
+        bad = [(at, status) for at, status in answers_after if status != 200]
+        result.recovery_s = max(at for at, _ in bad) - overload_ends if bad else 0.0
+        result.not_200_after = dict(Counter(status for _, status in bad))
         async with session.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=30)) as resp:
             text = await resp.text()
         result.expirations = _metric_sum(text, "registry_expirations_total")

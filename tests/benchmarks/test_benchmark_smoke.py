@@ -117,7 +117,8 @@ def test_bench_overload_prints_both_capacities_and_every_figure_of_each_ratio() 
     assert figures["ratio"] == 0.5 and figures["sent"] > 0
     assert {"useful_per_s", "shed_503", "paced_200", "registry_counted", "false_expiries", "probe_p99_ms", "recovery_s",
             "death_detected_after_lease_s", "generator_late_s", "warm_up_s", "up_one_interval_after",
-            "registry_cores", "registry_cpu_us_per_answer", "capacity_after_per_s", "lost"} <= figures.keys()
+            "registry_cores", "registry_cpu_us_per_answer", "capacity_after_per_s", "lost",
+            "not_200_after"} <= figures.keys()
     assert len(figures["lost"]) == min(5, figures["false_expiries"]), "each live instance lost, with its answers"
     assert len(figures["open_capacity_per_s"]) == 2 and all(c > 0 for c in figures["open_capacity_per_s"]), figures
     assert figures["useful_share_of_open_capacity"] > 0, figures
