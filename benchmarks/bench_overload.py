@@ -26,8 +26,8 @@ For each ratio ``r``:
    on its own schedule (phase ``i / N``) without waiting for answers (open loop), with a 2 s client
    timeout and as many connections as it takes, for ``--duration`` seconds. As the client library does,
    an instance answered with ``Retry-After`` (a ``503``, or a paced ``200``) sends its next heartbeat
-   exactly then, and keeps its interval from there (``--ignore-retry-after``: it keeps its schedule
-   whatever the answers). Meanwhile a prober reads
+   then, at a random point of the second after it, and keeps its interval from there
+   (``--ignore-retry-after``: it keeps its schedule whatever the answers). Meanwhile a prober reads
    ``GET /services/{name}`` and ``GET /healthz`` five times a second each, and one extra instance stops
    heartbeating a third of the way in (a real death). Then the instances go on at 60 % of ``C`` (at most
    every half TTL), each on its own schedule as in the overload, for two TTLs, and until the dead instance has
@@ -49,6 +49,7 @@ import contextlib
 import heapq
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -410,7 +411,8 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         pending: set[asyncio.Task[None]] = set()
 
         not_before: dict[str, float] = {}
-        """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again."""
+        """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again: as the
+        client library does, at a random point of the second after the whole seconds it was given."""
         answers: defaultdict[str, deque[tuple[float, float, int, float]]] = defaultdict(lambda: deque(maxlen=6))
         """Each instance's last heartbeats and skipped turns, for those lost (see :attr:`OverloadResult.lost`)."""
 
@@ -423,7 +425,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             if during is not None:
                 answers[instance_id].append((round(loop.time() - took - start, 2), round(took, 2), status, retry_after))
             if retry_after and honour_retry_after:
-                not_before[instance_id] = loop.time() + retry_after
+                not_before[instance_id] = loop.time() + retry_after + random.random() * min(1.0, interval_s)
             if registering and status in (200, 201):
                 registered.add(instance_id)
                 status = 200

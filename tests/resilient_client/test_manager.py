@@ -1,5 +1,6 @@
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -269,11 +270,24 @@ class SleepLog:
         await asyncio.sleep(min(seconds, 0.01))  # virtual waits: the test checks what was asked, not how long
 
 
+class FixedRandom(random.Random):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
 @pytest.mark.parametrize("answer", ["503 overloaded", "200 paced"])
-async def test_a_heartbeat_answered_with_retry_after_waits_that_long_once(registry: FakeRegistry, answer: str) -> None:
+@pytest.mark.parametrize(("interval_ms", "wait_s"), [(2000, 7.25), (500, 7.125)])
+async def test_a_heartbeat_answered_with_retry_after_waits_that_long_and_part_of_a_second_once(
+        registry: FakeRegistry, answer: str, interval_ms: float, wait_s: float) -> None:
+    """Retry-After counts whole seconds: the manager comes back at a random point of the next second (0.25 of
+    it here), or of its interval if shorter, so that instances answered together do not come back together."""
     clock = SleepLog()
     registry.retry_after = "7"
-    async with manager_for(registry.url, heartbeat_ms=50, clock=clock) as manager:
+    async with manager_for(registry.url, heartbeat_ms=interval_ms, clock=clock, rng=FixedRandom(0.25)) as manager:
         await manager.register("Auth", 3001)
         await async_wait_until(lambda: _true(bool(registry.requests("PUT"))), message="first heartbeat")
         clock.sleeps.clear()
@@ -283,6 +297,7 @@ async def test_a_heartbeat_answered_with_retry_after_waits_that_long_once(regist
             registry.pace_heartbeats = 1
         before = len(registry.requests("PUT"))
         await async_wait_until(lambda: _true(len(registry.requests("PUT")) >= before + 3), message="heartbeats on")
-        assert clock.sleeps.count(7.0) == 1, f"the wait after the {answer} is the Retry-After: {clock.sleeps}"
-        assert all(s in (0.05, 7.0) for s in clock.sleeps), clock.sleeps
+        interval_s = interval_ms / 1000
+        assert [s for s in clock.sleeps if s != interval_s] == [wait_s], \
+            f"the wait after the {answer} is the Retry-After and a part of a second: {clock.sleeps}"
         assert manager.registered, "the instance stays registered: nothing to register again"
