@@ -7,8 +7,11 @@ before every batch, a second round trip. Here the calls queue while the previous
 go as one packed write of ``EVALSHA`` commands on a connection the batcher keeps; a script the server
 does not know (``NOSCRIPT``: a restarted or flushed Redis) is loaded and its calls sent again.
 
-A lone call waits for nothing but the loop turn that starts the sender. Each call has a deadline
-(``timeout_s`` after it was made) and a batch is given up at the earliest deadline among its calls, so no
+A lone call waits for nothing but the loop turn that starts the sender. A busy batcher's batch waits a
+millisecond before it goes (:data:`LINGER_S`): heartbeats that come one by one, as a fleet sends them,
+would otherwise go one to a batch, each paying a whole round trip (a write, a read, a wake-up of the
+loop), which a replica near its limit cannot afford. Each call has a deadline (``timeout_s`` after it
+was made) and a batch is given up at the earliest deadline among its calls, so no
 caller waits longer than its own deadline, with one timer per batch rather than one per call. Every
 failure of the connection disconnects it (the next batch reconnects, through Sentinel to the current
 master) and fails the calls of that batch with it; a reply that is a Redis error fails its caller only.
@@ -25,6 +28,12 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
+LINGER_S = 0.001
+"""How long a batch waits for more calls when the batcher is busy: a few calls a batch at a thousand a
+second, at a cost no heartbeat notices."""
+BUSY_S = 0.005
+"""The batcher is busy when its last batch went less than this long ago."""
+
 _Call = tuple[AsyncScript, tuple[Any, ...], "asyncio.Future[Any]", float]
 """The script, the command, its caller's future, its deadline (loop time)."""
 
@@ -40,11 +49,15 @@ def _settle(future: asyncio.Future[Any], result: Any) -> None:
 
 class ScriptBatcher:
     def __init__(self, pool: ConnectionPool, script: AsyncScript, *, timeout_s: float,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, linger_s: float = LINGER_S, busy_s: float = BUSY_S) -> None:
         self._pool = pool
         self._script = script
         self._timeout_s = timeout_s
         self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._busy_s = busy_s
+        self._sent_at = -math.inf
+        """When the last batch went (loop time)."""
         self._pending: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
         self._conn: AbstractConnection | None = None
@@ -78,6 +91,9 @@ class ScriptBatcher:
         assert task is not None
         try:
             while self._pending:
+                if loop.time() - self._sent_at < self._busy_s:
+                    await self._linger()
+                self._sent_at = loop.time()
                 batch = self._pending[:self._max_batch]
                 del self._pending[:len(batch)]
                 # The first call's deadline is the earliest (calls queue in order, each given timeout_s). A
@@ -107,6 +123,10 @@ class ScriptBatcher:
             raise
         finally:
             self._sender = None
+
+    async def _linger(self) -> None:
+        """Let more calls join the batch about to go."""
+        await asyncio.sleep(self._linger_s)
 
     def _give_up(self, task: asyncio.Task[None]) -> None:
         """The batch on the wire has run out of time: cancel its exchange (which disconnects)."""

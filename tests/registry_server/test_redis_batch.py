@@ -18,10 +18,15 @@ ECHO = "if ARGV[1] == 'boom' then return redis.error_reply('boom') end return AR
 
 class CountingBatcher(ScriptBatcher):
     sends = 0
+    lingered = 0
 
     async def _send(self, batch: list[Any]) -> list[Any]:
         self.sends += 1
         return await super()._send(batch)
+
+    async def _linger(self) -> None:
+        self.lingered += 1
+        await super()._linger()
 
 
 @pytest.fixture
@@ -61,6 +66,21 @@ async def test_a_lone_call_is_sent_on_its_own(client: aioredis.Redis) -> None:
     batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=2.0)
     assert await batcher([], ["alone"]) == "alone"
     assert batcher.sends == 1
+    assert batcher.lingered == 0, "an idle batcher sends at once"
+
+
+async def test_a_busy_batcher_gathers_calls_that_come_one_turn_apart(client: aioredis.Redis) -> None:
+    # Busy for a minute after each batch, and lingering long enough for any machine: the test counts
+    # batches, not time.
+    batcher = CountingBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=5.0,
+                              linger_s=0.2, busy_s=60.0)
+    assert await batcher([], ["first"]) == "first"
+    calls = []
+    for n in range(5):  # one call a turn of the loop, as heartbeats arriving one by one
+        calls.append(asyncio.ensure_future(batcher([], [f"call-{n}"])))
+        await asyncio.sleep(0)
+    assert await asyncio.gather(*calls) == [f"call-{n}" for n in range(5)]
+    assert (batcher.sends, batcher.lingered) == (2, 1), "the five went together, after one wait"
 
 
 async def test_a_script_the_server_forgot_is_loaded_again(client: aioredis.Redis) -> None:
