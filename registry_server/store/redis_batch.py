@@ -11,10 +11,10 @@ A lone call waits for nothing but the loop turn that starts the sender. A busy b
 millisecond before it goes (:data:`LINGER_S`): heartbeats that come one by one, as a fleet sends them,
 would otherwise go one to a batch, each paying a whole round trip (a write, a read, a wake-up of the
 loop), which a replica near its limit cannot afford. Each call has a deadline (``timeout_s`` after it
-was made) and a batch is given up at the earliest deadline among its calls, so no
-caller waits longer than its own deadline, with one timer per batch rather than one per call. Every
-failure of the connection disconnects it (the next batch reconnects, through Sentinel to the current
-master) and fails the calls of that batch with it; a reply that is a Redis error fails its caller only.
+was made) and a batch is given up at the earliest deadline among its calls, so no caller waits longer
+than its own deadline, with one timer per batch rather than one per call. Every failure of the
+connection disconnects it (the next batch reconnects, through Sentinel to the current master) and fails
+the calls of that batch with it; a reply that is a Redis error fails its caller only.
 """
 
 from __future__ import annotations
