@@ -49,7 +49,6 @@ import contextlib
 import heapq
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -64,6 +63,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.load_heartbeats import _metric_sum, _run, instance_ids, process_cpu_s, run_load
+from resilient_client._backoff import come_back_after
 
 CLIENT_TIMEOUT_S = 2.0
 SKIPPED = -2
@@ -411,8 +411,8 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
         pending: set[asyncio.Task[None]] = set()
 
         not_before: dict[str, float] = {}
-        """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again: as the
-        client library does, at a random point of the second after the whole seconds it was given."""
+        """When an instance told to come back later (Retry-After on a 503 or a paced 200) may send again: by the
+        client library's own rule, at a random point of the second after the whole seconds it was given."""
         answers: defaultdict[str, deque[tuple[float, float, int, float]]] = defaultdict(lambda: deque(maxlen=6))
         """Each instance's last heartbeats and skipped turns, for those lost (see :attr:`OverloadResult.lost`)."""
 
@@ -425,7 +425,7 @@ async def overload(url: str, *, ratio: float, capacity: float, interval_s: float
             if during is not None:
                 answers[instance_id].append((round(loop.time() - took - start, 2), round(took, 2), status, retry_after))
             if retry_after and honour_retry_after:
-                not_before[instance_id] = loop.time() + retry_after + random.random() * min(1.0, interval_s)
+                not_before[instance_id] = loop.time() + come_back_after(retry_after, interval_s)
             if registering and status in (200, 201):
                 registered.add(instance_id)
                 status = 200

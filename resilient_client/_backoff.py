@@ -41,6 +41,14 @@ class Backoff:
         return ceiling * (1.0 - jitter * (rng or _random).random())
 
 
+def come_back_after(retry_after_s: float, interval_s: float, rng: RandomSource | None = None) -> float:
+    """When to come back after a ``Retry-After`` of ``retry_after_s``, which counts whole seconds: at a
+    random point of the second after it (of ``interval_s``, if shorter: a paced lease covers the delay plus
+    a TTL, and an interval is shorter than the TTL). The instances a registry answered together (a burst it
+    served at once) would otherwise come back together, the same burst again, every time it paces them."""
+    return retry_after_s + (rng or _random).random() * min(1.0, interval_s)
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); ``None`` if absent or bad."""
     if not value:

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from resilient_client._backoff import Backoff
+from resilient_client._backoff import Backoff, come_back_after
 from resilient_client._clock import Clock, SystemClock
 from resilient_client._discovery import WatchedDiscovery
 from resilient_client._registry_http import RegistryHttp
@@ -302,7 +302,7 @@ class ServiceRegistryManager:
                 delay = min(interval, self._backoff.delay(failures, self._rng)) if self.registered \
                     else interval
                 if exc.retry_after_s is not None:  # an overloaded registry said when to come back
-                    delay = max(delay, self._spread(exc.retry_after_s))
+                    delay = max(delay, come_back_after(exc.retry_after_s, interval, self._rng))
                 failures += 1
             except RegistryRequestError as exc:
                 log.error("registry refused the heartbeat of %s: %s", self.instance_id, exc)
@@ -315,14 +315,7 @@ class ServiceRegistryManager:
                     log.info("registry reachable again: heartbeats of %s go through after %d failed",
                              self.instance_id, failures)
                 failures = 0
-                delay = max(interval, self._spread(wait_s)) if wait_s else interval  # a registry pacing them
-
-    def _spread(self, retry_after_s: float) -> float:
-        """When to come back after a ``Retry-After``, which counts whole seconds: at a random point of the
-        second after it (of the interval, if shorter: the lease covers the delay plus a TTL, and the interval
-        is shorter than the TTL). The instances a registry answered together (a burst it served at once)
-        would otherwise come back together, the same burst again, every time it paces them."""
-        return retry_after_s + self._rng.random() * min(1.0, self.config.heartbeat_interval_s)
+                delay = max(interval, come_back_after(wait_s, interval, self._rng)) if wait_s else interval  # paced
 
     async def _stop_heartbeats(self) -> None:
         task, self._heartbeats = self._heartbeats, None
