@@ -137,7 +137,8 @@ def create_app(settings: Settings, *, store: InstanceStore | None = None, clock:
     access = Access(settings)
     body = BodyReader(settings.max_body_bytes, settings.read_timeout_s)
     # A heartbeat told to come back later has its lease cover the delay, so the delay may exceed the TTL.
-    admission = Admission(settings.max_in_flight, refused=lambda scope, delay: refused.refused(scope, delay),
+    admission = Admission(settings.max_in_flight, heartbeat_of=lambda scope: heartbeat.instance_id(scope),
+                          refused=lambda instance_id, scope, delay: refused.refused(instance_id, scope, delay),
                           shed=registry.protection.shed, hold=registry.protection.hold,
                           refusals=metrics.requests_shed, paced=metrics.heartbeats_paced,
                           max_retry_after_s=MAX_RETRY_AFTER_TTLS * settings.instance_ttl_s,

@@ -24,10 +24,18 @@ what the replica can serve:
   spacing ends when it falls under a second, or after a minute without saturation with the load under
   half the throughput.
 
-A refused write is told to come back after the spacing too (a second when there is none), jittered so that
-the instances do not come back together. A heartbeat told to come back later is a sign of life, and its
-lease covers the delay: a paced one's through its own renewal, a refused one's later, in bulk
-(``refused``, see :mod:`registry_server.api.refused_heartbeats`).
+Each instance is told to come back at *its own* point of the spacing: the replica counts the spacings that
+have passed since it began spacing (a count that runs slower or faster as the spacing changes, never
+jumps), and an instance's point in each is fixed by its id. The delay given brings the instance to its
+next point at least half a spacing away, so it lies between half a spacing and one and a half, and is
+one spacing for an instance that comes back when told. Whatever burst a set of instances was answered in,
+they come back spread over a whole spacing, and stay so: a random delay around the spacing would scatter a
+burst over a fraction of it, and the fleet would come back in waves. A refused write is told the same (a
+write that is not a heartbeat, at a random point; a one-second spacing when there is none).
+
+A heartbeat told to come back later is a sign of life, and its lease covers the delay: a paced one's
+through its own renewal, a refused one's later, in bulk (``refused``, see
+:mod:`registry_server.api.refused_heartbeats`).
 
 Reads are never refused for lag; ``/healthz`` and ``/metrics`` are always served, so operators see the
 overload. While the loop runs late, or the listening socket's accept queue is half full, every check tells
@@ -78,7 +86,10 @@ _ALWAYS = frozenset({"/healthz", "/metrics"})
 MAX_RETRY_AFTER_TTLS = 2
 """The longest ``Retry-After``, in TTLs: a death right after a paced or refused heartbeat is seen at most
 this plus one TTL later."""
-_JITTER = 0.2
+_SPREAD = 0.5
+"""How far from one spacing a delay given may be, in spacings either way: an instance is brought to its own
+point of the spacing, at least this much of a spacing away."""
+_POINTS = 2**32
 _BODY = b'{"error":{"code":"overloaded","message":"the registry is overloaded; retry after the time given"}}'
 _HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_BODY)).encode())]
 
@@ -88,10 +99,13 @@ class Admission:
     saturated, spaces heartbeats: the first call the front layer makes on every request (see
     :class:`registry_server.api.middleware.FrontLayer`)."""
 
-    def __init__(self, max_in_flight: int, *, refused: Callable[[Scope, float], None], shed: Callable[[], None],
+    def __init__(self, max_in_flight: int, *, heartbeat_of: Callable[[Scope], str | None],
+                 refused: Callable[[str | None, Scope, float], None], shed: Callable[[], None],
                  hold: Callable[[], None], refusals: Counter, paced: Counter, max_retry_after_s: float,
                  pace: bool = True, accept_queue: Callable[[], float | None] | None = None) -> None:
-        """``refused(scope, retry_after_s)``: a write was refused and told to come back that much later.
+        """``heartbeat_of(scope)``: the instance a request heartbeats (``None``: not a heartbeat).
+        ``refused(instance_id, scope, retry_after_s)``: a write was refused and told to come back that much
+        later (``instance_id``: the instance it heartbeats, if it is a heartbeat).
         ``shed()``: likewise, said once per refusal. ``hold()``: the loop runs behind, keep the live leases.
         ``refusals`` and ``paced`` count the two answers. ``pace``: watch the loop and space heartbeats
         (off: only the in-flight limit holds). ``accept_queue``: how full the listening socket's accept
@@ -100,6 +114,7 @@ class Admission:
         self.in_flight = 0
         """Requests admitted and not yet answered, watches apart (``REGISTRY_MAX_WATCHERS`` bounds those)."""
         self.writes_in_flight = 0
+        self._heartbeat_of = heartbeat_of
         self._refused_hook = refused
         self._shed = shed
         self._hold = hold
@@ -115,6 +130,11 @@ class Admission:
         self._ticking = not pace  # never started when the loop is not watched
         self._accept_queue = accept_queue
         self._random = random.random
+        self._clock = time.monotonic
+        self._cycles = 0.0
+        self._cycles_at = 0.0
+        """Spacings passed since the replica began spacing (``_cycles``), as of ``_cycles_at``: the count by
+        which each instance is brought back at its own point of the spacing."""
         self._cpu_s = time.process_time
         """The process's CPU time so far, for the debug line: whether the replica used all it has."""
         self._cpu_at = self._cpu_s()
@@ -198,11 +218,11 @@ class Admission:
                 log.info("heartbeats spaced %.1f s apart (%d instances, about %.0f requests/s served)",
                          spacing_s, self.instances, capacity_per_s)
                 self._logged_spacing_s = spacing_s
-            self.spacing_s = spacing_s
+            self._space(spacing_s)
         elif self.spacing_s is not None:
             log.warning("heartbeats no longer spaced: the replica serves what its %d instances send",
                         self.instances)
-            self.spacing_s = None
+            self._space(None)
         # What the control saw and decided, each second once it has an estimate: what an operator (or a
         # benchmark) needs to tell an overload that the spacing absorbs from one it oscillates around, and,
         # by the cores used, a replica sent less than it could serve from one with no more CPU to give (a
@@ -211,6 +231,15 @@ class Admission:
                   "used; estimate %.0f requests/s, %d instances, spacing %s", completed_per_s, refused, late_ticks,
                   round(SECOND_S / TICK_S), (cpu_s - cpu_at) / elapsed_s,
                   capacity_per_s, self.instances, "none" if self.spacing_s is None else f"{self.spacing_s:.2f} s")
+
+    def _space(self, spacing_s: float | None) -> None:
+        """Heartbeats are spaced ``spacing_s`` apart from now on (``None``: not spaced). The count of
+        spacings passed goes on from where it is, only faster or slower: every instance keeps its point."""
+        now = self._clock()
+        if self.spacing_s is not None:
+            self._cycles += (now - self._cycles_at) / self.spacing_s
+        self._cycles_at = now
+        self.spacing_s = spacing_s
 
     def admit(self, scope: Scope) -> bool:
         """Whether to serve the request: if so, it is in flight until :meth:`release`; if not, answer it
@@ -231,20 +260,20 @@ class Admission:
         if self._pace:  # (the ticks forget the instances no longer heard: without them, keep none)
             self._heard.add(instance_id)
 
-    def pace(self) -> int | None:
-        """For the heartbeat being served: while the replica spaces heartbeats, the seconds its instance
-        should wait before the next one, which it is told with ``Retry-After`` and its lease covers;
-        ``None``: answer it plainly."""
+    def pace(self, instance_id: str) -> int | None:
+        """For a heartbeat of ``instance_id`` being served: while the replica spaces heartbeats, the seconds
+        the instance should wait before the next one, which it is told with ``Retry-After`` and its lease
+        covers; ``None``: answer it plainly."""
         if self.spacing_s is None:
             return None
         self._paced.inc()
-        return self._delay_s()
+        return self._delay_s(instance_id)
 
     def longest_delay_s(self) -> int:
         """The longest ``Retry-After`` the replica gives now (0: it spaces nothing)."""
         if self.spacing_s is None:
             return 0
-        return min(int(self.max_retry_after_s), math.ceil((1.0 + _JITTER) * self.spacing_s))
+        return min(int(self.max_retry_after_s), math.ceil((1.0 + _SPREAD) * self.spacing_s))
 
     def release(self, scope: Scope) -> None:
         """An admitted request is done, or became a watch (which waits on changes, not on this replica)."""
@@ -256,19 +285,24 @@ class Admission:
     async def refusal(self, scope: Scope, send: Send) -> None:
         """The answer to a request not admitted: ``503`` and ``Retry-After``, before any work; the refused
         are told (``refused``) with the delay given."""
-        delay = self._delay_s()
+        instance_id = self._heartbeat_of(scope)
+        delay = self._delay_s(instance_id)
         self._refused += 1
         self._shed()
-        self._refused_hook(scope, delay)
+        self._refused_hook(instance_id, scope, delay)
         self._refusals.inc()
         await send({"type": "http.response.start", "status": 503,
                     "headers": [*_HEADERS, (b"retry-after", str(delay).encode())]})
         await send({"type": "http.response.body", "body": _BODY})
 
-    def _delay_s(self) -> int:
-        """Whole seconds (as ``Retry-After`` gives them) to come back after: the spacing (a second without
-        one) jittered by a fifth either way, rounded up or down at random so that the mean is kept."""
-        mean = self.spacing_s if self.spacing_s is not None else 1.0
-        delay = mean * (1.0 - _JITTER + 2 * _JITTER * self._random())
+    def _delay_s(self, instance_id: str | None) -> int:
+        """Whole seconds (as ``Retry-After`` gives them) to come back after: to the instance's next point of
+        the spacing (a second when there is none) at least half a spacing away, the point fixed by its id
+        (at random for a request that is no heartbeat); rounded up or down at random so that the mean is
+        kept."""
+        spacing = self.spacing_s if self.spacing_s is not None else 1.0
+        point = self._random() if instance_id is None else (hash(instance_id) % _POINTS) / _POINTS
+        cycles = self._cycles + (self._clock() - self._cycles_at) / spacing
+        delay = ((point - cycles - _SPREAD) % 1.0 + _SPREAD) * spacing
         whole = math.floor(delay)
         return max(1, min(int(self.max_retry_after_s), whole + (self._random() < delay - whole)))

@@ -53,7 +53,7 @@ class HeartbeatEndpoint:
         admission = self.admission
         # Paced (the replica spaces heartbeats): told when to come back, and its lease lasts until then plus
         # a TTL.
-        wait_s = admission.pace() if admission.spacing_s is not None else None
+        wait_s = admission.pace(instance_id) if admission.spacing_s is not None else None
         inst = await self.renew(instance_id, get(b"authorization"), get(b"x-lease-token"), status,
                                 lease_ms=None if wait_s is None else wait_s * 1000 + self.registry.ttl_ms)
         if inst is None:

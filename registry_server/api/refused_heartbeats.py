@@ -56,10 +56,9 @@ class RefusedHeartbeats:
     def __repr__(self) -> str:
         return f"RefusedHeartbeats(pending={len(self._pending)}, renewed={self.renewed})"
 
-    def refused(self, scope: Scope, retry_after_s: float) -> None:
-        """A request was refused and told to come back in ``retry_after_s``: if it was a heartbeat, renew
-        its lease soon, until then plus a TTL."""
-        instance_id = self._endpoint.instance_id(scope)
+    def refused(self, instance_id: str | None, scope: Scope, retry_after_s: float) -> None:
+        """A request (``scope``) was refused and told to come back in ``retry_after_s``: if it was a
+        heartbeat (of ``instance_id``), renew its lease soon, until then plus a TTL."""
         if instance_id is None:
             return
         headers = dict(scope["headers"])  # of a repeated header the last, as the endpoint reads them

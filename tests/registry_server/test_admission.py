@@ -5,8 +5,10 @@ saturated second served; a heartbeat told to come back later has its lease cover
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
+import random
 import time
 from collections.abc import Callable
 
@@ -16,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_server.api.admission import (
+    _POINTS,
     GROWS_FROM,
     GROWTH,
     LATE_TICKS,
@@ -247,11 +250,52 @@ def test_without_pacing_no_instance_is_remembered() -> None:
 
 def test_delays_keep_the_spacing_on_average_in_whole_seconds_around_it() -> None:
     admission = _admission()
-    assert admission._delay_s() in (1, 2), "without a spacing: a second, jittered"
+    assert admission._delay_s(None) in (1, 2), "without a spacing: a second, spread"
     admission.spacing_s = 3.3
-    delays = [admission._delay_s() for _ in range(20_000)]
-    assert set(delays) <= {2, 3, 4}, "within a fifth either way, in whole seconds"
+    delays = [admission._delay_s(None) for _ in range(20_000)]
+    assert set(delays) == {1, 2, 3, 4, 5}, "within half a spacing either way, in whole seconds"
     assert sum(delays) / len(delays) == pytest.approx(3.3, rel=0.02), "rounded at random: the mean is kept"
+
+
+def test_instances_answered_together_come_back_spread_over_the_spacing_and_stay_spread() -> None:
+    """5,000 instances answered in the same instant, each coming back when told (at a random point of the
+    second after, as the client does): from the first spacing on, every second brings a spacing's share
+    of them, and after the spacing changes, the new spacing's share. A delay drawn around the spacing
+    would bring them back in waves (5,000 in the three seconds around the spacing, then almost none)."""
+    admission, rng = _admission(), random.Random(7)
+    now = 0.0
+    admission._clock = lambda: now
+    admission._space(5.0)
+    returns = [(0.0, f"i-{n}") for n in range(5000)]
+    arrivals: list[float] = []
+    while returns[0][0] < 70.0:
+        now, instance_id = heapq.heappop(returns)
+        arrivals.append(now)
+        if now >= 35.0 and admission.spacing_s == 5.0:
+            admission._space(8.0)
+        wait_s = admission.pace(instance_id)
+        assert wait_s is not None
+        heapq.heappush(returns, (now + wait_s + rng.random(), instance_id))
+    per_second = [0] * 70
+    for at in arrivals:
+        per_second[int(at)] += 1
+    assert all(850 <= n <= 1150 for n in per_second[8:35]), f"5,000 ÷ 5 s a second: {per_second[8:35]}"
+    assert all(530 <= n <= 720 for n in per_second[48:70]), f"5,000 ÷ 8 s a second: {per_second[48:70]}"
+
+
+def test_an_instance_comes_back_at_its_own_point_of_the_spacing_whenever_it_was_answered() -> None:
+    admission = _admission()
+    now = 100.0
+    admission._clock = lambda: now
+    admission._random = lambda: 0.0  # rounded down
+    admission._space(10.0)
+    point = (hash("a") % _POINTS) / _POINTS  # its point, as a share of the spacing
+    told = admission.pace("a")
+    assert told is not None and 5 <= told <= 15, "between half a spacing and one and a half"
+    now += 3.0  # answered again, 3 s later: brought back to the same point
+    assert (now + admission._delay_s("a")) % 10.0 == pytest.approx((100.0 + told) % 10.0, abs=1.0)
+    now = 100.0 + 10.0 * (5 + point)  # at its point: the next one, a whole spacing away
+    assert admission._delay_s("a") == 10
 
 
 def _second(admission: Admission, *, completed: int, late_ticks: int = 0) -> None:
@@ -336,8 +380,10 @@ async def test_a_paced_heartbeat_is_served_with_retry_after_and_its_lease_covers
         created = await http.post("/instances", json={"name": "Auth", "host": "h", "port": 1, "id": "a"})
         assert created.status_code == 201
         lease = {"x-lease-token": created.json()["lease_token"]}
-        admission.spacing_s = 8.0
-        admission._random = lambda: 0.75  # jittered to 8.8 s, rounded up (drawn below 0.8): 9
+        admission._clock = lambda: 0.0
+        admission._space(8.0)
+        admission._cycles = (hash("a") % _POINTS) / _POINTS - 1.1  # its point 1.1 spacings away: 8.8 s
+        admission._random = lambda: 0.75  # rounded up (drawn below 0.8): 9
         paced = await http.put("/instances/a/heartbeat", headers=lease, json={"status": "DOWN"})
         assert paced.status_code == 200 and paced.json()["status"] == "DOWN", "served all the same"
         assert paced.headers["retry-after"] == "9"
@@ -350,7 +396,7 @@ async def test_a_paced_heartbeat_is_served_with_retry_after_and_its_lease_covers
         registration = await http.post("/instances", json={"name": "Auth", "host": "h", "port": 2, "id": "b"})
         assert registration.status_code == 201 and "retry-after" not in registration.headers, \
             "only heartbeats are paced"
-        admission.spacing_s = None  # no longer spaced: answered plainly
+        admission._space(None)  # no longer spaced: answered plainly
         plain = await http.put("/instances/a/heartbeat", headers=lease)
         assert plain.status_code == 200 and "retry-after" not in plain.headers
         health = await http.get("/healthz")
@@ -385,7 +431,8 @@ async def test_watches_waiting_count_in_no_limit_so_they_never_refuse_writes_or_
 
 def _admission(*, hold: Callable[[], None] = lambda: None, max_in_flight: int = 8, pace: bool = True,
                accept_queue: Callable[[], float | None] | None = None) -> Admission:
-    return Admission(max_in_flight, refused=lambda scope, delay: None, shed=lambda: None,
+    return Admission(max_in_flight, heartbeat_of=lambda scope: None, refused=lambda instance_id, scope, delay: None,
+                     shed=lambda: None,
                      hold=hold, refusals=Counter("refused", "refused", registry=CollectorRegistry()),
                      paced=Counter("paced", "paced", registry=CollectorRegistry()), max_retry_after_s=20.0,
                      pace=pace, accept_queue=accept_queue)
@@ -403,11 +450,12 @@ async def test_refused_heartbeats_awaiting_renewal_hold_a_bounded_number_of_byte
     refused = app.state.refused_heartbeats
     big = b"t" * 15_000  # about as large as a request's headers may be
     for n in range(2 * MAX_PENDING_BYTES // len(big)):
-        refused.refused({"type": "http", "method": "PUT", "path": f"/instances/i-{n}/heartbeat",
+        refused.refused(f"i-{n}", {"type": "http", "method": "PUT", "path": f"/instances/i-{n}/heartbeat",
                          "headers": [(b"x-lease-token", big)]}, 1.0)
     held = len(refused._pending)
     assert 0.9 * MAX_PENDING_BYTES < held * len(big) <= MAX_PENDING_BYTES, "filled to the bound, not past it"
     await refused.flush()  # renews nothing here (no such instances) and frees the room
-    refused.refused({"type": "http", "method": "PUT", "path": "/instances/late/heartbeat", "headers": []}, 1.0)
+    refused.refused("late", {"type": "http", "method": "PUT", "path": "/instances/late/heartbeat", "headers": []},
+                    1.0)
     assert list(refused._pending) == ["late"]
     await refused.stop()
