@@ -1,5 +1,6 @@
-"""How the app is served: hypercorn's settings, the event loop, and two changes to the costs that grow with
-the number of open connections (hypercorn's shutdown event and the garbage collector)."""
+"""How the app is served: hypercorn's settings, the event loop, and three changes to the costs that grow
+with the number of connections (hypercorn's shutdown event, what a closed connection leaves behind, and
+the garbage collector)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import os
 import socket
 import struct
 from collections.abc import Callable, Coroutine
+from functools import wraps
 from typing import Any
 
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 
@@ -62,8 +65,34 @@ class HypercornEvent:
 
 def tune_hypercorn() -> None:
     """Make hypercorn wait on :class:`HypercornEvent` (for every server in this process: the event class is
-    hypercorn's own extension point, a class attribute of its worker context)."""
+    hypercorn's own extension point, a class attribute of its worker context), and free what a connection
+    holds as soon as it ends (:func:`_freed_when_done`)."""
     WorkerContext.event_class = HypercornEvent
+    TCPServer.run = _freed_when_done(_HYPERCORN_RUN)  # type: ignore[method-assign,assignment]
+
+
+_HYPERCORN_RUN = TCPServer.run
+
+
+def _freed_when_done(run: Callable[[TCPServer], Coroutine[Any, Any, None]]
+                     ) -> Callable[[TCPServer], Coroutine[Any, Any, None]]:
+    """hypercorn's connection (``run``: its whole life), which lets go of everything it holds when it ends.
+
+    A connection's server object, its protocol (which sends through the server) and its task group refer
+    to one another: about thirty objects in reference cycles, which outlive the connection until a full
+    collection of the garbage collector finds them. By then they have been promoted, so every closed
+    connection (a client that gave up, an idle timer) adds to the objects a full collection scans, and the
+    replica stalls the longer. Nothing uses the server once ``run`` returns (its task group has waited for
+    every request's task), so dropping its attributes then breaks every cycle, and reference counting frees
+    the connection at once."""
+    @wraps(run)
+    async def run_and_let_go(server: TCPServer) -> None:
+        try:
+            await run(server)
+        finally:
+            server.__dict__.clear()
+
+    return run_and_let_go
 
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -181,21 +210,21 @@ MIDDLE_COLLECTION_THRESHOLD = 4
 """Young collections between two of the middle generation (CPython's default: 10)."""
 FULL_COLLECTION_THRESHOLD = 2
 """Middle collections between two full ones (CPython's default: 10). Full collections are what find the
-cycles of closed connections (promoted before they close); rarer ones would each stall the replica for
-seconds and hold hundreds of MB of dead connections meanwhile."""
+cycles promoted before they became garbage; rarer ones would each stall the replica longer and hold more
+dead objects meanwhile."""
 
 
 def tune_garbage_collector() -> None:
     """Collect less often than CPython's defaults, and never scan again what start-up made.
 
-    Each connection the server closes leaves a few dozen objects in reference cycles, and a busy replica
-    holds thousands of connections. With the default thresholds a young collection runs every 700
-    allocations, so the objects of requests in flight are often promoted, and full collections (every few
-    seconds under an overload, each scanning every object of every open connection) took a fifth of the
-    replica's time. With these thresholds more of a request's objects are freed before a collection sees
-    them, start-up's objects (modules, classes, the app) are frozen, and an overloaded replica spends 4-6 % of its time
-    collecting; a full collection is rarer and longer (up to about a second, measured in the overload
-    benchmark, see docs/benchmarks.md)."""
+    A busy replica holds thousands of connections, each a few dozen objects (and, were it not for
+    :func:`_freed_when_done`, each closed one would leave as many in reference cycles). With the default
+    thresholds a young collection runs every 700 allocations, so the objects of requests in flight are
+    often promoted, and full collections (every few seconds under an overload, each scanning every object
+    of every open connection) took a fifth of the replica's time. With these thresholds more of a
+    request's objects are freed before a collection sees them, start-up's objects (modules, classes, the
+    app) are frozen, and an overloaded replica spends 4-6 % of its time collecting; a full collection is
+    rarer and longer (up to about a second, measured in the overload benchmark, see docs/benchmarks.md)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD)
