@@ -13,6 +13,7 @@ from hypercorn.asyncio import serve
 
 from registry_server.api.access import Access
 from registry_server.app import create_app
+from registry_server.collector import tune_garbage_collector
 from registry_server.errors import ConfigError, StoreError
 from registry_server.logs import configure_logging
 from registry_server.serving import (
@@ -20,7 +21,6 @@ from registry_server.serving import (
     hypercorn_config,
     listening_socket,
     run_event_loop,
-    tune_garbage_collector,
     tune_hypercorn,
 )
 from registry_server.settings import Settings, load_settings

@@ -1,12 +1,11 @@
-"""How the app is served: hypercorn's settings, the event loop, and three changes to the costs that grow
-with the number of connections (hypercorn's shutdown event, what a closed connection leaves behind, and
-the garbage collector)."""
+"""How the app is served: hypercorn's settings, the event loop, and two changes to the costs that grow
+with the number of connections (hypercorn's shutdown event, and what a closed connection leaves behind;
+the garbage collector is :mod:`registry_server.collector`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import socket
@@ -202,29 +201,3 @@ def hypercorn_config(settings: Settings, sock: socket.socket | None = None, *,
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
-
-
-YOUNG_COLLECTION_THRESHOLD = 20_000
-"""Allocations between two collections of the youngest generation (CPython's default: 700)."""
-MIDDLE_COLLECTION_THRESHOLD = 4
-"""Young collections between two of the middle generation (CPython's default: 10)."""
-FULL_COLLECTION_THRESHOLD = 2
-"""Middle collections between two full ones (CPython's default: 10). Full collections are what find the
-cycles promoted before they became garbage; rarer ones would each stall the replica longer and hold more
-dead objects meanwhile."""
-
-
-def tune_garbage_collector() -> None:
-    """Collect less often than CPython's defaults, and never scan again what start-up made.
-
-    A busy replica holds thousands of connections, each a few dozen objects (and, were it not for
-    :func:`_freed_when_done`, each closed one would leave as many in reference cycles). With the default
-    thresholds a young collection runs every 700 allocations, so the objects of requests in flight are
-    often promoted, and full collections (every few seconds under an overload, each scanning every object
-    of every open connection) took a fifth of the replica's time. With these thresholds more of a
-    request's objects are freed before a collection sees them, start-up's objects (modules, classes, the
-    app) are frozen, and an overloaded replica spends 4-6 % of its time collecting; a full collection is
-    rarer and longer (up to about a second, measured in the overload benchmark, see docs/benchmarks.md)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD)

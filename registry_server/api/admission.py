@@ -56,6 +56,8 @@ from collections.abc import Callable
 from prometheus_client import Counter
 from starlette.types import Scope, Send
 
+from registry_server.collector import collecting_s, replica_saturated
+
 log = logging.getLogger("registry_server.overload")
 
 TARGET_LAG_S = 0.05
@@ -138,6 +140,10 @@ class Admission:
         self._cpu_s = time.process_time
         """The process's CPU time so far, for the debug line: whether the replica used all it has."""
         self._cpu_at = self._cpu_s()
+        self._collecting_s = collecting_s
+        """The process's time in garbage collections so far, for the debug line: a second's stall told apart
+        from a saturated second."""
+        self._collecting_at = self._collecting_s()
         self._heard: set[str] = set()
         self._heard_before: set[str] = set()
         """The instances whose heartbeats were served in this window and the one before: a window is the
@@ -161,6 +167,7 @@ class Admission:
     def _start_ticking(self) -> None:
         self._ticking = True
         self._cpu_at = self._cpu_s()
+        self._collecting_at = self._collecting_s()
         loop = asyncio.get_running_loop()
         now = loop.time()
         loop.call_later(TICK_S, self._tick, loop, now + TICK_S, now, now)
@@ -193,10 +200,13 @@ class Admission:
         completed_per_s = self._completed / elapsed_s
         cpu_s, cpu_at = self._cpu_s(), self._cpu_at
         self._cpu_at = cpu_s
+        collecting_s, collecting_at = self._collecting_s(), self._collecting_at
+        self._collecting_at = collecting_s
         late_ticks, refused = self._late_ticks, self._refused
         saturated = late_ticks >= LATE_TICKS or refused > 0
         idle = late_ticks == 0 and refused == 0
         self._completed = self._late_ticks = self._refused = 0
+        replica_saturated(saturated)
         if saturated and completed_per_s > 0:
             self._recent.append(completed_per_s)
             self.capacity_per_s = max(self._recent)
@@ -228,9 +238,10 @@ class Admission:
         # by the cores used, a replica sent less than it could serve from one with no more CPU to give (a
         # check finds the loop late only behind a backlog, which a replica under a CPU limit may not have).
         log.debug("control: %.0f requests/s served, %d writes refused, loop late at %d of %d checks, %.2f cores "
-                  "used; estimate %.0f requests/s, %d instances, spacing %s", completed_per_s, refused, late_ticks,
-                  round(SECOND_S / TICK_S), (cpu_s - cpu_at) / elapsed_s,
-                  capacity_per_s, self.instances, "none" if self.spacing_s is None else f"{self.spacing_s:.2f} s")
+                  "used, %.2f s collecting garbage; estimate %.0f requests/s, %d instances, spacing %s",
+                  completed_per_s, refused, late_ticks, round(SECOND_S / TICK_S), (cpu_s - cpu_at) / elapsed_s,
+                  collecting_s - collecting_at, capacity_per_s, self.instances,
+                  "none" if self.spacing_s is None else f"{self.spacing_s:.2f} s")
 
     def _space(self, spacing_s: float | None) -> None:
         """Heartbeats are spaced ``spacing_s`` apart from now on (``None``: not spaced). The count of

@@ -171,6 +171,8 @@ def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
     admission = _admission()
     cpu = iter([10.0, 10.49])  # the process's CPU time at the end of each second
     admission._cpu_s = lambda: next(cpu)
+    collecting = iter([3.0, 3.25])  # and its time in garbage collections
+    admission._collecting_s = lambda: next(collecting)
     for n in range(3000):
         admission.heard(f"i-{n}")
     with caplog.at_level(logging.DEBUG, logger="registry_server.overload"):
@@ -180,7 +182,7 @@ def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
         _second(admission, completed=1000, late_ticks=LATE_TICKS)
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert line == (f"control: 1000 requests/s served, 7 writes refused, loop late at {LATE_TICKS} of 20 checks, "
-                    f"0.49 cores used; estimate 1000 requests/s, 3000 instances, "
+                    f"0.49 cores used, 0.25 s collecting garbage; estimate 1000 requests/s, 3000 instances, "
                     f"spacing {3000 / (UTILISATION * 1000):.2f} s")
 
 

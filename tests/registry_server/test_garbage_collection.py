@@ -1,6 +1,8 @@
-"""The server's garbage collector: start-up's objects are frozen (never scanned again), collections are
-rarer than CPython's defaults, and reference cycles (every closed connection leaves some) are still
-collected on their own. Run in a child interpreter, so that this test process keeps its own settings."""
+"""The server's garbage collector: start-up's objects and the survivors of each full collection are frozen
+(never scanned again while they live, still freed when dropped), collections are rarer than CPython's
+defaults, reference cycles are still collected on their own, and frozen ones once the frozen objects have
+doubled and the replica is not saturated. Run in child interpreters, so that this test process keeps its own
+settings."""
 
 from __future__ import annotations
 
@@ -10,13 +12,13 @@ import sys
 
 import pytest
 
-from registry_server.serving import FULL_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, YOUNG_COLLECTION_THRESHOLD
+from registry_server.collector import FULL_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, YOUNG_COLLECTION_THRESHOLD
 
 pytestmark = pytest.mark.integration  # a child interpreter
 
 _CHILD = """
 import gc, json, weakref
-from registry_server.serving import tune_garbage_collector
+from registry_server.collector import tune_garbage_collector
 import registry_server.app  # the server's modules, as the console script has them at start-up
 
 tune_garbage_collector()
@@ -45,3 +47,61 @@ def test_start_up_objects_are_frozen_collections_are_rarer_and_cycles_still_coll
     assert YOUNG_COLLECTION_THRESHOLD > 700, "rarer than CPython's default young collections"
     assert seen["frozen"] > 10_000, "the modules, classes and functions loaded at start-up"
     assert seen["collected"] >= 15, "cycles are still found and freed without an explicit collection"
+
+
+_FREEZING = """
+import gc, json, weakref
+from registry_server.collector import LOOK_AGAIN_AT, collecting_s, replica_saturated, tune_garbage_collector
+import registry_server.app
+
+tune_garbage_collector()
+after_start = gc.get_freeze_count()
+
+class Node:
+    pass
+
+live = [Node() for _ in range(50_000)]  # an open connection's objects: alive across a full collection
+gc.collect()
+frozen = gc.get_freeze_count() - after_start
+scanned = sum(type(o) is Node for o in gc.get_objects())  # what later collections still look at
+before_drop = gc.get_freeze_count()
+del live
+freed = before_drop - gc.get_freeze_count()
+
+found = []
+pairs = []
+for n in range(1_000):  # cycles alive across a full collection, then dropped
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    weakref.finalize(a, found.append, n)
+    pairs.append(a)
+del a, b
+gc.collect()
+del pairs
+gc.collect()
+found_while_frozen = len(found)
+more = [Node() for _ in range(int(LOOK_AGAIN_AT * gc.get_freeze_count()))]
+gc.collect()  # frozen: now twice as many as after the last complete look...
+replica_saturated(True)
+gc.collect()  # ...but the replica is saturated: the look waits...
+found_while_saturated = len(found)
+replica_saturated(False)
+gc.collect()  # ...for a second that is not
+print(json.dumps({"frozen": frozen, "scanned": scanned, "freed": freed, "found_while_frozen": found_while_frozen,
+                  "found_while_saturated": found_while_saturated, "found_after": len(found),
+                  "collecting_s": collecting_s()}))
+"""
+
+
+def test_what_outlives_a_full_collection_is_not_scanned_again_and_is_still_freed_and_its_cycles_found_later(
+        ) -> None:
+    child = subprocess.run([sys.executable, "-c", _FREEZING], capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(child.stdout)
+    assert seen["frozen"] >= 50_000, "the survivors of a full collection are frozen"
+    assert seen["scanned"] == 0, "no collection looks at them again"
+    assert seen["freed"] >= 50_000, "dropped, they are freed at once, frozen or not"
+    assert seen["found_while_frozen"] == 0, "a cycle among frozen objects waits for a complete look"
+    assert seen["found_while_saturated"] == 0, "that look, which scans every open connection, waits for a second " \
+        "in which the replica is not saturated"
+    assert seen["found_after"] == 1_000, "once the frozen objects have doubled, a full collection finds it"
+    assert seen["collecting_s"] > 0, "the time spent collecting is kept, for the control's debug line"
