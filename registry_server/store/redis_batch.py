@@ -12,10 +12,9 @@ millisecond before it goes (:data:`LINGER_S`): heartbeats that come one by one, 
 would otherwise go one to a batch, each paying a whole round trip (a write, a read, a wake-up of the
 loop), which a replica near its limit cannot afford. Each call has a deadline (``timeout_s`` after it
 was made) and a batch is given up at the earliest deadline among its calls, so no caller waits longer
-than its own deadline, with one timer per batch rather than one per call. A deadline that passes while
-the loop itself is stopped (a garbage collection, a CPU limit) is not the store's fault: the replies may
-be waiting unread, so the batch is given back the time the loop was late, up to one more timeout. Every failure of the
-connection disconnects it (the next batch reconnects, through Sentinel to the current master) and fails
+than its own deadline, with one timer per batch rather than one per call; a deadline that passes while
+the loop itself is stopped gives back that time, up to one more timeout (:class:`LoopDeadline`). Every
+failure of the connection disconnects it (the next batch reconnects, through Sentinel to the current master) and fails
 the calls of that batch with it; a reply that is a Redis error fails its caller only.
 """
 
@@ -23,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from typing import Any
 
@@ -30,13 +30,13 @@ from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
+from registry_server.store.deadline import LoopDeadline
+
 LINGER_S = 0.001
 """How long a batch waits for more calls when the batcher is busy: a few calls a batch at a thousand a
 second, at a cost no heartbeat notices."""
 BUSY_S = 0.005
 """The batcher is busy when its last batch went less than this long ago."""
-STALL_S = 0.05
-"""How late a batch's timer may fire before the loop counts as having been stopped past the deadline."""
 
 _Call = tuple[AsyncScript, tuple[Any, ...], "asyncio.Future[Any]", float]
 """The script, the command, its caller's future, its deadline (loop time)."""
@@ -67,8 +67,6 @@ class ScriptBatcher:
         self._conn: AbstractConnection | None = None
         self._late = False
         """The batch on the wire ran out of time (its timer cancelled the sender)."""
-        self._timer: asyncio.TimerHandle | None = None
-        """The timer of the batch on the wire: its deadline, or a later one after the loop ran late."""
 
     def __repr__(self) -> str:
         return f"ScriptBatcher(pending={len(self._pending)}, sending={self._sender is not None})"
@@ -106,7 +104,7 @@ class ScriptBatcher:
                 # bare timer that cancels this task, not asyncio.timeout_at: on every batch, its context
                 # manager costs as much as the rest of a lone heartbeat's batch.
                 self._late = False
-                self._timer = loop.call_at(batch[0][3], self._give_up, task, batch[0][3], 0.0)
+                deadline = LoopDeadline(loop, batch[0][3], self._timeout_s, functools.partial(self._give_up, task))
                 try:
                     replies = await self._send(batch)
                 except asyncio.CancelledError:
@@ -120,8 +118,7 @@ class ScriptBatcher:
                         _settle(future, exc)
                     continue
                 finally:
-                    if self._timer is not None:
-                        self._timer.cancel()
+                    deadline.cancel()
                 for (_script, _command, future, _deadline), reply in zip(batch, replies, strict=True):
                     _settle(future, reply)
         except asyncio.CancelledError:  # closing: aclose cancels what is still queued
@@ -135,17 +132,8 @@ class ScriptBatcher:
         """Let more calls join the batch about to go."""
         await asyncio.sleep(self._linger_s)
 
-    def _give_up(self, task: asyncio.Task[None], deadline: float, given_s: float) -> None:
-        """The batch on the wire has run out of time: cancel its exchange (which disconnects). Unless the loop
-        ran late past the deadline (``given_s``: the time given back so far): its replies may have come
-        meanwhile, unread, and a batch given up then would take a stalled replica for an unreachable store."""
-        loop = task.get_loop()
-        now = loop.time()
-        late_s = now - deadline
-        more_s = min(late_s, self._timeout_s - given_s)
-        if late_s > STALL_S and more_s > 0:
-            self._timer = loop.call_at(now + more_s, self._give_up, task, now + more_s, given_s + more_s)
-            return
+    def _give_up(self, task: asyncio.Task[None]) -> None:
+        """The batch on the wire has run out of time: cancel its exchange (which disconnects)."""
         self._late = True
         task.cancel()
 

@@ -50,6 +50,7 @@ from registry_server.model import (
     compact_document,
     event_id_order,
 )
+from registry_server.store.deadline import LoopDeadline
 from registry_server.store.documents import DocumentDecoder, UndecodableDocumentError
 from registry_server.store.keys import KeyLayout
 from registry_server.store.redis_batch import ScriptBatcher
@@ -187,9 +188,16 @@ class RedisStore:
         return self._client.register_script(_script_source(name))
 
     async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, given ``op_timeout_s`` of the loop's running time (:class:`LoopDeadline`)."""
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._op_timeout_s):
-                return await call()
+            async with asyncio.timeout(None) as scope:
+                deadline = LoopDeadline(loop, loop.time() + self._op_timeout_s, self._op_timeout_s,
+                                        lambda: scope.reschedule(loop.time()))
+                try:
+                    return await call()
+                finally:
+                    deadline.cancel()
         except (*_UNAVAILABLE, rexc.RedisError) as exc:
             raise self._store_error(operation, exc) from exc
 

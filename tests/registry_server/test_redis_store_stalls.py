@@ -1,0 +1,62 @@
+"""A replica whose event loop stops (a garbage collection, a CPU limit) while Redis answers does not take
+itself for one whose store is unreachable; a Redis that does not answer still fails the call, within a
+bound. With a real Redis, and a real stop of the loop (``time.sleep`` in a callback)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from registry_server.errors import StoreUnavailableError
+from registry_server.store.keys import KeyLayout
+from registry_server.store.redis_connect import connect
+from registry_server.store.redis_store import RedisStore
+from registry_server.store.redis_url import parse_redis_url
+
+BUSY = """local t = redis.call('TIME') local start = t[1] * 1000000 + t[2]
+repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start >= tonumber(ARGV[1])
+return 1"""
+"""Keeps Redis from answering anyone for ARGV[1] microseconds (a script runs alone)."""
+
+
+@pytest.fixture
+async def busy_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    other = aioredis.Redis.from_url(redis_url)
+    await other.ping()  # connected: its script goes out before the store's call
+    yield other
+    await other.aclose()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore(connect(parse_redis_url(redis_url)), layout=KeyLayout(prefix=f"t{uuid.uuid4().hex[:12]}"),
+                       op_timeout_s=0.3)
+    await store.ping()
+    yield store
+    await store.close()
+
+
+async def test_a_store_call_answered_while_the_loop_was_stopped_is_not_an_unreachable_store(
+        store: RedisStore, busy_redis: aioredis.Redis) -> None:
+    loop = asyncio.get_running_loop()
+    busy = loop.create_task(busy_redis.eval(BUSY, 0, 200_000))  # the reply comes 0.2 s after the call...
+    call = loop.create_task(store.ping())
+    loop.call_later(0.05, time.sleep, 0.6)  # ...while the loop is stopped past the call's 0.3 s
+    await call
+    assert await busy == 1
+
+
+async def test_a_redis_that_does_not_answer_still_fails_the_call_when_the_loop_also_stopped(
+        store: RedisStore, busy_redis: aioredis.Redis) -> None:
+    loop = asyncio.get_running_loop()
+    busy = loop.create_task(busy_redis.eval(BUSY, 0, 1_200_000))  # longer than 0.3 s, the stop and 0.3 s more
+    call = loop.create_task(store.ping())
+    loop.call_later(0.05, time.sleep, 0.6)
+    with pytest.raises(StoreUnavailableError):
+        await call
+    assert await busy == 1
