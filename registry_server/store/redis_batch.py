@@ -14,8 +14,8 @@ loop), which a replica near its limit cannot afford. Each call has a deadline (`
 was made) and a batch is given up at the earliest deadline among its calls, so no caller waits longer
 than its own deadline, with one timer per batch rather than one per call; a deadline that passes while
 the loop itself is stopped gives back that time, up to one more timeout (:class:`LoopDeadline`). Every
-failure of the connection disconnects it (the next batch reconnects, through Sentinel to the current master) and fails
-the calls of that batch with it; a reply that is a Redis error fails its caller only.
+failure of the connection disconnects it (the next batch reconnects, through Sentinel to the current
+master) and fails the calls of that batch with it; a reply that is a Redis error fails its caller only.
 """
 
 from __future__ import annotations
@@ -100,9 +100,9 @@ class ScriptBatcher:
                 self._sent_at = loop.time()
                 batch = self._pending[:self._max_batch]
                 del self._pending[:len(batch)]
-                # The first call's deadline is the earliest (calls queue in order, each given timeout_s). A
-                # bare timer that cancels this task, not asyncio.timeout_at: on every batch, its context
-                # manager costs as much as the rest of a lone heartbeat's batch.
+                # The first call's deadline is the earliest (calls queue in order, each given timeout_s). One
+                # timer that cancels this task, not asyncio.timeout_at: on every batch, its context manager
+                # costs as much as the rest of a lone heartbeat's batch.
                 self._late = False
                 deadline = LoopDeadline(loop, batch[0][3], self._timeout_s, functools.partial(self._give_up, task))
                 try:
