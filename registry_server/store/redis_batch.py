@@ -93,6 +93,7 @@ class ScriptBatcher:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
+        give_up = functools.partial(self._give_up, task)
         try:
             while self._pending:
                 if loop.time() - self._sent_at < self._busy_s:
@@ -104,7 +105,7 @@ class ScriptBatcher:
                 # timer that cancels this task, not asyncio.timeout_at: on every batch, its context manager
                 # costs as much as the rest of a lone heartbeat's batch.
                 self._late = False
-                deadline = LoopDeadline(loop, batch[0][3], self._timeout_s, functools.partial(self._give_up, task))
+                deadline = LoopDeadline(loop, batch[0][3], self._timeout_s, give_up)
                 try:
                     replies = await self._send(batch)
                 except asyncio.CancelledError:

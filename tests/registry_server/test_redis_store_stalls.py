@@ -1,6 +1,7 @@
 """A replica whose event loop stops (a garbage collection, a CPU limit) while Redis answers does not take
 itself for one whose store is unreachable; a Redis that does not answer still fails the call, within a
-bound. With a real Redis, and a real stop of the loop (``time.sleep`` in a callback)."""
+bound. Both kinds of store call: a batched script and any other operation. With a real Redis, kept from
+answering by a script of another client, and a real stop of the loop (``time.sleep`` in a callback)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 
 from registry_server.errors import StoreUnavailableError
 from registry_server.store.keys import KeyLayout
+from registry_server.store.redis_batch import ScriptBatcher
 from registry_server.store.redis_connect import connect
 from registry_server.store.redis_store import RedisStore
 from registry_server.store.redis_url import parse_redis_url
@@ -22,6 +24,7 @@ BUSY = """local t = redis.call('TIME') local start = t[1] * 1000000 + t[2]
 repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start >= tonumber(ARGV[1])
 return 1"""
 """Keeps Redis from answering anyone for ARGV[1] microseconds (a script runs alone)."""
+ECHO = "return ARGV[1]"
 
 
 @pytest.fixture
@@ -39,6 +42,38 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
     await store.ping()
     yield store
     await store.close()
+
+
+async def test_a_batch_answered_while_the_loop_was_stopped_is_not_given_up(
+        redis_url: str, busy_redis: aioredis.Redis) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=0.3)
+    assert await batcher([], ["warm"]) == "warm"
+    loop = asyncio.get_running_loop()
+    busy = loop.create_task(busy_redis.eval(BUSY, 0, 200_000))  # the reply comes 0.2 s after the call...
+    call = batcher([], ["through a stall"])
+    loop.call_later(0.05, time.sleep, 0.6)  # ...while the loop is stopped past the call's 0.3 s
+    assert await call == "through a stall"
+    assert await busy == 1
+    await batcher.aclose()
+    await client.aclose()
+
+
+async def test_a_redis_that_does_not_answer_still_fails_the_batch_when_the_loop_also_stopped(
+        redis_url: str, busy_redis: aioredis.Redis) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=0.3)
+    assert await batcher([], ["warm"]) == "warm"
+    loop = asyncio.get_running_loop()
+    busy = loop.create_task(busy_redis.eval(BUSY, 0, 1_200_000))  # longer than 0.3 s, the stop and 0.3 s more
+    call = batcher([], ["never in time"])
+    loop.call_later(0.05, time.sleep, 0.6)
+    with pytest.raises(TimeoutError):
+        await call
+    assert await busy == 1
+    assert await batcher([], ["thawed"]) == "thawed"
+    await batcher.aclose()
+    await client.aclose()
 
 
 async def test_a_store_call_answered_while_the_loop_was_stopped_is_not_an_unreachable_store(
