@@ -44,54 +44,52 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
     await store.close()
 
 
-async def test_a_batch_answered_while_the_loop_was_stopped_is_not_given_up(
-        redis_url: str, busy_redis: aioredis.Redis) -> None:
+@pytest.fixture
+async def batcher(redis_url: str) -> AsyncIterator[ScriptBatcher]:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=0.3)
     assert await batcher([], ["warm"]) == "warm"
-    loop = asyncio.get_running_loop()
-    busy = loop.create_task(busy_redis.eval(BUSY, 0, 200_000))  # the reply comes 0.2 s after the call...
-    call = batcher([], ["through a stall"])
-    loop.call_later(0.05, time.sleep, 0.6)  # ...while the loop is stopped past the call's 0.3 s
-    assert await call == "through a stall"
-    assert await busy == 1
+    yield batcher
     await batcher.aclose()
     await client.aclose()
+
+
+def _busy_then_stopped(busy_redis: aioredis.Redis, busy_us: int) -> asyncio.Task[object]:
+    """Redis kept from answering for ``busy_us``, and the loop stopped for 0.6 s from 50 ms on, past the
+    0.3 s of the call made next (in a task of its own, so that the busy script goes out first). The busy
+    script's task, to await at the end."""
+    loop = asyncio.get_running_loop()
+    busy = loop.create_task(busy_redis.eval(BUSY, 0, busy_us))
+    loop.call_later(0.05, time.sleep, 0.6)
+    return busy
+
+
+async def test_a_batch_answered_while_the_loop_was_stopped_is_not_given_up(
+        batcher: ScriptBatcher, busy_redis: aioredis.Redis) -> None:
+    busy = _busy_then_stopped(busy_redis, 200_000)  # the reply comes while the loop is stopped
+    assert await batcher([], ["through a stall"]) == "through a stall"
+    assert await busy == 1
 
 
 async def test_a_redis_that_does_not_answer_still_fails_the_batch_when_the_loop_also_stopped(
-        redis_url: str, busy_redis: aioredis.Redis) -> None:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    batcher = ScriptBatcher(client.connection_pool, client.register_script(ECHO), timeout_s=0.3)
-    assert await batcher([], ["warm"]) == "warm"
-    loop = asyncio.get_running_loop()
-    busy = loop.create_task(busy_redis.eval(BUSY, 0, 1_200_000))  # longer than 0.3 s, the stop and 0.3 s more
-    call = batcher([], ["never in time"])
-    loop.call_later(0.05, time.sleep, 0.6)
+        batcher: ScriptBatcher, busy_redis: aioredis.Redis) -> None:
+    busy = _busy_then_stopped(busy_redis, 1_200_000)  # longer than 0.3 s, the stop and 0.3 s more
     with pytest.raises(TimeoutError):
-        await call
+        await batcher([], ["never in time"])
     assert await busy == 1
     assert await batcher([], ["thawed"]) == "thawed"
-    await batcher.aclose()
-    await client.aclose()
 
 
 async def test_a_store_call_answered_while_the_loop_was_stopped_is_not_an_unreachable_store(
         store: RedisStore, busy_redis: aioredis.Redis) -> None:
-    loop = asyncio.get_running_loop()
-    busy = loop.create_task(busy_redis.eval(BUSY, 0, 200_000))  # the reply comes 0.2 s after the call...
-    call = loop.create_task(store.ping())
-    loop.call_later(0.05, time.sleep, 0.6)  # ...while the loop is stopped past the call's 0.3 s
-    await call
+    busy = _busy_then_stopped(busy_redis, 200_000)  # the reply comes while the loop is stopped
+    await asyncio.ensure_future(store.ping())  # a task of its own: it goes out after the busy script
     assert await busy == 1
 
 
 async def test_a_redis_that_does_not_answer_still_fails_the_call_when_the_loop_also_stopped(
         store: RedisStore, busy_redis: aioredis.Redis) -> None:
-    loop = asyncio.get_running_loop()
-    busy = loop.create_task(busy_redis.eval(BUSY, 0, 1_200_000))  # longer than 0.3 s, the stop and 0.3 s more
-    call = loop.create_task(store.ping())
-    loop.call_later(0.05, time.sleep, 0.6)
+    busy = _busy_then_stopped(busy_redis, 1_200_000)  # longer than 0.3 s, the stop and 0.3 s more
     with pytest.raises(StoreUnavailableError):
-        await call
+        await asyncio.ensure_future(store.ping())
     assert await busy == 1
