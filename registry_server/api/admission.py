@@ -11,7 +11,8 @@ what the replica can serve:
   streams) count in neither once they wait, since ``REGISTRY_MAX_WATCHERS`` bounds them.
 - **Spacing** (``REGISTRY_PACE_HEARTBEATS``, on by default). The replica knows two figures: the instances
   whose heartbeats it served lately, and the requests a second it serves while it is saturated (the loop
-  running late for half of a second, or writes refused). From its first saturated second on, every
+  running late for half of a second, or writes refused): the median of its saturated seconds among the
+  last eight, leaving out those with a long garbage collection in them. From its first saturated second on, every
   heartbeat it answers carries ``Retry-After``: the spacing, instances ÷ 95 % of that throughput. Were
   every instance to come back exactly then, the heartbeats would arrive a little slower than the replica
   serves them, whatever the fleet's own interval (an instance whose interval is longer waits the longer
@@ -70,8 +71,8 @@ LATE_TICKS = 10
 stall (a collection) and the backlog it leaves are not a saturated replica."""
 UTILISATION = 0.95
 """The share of the measured throughput the spacing aims the heartbeats at: a margin for the requests
-that are not heartbeats, and for the estimate being the best recent second."""
-GROWTH = 1.02
+that are not heartbeats, and for the estimate's error."""
+GROWTH = 1.05
 """How much the throughput estimate grows in a second in which the loop never ran late: what the replica
 served then is what it was sent, not all it could serve."""
 GROWS_FROM = 0.8
@@ -81,8 +82,14 @@ and growing on it would run ahead of the fleet, then space it for more than the 
 QUIET_S = 60.0
 """Seconds without saturation, the load under half the throughput, after which the spacing is lifted."""
 RECENT = 8
-"""Saturated seconds whose throughput the estimate is the best of: a second with a stall in it, or in
-which saturation began or ended, does not drag the estimate (and so the fleet's pace) down."""
+"""The last seconds whose saturated ones the estimate is the median of. What a saturated second serves
+varies by a third either way (the machine, the mix of requests, the collector): the best of several would
+space the fleet for more than the replica serves, so that it stays saturated and its backlog grows into
+timeouts, and a second from long ago (before the fleet grew, or while it registered) would space it for
+what the replica served then."""
+STALL_S = 0.1
+"""Seconds of garbage collection that make a second a stall: what it served says nothing of the
+throughput, and it is left out of the estimate."""
 _WRITES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
 _ALWAYS = frozenset({"/healthz", "/metrics"})
 MAX_RETRY_AFTER_TTLS = 2
@@ -151,7 +158,7 @@ class Admission:
         self._completed = 0
         self._late_ticks = 0
         self._refused = 0
-        self._recent: deque[float] = deque(maxlen=RECENT)
+        self._recent: deque[float | None] = deque(maxlen=RECENT)
         self._quiet_s = 0.0
         self._logged_spacing_s = 0.0
 
@@ -191,8 +198,9 @@ class Admission:
             loop.call_later(TICK_S, self._tick, loop, now + TICK_S, second, window)
 
     def second(self, elapsed_s: float) -> None:
-        """The control, once a second (``elapsed_s``: since the last). A saturated second tells the
-        throughput: the requests it served. Refusals are not counted: each costs a fraction of a served
+        """The control, once a second (``elapsed_s``: since the last). A saturated second (unless a long
+        collection stalled it) measures the throughput: the requests it served; the estimate is the median
+        of the recent measures (:data:`RECENT`). Refusals are not counted: each costs a fraction of a served
         request, and a replica refusing half of what it answers would take itself for one serving all of
         it, space the fleet for that, and go on refusing. A second in which the loop never ran
         late tells only that the replica could serve more than it was sent: the estimate grows a little.
@@ -207,9 +215,11 @@ class Admission:
         idle = late_ticks == 0 and refused == 0
         self._completed = self._late_ticks = self._refused = 0
         replica_saturated(saturated)
-        if saturated and completed_per_s > 0:
-            self._recent.append(completed_per_s)
-            self.capacity_per_s = max(self._recent)
+        stalled = collecting_s - collecting_at > STALL_S
+        self._recent.append(completed_per_s if saturated and not stalled and completed_per_s > 0 else None)
+        measured = sorted(served for served in self._recent if served is not None)
+        if saturated and measured:
+            self.capacity_per_s = measured[len(measured) // 2]
         elif idle and self.capacity_per_s is not None \
                 and completed_per_s >= GROWS_FROM * UTILISATION * self.capacity_per_s:
             self.capacity_per_s *= GROWTH

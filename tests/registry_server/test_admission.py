@@ -23,6 +23,8 @@ from registry_server.api.admission import (
     GROWTH,
     LATE_TICKS,
     QUIET_S,
+    RECENT,
+    STALL_S,
     TARGET_LAG_S,
     TICK_S,
     UTILISATION,
@@ -153,8 +155,8 @@ def test_the_spacing_is_the_instances_heard_over_what_a_saturated_second_served(
     assert admission.capacity_per_s == 1000
     assert admission.spacing_s == pytest.approx(3000 / (UTILISATION * 1000)), \
         "three instances for each request a second served: each told to wait a little over three seconds"
-    _second(admission, completed=200, late_ticks=LATE_TICKS)  # a second with a long stall in it
-    assert admission.capacity_per_s == 1000, "the best of the recent saturated seconds"
+    _second(admission, completed=200, late_ticks=LATE_TICKS, collecting_s=0.6)  # a long collection in it
+    assert admission.capacity_per_s == 1000, "a stall says nothing of the throughput"
     _second(admission, completed=950, late_ticks=1)  # busy: one late check, not saturated
     assert admission.capacity_per_s == 1000, "nothing learnt"
     _second(admission, completed=950)  # the loop never ran late: it could have served more
@@ -166,12 +168,31 @@ def test_the_spacing_is_the_instances_heard_over_what_a_saturated_second_served(
         "the estimate grows only on seconds that served what the spacing aims at, not ahead of the fleet"
 
 
+def test_the_estimate_is_the_median_of_the_saturated_seconds_among_the_last_few() -> None:
+    """What a saturated second serves varies (the machine, the mix of requests, the collector): the best
+    of several would space the fleet for more than the replica serves, and one from a while ago for what
+    it served then."""
+    admission = _admission()
+    for n in range(3000):
+        admission.heard(f"i-{n}")
+    for served in (1000, 1400, 600):
+        _second(admission, completed=served, late_ticks=LATE_TICKS)
+    assert admission.capacity_per_s == 1000, "neither the lucky second nor the unlucky one"
+    for _ in range(RECENT):  # busy seconds (one late check each): they teach nothing, and time passes
+        _second(admission, completed=900, late_ticks=1)
+    assert admission.capacity_per_s == 1000
+    _second(admission, completed=700, late_ticks=LATE_TICKS)
+    assert admission.capacity_per_s == 700, "what the replica serves now, not what it served a while ago"
+    _second(admission, completed=100, late_ticks=LATE_TICKS, collecting_s=STALL_S + 0.01)
+    assert admission.capacity_per_s == 700, "a stall is no measure of the throughput"
+
+
 def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
         caplog: pytest.LogCaptureFixture) -> None:
     admission = _admission()
     cpu = iter([10.0, 10.49])  # the process's CPU time at the end of each second
     admission._cpu_s = lambda: next(cpu)
-    collecting = iter([3.0, 3.25])  # and its time in garbage collections
+    collecting = iter([3.0, 3.05])  # and its time in garbage collections
     admission._collecting_s = lambda: next(collecting)
     for n in range(3000):
         admission.heard(f"i-{n}")
@@ -182,7 +203,7 @@ def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
         _second(admission, completed=1000, late_ticks=LATE_TICKS)
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert line == (f"control: 1000 requests/s served, 7 writes refused, loop late at {LATE_TICKS} of 20 checks, "
-                    f"0.49 cores used, 0.25 s collecting garbage; estimate 1000 requests/s, 3000 instances, "
+                    f"0.49 cores used, 0.05 s collecting garbage; estimate 1000 requests/s, 3000 instances, "
                     f"spacing {3000 / (UTILISATION * 1000):.2f} s")
 
 
@@ -300,10 +321,14 @@ def test_an_instance_comes_back_at_its_own_point_of_the_spacing_whenever_it_was_
     assert admission._delay_s("a") == 10
 
 
-def _second(admission: Admission, *, completed: int, late_ticks: int = 0) -> None:
-    """A second in which ``completed`` requests were answered, the loop running late at ``late_ticks`` checks."""
+def _second(admission: Admission, *, completed: int, late_ticks: int = 0, collecting_s: float | None = None) -> None:
+    """A second in which ``completed`` requests were answered, the loop running late at ``late_ticks`` checks
+    (and ``collecting_s`` of it spent collecting garbage, if given)."""
     admission._completed = completed
     admission._late_ticks = late_ticks
+    if collecting_s is not None:
+        collected = admission._collecting_at + collecting_s
+        admission._collecting_s = lambda: collected
     admission.second(1.0)
 
 
