@@ -56,8 +56,10 @@ class Settings:
     """Failed checks in a row before an instance counts as critical (and shows DOWN)."""
     health_check_deregister_after_s: float = 0.0
     """Seconds critical before an instance is deregistered (0: never)."""
-    max_in_flight: int = 128
-    """Writes one replica serves at once; beyond it a write is refused with 503 + Retry-After at once."""
+    max_in_flight: int = 1024
+    """Writes one replica serves at once; beyond it a write is refused with 503 + Retry-After at once. A
+    bound on what writes waiting on the store may hold, not the answer to a replica short of CPU (pacing
+    is): refusing a request costs a Python server nearly what serving it does."""
     pace_heartbeats: bool = True
     """Once the replica has been saturated, answer every heartbeat with ``Retry-After``: the instances it
     hears divided by the heartbeats a second it serves (see :mod:`registry_server.api.admission`), so the
@@ -129,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pace-heartbeats", help="once saturated, tell every heartbeat with Retry-After how far apart "
                                              "to send them: on or off (env REGISTRY_PACE_HEARTBEATS, default on)")
     p.add_argument("--max-in-flight", help="writes served at once per replica, beyond it 503 + Retry-After "
-                                           "(env REGISTRY_MAX_IN_FLIGHT, default 128)")
+                                           "(env REGISTRY_MAX_IN_FLIGHT, default 1024)")
     p.add_argument("--tokens-file", help="TOML file of scoped tokens, read again on SIGHUP (env "
                                          "REGISTRY_TOKENS_FILE, default unset: the single-token settings only)")
     p.add_argument("--service-retention", help="seconds a service without instances is kept before it is "

@@ -6,9 +6,12 @@ its heartbeats arrive after the leases they should renew have run out. Two rules
 what the replica can serve:
 
 - **The in-flight limit.** While ``max_in_flight`` writes are being served (they wait on the store), a
-  write (a heartbeat, a registration, a removal) is answered at once with ``503`` and ``Retry-After``, at
-  the cost of two ``send`` calls. Reads may use twice the limit; watches (blocking queries, change
-  streams) count in neither once they wait, since ``REGISTRY_MAX_WATCHERS`` bounds them.
+  write (a heartbeat, a registration, a removal) is answered at once with ``503`` and ``Retry-After``. It
+  bounds what writes waiting on a slow store hold; it does not relieve a replica short of CPU: the server
+  has read and parsed a request before it gets here, so refusing it costs nearly what serving a heartbeat
+  does, and a low limit turns a burst the replica would have served into refusals that come back. Reads
+  may use twice the limit; watches (blocking queries, change streams) count in neither once they wait,
+  since ``REGISTRY_MAX_WATCHERS`` bounds them.
 - **Spacing** (``REGISTRY_PACE_HEARTBEATS``, on by default). The replica knows two figures: the instances
   whose heartbeats it served lately, and the requests a second it serves while it is saturated (the loop
   running late for half of a second, or writes refused): the median of its saturated seconds among the

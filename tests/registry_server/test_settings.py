@@ -54,7 +54,7 @@ def test_bad_values_raise_a_config_error_naming_the_setting(argv: list[str], env
 
 
 def test_the_in_flight_limit_comes_from_the_flag_over_the_environment() -> None:
-    assert load_settings([], {}).max_in_flight == 128
+    assert load_settings([], {}).max_in_flight == 1024
     assert load_settings([], {"REGISTRY_MAX_IN_FLIGHT": "64"}).max_in_flight == 64
     assert load_settings(["--max-in-flight", "32"], {"REGISTRY_MAX_IN_FLIGHT": "64"}).max_in_flight == 32
 
