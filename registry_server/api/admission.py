@@ -15,18 +15,18 @@ what the replica can serve:
 - **Spacing** (``REGISTRY_PACE_HEARTBEATS``, on by default). The replica knows two figures: the instances
   whose heartbeats it served lately, and the requests a second it serves while it is saturated (the loop
   running late for half of a second, or writes refused): the median of its saturated seconds among the
-  last eight, leaving out those with a long garbage collection in them. From its first saturated second on, every
-  heartbeat it answers carries ``Retry-After``: the spacing, instances ÷ 95 % of that throughput. Were
-  every instance to come back exactly then, the heartbeats would arrive a little slower than the replica
-  serves them, whatever the fleet's own interval (an instance whose interval is longer waits the longer
-  of the two, and is not slowed). It is what Consul does when it scales its agents' sync interval with
-  the cluster's size, decided here by the replica that bears the load, from what it measures. A paced
-  heartbeat is served all the same (refusing it would free little: in a Python server, reading and
-  answering a request costs most of what serving a heartbeat does), and its lease covers the spacing
-  plus a TTL. In a second in which the loop never ran late the estimate grows by a fiftieth (the replica
-  could have served more than it was sent), if the fleet sent most of what the spacing aims at. The
-  spacing ends when it falls under a second, or after a minute without saturation with the load under
-  half the throughput.
+  last eight, leaving out those with a long garbage collection in them. From its first saturated second
+  on, every heartbeat it answers carries ``Retry-After``: the spacing, instances ÷ 95 % of that
+  throughput. Were every instance to come back exactly then, the heartbeats would arrive a little slower
+  than the replica serves them, whatever the fleet's own interval (an instance whose interval is
+  longer waits the longer of the two, and is not slowed). It is what Consul does when it scales its
+  agents' sync interval with the cluster's size, decided here by the replica that bears the load, from
+  what it measures. A paced heartbeat is served all the same (refusing it would free little: in a Python
+  server, reading and answering a request costs most of what serving a heartbeat does), and its lease
+  covers the spacing plus a TTL. In a second in which the loop never ran late the estimate grows by a
+  twentieth (the replica could have served more than it was sent), if the fleet sent most of what the
+  spacing aims at. The spacing ends when it falls under a second, or after a minute without saturation
+  with the load under half the throughput.
 
 Each instance is told to come back at *its own* point of the spacing: the replica counts the spacings that
 have passed since it began spacing (a count that runs slower or faster as the spacing changes, never
@@ -85,11 +85,11 @@ and growing on it would run ahead of the fleet, then space it for more than the 
 QUIET_S = 60.0
 """Seconds without saturation, the load under half the throughput, after which the spacing is lifted."""
 RECENT = 8
-"""The last seconds whose saturated ones the estimate is the median of. What a saturated second serves
-varies by a third either way (the machine, the mix of requests, the collector): the best of several would
-space the fleet for more than the replica serves, so that it stays saturated and its backlog grows into
-timeouts, and a second from long ago (before the fleet grew, or while it registered) would space it for
-what the replica served then."""
+"""The last seconds whose saturated ones the estimate is the median of (of an even number, the lower
+one). What a saturated second serves varies by a third either way (the machine, the mix of requests, the
+collector): the best of several, or the higher of two, would space the fleet for more than the replica
+serves, so that it stays saturated and its backlog grows into timeouts, and a second from long ago
+(before the fleet grew, or while it registered) would space it for what the replica served then."""
 STALL_S = 0.1
 """Seconds of garbage collection that make a second a stall: what it served says nothing of the
 throughput, and it is left out of the estimate."""
@@ -222,7 +222,7 @@ class Admission:
         self._recent.append(completed_per_s if saturated and not stalled and completed_per_s > 0 else None)
         measured = sorted(served for served in self._recent if served is not None)
         if saturated and measured:
-            self.capacity_per_s = measured[len(measured) // 2]
+            self.capacity_per_s = measured[(len(measured) - 1) // 2]  # (of two, the lower)
         elif idle and self.capacity_per_s is not None \
                 and completed_per_s >= GROWS_FROM * UTILISATION * self.capacity_per_s:
             self.capacity_per_s *= GROWTH

@@ -183,6 +183,8 @@ def test_the_estimate_is_the_median_of_the_saturated_seconds_among_the_last_few(
     assert admission.capacity_per_s == 1000
     _second(admission, completed=700, late_ticks=LATE_TICKS)
     assert admission.capacity_per_s == 700, "what the replica serves now, not what it served a while ago"
+    _second(admission, completed=1500, late_ticks=LATE_TICKS)
+    assert admission.capacity_per_s == 700, "of two, the lower: a lucky second does not quicken the pace"
     _second(admission, completed=100, late_ticks=LATE_TICKS, collecting_s=STALL_S + 0.01)
     assert admission.capacity_per_s == 700, "a stall is no measure of the throughput"
 
@@ -224,10 +226,12 @@ def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_l
         admission.heard(f"j-{n}")
     _second(admission, completed=1000, late_ticks=LATE_TICKS)
     assert admission.spacing_s is not None
+    assert admission.capacity_per_s is not None
+    light = int(admission.capacity_per_s / 2) - 1
     for _ in range(int(QUIET_S) - 1):
-        _second(admission, completed=400, late_ticks=1)  # the fleet's own pace is light now
+        _second(admission, completed=light, late_ticks=1)  # the fleet's own pace is light now
     assert admission.spacing_s is not None
-    _second(admission, completed=400, late_ticks=1)
+    _second(admission, completed=light, late_ticks=1)
     assert admission.spacing_s is None, "a minute without saturation at under half the throughput"
 
 
