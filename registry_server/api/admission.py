@@ -90,7 +90,7 @@ one). What a saturated second serves varies by a third either way (the machine, 
 collector): the best of several, or the higher of two, would space the fleet for more than the replica
 serves, so that it stays saturated and its backlog grows into timeouts, and a second from long ago
 (before the fleet grew, or while it registered) would space it for what the replica served then."""
-STALL_S = 0.1
+COLLECTING_STALL_S = 0.1
 """Seconds of garbage collection that make a second a stall: what it served says nothing of the
 throughput, and it is left out of the estimate."""
 _WRITES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
@@ -218,11 +218,12 @@ class Admission:
         idle = late_ticks == 0 and refused == 0
         self._completed = self._late_ticks = self._refused = 0
         replica_saturated(saturated)
-        stalled = collecting_s - collecting_at > STALL_S
+        stalled = collecting_s - collecting_at > COLLECTING_STALL_S
         self._recent.append(completed_per_s if saturated and not stalled and completed_per_s > 0 else None)
-        measured = sorted(served for served in self._recent if served is not None)
-        if saturated and measured:
-            self.capacity_per_s = measured[(len(measured) - 1) // 2]  # (of two, the lower)
+        if saturated:
+            measured = sorted(served for served in self._recent if served is not None)
+            if measured:
+                self.capacity_per_s = measured[(len(measured) - 1) // 2]  # (of two, the lower)
         elif idle and self.capacity_per_s is not None \
                 and completed_per_s >= GROWS_FROM * UTILISATION * self.capacity_per_s:
             self.capacity_per_s *= GROWTH

@@ -19,12 +19,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_server.api.admission import (
     _POINTS,
+    COLLECTING_STALL_S,
     GROWS_FROM,
     GROWTH,
     LATE_TICKS,
     QUIET_S,
     RECENT,
-    STALL_S,
     TARGET_LAG_S,
     TICK_S,
     UTILISATION,
@@ -185,7 +185,7 @@ def test_the_estimate_is_the_median_of_the_saturated_seconds_among_the_last_few(
     assert admission.capacity_per_s == 700, "what the replica serves now, not what it served a while ago"
     _second(admission, completed=1500, late_ticks=LATE_TICKS)
     assert admission.capacity_per_s == 700, "of two, the lower: a lucky second does not quicken the pace"
-    _second(admission, completed=100, late_ticks=LATE_TICKS, collecting_s=STALL_S + 0.01)
+    _second(admission, completed=100, late_ticks=LATE_TICKS, collecting_s=COLLECTING_STALL_S + 0.01)
     assert admission.capacity_per_s == 700, "a stall is no measure of the throughput"
 
 
