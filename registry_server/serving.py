@@ -1,11 +1,12 @@
-"""How the app is served: hypercorn's settings, the event loop, and two changes to the costs that grow
-with the number of connections (hypercorn's shutdown event, and what a closed connection leaves behind;
-the garbage collector is :mod:`registry_server.collector`)."""
+"""How the app is served: hypercorn's settings, the event loop, and three changes to the costs that grow
+with the number of connections (hypercorn's shutdown event, its keep-alive timer, and what a closed
+connection leaves behind; the garbage collector is :mod:`registry_server.collector`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from functools import wraps
 from typing import Any
 
+from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
@@ -23,21 +25,24 @@ from registry_server.settings import Settings
 
 class HypercornEvent:
     """The events hypercorn waits on (``hypercorn.typing.Event``: its shutdown, each connection's read gate),
-    left by a waiter in constant time.
+    left by a waiter in constant time; setting the shutdown event runs out every connection's
+    :class:`KeepAliveTimer`.
 
-    Every open connection's keep-alive timer waits on one shared event (the server's shutdown), and each
-    request cancels its connection's wait and starts another. ``asyncio.Event`` keeps its waiters in a
-    deque, which a cancelled wait leaves by a scan: each request then cost time in proportion to the
-    connections open. With 6,000 of them a quarter of the replica's time went there (sampled with a
-    profiler), and a fleet heartbeating on thousands of keep-alive connections got far less from the
-    replica than the same requests on a few (see docs/benchmarks.md)."""
+    hypercorn's own keep-alive timers wait on one shared event (the server's shutdown), and each request
+    cancels its connection's wait and starts another. ``asyncio.Event`` keeps its waiters in a deque, which
+    a cancelled wait leaves by a scan: each request then cost time in proportion to the connections open.
+    With 6,000 of them a quarter of the replica's time went there (sampled with a profiler), and a fleet
+    heartbeating on thousands of keep-alive connections got far less from the replica than the same
+    requests on a few (see docs/benchmarks.md)."""
 
     def __init__(self) -> None:
         self._set = False
         self._waiters: set[asyncio.Future[None]] = set()
+        self.timers: set[KeepAliveTimer] = set()
+        """Keep-alive timers armed, which run out when the event is set (the server's shutdown)."""
 
     def __repr__(self) -> str:
-        return f"HypercornEvent(set={self._set}, waiters={len(self._waiters)})"
+        return f"HypercornEvent(set={self._set}, waiters={len(self._waiters) + len(self.timers)})"
 
     async def clear(self) -> None:
         self._set = False
@@ -47,6 +52,8 @@ class HypercornEvent:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        for timer in list(self.timers):
+            timer.expire()
 
     async def wait(self) -> None:
         if self._set:
@@ -62,10 +69,70 @@ class HypercornEvent:
         return self._set
 
 
+_NO_CONTEXT = contextvars.Context()
+"""The context a keep-alive timer runs in: an empty one, shared, rather than a copy of the current one made
+for every timer armed."""
+
+
+class KeepAliveTimer:
+    """A connection's idle (keep-alive) timer, in place of hypercorn's (its ``idle_task``): one timer handle,
+    armed when the connection falls idle and cancelled when a request comes; when it runs out, or the server
+    shuts down, the connection is closed, as hypercorn's would.
+
+    hypercorn runs a task for each idle period, which waits on the server's shutdown with a timeout (a second
+    task, futures, a timer, a context for each task), and every request cancels it, the cancellation unwound
+    through each. Besides that work on every request, a fleet heartbeating every few seconds, each instance
+    on its own connection, keeps those dozen objects alive for seconds at a time: they outlive the garbage
+    collector's young collections, which then scan them, and are freed a heartbeat later, which
+    (CPython counting freed objects against new ones) lets the young generation grow several times past its
+    threshold: collections of 100-400 ms under half a core, measured with 4,000-6,000 connections."""
+
+    __slots__ = ("_group", "_server", "_timer")
+
+    def __init__(self, server: TCPServer) -> None:
+        self._server = server
+        self._timer: asyncio.TimerHandle | None = None
+        self._group: TaskGroup | None = None
+
+    async def restart(self, task_group: TaskGroup, action: object) -> None:
+        """The connection fell idle: close it after the keep-alive timeout (read now, see
+        :class:`ServerConfig`), or when the server shuts down (``action``, hypercorn's idle task, is not
+        run)."""
+        self.cancel()
+        server = self._server
+        self._group = task_group
+        # (The function and the timer, not a bound method: nothing more made on each request, no reference
+        # cycle left for the collector when the connection ends.)
+        self._timer = server.loop.call_later(server.config.keep_alive_timeout, KeepAliveTimer.expire, self,
+                                             context=_NO_CONTEXT)
+        terminated = server.context.terminated
+        assert isinstance(terminated, HypercornEvent)  # (tune_hypercorn installs both)
+        terminated.timers.add(self)
+        if terminated.is_set():
+            self.expire()
+
+    async def stop(self) -> None:
+        """A request came, or the connection closes."""
+        self.cancel()
+
+    def expire(self) -> None:
+        """The timer ran out, or the server shuts down: close the connection, if it is still idle."""
+        if self._timer is not None and self._group is not None:
+            self.cancel()
+            self._group.spawn(self._server._initiate_server_close)
+
+    def cancel(self) -> None:
+        """Disarm the timer (the shutdown event no longer refers to it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._server.context.terminated.timers.discard(self)  # type: ignore[attr-defined]
+
+
 def tune_hypercorn() -> None:
     """Make hypercorn wait on :class:`HypercornEvent` (for every server in this process: the event class is
-    hypercorn's own extension point, a class attribute of its worker context), and free what a connection
-    holds as soon as it ends (:func:`_freed_when_done`)."""
+    hypercorn's own extension point, a class attribute of its worker context), give each connection a
+    :class:`KeepAliveTimer`, and free what a connection holds as soon as it ends (:func:`_freed_when_done`)."""
     WorkerContext.event_class = HypercornEvent
     TCPServer.run = _freed_when_done(_HYPERCORN_RUN)  # type: ignore[method-assign,assignment]
 
@@ -75,7 +142,8 @@ _HYPERCORN_RUN = TCPServer.run
 
 def _freed_when_done(run: Callable[[TCPServer], Coroutine[Any, Any, None]]
                      ) -> Callable[[TCPServer], Coroutine[Any, Any, None]]:
-    """hypercorn's connection (``run``: its whole life), which lets go of everything it holds when it ends.
+    """hypercorn's connection (``run``: its whole life), with a :class:`KeepAliveTimer`, which lets go of
+    everything it holds when it ends.
 
     A connection's server object, its protocol (which sends through the server) and its task group refer
     to one another: about thirty objects in reference cycles, which outlive the connection until a full
@@ -86,9 +154,11 @@ def _freed_when_done(run: Callable[[TCPServer], Coroutine[Any, Any, None]]
     the connection at once."""
     @wraps(run)
     async def run_and_let_go(server: TCPServer) -> None:
+        server.idle_task = timer = KeepAliveTimer(server)  # type: ignore[assignment]
         try:
             await run(server)
         finally:
+            timer.cancel()
             server.__dict__.clear()
 
     return run_and_let_go

@@ -72,6 +72,7 @@ async def _connect_when_listening(port: int) -> tuple[asyncio.StreamReader, asyn
 async def test_hypercorn_keeps_connections_alive_and_shuts_down_with_its_events_replaced(
         monkeypatch: pytest.MonkeyPatch, unused_tcp_port: int) -> None:
     monkeypatch.setattr(WorkerContext, "event_class", WorkerContext.event_class)  # restored after the test
+    monkeypatch.setattr(TCPServer, "run", TCPServer.run)
     tune_hypercorn()
     assert isinstance(WorkerContext(None).terminated, HypercornEvent)
     stop = asyncio.Event()
@@ -90,6 +91,42 @@ async def test_hypercorn_keeps_connections_alive_and_shuts_down_with_its_events_
     await asyncio.wait_for(server, timeout=10)
     for reader, writer in connections:
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed by the server
+        writer.close()
+
+
+async def test_an_idle_connection_waits_on_a_timer_not_on_tasks_and_its_timer_closes_it(
+        monkeypatch: pytest.MonkeyPatch, unused_tcp_port: int) -> None:
+    """hypercorn's own keep-alive timer is a task (and a second one inside it) for each idle period, which
+    every request cancels: a dozen objects a request that, at a heartbeat every few seconds on each of
+    thousands of connections, the garbage collector keeps scanning."""
+    monkeypatch.setattr(WorkerContext, "event_class", WorkerContext.event_class)  # restored after the test
+    monkeypatch.setattr(TCPServer, "run", TCPServer.run)
+    tune_hypercorn()
+    config = hypercorn_config(Settings(host="127.0.0.1", port=unused_tcp_port))
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(_hello, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    try:
+        connections = [await _connect_when_listening(unused_tcp_port)]
+        connections += [await asyncio.open_connection("127.0.0.1", unused_tcp_port) for _ in range(49)]
+        tasks_before = len(asyncio.all_tasks())
+        for _ in range(3):
+            for reader, writer in connections:
+                writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+                assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)).startswith(b"HTTP/1.1 200")
+                assert await reader.readexactly(2) == b"ok"
+        assert len(asyncio.all_tasks()) <= tasks_before, "fifty idle connections, not a task more for their timers"
+        config.keep_alive_timeout = 0.1  # (short, for the test) read as a connection falls idle
+        reader, writer = connections[0]
+        writer.write(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)).startswith(b"HTTP/1.1 200")
+        assert await reader.readexactly(2) == b"ok"
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b"", "closed by its idle timer"
+        writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, timeout=10)
+    for reader, writer in connections[1:]:  # the others, idle for 5 s more, were closed by the shutdown
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
         writer.close()
 
 
