@@ -25,11 +25,8 @@ what the replica can serve:
   server, reading and answering a request costs most of what serving a heartbeat does), and its lease
   covers the spacing plus a TTL. In a second in which the loop never ran late the estimate grows by a
   twentieth (the replica could have served more than it was sent), if the fleet sent most of what the
-  spacing aims at. A second served with part of the CPU the replica used when saturated raises it to
-  what all of that CPU would serve at the same cost: a lower bound (a request costs no more at a higher
-  rate), which brings a fleet spaced for a low estimate (one made while it registered, or behind a stall)
-  back to what the replica serves within a spacing, not a twentieth a second. The spacing ends when it
-  falls under a second, or after a minute without saturation with the load under half the throughput.
+  spacing aims at. The spacing ends when it falls under a second, or after a minute without saturation
+  with the load under half the throughput.
 
 Each instance is told to come back at *its own* point of the spacing: the replica counts the spacings that
 have passed since it began spacing (a count that runs slower or faster as the spacing changes, never
@@ -165,8 +162,6 @@ class Admission:
         self._late_ticks = 0
         self._refused = 0
         self._recent: deque[float | None] = deque(maxlen=RECENT)
-        self._saturated_cores = 0.0
-        """The cores the process used in its last saturated second: all the CPU it has."""
         self._quiet_s = 0.0
         self._logged_spacing_s = 0.0
 
@@ -211,13 +206,11 @@ class Admission:
         of the recent measures (:data:`RECENT`). Refusals are not counted: each costs a fraction of a served
         request, and a replica refusing half of what it answers would take itself for one serving all of
         it, space the fleet for that, and go on refusing. A second in which the loop never ran
-        late tells only that the replica could serve more than it was sent: the estimate grows a little; one
-        that used less CPU than a saturated second did raises it to what that CPU would serve. From the
-        estimate, the spacing."""
+        late tells only that the replica could serve more than it was sent: the estimate grows a little.
+        From the estimate, the spacing."""
         completed_per_s = self._completed / elapsed_s
         cpu_s, cpu_at = self._cpu_s(), self._cpu_at
         self._cpu_at = cpu_s
-        cores = (cpu_s - cpu_at) / elapsed_s
         collecting_s, collecting_at = self._collecting_s(), self._collecting_at
         self._collecting_at = collecting_s
         late_ticks, refused = self._late_ticks, self._refused
@@ -231,16 +224,9 @@ class Admission:
             measured = sorted(served for served in self._recent if served is not None)
             if measured:
                 self.capacity_per_s = measured[(len(measured) - 1) // 2]  # (of two, the lower)
-            if not stalled and completed_per_s > 0:
-                self._saturated_cores = cores
-        elif self.capacity_per_s is not None:
-            if idle and completed_per_s >= GROWS_FROM * UTILISATION * self.capacity_per_s:
-                self.capacity_per_s *= GROWTH
-            if cores > 0 and self._saturated_cores > cores:
-                # A request costs no more CPU at a higher rate (less: more of them arrive at each wake-up of
-                # the loop), and the work that is not requests does not grow with them: all the CPU would
-                # serve at least this much.
-                self.capacity_per_s = max(self.capacity_per_s, completed_per_s * self._saturated_cores / cores)
+        elif idle and self.capacity_per_s is not None \
+                and completed_per_s >= GROWS_FROM * UTILISATION * self.capacity_per_s:
+            self.capacity_per_s *= GROWTH
         self._quiet_s = 0.0 if saturated else self._quiet_s + elapsed_s
         capacity_per_s = self.capacity_per_s
         if capacity_per_s is None:
@@ -267,7 +253,7 @@ class Admission:
         # check finds the loop late only behind a backlog, which a replica under a CPU limit may not have).
         log.debug("control: %.0f requests/s served, %d writes refused, loop late at %d of %d checks, %.2f cores "
                   "used, %.2f s collecting garbage; estimate %.0f requests/s, %d instances, spacing %s",
-                  completed_per_s, refused, late_ticks, round(SECOND_S / TICK_S), cores,
+                  completed_per_s, refused, late_ticks, round(SECOND_S / TICK_S), (cpu_s - cpu_at) / elapsed_s,
                   collecting_s - collecting_at, capacity_per_s, self.instances,
                   "none" if self.spacing_s is None else f"{self.spacing_s:.2f} s")
 

@@ -189,35 +189,11 @@ def test_the_estimate_is_the_median_of_the_saturated_seconds_among_the_last_few(
     assert admission.capacity_per_s == 700, "a stall is no measure of the throughput"
 
 
-def test_a_second_served_with_part_of_the_cpu_raises_the_estimate_to_what_all_of_it_would_serve() -> None:
-    """A fleet spaced for a low estimate (one made while it registered, or in a stall) sends less than the
-    replica serves: what it serves with part of the CPU it has when saturated tells at least how much more
-    it could serve (a request costs no more at a higher rate), without waiting for the growth."""
-    admission = _admission()
-    for n in range(3000):
-        admission.heard(f"i-{n}")
-    _second(admission, completed=500, late_ticks=LATE_TICKS, cores=0.5)  # all the CPU the replica has
-    assert admission.capacity_per_s == 500
-    _second(admission, completed=300, cores=0.2)  # the fleet has not yet answered the spacing
-    assert admission.capacity_per_s == pytest.approx(300 * 0.5 / 0.2)
-    _second(admission, completed=700, cores=0.4, late_ticks=1)
-    assert admission.capacity_per_s == pytest.approx(700 * 0.5 / 0.4), "busy, not saturated: a measure too"
-    _second(admission, completed=800, cores=0.7, late_ticks=1)  # more CPU than when saturated: no bound
-    assert admission.capacity_per_s == pytest.approx(700 * 0.5 / 0.4)
-    _second(admission, completed=100, cores=0.1)
-    assert admission.capacity_per_s == pytest.approx(700 * 0.5 / 0.4), "a lower bound never lowers it"
-    _second(admission, completed=600, late_ticks=LATE_TICKS, cores=0.9, collecting_s=COLLECTING_STALL_S + 0.01)
-    assert admission.capacity_per_s == 500, "saturated: the median of the saturated seconds measured"
-    _second(admission, completed=600, cores=0.6, late_ticks=1)
-    assert admission.capacity_per_s == 500, "a stall's CPU (the collector's) is not what the replica has for requests"
-    _second(admission, completed=1200, late_ticks=LATE_TICKS, cores=0.8)  # now it has more (a limit raised)
-    _second(admission, completed=800, cores=0.4)
-    assert admission.capacity_per_s == pytest.approx(800 * 0.8 / 0.4)
-
-
 def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
         caplog: pytest.LogCaptureFixture) -> None:
     admission = _admission()
+    cpu = iter([10.0, 10.49])  # the process's CPU time at the end of each second
+    admission._cpu_s = lambda: next(cpu)
     collecting = iter([3.0, 3.05])  # and its time in garbage collections
     admission._collecting_s = lambda: next(collecting)
     for n in range(3000):
@@ -226,7 +202,7 @@ def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
         _second(admission, completed=500)
         assert not [r for r in caplog.records if r.levelno == logging.DEBUG], "no estimate yet: nothing to tell"
         admission._refused = 7
-        _second(admission, completed=1000, late_ticks=LATE_TICKS, cores=0.49)
+        _second(admission, completed=1000, late_ticks=LATE_TICKS)
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert line == (f"control: 1000 requests/s served, 7 writes refused, loop late at {LATE_TICKS} of 20 checks, "
                     f"0.49 cores used, 0.05 s collecting garbage; estimate 1000 requests/s, 3000 instances, "
@@ -349,15 +325,11 @@ def test_an_instance_comes_back_at_its_own_point_of_the_spacing_whenever_it_was_
     assert admission._delay_s("a") == 10
 
 
-def _second(admission: Admission, *, completed: float, late_ticks: int = 0, collecting_s: float | None = None,
-            cores: float = 0.5) -> None:
-    """A second in which ``completed`` requests were answered, the loop running late at ``late_ticks`` checks,
-    the process using ``cores`` of CPU (and ``collecting_s`` of the second spent collecting garbage, if
-    given)."""
-    admission._completed = completed  # type: ignore[assignment]
+def _second(admission: Admission, *, completed: int, late_ticks: int = 0, collecting_s: float | None = None) -> None:
+    """A second in which ``completed`` requests were answered, the loop running late at ``late_ticks`` checks
+    (and ``collecting_s`` of it spent collecting garbage, if given)."""
+    admission._completed = completed
     admission._late_ticks = late_ticks
-    used = admission._cpu_at + cores
-    admission._cpu_s = lambda: used
     if collecting_s is not None:
         collected = admission._collecting_at + collecting_s
         admission._collecting_s = lambda: collected
