@@ -183,8 +183,12 @@ def test_watch_prints_each_change_of_a_service_as_it_happens(registry: RegistryP
         try:
             out = Lines(proc)
             wait_until(lambda: out.has(f"{name}-1"), timeout=10, message="the first view")
+            # One change at a time, each printed before the next: changes that land between two answers
+            # of a blocking query come in one answer (in the table, still a line for each instance).
             register(registry, f"{name}-2", name)
+            wait_until(lambda: out.has(f"{name}-2"), timeout=5, message="the registration")
             ctl(registry, "heartbeat", f"{name}-1", "--lease-token", LEASE, "--status", "DOWN")
+            wait_until(lambda: out.has("DOWN"), timeout=5, message="the status change")
             ctl(registry, "deregister", f"{name}-2", "--lease-token", LEASE)
             if as_json:
                 def views() -> list[list[tuple[str, str]]]:
