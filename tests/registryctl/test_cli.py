@@ -65,6 +65,17 @@ def register(registry: RegistryProcess, iid: str, name: str, *extra: str) -> Run
     return run
 
 
+def test_a_token_that_starts_with_a_dash_is_given_with_an_equals_sign(registry: RegistryProcess) -> None:
+    """A generated token starts with "-" one time in 64 (the URL-safe alphabet): as the docs write it,
+    ``--lease-token="$LEASE"``, it is still the option's value."""
+    token = "-" + "t" * 23
+    run = ctl(registry, "register", "--name", "Dash", "--port", "3001", "--host", "10.0.0.9", "--id", "dash-1",
+              f"--lease-token={token}")
+    assert run.code == 0, run.err
+    assert f"lease token: {token}" in run.out
+    assert ctl(registry, "deregister", "dash-1", f"--lease-token={token}").code == 0
+
+
 def test_register_prints_the_instance_and_its_lease_token(registry: RegistryProcess) -> None:
     run = register(registry, "reg-1", "Reg", "--version", "1.0.0", "-m", "zone=eu-1", "-m", "team=core")
     assert run.out.splitlines()[0] == "registered reg-1"
