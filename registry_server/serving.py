@@ -28,12 +28,10 @@ class HypercornEvent:
     left by a waiter in constant time; setting the shutdown event runs out every connection's
     :class:`KeepAliveTimer`.
 
-    hypercorn's own keep-alive timers wait on one shared event (the server's shutdown), and each request
-    cancels its connection's wait and starts another. ``asyncio.Event`` keeps its waiters in a deque, which
-    a cancelled wait leaves by a scan: each request then cost time in proportion to the connections open.
-    With 6,000 of them a quarter of the replica's time went there (sampled with a profiler), and a fleet
-    heartbeating on thousands of keep-alive connections got far less from the replica than the same
-    requests on a few (see docs/benchmarks.md)."""
+    ``asyncio.Event`` keeps its waiters in a deque, which a cancelled wait leaves by a scan: with one wait
+    per open connection on the shutdown event, cancelled on every request (as hypercorn's own keep-alive
+    timers do), each request costs time in proportion to the connections open; with 6,000 of them a
+    quarter of the replica's time went there (sampled with a profiler, see docs/benchmarks.md)."""
 
     def __init__(self) -> None:
         self._set = False
@@ -87,10 +85,13 @@ class KeepAliveTimer:
     (CPython counting freed objects against new ones) lets the young generation grow several times past its
     threshold: collections of 100-400 ms under half a core, measured with 4,000-6,000 connections."""
 
-    __slots__ = ("_group", "_server", "_timer")
+    __slots__ = ("_group", "_server", "_shutdown", "_timer")
 
     def __init__(self, server: TCPServer) -> None:
         self._server = server
+        shutdown = server.context.terminated
+        assert isinstance(shutdown, HypercornEvent)  # (tune_hypercorn installs both)
+        self._shutdown = shutdown
         self._timer: asyncio.TimerHandle | None = None
         self._group: TaskGroup | None = None
 
@@ -105,10 +106,8 @@ class KeepAliveTimer:
         # cycle left for the collector when the connection ends.)
         self._timer = server.loop.call_later(server.config.keep_alive_timeout, KeepAliveTimer.expire, self,
                                              context=_NO_CONTEXT)
-        terminated = server.context.terminated
-        assert isinstance(terminated, HypercornEvent)  # (tune_hypercorn installs both)
-        terminated.timers.add(self)
-        if terminated.is_set():
+        self._shutdown.timers.add(self)
+        if self._shutdown.is_set():
             self.expire()
 
     async def stop(self) -> None:
@@ -126,7 +125,7 @@ class KeepAliveTimer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-            self._server.context.terminated.timers.discard(self)  # type: ignore[attr-defined]
+            self._shutdown.timers.discard(self)
 
 
 def tune_hypercorn() -> None:
