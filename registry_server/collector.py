@@ -10,9 +10,20 @@ collection are frozen (:func:`gc.freeze`): later collections skip them. They are
 nothing refers to them (reference counting does not depend on the collector), and a connection that
 ends leaves no reference cycle (see :func:`registry_server.serving.tune_hypercorn`). A cycle among frozen
 objects would never be found, so the collector looks at everything again, once, when the frozen objects
-have doubled since it last did: what could be held that way never exceeds the live objects of then. That
-look scans every open connection again, so it waits while the replica is saturated
-(:func:`replica_saturated`): a fleet that grows into an overload doubles the frozen objects just then.
+have doubled since it last did: what could be held that way never exceeds the live objects of then.
+
+An overload (:func:`replica_overloaded`: the replica spaces heartbeats) changes three things until it
+ends. What the process holds is frozen at once, without a scan: the fleet's connections, opened just
+before, would otherwise be scanned by the next full collection (half a second for 6,000 of them). Young
+collections are rarer (:data:`OVERLOAD_YOUNG_COLLECTION_THRESHOLD`): each scans the objects of every
+request waiting in the backlog, alive, so that their cost grows with the backlog, and a tenth as many
+scan them a tenth as often. And the complete look waits for the overload's end: it scans every open
+connection (more than a second for 6,000 under half a core), and a fleet that grows into an overload
+doubles the frozen objects just then. What an overload could leave frozen in cycles is what it made
+meanwhile; the first complete look after it finds it.
+
+The collector is tuned only in a process that calls :func:`tune_garbage_collector` (the server's command
+line): an application that embeds the registry keeps its own collector, and these calls do nothing there.
 """
 
 from __future__ import annotations
@@ -30,6 +41,10 @@ FULL_COLLECTION_THRESHOLD = 2
 """Middle collections between two full ones (CPython's default: 10). Full collections are what find the
 cycles promoted before they became garbage, and each scans only what is not frozen: rarer ones would
 each stall the replica longer and hold more dead objects meanwhile."""
+OVERLOAD_YOUNG_COLLECTION_THRESHOLD = 200_000
+"""Allocations between two young collections while the replica is overloaded: a tenth as many collections,
+each scanning about as much (the requests waiting in the backlog, alive), and at most this many objects
+of new reference cycles held a little longer."""
 LOOK_AGAIN_AT = 2.0
 """How many times more frozen objects than after the last complete look make the next full collection
 a complete one (everything unfrozen first)."""
@@ -48,7 +63,8 @@ class _Collections:
         self.started_at = 0.0
         self.looked_at = 0
         self.complete = False
-        self.saturated = False
+        self.overloaded = False
+        self.tuned = False
 
 
 _done = _Collections()
@@ -60,10 +76,17 @@ def collecting_s() -> float:
     return _done.seconds
 
 
-def replica_saturated(saturated: bool) -> None:
-    """Whether the replica was saturated in its last second (the admission control says so each second):
-    while it is, no collection looks at everything again."""
-    _done.saturated = saturated
+def replica_overloaded(overloaded: bool) -> None:
+    """Whether the replica is overloaded (it spaces heartbeats; the admission control says so whenever that
+    changes): on entering, what the process holds is frozen and young collections become rarer; until the
+    end, no collection looks at everything again (see the module's description)."""
+    if not _done.tuned or overloaded == _done.overloaded:
+        return
+    _done.overloaded = overloaded
+    if overloaded:
+        gc.freeze()
+    gc.set_threshold(OVERLOAD_YOUNG_COLLECTION_THRESHOLD if overloaded else YOUNG_COLLECTION_THRESHOLD,
+                     MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD)
 
 
 def tune_garbage_collector() -> None:
@@ -73,6 +96,8 @@ def tune_garbage_collector() -> None:
     gc.freeze()
     _done.looked_at = gc.get_freeze_count()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD)
+    _done.tuned = True
+    _done.overloaded = False
     if _collection not in gc.callbacks:
         gc.callbacks.append(_collection)
 
@@ -83,7 +108,7 @@ def _collection(phase: str, info: dict[str, Any]) -> None:
     full = info["generation"] == _FULL
     if phase == "start":
         _done.started_at = time.perf_counter()
-        if full and not _done.saturated and gc.get_freeze_count() >= LOOK_AGAIN_AT * _done.looked_at:
+        if full and not _done.overloaded and gc.get_freeze_count() >= LOOK_AGAIN_AT * _done.looked_at:
             gc.unfreeze()  # this collection scans everything the process holds
             _done.complete = True
         return

@@ -26,7 +26,8 @@ what the replica can serve:
   covers the spacing plus a TTL. In a second in which the loop never ran late the estimate grows by a
   twentieth (the replica could have served more than it was sent), if the fleet sent most of what the
   spacing aims at. The spacing ends when it falls under a second, or after a minute without saturation
-  with the load under half the throughput.
+  with the load under half the throughput. While it spaces heartbeats, the garbage collector works as an
+  overload needs (:func:`registry_server.collector.replica_overloaded`).
 
 Each instance is told to come back at *its own* point of the spacing: the replica counts the spacings that
 have passed since it began spacing (a count that runs slower or faster as the spacing changes, never
@@ -60,7 +61,7 @@ from collections.abc import Callable
 from prometheus_client import Counter
 from starlette.types import Scope, Send
 
-from registry_server.collector import collecting_s, replica_saturated
+from registry_server.collector import collecting_s, replica_overloaded
 
 log = logging.getLogger("registry_server.overload")
 
@@ -154,6 +155,8 @@ class Admission:
         """The process's time in garbage collections so far, for the debug line: a second's stall told apart
         from a saturated second."""
         self._collecting_at = self._collecting_s()
+        self._overloaded = replica_overloaded
+        """Told when the spacing starts and ends: the garbage collector changes its ways for an overload."""
         self._heard: set[str] = set()
         self._heard_before: set[str] = set()
         """The instances whose heartbeats were served in this window and the one before: a window is the
@@ -217,7 +220,6 @@ class Admission:
         saturated = late_ticks >= LATE_TICKS or refused > 0
         idle = late_ticks == 0 and refused == 0
         self._completed = self._late_ticks = self._refused = 0
-        replica_saturated(saturated)
         stalled = collecting_s - collecting_at > COLLECTING_STALL_S
         self._recent.append(completed_per_s if saturated and not stalled and completed_per_s > 0 else None)
         if saturated:
@@ -263,6 +265,8 @@ class Admission:
         now = self._clock()
         if self.spacing_s is not None:
             self._cycles += (now - self._cycles_at) / self.spacing_s
+        if (self.spacing_s is None) != (spacing_s is None):  # an overload begins or ends
+            self._overloaded(spacing_s is not None)
         self._cycles_at = now
         self.spacing_s = spacing_s
 

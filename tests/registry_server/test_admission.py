@@ -211,6 +211,8 @@ def test_each_second_of_control_is_logged_at_debug_once_there_is_an_estimate(
 
 def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_light_load() -> None:
     admission = _admission()
+    overloaded: list[bool] = []  # what the garbage collector is told
+    admission._overloaded = overloaded.append
     for n in range(500):
         admission.heard(f"i-{n}")
     _second(admission, completed=400, late_ticks=LATE_TICKS)
@@ -221,6 +223,7 @@ def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_l
         seconds += 1
     assert seconds == 1 + math.floor(math.log(500 / (UTILISATION * 400)) / math.log(GROWTH)), \
         "the estimate grows while the loop keeps up, until every instance may heartbeat every second"
+    assert overloaded == [True, False], "the collector is told once when the spacing begins, once when it ends"
 
     for n in range(5000):
         admission.heard(f"j-{n}")
@@ -233,6 +236,7 @@ def test_the_spacing_ends_when_it_is_under_a_second_or_after_a_quiet_minute_of_l
     assert admission.spacing_s is not None
     _second(admission, completed=light, late_ticks=1)
     assert admission.spacing_s is None, "a minute without saturation at under half the throughput"
+    assert overloaded == [True, False, True, False]
 
 
 async def test_a_saturated_second_counts_what_it_served_not_what_it_refused() -> None:

@@ -1,7 +1,8 @@
 """The server's garbage collector: start-up's objects and the survivors of each full collection are frozen
 (never scanned again while they live, still freed when dropped), collections are rarer than CPython's
 defaults, reference cycles are still collected on their own, and frozen ones once the frozen objects have
-doubled and the replica is not saturated. Run in child interpreters, so that this test process keeps its own
+doubled and the replica is not overloaded; an overload freezes what the process holds at once and makes young
+collections rarer until it ends. Run in child interpreters, so that this test process keeps its own
 settings."""
 
 from __future__ import annotations
@@ -12,15 +13,23 @@ import sys
 
 import pytest
 
-from registry_server.collector import FULL_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, YOUNG_COLLECTION_THRESHOLD
+from registry_server.collector import (
+    FULL_COLLECTION_THRESHOLD,
+    MIDDLE_COLLECTION_THRESHOLD,
+    OVERLOAD_YOUNG_COLLECTION_THRESHOLD,
+    YOUNG_COLLECTION_THRESHOLD,
+)
 
 pytestmark = pytest.mark.integration  # a child interpreter
 
 _CHILD = """
 import gc, json, weakref
-from registry_server.collector import tune_garbage_collector
+from registry_server.collector import replica_overloaded, tune_garbage_collector
 import registry_server.app  # the server's modules, as the console script has them at start-up
 
+replica_overloaded(True)  # in a process that embeds the registry, its collector is left alone
+embedded = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
+replica_overloaded(False)
 tune_garbage_collector()
 collected = []
 
@@ -36,7 +45,7 @@ for n in range(20_000):  # cycles, as closed connections leave them, and nobody 
 filler = [[n] for n in range(200_000)]  # allocations that trigger collections, as requests do
 del filler
 print(json.dumps({"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count(),
-                  "collected": len(collected)}))
+                  "collected": len(collected), "embedded": embedded}))
 """
 
 
@@ -47,11 +56,13 @@ def test_start_up_objects_are_frozen_collections_are_rarer_and_cycles_still_coll
     assert YOUNG_COLLECTION_THRESHOLD > 700, "rarer than CPython's default young collections"
     assert seen["frozen"] > 10_000, "the modules, classes and functions loaded at start-up"
     assert seen["collected"] >= 15, "cycles are still found and freed without an explicit collection"
+    assert seen["embedded"] == {"threshold": [700, 10, 10], "frozen": 0}, \
+        "before the server tunes it, the collector is CPython's own, overload or not"
 
 
 _FREEZING = """
 import gc, json, weakref
-from registry_server.collector import LOOK_AGAIN_AT, collecting_s, replica_saturated, tune_garbage_collector
+from registry_server.collector import LOOK_AGAIN_AT, collecting_s, replica_overloaded, tune_garbage_collector
 import registry_server.app
 
 tune_garbage_collector()
@@ -82,14 +93,18 @@ gc.collect()
 found_while_frozen = len(found)
 more = [Node() for _ in range(int(LOOK_AGAIN_AT * gc.get_freeze_count()))]
 gc.collect()  # frozen: now twice as many as after the last complete look...
-replica_saturated(True)
-gc.collect()  # ...but the replica is saturated: the look waits...
-found_while_saturated = len(found)
-replica_saturated(False)
-gc.collect()  # ...for a second that is not
+opened = [Node() for _ in range(30_000)]  # a fleet's connections, opened as it grew into an overload
+before_overload = gc.get_freeze_count(), collecting_s()
+replica_overloaded(True)
+entered = gc.get_freeze_count() - before_overload[0], collecting_s() - before_overload[1], gc.get_threshold()
+gc.collect()  # ...but the replica is overloaded: the look waits...
+found_while_overloaded = len(found)
+replica_overloaded(False)
+left = gc.get_threshold()
+gc.collect()  # ...for its end
 print(json.dumps({"frozen": frozen, "scanned": scanned, "freed": freed, "found_while_frozen": found_while_frozen,
-                  "found_while_saturated": found_while_saturated, "found_after": len(found),
-                  "collecting_s": collecting_s()}))
+                  "found_while_overloaded": found_while_overloaded, "found_after": len(found),
+                  "collecting_s": collecting_s(), "entered": entered, "left": left}))
 """
 
 
@@ -101,7 +116,13 @@ def test_what_outlives_a_full_collection_is_not_scanned_again_and_is_still_freed
     assert seen["scanned"] == 0, "no collection looks at them again"
     assert seen["freed"] >= 50_000, "dropped, they are freed at once, frozen or not"
     assert seen["found_while_frozen"] == 0, "a cycle among frozen objects waits for a complete look"
-    assert seen["found_while_saturated"] == 0, "that look, which scans every open connection, waits for a second " \
-        "in which the replica is not saturated"
+    assert seen["found_while_overloaded"] == 0, "that look, which scans every open connection, waits for the " \
+        "overload's end"
+    frozen_on_entering, collected_on_entering, threshold_while_overloaded = seen["entered"]
+    assert frozen_on_entering >= 30_000, "an overload freezes the connections opened before it"
+    assert collected_on_entering == 0, "without a collection: they are not scanned even once"
+    assert threshold_while_overloaded[0] == OVERLOAD_YOUNG_COLLECTION_THRESHOLD > YOUNG_COLLECTION_THRESHOLD, \
+        "young collections are rarer while it lasts"
+    assert seen["left"] == [YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD]
     assert seen["found_after"] == 1_000, "once the frozen objects have doubled, a full collection finds it"
     assert seen["collecting_s"] > 0, "the time spent collecting is kept, for the control's debug line"
