@@ -14,8 +14,9 @@ what the replica can serve:
   since ``REGISTRY_MAX_WATCHERS`` bounds them.
 - **Spacing** (``REGISTRY_PACE_HEARTBEATS``, on by default). The replica knows two figures: the instances
   whose heartbeats it served lately, and the requests a second it serves while it is saturated (the loop
-  running late for half of a second, or writes refused): the median of its saturated seconds among the
-  last eight, leaving out those with a long garbage collection in them. From its first saturated second
+  running late for half of a second, or writes refused): what most of the last eight seconds say, a
+  saturated one what it served and any other the estimate it kept up under (a long garbage collection
+  says nothing of the throughput, and counts as the latter). From its first saturated second
   on, every heartbeat it answers carries ``Retry-After``: the spacing, instances ÷ 95 % of that
   throughput. Were every instance to come back exactly then, the heartbeats would arrive a little slower
   than the replica serves them, whatever the fleet's own interval (an instance whose interval is
@@ -86,14 +87,17 @@ and growing on it would run ahead of the fleet, then space it for more than the 
 QUIET_S = 60.0
 """Seconds without saturation, the load under half the throughput, after which the spacing is lifted."""
 RECENT = 8
-"""The last seconds whose saturated ones the estimate is the median of (of an even number, the lower
-one). What a saturated second serves varies by a third either way (the machine, the mix of requests, the
-collector): the best of several, or the higher of two, would space the fleet for more than the replica
-serves, so that it stays saturated and its backlog grows into timeouts, and a second from long ago
-(before the fleet grew, or while it registered) would space it for what the replica served then."""
+"""The last seconds whose votes make the estimate, their median (of an even number, the lower one): a
+saturated second votes for what it served, any other for the estimate it kept up under. What a saturated
+second serves varies by a third either way (the machine, the mix of requests, the collector, a wave of the
+fleet, the backlog a stall left): the best of several, or a lone lucky one, would space the fleet for more
+than the replica serves, so that it stays saturated and its backlog grows into timeouts; a lone unlucky
+one would space it for far less, and the replica would serve a fraction of what it can until the estimate
+grew back; and a second from long ago (before the fleet grew, or while it registered) would space it for
+what the replica served then. Half of the last eight saturated move the estimate."""
 COLLECTING_STALL_S = 0.1
 """Seconds of garbage collection that make a second a stall: what it served says nothing of the
-throughput, and it is left out of the estimate."""
+throughput, and it votes for the estimate as it is."""
 _WRITES = frozenset({"PUT", "POST", "DELETE", "PATCH"})
 _ALWAYS = frozenset({"/healthz", "/metrics"})
 MAX_RETRY_AFTER_TTLS = 2
@@ -205,8 +209,8 @@ class Admission:
 
     def second(self, elapsed_s: float) -> None:
         """The control, once a second (``elapsed_s``: since the last). A saturated second (unless a long
-        collection stalled it) measures the throughput: the requests it served; the estimate is the median
-        of the recent measures (:data:`RECENT`). Refusals are not counted: each costs a fraction of a served
+        collection stalled it) measures the throughput: the requests it served; the estimate is what most of
+        the recent seconds vote for (:data:`RECENT`). Refusals are not counted: each costs a fraction of a served
         request, and a replica refusing half of what it answers would take itself for one serving all of
         it, space the fleet for that, and go on refusing. A second in which the loop never ran
         late tells only that the replica could serve more than it was sent: the estimate grows a little.
@@ -223,9 +227,15 @@ class Admission:
         stalled = collecting_s - collecting_at > COLLECTING_STALL_S
         self._recent.append(completed_per_s if saturated and not stalled and completed_per_s > 0 else None)
         if saturated:
-            measured = sorted(served for served in self._recent if served is not None)
-            if measured:
-                self.capacity_per_s = measured[(len(measured) - 1) // 2]  # (of two, the lower)
+            # Each of the recent seconds votes: a saturated one for what it served, any other for the estimate
+            # it kept up under. A lone saturated second (a wave of the fleet, the backlog a stall left) moves
+            # nothing; most of the recent seconds saturated do.
+            votes = sorted(served for served in self._recent if served is not None)
+            if self.capacity_per_s is not None:
+                votes += [self.capacity_per_s] * (len(self._recent) - len(votes))
+                votes.sort()
+            if votes:
+                self.capacity_per_s = votes[(len(votes) - 1) // 2]  # (of an even number, the lower)
         elif idle and self.capacity_per_s is not None \
                 and completed_per_s >= GROWS_FROM * UTILISATION * self.capacity_per_s:
             self.capacity_per_s *= GROWTH
