@@ -115,10 +115,16 @@ class KeepAliveTimer:
         self.cancel()
 
     def expire(self) -> None:
-        """The timer ran out, or the server shuts down: close the connection, if it is still idle."""
+        """The timer ran out, or the server shuts down: close the connection, if it is still idle and still
+        open. hypercorn disarms the timer only once the connection's socket has closed, after its task group
+        has finished: a timer running out in between finds nothing left to close."""
         if self._timer is not None and self._group is not None:
             self.cancel()
-            self._group.spawn(self._server._initiate_server_close)
+            closing = self._server._initiate_server_close()
+            try:
+                self._group.spawn(_given, closing)
+            except RuntimeError:  # the task group has finished: the connection is closing on its own
+                closing.close()
 
     def cancel(self) -> None:
         """Disarm the timer (the shutdown event no longer refers to it)."""
@@ -126,6 +132,11 @@ class KeepAliveTimer:
             self._timer.cancel()
             self._timer = None
             self._shutdown.timers.discard(self)
+
+
+def _given(coroutine: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+    """A coroutine made already, for hypercorn's ``spawn`` (which takes a function and its arguments)."""
+    return coroutine
 
 
 def tune_hypercorn() -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import socket
+import warnings
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from hypercorn.asyncio import serve
+from hypercorn.asyncio.task_group import TaskGroup
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from starlette.types import Receive, Scope, Send
@@ -16,6 +21,7 @@ from registry_server.serving import (
     IDLE_S,
     AcceptQueue,
     HypercornEvent,
+    KeepAliveTimer,
     hypercorn_config,
     listening_socket,
     tune_hypercorn,
@@ -162,6 +168,41 @@ async def test_a_connection_that_ended_is_freed_at_once_not_left_to_the_garbage_
         gc.enable()
         stop.set()
         await asyncio.wait_for(server, timeout=10)
+
+
+async def test_a_keep_alive_timer_that_runs_out_as_its_connection_ends_does_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """hypercorn disarms a connection's idle timer only once its socket has closed, after the connection's
+    task group has finished. A timer running out in between has nothing left to close: it must neither
+    raise in the event loop (an error logged, and a traceback holding the connection until a collection)
+    nor leave a coroutine never awaited."""
+    closes: list[str] = []
+
+    async def initiate_server_close() -> None:
+        closes.append("closed")
+
+    loop = asyncio.get_running_loop()
+    server = SimpleNamespace(context=SimpleNamespace(terminated=HypercornEvent()), loop=loop,
+                             config=SimpleNamespace(keep_alive_timeout=0.0),
+                             _initiate_server_close=initiate_server_close)
+    timer = KeepAliveTimer(cast(TCPServer, server))
+    group = TaskGroup(loop)
+    async with group:
+        await timer.restart(group, None)  # the connection falls idle as it ends
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.ERROR):
+        warnings.simplefilter("always")
+        for _ in range(3):  # the timer runs out
+            await asyncio.sleep(0)
+        gc.collect()
+    assert closes == [], "nothing closed: the connection is closing on its own"
+    assert [r.getMessage() for r in caplog.records] == [], "no error in the event loop"
+    assert [str(w.message) for w in caught] == [], "no coroutine left never awaited"
+
+    async with TaskGroup(loop) as open_group:  # while the connection is open, it closes it
+        await timer.restart(open_group, None)
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert closes == ["closed"]
 
 
 def _connections_alive() -> int:
