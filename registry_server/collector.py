@@ -20,7 +20,7 @@ request waiting in the backlog, alive, so that their cost grows with the backlog
 scan them a tenth as often. And the complete look waits for the overload's end: it scans every open
 connection (more than a second for 6,000 under half a core), and a fleet that grows into an overload
 doubles the frozen objects just then. What an overload could leave frozen in cycles is what it made
-meanwhile; the first complete look after it finds it.
+meanwhile and what was waiting for a collection as it began; the first complete look after it finds it.
 
 The collector is tuned only in a process that calls :func:`tune_garbage_collector` (the server's command
 line): an application that embeds the registry keeps its own collector, and these calls do nothing there.

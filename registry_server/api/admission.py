@@ -227,9 +227,7 @@ class Admission:
         stalled = collecting_s - collecting_at > COLLECTING_STALL_S
         self._recent.append(completed_per_s if saturated and not stalled and completed_per_s > 0 else None)
         if saturated:
-            # Each of the recent seconds votes: a saturated one for what it served, any other for the estimate
-            # it kept up under. A lone saturated second (a wave of the fleet, the backlog a stall left) moves
-            # nothing; most of the recent seconds saturated do.
+            # (see RECENT: a lone saturated second moves nothing, most of the recent seconds saturated do)
             votes = sorted(served for served in self._recent if served is not None)
             if self.capacity_per_s is not None:
                 votes += [self.capacity_per_s] * (len(self._recent) - len(votes))
