@@ -228,10 +228,10 @@ class Admission:
         self._recent.append(completed_per_s if saturated and not stalled and completed_per_s > 0 else None)
         if saturated:
             # (see RECENT: a lone saturated second moves nothing, most of the recent seconds saturated do)
-            votes = sorted(served for served in self._recent if served is not None)
+            votes = [served for served in self._recent if served is not None]
             if self.capacity_per_s is not None:
                 votes += [self.capacity_per_s] * (len(self._recent) - len(votes))
-                votes.sort()
+            votes.sort()
             if votes:
                 self.capacity_per_s = votes[(len(votes) - 1) // 2]  # (of an even number, the lower)
         elif idle and self.capacity_per_s is not None \
