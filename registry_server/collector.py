@@ -64,7 +64,6 @@ class _Collections:
         self.looked_at = 0
         self.complete = False
         self.overloaded = False
-        self.tuned = False
 
 
 _done = _Collections()
@@ -80,7 +79,7 @@ def replica_overloaded(overloaded: bool) -> None:
     """Whether the replica is overloaded (it spaces heartbeats; the admission control says so whenever that
     changes): on entering, what the process holds is frozen and young collections become rarer; until the
     end, no collection looks at everything again (see the module's description)."""
-    if not _done.tuned or overloaded == _done.overloaded:
+    if _collection not in gc.callbacks or overloaded == _done.overloaded:  # (not tuned: left alone)
         return
     _done.overloaded = overloaded
     if overloaded:
@@ -96,8 +95,6 @@ def tune_garbage_collector() -> None:
     gc.freeze()
     _done.looked_at = gc.get_freeze_count()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, MIDDLE_COLLECTION_THRESHOLD, FULL_COLLECTION_THRESHOLD)
-    _done.tuned = True
-    _done.overloaded = False
     if _collection not in gc.callbacks:
         gc.callbacks.append(_collection)
 
