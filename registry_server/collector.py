@@ -12,15 +12,15 @@ ends leaves no reference cycle (see :func:`registry_server.serving.tune_hypercor
 objects would never be found, so the collector looks at everything again, once, when the frozen objects
 have doubled since it last did: what could be held that way never exceeds the live objects of then.
 
-An overload (:func:`replica_overloaded`: the replica spaces heartbeats) changes three things until it
-ends. What the process holds is frozen at once, without a scan: the fleet's connections, opened just
-before, would otherwise be scanned by the next full collection (half a second for 6,000 of them). Young
-collections are rarer (:data:`OVERLOAD_YOUNG_COLLECTION_THRESHOLD`): each scans the objects of every
-request waiting in the backlog, alive, so that their cost grows with the backlog, and a tenth as many
-scan them a tenth as often. And the complete look waits for the overload's end: it scans every open
-connection (more than a second for 6,000 under half a core), and a fleet that grows into an overload
-doubles the frozen objects just then. What an overload could leave frozen in cycles is what it made
-meanwhile and what was waiting for a collection as it began; the first complete look after it finds it.
+An overload (:func:`replica_overloaded`: the replica spaces heartbeats) changes three things until it ends.
+What the process holds is frozen at once, without a scan: the fleet's connections, opened just before, would
+otherwise be scanned by the next full collection (half a second for 6,000 of them). Young collections are
+rarer (:data:`OVERLOAD_YOUNG_COLLECTION_THRESHOLD`): each scans the objects of the requests waiting in the
+backlog, alive, and fewer of them scan the backlog less often; not much rarer, since each stops the event
+loop for as long as it scans. And the complete look waits for the overload's end: it scans every open
+connection (more than a second for 6,000 under half a core), and a fleet that grows into an overload doubles
+the frozen objects just then. What an overload could leave frozen in cycles is what it made meanwhile and
+what was waiting for a collection as it began; the first complete look after it finds it.
 
 The collector is tuned only in a process that calls :func:`tune_garbage_collector` (the server's command
 line): an application that embeds the registry keeps its own collector, and these calls do nothing there.
@@ -41,10 +41,13 @@ FULL_COLLECTION_THRESHOLD = 2
 """Middle collections between two full ones (CPython's default: 10). Full collections are what find the
 cycles promoted before they became garbage, and each scans only what is not frozen: rarer ones would
 each stall the replica longer and hold more dead objects meanwhile."""
-OVERLOAD_YOUNG_COLLECTION_THRESHOLD = 200_000
-"""Allocations between two young collections while the replica is overloaded: a tenth as many collections,
-each scanning about as much (the requests waiting in the backlog, alive), and at most this many objects
-of new reference cycles held a little longer."""
+OVERLOAD_YOUNG_COLLECTION_THRESHOLD = 50_000
+"""Allocations between two young collections while the replica is overloaded: fewer collections than at
+:data:`YOUNG_COLLECTION_THRESHOLD` (the requests waiting in the backlog, alive, are scanned less often),
+and at most this many objects of new reference cycles held a little longer. Each collection stops the
+event loop for as long as it scans what was made since the last: 0.1 to 0.24 s under half a core at
+50,000, 0.4 to 0.5 s at 200,000, after which an overloaded replica's backlog ran into refused writes and,
+in two runs of six, tens of thousands of timeouts."""
 LOOK_AGAIN_AT = 2.0
 """How many times more frozen objects than after the last complete look make the next full collection
 a complete one (everything unfrozen first)."""
