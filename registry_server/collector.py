@@ -45,7 +45,7 @@ OVERLOAD_YOUNG_COLLECTION_THRESHOLD = 50_000
 """Allocations between two young collections while the replica is overloaded: fewer collections than at
 :data:`YOUNG_COLLECTION_THRESHOLD` (the requests waiting in the backlog, alive, are scanned less often),
 and at most this many objects of new reference cycles held a little longer. Each collection stops the
-event loop for as long as it scans what was made since the last: 0.1 to 0.24 s under half a core at
+event loop for as long as it scans what was made since the last: 0.08 to 0.24 s under half a core at
 50,000, 0.4 to 0.5 s at 200,000, after which an overloaded replica's backlog ran into refused writes and,
 in two runs of six, tens of thousands of timeouts."""
 LOOK_AGAIN_AT = 2.0
